@@ -1,0 +1,102 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is every setting of the agent, with its defaults in one place.
+type config struct {
+	Listen            string
+	Advertise         string
+	Store             string
+	HTTP              string
+	FlushInterval     time.Duration
+	FlushBytes        int64
+	CacheBytes        int64
+	AutoCreateTopics  bool
+	NodeID            int
+	DefaultPartitions int
+	MetaPoll          time.Duration
+	LogLevel          string
+}
+
+// parseConfig fills the config from flags, then from BARGE_* variables
+// for every flag not given on the command line.
+func parseConfig(args []string, getenv func(string) string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.StringVar(&c.Listen, "listen", ":9092", "Kafka listener address")
+	fs.StringVar(&c.Advertise, "advertise", "", "host:port clients should connect to (default: the listener, with localhost for an empty host)")
+	fs.StringVar(&c.Store, "store", "file://./data", "bucket URL: file://DIR, s3://BUCKET[/PREFIX]?endpoint=URL&region=R&path_style=true, or mem://")
+	fs.StringVar(&c.HTTP, "http", ":9644", "address for /metrics, /healthz and /readyz (empty: off)")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", 0, "seal the ingest buffer this long after its first record (default 250ms for s3, 5ms for file and mem)")
+	fs.Int64Var(&c.FlushBytes, "flush-bytes", 8<<20, "seal the ingest buffer at this many bytes")
+	fs.Int64Var(&c.CacheBytes, "cache-bytes", 512<<20, "memory for cached segment bytes")
+	fs.BoolVar(&c.AutoCreateTopics, "auto-create-topics", true, "create unknown topics named in Metadata requests (auto.create.topics.enable)")
+	fs.IntVar(&c.NodeID, "node-id", 0, "broker id this agent reports")
+	fs.IntVar(&c.DefaultPartitions, "default-partitions", 1, "partitions of auto-created topics (num.partitions)")
+	fs.DurationVar(&c.MetaPoll, "meta-poll-interval", 100*time.Millisecond, "how often to look for other agents' metadata-log entries")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "BARGE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" && !set[f.Name] && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", env, v, e)
+			}
+		}
+	})
+	if err != nil {
+		return c, err
+	}
+	return c, c.finish()
+}
+
+// finish derives defaults that depend on other settings and validates.
+func (c *config) finish() error {
+	if c.FlushInterval == 0 {
+		c.FlushInterval = 5 * time.Millisecond
+		if strings.HasPrefix(c.Store, "s3://") {
+			c.FlushInterval = 250 * time.Millisecond
+		}
+	}
+	if c.FlushInterval < 0 || c.FlushBytes <= 0 || c.CacheBytes <= 0 || c.DefaultPartitions <= 0 {
+		return fmt.Errorf("flush-interval, flush-bytes, cache-bytes and default-partitions must be positive")
+	}
+	if c.Advertise == "" {
+		host, port, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			return fmt.Errorf("listen %q: %w", c.Listen, err)
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "localhost"
+		}
+		c.Advertise = net.JoinHostPort(host, port)
+	}
+	if _, _, err := c.advertised(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c *config) advertised() (string, int32, error) {
+	host, port, err := net.SplitHostPort(c.Advertise)
+	if err != nil {
+		return "", 0, fmt.Errorf("advertise %q: %w", c.Advertise, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p > 65535 {
+		return "", 0, fmt.Errorf("advertise %q: bad port", c.Advertise)
+	}
+	return host, int32(p), nil
+}

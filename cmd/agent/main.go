@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bargehq/barge/pkg/cache"
+	"github.com/bargehq/barge/pkg/meta"
+	"github.com/bargehq/barge/pkg/objstore"
+	"github.com/bargehq/barge/pkg/protocol"
+	"github.com/bargehq/barge/pkg/tiered"
+)
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "barge agent:", err)
+		os.Exit(2)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "barge agent: log-level:", err)
+		os.Exit(2)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, cfg, logger); err != nil {
+		logger.Error("agent failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run starts every part, serves until ctx ends, then drains: buffered
+// records are flushed and answered before the process exits.
+func run(ctx context.Context, cfg config, logger *slog.Logger) error {
+	writerID := newWriterID()
+	logger = logger.With("agent", writerID)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	raw, err := objstore.Open(ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	store := objstore.Instrument(raw, reg)
+	clusterID, err := loadClusterID(ctx, store)
+	if err != nil {
+		return err
+	}
+
+	start := time.Now()
+	mlog, err := meta.Open(ctx, store, meta.Options{WriterID: writerID, PollInterval: cfg.MetaPoll, Logger: logger})
+	if err != nil {
+		return err
+	}
+	logCtx, stopLog := context.WithCancel(context.Background())
+	logDone := make(chan struct{})
+	go func() { mlog.Run(logCtx); close(logDone) }()
+	defer func() { stopLog(); <-logDone }()
+	logger.Info("metadata log loaded", "took", time.Since(start).Round(time.Millisecond))
+
+	pageCache, err := cache.New(cfg.CacheBytes, reg)
+	if err != nil {
+		return err
+	}
+	defer pageCache.Close()
+	ingest := tiered.NewIngest(tiered.IngestConfig{FlushInterval: cfg.FlushInterval, FlushBytes: cfg.FlushBytes,
+		WriterID: writerID, Logger: logger}, store, mlog, pageCache, reg)
+	host, port, _ := cfg.advertised()
+	srv := protocol.New(protocol.Config{
+		NodeID: int32(cfg.NodeID), AdvertisedHost: host, AdvertisedPort: port, ClusterID: clusterID,
+		AutoCreateTopics: cfg.AutoCreateTopics, DefaultPartitions: int32(cfg.DefaultPartitions), Logger: logger,
+	}, mlog, ingest, tiered.NewReader(store, pageCache), reg)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		ingest.Close()
+		return err
+	}
+	var ready atomic.Bool
+	httpSrv, err := startHTTP(cfg.HTTP, reg, &ready, logger)
+	if err != nil {
+		ln.Close()
+		ingest.Close()
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	ready.Store(true)
+	logger.Info("serving Kafka", "listen", ln.Addr().String(), "advertise", cfg.Advertise, "store", cfg.Store,
+		"flush_interval", cfg.FlushInterval, "http", cfg.HTTP)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		ingest.Close()
+		return err
+	}
+	logger.Info("draining")
+	ready.Store(false)
+	ln.Close()
+	drainCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	drained := make(chan struct{})
+	go func() { srv.Drain(drainCtx); close(drained) }()
+	ingest.Close() // seals, uploads, commits and answers what is buffered
+	<-drained
+	if httpSrv != nil {
+		httpSrv.Shutdown(drainCtx)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func startHTTP(addr string, reg *prometheus.Registry, ready *atomic.Bool, logger *slog.Logger) (*http.Server, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("http server", "err", err)
+		}
+	}()
+	return srv, nil
+}
+
+// loadClusterID returns the bucket's cluster id, creating it on first use:
+// every agent on one bucket reports the same id.
+func loadClusterID(ctx context.Context, store objstore.Store) (string, error) {
+	const key = "meta/cluster-id"
+	var raw [16]byte
+	rand.Read(raw[:])
+	id := base64.RawURLEncoding.EncodeToString(raw[:]) // Kafka's form: a UUID in 22 characters
+	err := store.PutIfAbsent(ctx, key, []byte(id))
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, objstore.ErrExists) {
+		return "", fmt.Errorf("creating cluster id: %w", err)
+	}
+	b, err := store.Get(ctx, key)
+	if err != nil {
+		return "", fmt.Errorf("reading cluster id: %w", err)
+	}
+	return string(b), nil
+}
+
+func newWriterID() string {
+	var b [5]byte
+	rand.Read(b[:])
+	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
+}

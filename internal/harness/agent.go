@@ -1,0 +1,261 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	agentBuildOnce sync.Once
+	agentBuildDir  string
+	agentBin       string
+	agentBuildErr  error
+)
+
+// AgentBinary builds ./cmd/agent once per test process and returns the
+// binary's path. A failed build fails the test with the compiler output.
+func AgentBinary(t testing.TB) string {
+	t.Helper()
+	agentBuildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "barge-agent-build-")
+		if err != nil {
+			agentBuildErr = err
+			return
+		}
+		agentBuildDir = dir
+		bin := filepath.Join(dir, "barge-agent")
+		cmd := exec.Command("go", "build", "-o", bin, "./cmd/agent")
+		cmd.Dir = RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			agentBuildErr = fmt.Errorf("go build ./cmd/agent: %v\n%s", err, out)
+			return
+		}
+		agentBin = bin
+	})
+	if agentBuildErr != nil {
+		t.Fatalf("harness: %v", agentBuildErr)
+	}
+	return agentBin
+}
+
+func removeAgentBuild() {
+	if agentBuildDir != "" {
+		os.RemoveAll(agentBuildDir)
+	}
+}
+
+// AgentConfig says how to run an agent.
+type AgentConfig struct {
+	// Store is the --store URL; empty means file://./data, inside the
+	// agent's own directory.
+	Store string
+	// FlushInterval is passed as --flush-interval when nonzero.
+	FlushInterval time.Duration
+	// Env is added to the test process's environment (later entries win).
+	Env []string
+	// Args are appended to the command line.
+	Args []string
+	// Binary overrides the agent binary (default AgentBinary(t)).
+	Binary string
+}
+
+// Agent is one running agent process. Its methods are not safe for
+// concurrent use.
+type Agent struct {
+	// Addr is the Kafka listener, HTTPAddr the --http listener (both
+	// host:port on 127.0.0.1). They stay the same across Restart.
+	Addr, HTTPAddr string
+	// Dir is the agent's working directory; the default store lives in
+	// Dir/data and the combined stdout and stderr in LogPath.
+	Dir     string
+	LogPath string
+	Config  AgentConfig
+
+	bin     string
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	waitErr error
+}
+
+// StartAgent runs an agent on two fresh loopback ports in a fresh temporary
+// directory and waits until its /readyz answers 200. The test's cleanup
+// kills it and, if the test failed, logs the tail of its output.
+func StartAgent(t testing.TB, cfg AgentConfig) *Agent {
+	t.Helper()
+	bin := cfg.Binary
+	if bin == "" {
+		bin = AgentBinary(t)
+	}
+	dir, err := os.MkdirTemp("", "barge-agent-")
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	a := &Agent{
+		Addr:     loopback(freePort(t)),
+		HTTPAddr: loopback(freePort(t)),
+		Dir:      dir,
+		LogPath:  filepath.Join(dir, "agent.log"),
+		Config:   cfg,
+		bin:      bin,
+	}
+	t.Cleanup(func() {
+		a.Kill()
+		if t.Failed() {
+			t.Logf("agent %s log (tail of %s):\n%s", a.Addr, a.LogPath, tail(a.LogPath, 16<<10))
+		} else {
+			os.RemoveAll(dir)
+		}
+	})
+	a.start(t)
+	return a
+}
+
+func (a *Agent) args() []string {
+	store := a.Config.Store
+	if store == "" {
+		store = "file://./data"
+	}
+	args := []string{
+		"--listen", a.Addr,
+		"--advertise", a.Addr,
+		"--http", a.HTTPAddr,
+		"--store", store,
+	}
+	if a.Config.FlushInterval != 0 {
+		args = append(args, "--flush-interval", a.Config.FlushInterval.String())
+	}
+	return append(args, a.Config.Args...)
+}
+
+func (a *Agent) start(t testing.TB) {
+	t.Helper()
+	logf, err := os.OpenFile(a.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	fmt.Fprintf(logf, "=== harness: starting %s %q at %s\n", a.bin, a.args(), time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(a.bin, a.args()...)
+	cmd.Dir = a.Dir
+	cmd.Env = append(os.Environ(), a.Config.Env...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	killWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("harness: start agent: %v", err)
+	}
+	logf.Close() // the child holds its own copy
+	a.cmd = cmd
+	a.done = make(chan struct{})
+	a.waitErr = nil
+	go func(done chan struct{}) {
+		err := cmd.Wait()
+		a.waitErr = err // read only after done is closed
+		close(done)
+	}(a.done)
+	a.waitReady(t)
+}
+
+func (a *Agent) waitReady(t testing.TB) {
+	t.Helper()
+	url := "http://" + a.HTTPAddr + "/readyz"
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-a.done:
+			t.Fatalf("harness: agent exited before ready (%v); log:\n%s", a.waitErr, tail(a.LogPath, 16<<10))
+		case <-tick.C:
+		}
+		if time.Now().After(deadline) {
+			a.Kill()
+			t.Fatalf("harness: agent not ready at %s within 60s; log:\n%s", url, tail(a.LogPath, 16<<10))
+		}
+	}
+}
+
+// Running reports whether the process is still alive.
+func (a *Agent) Running() bool {
+	if a.done == nil {
+		return false
+	}
+	select {
+	case <-a.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Pid returns the process id of the current (or last) process.
+func (a *Agent) Pid() int {
+	if a.cmd == nil || a.cmd.Process == nil {
+		return 0
+	}
+	return a.cmd.Process.Pid
+}
+
+// Kill sends SIGKILL and waits for the process to exit. It is a no-op when
+// the agent is not running.
+func (a *Agent) Kill() {
+	if !a.Running() {
+		return
+	}
+	_ = a.cmd.Process.Kill()
+	<-a.done
+}
+
+// Stop sends SIGTERM and waits for the process to exit, returning its exit
+// error (nil for a clean exit). If it has not exited after 60s it is killed
+// and Stop returns an error saying so.
+func (a *Agent) Stop() error {
+	if !a.Running() {
+		return a.waitErr
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+		return a.waitErr
+	case <-time.After(60 * time.Second):
+		a.Kill()
+		return errors.New("harness: agent did not exit within 60s of SIGTERM; killed")
+	}
+}
+
+// Restart starts the agent again (killing it first if it still runs) with
+// the same ports, directory and configuration, and waits until it is ready.
+func (a *Agent) Restart(t testing.TB) {
+	t.Helper()
+	a.Kill()
+	a.start(t)
+}
+
+// ExitCode returns the exit code of the last process, or -1 while it runs
+// or when it was killed by a signal.
+func (a *Agent) ExitCode() int {
+	if a.Running() || a.cmd == nil || a.cmd.ProcessState == nil {
+		return -1
+	}
+	return a.cmd.ProcessState.ExitCode()
+}
+
+// String names the agent in messages.
+func (a *Agent) String() string { return "agent " + a.Addr + " (pid " + strconv.Itoa(a.Pid()) + ")" }

@@ -1,0 +1,261 @@
+package batch
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+)
+
+// Decompression is bounded by the caller's limit for every codec: gzip, lz4
+// and zstd stream through an io.LimitedReader, and snappy's block headers
+// declare the decoded length, which is checked before anything is
+// allocated. Decoders are pooled so that a decompression allocates only its
+// output.
+
+// zstdMaxWindow is the largest zstd window accepted: Kafka's, zstd-jni's
+// default windowLog limit of 27. Java producers declare 2 MiB at the default
+// level and more at high levels even for small batches.
+const zstdMaxWindow = 1 << 27
+
+var (
+	gzipReaders = sync.Pool{New: func() any { return new(gzip.Reader) }}
+	lz4Readers  = sync.Pool{New: func() any { return lz4.NewReader(nil) }}
+	zstdReaders = sync.Pool{New: func() any {
+		// DecodeAll decodes into the output buffer, which doubles as the
+		// window, so a frame's declared window costs nothing (a streaming
+		// decoder allocates it up front: 128 MiB for a 10-byte frame).
+		// With the cap limit, DecodeAll stops once the output outgrows
+		// cap(dst), checked after every block of at most 128 KiB.
+		// Concurrency 1 starts no goroutines, so a dropped decoder needs
+		// no Close.
+		d, err := zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(zstdMaxWindow),
+			zstd.WithDecodeAllCapLimit(true),
+		)
+		if err != nil {
+			panic(err) // static options
+		}
+		return d
+	}}
+)
+
+// decompress returns the records bytes of a batch compressed with c,
+// refusing output above limit bytes.
+func decompress(c Codec, src []byte, limit int) ([]byte, error) {
+	switch c {
+	case None:
+		return src, nil
+	case Gzip:
+		zr := gzipReaders.Get().(*gzip.Reader)
+		defer gzipReaders.Put(zr)
+		if err := zr.Reset(bytes.NewReader(src)); err != nil {
+			return nil, fmt.Errorf("%w: gzip: %v", ErrCorrupt, err)
+		}
+		out, err := readBounded(zr, limit, gzipSizeHint(src))
+		zr.Reset(bytes.NewReader(nil)) // drop the reference to src
+		return out, err
+	case Snappy:
+		return decompressSnappy(src, limit)
+	case LZ4:
+		zr := lz4Readers.Get().(*lz4.Reader)
+		defer lz4Readers.Put(zr)
+		zr.Reset(bytes.NewReader(src))
+		out, err := readBounded(zr, limit, 4*len(src))
+		zr.Reset(nil)
+		return out, err
+	case Zstd:
+		return decompressZstd(src, limit)
+	}
+	return nil, fmt.Errorf("%w: codec id %d", ErrUnsupportedCodec, int8(c))
+}
+
+// readBounded reads r to its end, failing with ErrTooLarge past limit bytes.
+// hint is the expected output size, a guess that saves regrowing the buffer.
+func readBounded(r io.Reader, limit, hint int) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(min(limit, hint) + bytes.MinRead) // ReadFrom wants MinRead spare
+	n, err := buf.ReadFrom(&io.LimitedReader{R: r, N: int64(limit) + 1})
+	if err != nil {
+		return nil, fmt.Errorf("%w: decompressing: %v", ErrCorrupt, err)
+	}
+	if n > int64(limit) {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+	}
+	return buf.Bytes(), nil
+}
+
+// gzipSizeHint is the decompressed size a gzip stream's trailer records
+// (mod 2^32, of its last member), or a guess from the compressed size.
+func gzipSizeHint(src []byte) int {
+	if len(src) >= 18 {
+		return int(binary.LittleEndian.Uint32(src[len(src)-4:]))
+	}
+	return 4 * len(src)
+}
+
+// decompressZstd decodes src with DecodeAll into a buffer whose capacity
+// bounds the output. A frame that declares its content size gets a buffer
+// of that size; otherwise (Java producers stream, so their frames do not)
+// the guess starts at a few times the input and doubles, decoding again,
+// up to limit: at most twice the work of one decode.
+func decompressZstd(src []byte, limit int) ([]byte, error) {
+	size := min(limit, 4*len(src)+bytes.MinRead)
+	var fh zstd.Header
+	if fh.Decode(src) == nil && fh.HasFCS {
+		if fh.FrameContentSize > uint64(limit) {
+			return nil, fmt.Errorf("%w: zstd frame of %d bytes, limit %d", ErrTooLarge, fh.FrameContentSize, limit)
+		}
+		size = max(size, int(fh.FrameContentSize))
+	}
+	d := zstdReaders.Get().(*zstd.Decoder)
+	defer zstdReaders.Put(d)
+	for {
+		out, err := d.DecodeAll(src, make([]byte, 0, size))
+		switch {
+		case err == nil:
+			return out, nil
+		case !errors.Is(err, zstd.ErrDecoderSizeExceeded):
+			return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+		case size >= limit:
+			return nil, fmt.Errorf("%w: zstd output over %d bytes", ErrTooLarge, limit)
+		}
+		size = min(limit, 2*size)
+	}
+}
+
+// xerialMagic opens the framing that the Java snappy library's
+// SnappyOutputStream writes, and so the Java producer: the magic, a 4-byte
+// version and a 4-byte minimum compatible version (16 bytes), then chunks,
+// each a 4-byte big-endian length and a raw snappy block. librdkafka and
+// franz-go may send a single raw snappy block instead.
+var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
+
+const xerialHeaderSize = 16
+
+var errXerial = errors.New("malformed xerial snappy framing")
+
+func decompressSnappy(src []byte, limit int) ([]byte, error) {
+	if len(src) >= xerialHeaderSize && bytes.HasPrefix(src, xerialMagic) {
+		return decompressXerial(src[xerialHeaderSize:], limit)
+	}
+	n, err := s2.DecodedLen(src)
+	if err != nil {
+		return nil, fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
+	}
+	if n > limit {
+		return nil, fmt.Errorf("%w: snappy block of %d bytes, limit %d", ErrTooLarge, n, limit)
+	}
+	out, err := s2.Decode(make([]byte, n), src)
+	if err != nil {
+		return nil, fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
+	}
+	return out, nil
+}
+
+// decompressXerial decodes the chunks after the xerial header. It first
+// walks the chunk lengths and sums the decoded lengths the blocks declare,
+// so that the bound is checked and the output allocated once.
+func decompressXerial(src []byte, limit int) ([]byte, error) {
+	total := 0
+	for rem := src; len(rem) > 0; {
+		block, next, err := xerialChunk(rem)
+		if err != nil {
+			return nil, err
+		}
+		n, err := s2.DecodedLen(block)
+		if err != nil {
+			return nil, fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
+		}
+		if total += n; total > limit {
+			return nil, fmt.Errorf("%w: xerial snappy over %d bytes", ErrTooLarge, limit)
+		}
+		rem = next
+	}
+	out := make([]byte, total)
+	at := 0
+	for rem := src; len(rem) > 0; {
+		block, next, _ := xerialChunk(rem)
+		n, _ := s2.DecodedLen(block)
+		if _, err := s2.Decode(out[at:at+n:at+n], block); err != nil {
+			return nil, fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
+		}
+		at += n
+		rem = next
+	}
+	return out, nil
+}
+
+func xerialChunk(b []byte) (block, rest []byte, err error) {
+	if len(b) < 4 {
+		return nil, nil, fmt.Errorf("%w: %v: %d-byte chunk header", ErrCorrupt, errXerial, len(b))
+	}
+	n := binary.BigEndian.Uint32(b)
+	if uint64(n) > uint64(len(b)-4) {
+		return nil, nil, fmt.Errorf("%w: %v: chunk of %d bytes, %d remain", ErrCorrupt, errXerial, n, len(b)-4)
+	}
+	return b[4 : 4+n], b[4+n:], nil
+}
+
+// zstdEncoder is shared: EncodeAll is safe for concurrent use. A 64 KiB
+// window, as franz-go uses, keeps encoder memory small; batches are
+// rarely much larger.
+var zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
+	e, err := zstd.NewWriter(nil,
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(64<<10),
+		zstd.WithZeroFrames(true),
+	)
+	if err != nil {
+		panic(err) // static options
+	}
+	return e
+})
+
+// compress appends src compressed with c to dst. Snappy is written as one
+// raw block, which every Kafka client reads (the Java one falls back to a
+// raw block when the xerial magic is absent); lz4 as an LZ4 frame with
+// 64 KiB independent blocks, as the Java producer writes it.
+func compress(dst, src []byte, c Codec) ([]byte, error) {
+	switch c {
+	case None:
+		return append(dst, src...), nil
+	case Gzip:
+		buf := bytes.NewBuffer(dst)
+		w := gzip.NewWriter(buf)
+		if _, err := w.Write(src); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	case Snappy:
+		return append(dst, s2.EncodeSnappy(nil, src)...), nil
+	case LZ4:
+		buf := bytes.NewBuffer(dst)
+		w := lz4.NewWriter(buf)
+		if err := w.Apply(lz4.BlockSizeOption(lz4.Block64Kb)); err != nil {
+			return nil, err
+		}
+		if _, err := w.Write(src); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	case Zstd:
+		return zstdEncoder().EncodeAll(src, dst), nil
+	}
+	return nil, fmt.Errorf("%w: codec id %d", ErrUnsupportedCodec, int8(c))
+}

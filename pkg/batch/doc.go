@@ -1,0 +1,15 @@
+// Package batch reads, checks, patches and writes Kafka v2 record batches
+// (magic 2), the unit in which producers send records and in which Barge stores
+// and serves them byte for byte.
+//
+// The broker's hot path never decodes records: it splits a Produce request's
+// records field with [Split], checks each batch with [Validate] (lengths,
+// magic, CRC32C, counts, codec) without allocating or copying, and patches the
+// few fields it owns in place ([SetBaseOffset], [SetPartitionLeaderEpoch],
+// which the CRC does not cover, and [SetLogAppendTime], which recomputes it).
+//
+// Decoding ([Records]) and encoding ([Build]) are for the cold paths, such as
+// compaction and tests; they decompress gzip, snappy (raw and xerial framed),
+// lz4 (frame format) and zstd, always under a caller-supplied output bound,
+// because batch bytes come from the network and are untrusted.
+package batch

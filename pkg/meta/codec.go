@@ -1,0 +1,151 @@
+package meta
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+)
+
+// The binary codec shared by entries and snapshots: little endian fixed
+// integers, unsigned varints for lengths and counts, and a CRC-32C trailer
+// over everything before it. Decoding never panics and never allocates more
+// than the input can justify.
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorrupt reports an entry or snapshot whose bytes do not decode.
+var ErrCorrupt = errors.New("meta: corrupt record")
+
+type encoder struct{ b []byte }
+
+func (e *encoder) u8(v uint8)    { e.b = append(e.b, v) }
+func (e *encoder) uvar(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) svar(v int64)  { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) i64(v int64)   { e.b = binary.LittleEndian.AppendUint64(e.b, uint64(v)) }
+func (e *encoder) str(s string)  { e.uvar(uint64(len(s))); e.b = append(e.b, s...) }
+func (e *encoder) id(v TopicID)  { e.b = append(e.b, v[:]...) }
+
+func (e *encoder) bool(v bool) {
+	if v {
+		e.u8(1)
+	} else {
+		e.u8(0)
+	}
+}
+
+// seal appends the CRC-32C of everything encoded so far.
+func (e *encoder) seal() []byte {
+	return binary.LittleEndian.AppendUint32(e.b, crc32.Checksum(e.b, castagnoli))
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+// newDecoder checks the trailing CRC and returns a decoder over the rest.
+func newDecoder(b []byte) (*decoder, error) {
+	if len(b) < 4 {
+		return nil, fmt.Errorf("%w: %d bytes", ErrCorrupt, len(b))
+	}
+	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	}
+	return &decoder{b: body}, nil
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: truncated %s", ErrCorrupt, what)
+	}
+	d.b = nil
+}
+
+func (d *decoder) u8() uint8 {
+	if len(d.b) < 1 {
+		d.fail("byte")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) bool() bool { return d.u8() != 0 }
+
+func (d *decoder) uvar() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) svar() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) i64() int64 {
+	if len(d.b) < 8 {
+		d.fail("int64")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return int64(v)
+}
+
+func (d *decoder) i32() int32 {
+	v := d.svar()
+	if v < math.MinInt32 || v > math.MaxInt32 {
+		d.fail("int32")
+		return 0
+	}
+	return int32(v)
+}
+
+// count reads a collection length and rejects one that the remaining bytes
+// cannot hold (each element takes at least minSize bytes).
+func (d *decoder) count(minSize int) int {
+	n := d.uvar()
+	if minSize < 1 {
+		minSize = 1
+	}
+	if n > uint64(len(d.b)/minSize) {
+		d.fail("count")
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) str() string {
+	n := d.count(1)
+	if d.err != nil {
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) id() TopicID {
+	var v TopicID
+	if len(d.b) < len(v) {
+		d.fail("topic id")
+		return v
+	}
+	copy(v[:], d.b)
+	d.b = d.b[len(v):]
+	return v
+}

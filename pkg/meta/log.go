@@ -1,0 +1,340 @@
+package meta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bargehq/barge/pkg/objstore"
+)
+
+const (
+	logPrefix  = "meta/log/"
+	snapPrefix = "meta/snap/"
+)
+
+// EntryKey is the object key of log slot seq.
+func EntryKey(seq uint64) string { return fmt.Sprintf("%s%020d", logPrefix, seq) }
+
+// SnapshotKey is the object key of the snapshot taken after slot seq.
+func SnapshotKey(seq uint64) string { return fmt.Sprintf("%s%020d", snapPrefix, seq) }
+
+// Options configure a Log.
+type Options struct {
+	WriterID      string        // unique per agent process
+	PollInterval  time.Duration // how often to look for other agents' entries
+	SnapshotEvery uint64        // take a snapshot after every N-th slot this agent writes
+	MaxAttempts   int           // conditional-write attempts per entry on bucket errors
+	Logger        *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.WriterID == "" {
+		o.WriterID = strconv.FormatUint(rand.Uint64(), 36)
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 100 * time.Millisecond
+	}
+	if o.SnapshotEvery == 0 {
+		o.SnapshotEvery = 1000
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 8
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Log is this agent's view of the metadata log. One goroutine (Run) owns
+// every append and every apply, so the state advances in slot order and an
+// agent's own entries are appended in the order they were submitted.
+type Log struct {
+	store objstore.Store
+	opts  Options
+
+	mu      sync.RWMutex
+	state   *State
+	changed chan struct{}
+
+	reqs      chan *Pending
+	snapshots sync.WaitGroup
+}
+
+// Pending is a submitted append.
+type Pending struct {
+	ops     []Op
+	done    chan struct{}
+	results []Result
+	err     error
+}
+
+// Wait blocks until the ops are applied (or failed) and returns their results.
+func (p *Pending) Wait(ctx context.Context) ([]Result, error) {
+	select {
+	case <-p.done:
+		return p.results, p.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Open loads the newest snapshot and replays the entries after it.
+func Open(ctx context.Context, store objstore.Store, opts Options) (*Log, error) {
+	opts.defaults()
+	l := &Log{store: store, opts: opts, state: NewState(), changed: make(chan struct{}), reqs: make(chan *Pending, 1024)}
+	if err := l.loadSnapshot(ctx); err != nil {
+		return nil, err
+	}
+	if err := l.replay(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Log) loadSnapshot(ctx context.Context) error {
+	snaps, err := l.store.List(ctx, snapPrefix, "", 0)
+	if err != nil {
+		return fmt.Errorf("meta: list snapshots: %w", err)
+	}
+	for i := len(snaps) - 1; i >= 0; i-- { // newest first; fall back past a bad one
+		b, err := l.store.Get(ctx, snaps[i].Key)
+		if err != nil {
+			return fmt.Errorf("meta: read %s: %w", snaps[i].Key, err)
+		}
+		st, err := DecodeSnapshot(b)
+		if err != nil {
+			l.opts.Logger.Error("skipping unreadable snapshot", "key", snaps[i].Key, "err", err)
+			continue
+		}
+		l.state = st
+		return nil
+	}
+	return nil
+}
+
+// replay lists the entries after the current state and applies them,
+// fetching several at once since start-up time is bucket round trips.
+func (l *Log) replay(ctx context.Context) error {
+	keys, err := l.store.List(ctx, logPrefix, EntryKey(l.state.Seq), 0)
+	if err != nil {
+		return fmt.Errorf("meta: list log: %w", err)
+	}
+	const window = 64
+	for start := 0; start < len(keys); start += window {
+		chunk := keys[start:min(start+window, len(keys))]
+		bodies := make([][]byte, len(chunk))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(8)
+		for i, k := range chunk {
+			g.Go(func() error {
+				b, err := l.store.Get(gctx, k.Key)
+				bodies[i] = b
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return fmt.Errorf("meta: replay: %w", err)
+		}
+		for i, k := range chunk {
+			seq, err := strconv.ParseUint(strings.TrimPrefix(k.Key, logPrefix), 10, 64)
+			if err != nil || seq != l.state.Seq+1 {
+				return fmt.Errorf("meta: log has a gap or stray key at %s (state at %d)", k.Key, l.state.Seq)
+			}
+			l.applyBytes(seq, bodies[i])
+		}
+	}
+	return l.catchUp(ctx)
+}
+
+// Run appends submitted entries and tails the log until ctx ends.
+func (l *Log) Run(ctx context.Context) {
+	tick := time.NewTicker(l.opts.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			l.failQueued(ctx.Err())
+			l.snapshots.Wait()
+			return
+		case p := <-l.reqs:
+			batch := []*Pending{p}
+			for len(batch) < 256 { // group commit whatever else is waiting
+				select {
+				case q := <-l.reqs:
+					batch = append(batch, q)
+					continue
+				default:
+				}
+				break
+			}
+			l.write(ctx, batch)
+		case <-tick.C:
+			if err := l.catchUp(ctx); err != nil && ctx.Err() == nil {
+				l.opts.Logger.Warn("tailing the metadata log", "err", err)
+			}
+		}
+	}
+}
+
+func (l *Log) failQueued(err error) {
+	for {
+		select {
+		case p := <-l.reqs:
+			p.err = err
+			close(p.done)
+		default:
+			return
+		}
+	}
+}
+
+// Submit queues ops for the next entry without waiting.
+func (l *Log) Submit(ops ...Op) *Pending {
+	p := &Pending{ops: ops, done: make(chan struct{})}
+	l.reqs <- p
+	return p
+}
+
+// Append writes ops to the log and returns their results once applied.
+func (l *Log) Append(ctx context.Context, ops ...Op) ([]Result, error) {
+	return l.Submit(ops...).Wait(ctx)
+}
+
+// ErrUnavailable wraps bucket failures that exhausted the retries.
+var ErrUnavailable = errors.New("meta: log unavailable")
+
+func (l *Log) write(ctx context.Context, batch []*Pending) {
+	en := &Entry{Writer: l.opts.WriterID, Tag: rand.Uint64(), TimeMs: time.Now().UnixMilli()}
+	for _, p := range batch {
+		en.Ops = append(en.Ops, p.ops...)
+	}
+	data := en.Encode()
+	backoff := 20 * time.Millisecond
+	for attempt := 1; ; {
+		seq := l.state.Seq + 1
+		err := l.store.PutIfAbsent(ctx, EntryKey(seq), data)
+		if errors.Is(err, objstore.ErrExists) {
+			// Someone took the slot; it may be our own earlier attempt
+			// whose answer was lost.
+			var b []byte
+			b, err = l.store.Get(ctx, EntryKey(seq))
+			if err == nil {
+				if other, derr := DecodeEntry(b); derr == nil && other.Writer == en.Writer && other.Tag == en.Tag {
+					l.finish(batch, seq, en)
+					return
+				}
+				l.applyBytes(seq, b)
+				continue
+			}
+		}
+		if err == nil {
+			l.finish(batch, seq, en)
+			return
+		}
+		if attempt >= l.opts.MaxAttempts || ctx.Err() != nil {
+			for _, p := range batch {
+				p.err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+				close(p.done)
+			}
+			return
+		}
+		attempt++
+		l.opts.Logger.Warn("metadata log append failed, retrying", "slot", seq, "attempt", attempt, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func (l *Log) finish(batch []*Pending, seq uint64, en *Entry) {
+	results := l.apply(seq, en)
+	i := 0
+	for _, p := range batch {
+		j := i + len(p.ops)
+		p.results = results[i:j:j] // capped: an append by one caller must not overwrite the next's
+		i = j
+		close(p.done)
+	}
+	if seq%l.opts.SnapshotEvery == 0 {
+		l.snapshot()
+	}
+}
+
+// snapshot writes the state as of now in the background. Only this
+// goroutine mutates the state, so encoding it here needs no lock.
+func (l *Log) snapshot() {
+	seq, data := l.state.Seq, l.state.EncodeSnapshot()
+	l.snapshots.Add(1)
+	go func() {
+		defer l.snapshots.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := l.store.Put(ctx, SnapshotKey(seq), data); err != nil {
+			l.opts.Logger.Warn("writing metadata snapshot", "seq", seq, "err", err)
+		}
+	}()
+}
+
+// catchUp applies every entry other agents appended since the last look.
+func (l *Log) catchUp(ctx context.Context) error {
+	for {
+		seq := l.state.Seq + 1
+		b, err := l.store.Get(ctx, EntryKey(seq))
+		if errors.Is(err, objstore.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		l.applyBytes(seq, b)
+	}
+}
+
+// applyBytes applies a stored entry. An entry that does not decode is
+// applied as empty by every agent alike, so the log never wedges on it.
+func (l *Log) applyBytes(seq uint64, b []byte) {
+	en, err := DecodeEntry(b)
+	if err != nil {
+		l.opts.Logger.Error("metadata log entry unreadable; applying as empty", "seq", seq, "err", err)
+		en = &Entry{}
+	}
+	l.apply(seq, en)
+}
+
+func (l *Log) apply(seq uint64, en *Entry) []Result {
+	l.mu.Lock()
+	results := l.state.Apply(seq, en)
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.mu.Unlock()
+	return results
+}
+
+// View calls fn with the state under a read lock; fn must not keep
+// references to mutable parts (slices of chunks may be copied out).
+func (l *Log) View(fn func(*State)) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	fn(l.state)
+}
+
+// Changed returns a channel closed at the next state change.
+func (l *Log) Changed() <-chan struct{} {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.changed
+}
+
+// WriterID returns the id this agent signs its entries with.
+func (l *Log) WriterID() string { return l.opts.WriterID }

@@ -1,0 +1,247 @@
+package meta
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+// historyEntries builds a varied history: topics with and without configs,
+// commits across partitions and objects, idempotent producers with more
+// than recentBatches batches, a grown and a deleted topic.
+func historyEntries() []*Entry {
+	orders, events, gone := testID(1), testID(2), testID(3)
+	ens := []*Entry{
+		{Writer: "a", TimeMs: 1000, Ops: []Op{
+			CreateTopic{Name: "orders", ID: orders, Partitions: 3, ReplicationFactor: 3,
+				Configs: map[string]string{"retention.ms": "1000", "cleanup.policy": "compact"}},
+			CreateTopic{Name: "events", ID: events, Partitions: 1},
+			CreateTopic{Name: "gone", ID: gone, Partitions: 2, Configs: map[string]string{}},
+			ReserveProducers{Count: 10},
+		}},
+	}
+	t := int64(2000)
+	for i := range int32(8) {
+		obj := "data/seg-" + string(rune('a'+i))
+		ens = append(ens, &Entry{Writer: "b", TimeMs: t, Ops: []Op{
+			commitOf(obj,
+				part(orders, i%3,
+					CommitBatch{Pos: 0, Len: 100, Records: 3, MaxTimestamp: t, ProducerID: 1000, ProducerEpoch: 1, BaseSequence: i / 3 * 3},
+					CommitBatch{Pos: 100, Len: 50, Records: 1, MaxTimestamp: t + 1, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}),
+				part(events, 0,
+					CommitBatch{Pos: 150, Len: 10, Records: 2, MaxTimestamp: t, ProducerID: 1001, BaseSequence: 2 * i},
+					CommitBatch{Pos: 160, Len: 10, Records: 1, MaxTimestamp: t, ProducerID: 1002, ProducerEpoch: int16(i)}),
+				part(gone, 1, plain(170, 5, 5)),
+			),
+		}})
+		t += 1000
+	}
+	ens = append(ens,
+		&Entry{Writer: "a", TimeMs: t, Ops: []Op{CreatePartitions{ID: events, Count: 3}, DeleteTopic{ID: gone}}},
+		&Entry{Writer: "a", TimeMs: t, Ops: []Op{commitOf("data/seg-z", part(events, 2, plain(0, 1, 1)), part(events, 1, plain(1, 1, 1)))}},
+	)
+	return ens
+}
+
+// moreEntries exercise the producer state a snapshot must carry: a
+// duplicate, the next sequence, a stale epoch, a new epoch, and expiry.
+func moreEntries(t0 int64) []*Entry {
+	orders, events := testID(1), testID(2)
+	return []*Entry{
+		{TimeMs: t0, Ops: []Op{commitOf("m1",
+			part(events, 0,
+				CommitBatch{Pos: 0, Len: 10, Records: 2, ProducerID: 1001, BaseSequence: 14}, // duplicate of the last
+				CommitBatch{Pos: 10, Len: 10, Records: 2, ProducerID: 1001, BaseSequence: 16},
+				CommitBatch{Pos: 20, Len: 10, Records: 1, ProducerID: 1002, ProducerEpoch: 6}, // stale epoch
+				CommitBatch{Pos: 30, Len: 10, Records: 1, ProducerID: 1002, ProducerEpoch: 8, BaseSequence: 0},
+				CommitBatch{Pos: 40, Len: 10, Records: 2, ProducerID: 1001, BaseSequence: 0}, // too old: out of order
+			),
+			part(orders, 1, CommitBatch{Pos: 50, Len: 10, Records: 3, ProducerID: 1000, ProducerEpoch: 1, BaseSequence: 3}),
+		)}},
+		{TimeMs: t0 + 48*60*60*1000, Ops: []Op{ // producers expired
+			ReserveProducers{Count: 3},
+			commitOf("m2", part(events, 0, CommitBatch{Pos: 0, Len: 10, Records: 2, ProducerID: 1001, BaseSequence: 14})),
+			CreateTopic{Name: "late", ID: testID(4), Partitions: 1},
+		}},
+	}
+}
+
+func historyState(t testing.TB) *State {
+	t.Helper()
+	s := NewState()
+	for _, en := range historyEntries() {
+		for i, r := range s.Apply(s.Seq+1, en) {
+			if r.Err != nil {
+				t.Fatalf("history op %d: %v", i, r.Err)
+			}
+			for _, p := range r.Parts {
+				for _, b := range p {
+					if b.Err != nil {
+						t.Fatalf("history batch: %v", b.Err)
+					}
+				}
+			}
+		}
+	}
+	return s
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	orig := historyState(t)
+	b := orig.EncodeSnapshot()
+	dec, err := DecodeSnapshot(b)
+	if err != nil {
+		t.Fatalf("DecodeSnapshot: %v", err)
+	}
+	if b2 := dec.EncodeSnapshot(); !bytes.Equal(b, b2) {
+		t.Fatalf("snapshot of decoded state differs:\n%x\n%x", b, b2)
+	}
+	if !reflect.DeepEqual(orig, dec) {
+		t.Fatal("decoded state differs from the original")
+	}
+	if dec.Seq != orig.Seq || dec.Topic("orders").Configs["cleanup.policy"] != "compact" || dec.Topic("gone") != nil {
+		t.Fatalf("decoded state: seq %d, topics %v", dec.Seq, dec.TopicNames())
+	}
+
+	// The same further entries give the same results and states.
+	for i, en := range moreEntries(100_000) {
+		r1, r2 := orig.Apply(orig.Seq+1, en), dec.Apply(dec.Seq+1, en)
+		if !reflect.DeepEqual(r1, r2) {
+			t.Fatalf("entry %d: results differ:\n%+v\n%+v", i, r1, r2)
+		}
+		if !bytes.Equal(orig.EncodeSnapshot(), dec.EncodeSnapshot()) {
+			t.Fatalf("entry %d: snapshots differ", i)
+		}
+	}
+	// And the further entries did hit the producer state.
+	orig2, _ := DecodeSnapshot(b)
+	r := orig2.Apply(orig2.Seq+1, moreEntries(100_000)[0])[0].Parts[0]
+	wantErrs := []error{nil, nil, ErrInvalidProducerEpoch, nil, ErrOutOfOrderSequence}
+	for i, w := range wantErrs {
+		if !errors.Is(r[i].Err, w) {
+			t.Fatalf("batch %d: err %v, want %v", i, r[i].Err, w)
+		}
+	}
+	// events/0 took 3 offsets per history commit; the last pid 1001 batch
+	// (seq 14) went to offset 21.
+	if r[0].BaseOffset != 21 {
+		t.Fatalf("duplicate got offset %d, want 21", r[0].BaseOffset)
+	}
+}
+
+func TestSnapshotEmptyState(t *testing.T) {
+	b := NewState().EncodeSnapshot()
+	s, err := DecodeSnapshot(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(s, NewState()) {
+		t.Fatalf("decoded empty state = %+v", s)
+	}
+}
+
+func TestSnapshotDeterministic(t *testing.T) {
+	a, b := historyState(t), historyState(t)
+	if !bytes.Equal(a.EncodeSnapshot(), b.EncodeSnapshot()) {
+		t.Fatal("same history, different snapshots")
+	}
+}
+
+func TestDecodeSnapshotCorrupt(t *testing.T) {
+	b := historyState(t).EncodeSnapshot()
+	for i := range b {
+		c := bytes.Clone(b)
+		c[i] ^= 0x10
+		if _, err := DecodeSnapshot(c); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("byte %d flipped: err = %v, want ErrCorrupt", i, err)
+		}
+	}
+	body := b[:len(b)-4]
+	for n := range body {
+		if _, err := DecodeSnapshot(b[:n]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("truncated to %d: err = %v, want ErrCorrupt", n, err)
+		}
+		if _, err := DecodeSnapshot(reseal(body[:n])); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("body truncated to %d and resealed: err = %v, want ErrCorrupt", n, err)
+		}
+	}
+	for _, bad := range [][]byte{
+		reseal(append(bytes.Clone(body), 0)),                          // trailing byte
+		reseal(append([]byte("BRGN\x02"), body[5:]...)),               // version 2
+		reseal(append([]byte("BRGE\x01"), body[5:]...)),               // entry magic
+		(&Entry{Writer: "w"}).Encode(),                                // an entry is no snapshot
+		reseal(append([]byte("BRGN\x01\x00\x00\x01\x01x\x01"), 0x7f)), // topic count beyond input
+	} {
+		if _, err := DecodeSnapshot(bad); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%x: err = %v, want ErrCorrupt", bad, err)
+		}
+	}
+}
+
+// A producer remembers at most recentBatches batches; a snapshot that
+// claims more is not one this version wrote.
+func TestDecodeSnapshotTooManyRecentBatches(t *testing.T) {
+	s := stateWith(t, 1)
+	p := partition(t, s, "t", 0)
+	p.producers = map[int64]*producerState{7: {epoch: 1, lastMs: 5}, 8: {epoch: 1, lastMs: 5, recent: []seqRange{{1, 1, 1}}}}
+	for i := range int32(recentBatches + 1) {
+		p.producers[7].recent = append(p.producers[7].recent, seqRange{first: i, last: i, baseOffset: int64(i)})
+	}
+	if _, err := DecodeSnapshot(s.EncodeSnapshot()); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("err = %v, want ErrCorrupt", err)
+	}
+}
+
+func FuzzDecodeSnapshot(f *testing.F) {
+	f.Add(NewState().EncodeSnapshot())
+	f.Add(historyState(f).EncodeSnapshot())
+	s := stateWith(f, 2)
+	applyAt(s, 5, commitOf("o", part(testID(1), 1, idem(3, 2, 1, 4), plain(10, 3, 1))))
+	f.Add(s.EncodeSnapshot())
+	f.Add([]byte("BRGN\x01"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkSnapshotBytes(t, b)
+		if len(b) >= 4 {
+			checkSnapshotBytes(t, reseal(b[:len(b)-4]))
+		}
+	})
+}
+
+// checkSnapshotBytes decodes b; a state that decodes must encode to a
+// snapshot that decodes to the same encoding, and take further entries
+// without panicking.
+func checkSnapshotBytes(t *testing.T, b []byte) {
+	t.Helper()
+	s, err := DecodeSnapshot(b)
+	if err != nil {
+		if !errors.Is(err, ErrCorrupt) || s != nil {
+			t.Fatalf("DecodeSnapshot = %v, %v; want nil, ErrCorrupt", s, err)
+		}
+		return
+	}
+	b2 := s.EncodeSnapshot()
+	s2, err := DecodeSnapshot(b2)
+	if err != nil {
+		t.Fatalf("re-encoded snapshot does not decode: %v", err)
+	}
+	if b3 := s2.EncodeSnapshot(); !bytes.Equal(b2, b3) {
+		t.Fatalf("snapshot encoding is not a fixed point:\n%x\n%x", b2, b3)
+	}
+	// Apply a commit to every partition, with producers the state knows.
+	var parts []CommitPart
+	for _, name := range s.TopicNames() {
+		tp := s.Topic(name)
+		for i, p := range tp.Partitions {
+			batches := []CommitBatch{plain(0, 1, 1)}
+			for id, ps := range p.producers {
+				batches = append(batches,
+					CommitBatch{Pos: 1, Len: 1, Records: 1, ProducerID: id, ProducerEpoch: ps.epoch, BaseSequence: ps.recent[0].first},
+					CommitBatch{Pos: 2, Len: 1, Records: 1, ProducerID: id, ProducerEpoch: ps.epoch, BaseSequence: ps.recent[len(ps.recent)-1].last + 1})
+			}
+			parts = append(parts, CommitPart{Topic: tp.ID, Partition: int32(i), Batches: batches})
+		}
+	}
+	s.Apply(s.Seq+1, &Entry{TimeMs: 1, Ops: []Op{Commit{Object: "f", Parts: parts}, ReserveProducers{Count: 1}}})
+	s.EncodeSnapshot()
+}

@@ -1,0 +1,174 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/batch"
+	"github.com/bargehq/barge/pkg/meta"
+	"github.com/bargehq/barge/pkg/tiered"
+)
+
+// Produce, versions 3-11 (record batches, magic 2, only).
+//
+// Phase one (in connection order): validate every batch (framing, CRC,
+// magic, counts, max.message.bytes) and append the partition's batches to
+// the shared ingest buffer. Phase two: wait until the segment holding them
+// is in the bucket and committed to the metadata log, which assigns the
+// offsets. acks=1 and acks=-1 both answer only then, since the bucket is the
+// only replica; acks=0 gets no answer. Idempotent sequences are checked
+// when the commit is applied, so two agents cannot both accept a sequence.
+// v8: per-record errors; v9: flexible; v10-11: leader hints (unused).
+func init() { register(0, 3, 11, handleProduce) }
+
+type producePart struct {
+	resp   *kmsg.ProduceResponseTopicPartition
+	ticket *tiered.Ticket
+}
+
+func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.Response {
+	req := r.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	var parts []producePart
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		t := &resp.Topics[i]
+		*t = kmsg.NewProduceResponseTopic()
+		t.Topic = rt.Topic
+		t.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		for j := range rt.Partitions {
+			p := &t.Partitions[j]
+			*p = kmsg.NewProduceResponseTopicPartition()
+			p.Partition = rt.Partitions[j].Partition
+			p.LogAppendTime = -1
+			if req.Acks != 0 && req.Acks != 1 && req.Acks != -1 {
+				p.ErrorCode = kerr.InvalidRequiredAcks.Code
+				continue
+			}
+			if req.TransactionID != nil {
+				p.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+				p.ErrorMessage = strp("transactions are not supported by this agent yet")
+				continue
+			}
+			tk, err := s.appendPartition(rt.Topic, &rt.Partitions[j])
+			if err != nil {
+				p.ErrorCode = errorCode(err)
+				p.ErrorMessage = strp(err.Error())
+				continue
+			}
+			parts = append(parts, producePart{resp: p, ticket: tk})
+		}
+	}
+	return func() kmsg.Response {
+		timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+		if timeout <= 0 {
+			timeout = 30 * time.Second
+		}
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		for _, pp := range parts {
+			res := pp.ticket.Wait(wctx)
+			switch {
+			case errors.Is(res.Err, context.DeadlineExceeded):
+				pp.resp.ErrorCode = kerr.RequestTimedOut.Code
+			case res.Err != nil:
+				pp.resp.ErrorCode = errorCode(res.Err)
+				pp.resp.ErrorMessage = strp(res.Err.Error())
+			default:
+				pp.resp.BaseOffset = res.BaseOffset
+				pp.resp.LogAppendTime = res.LogAppendTime
+			}
+		}
+		if req.Acks == 0 {
+			return nil
+		}
+		s.fillLogStart(resp)
+		return resp
+	}
+}
+
+// appendPartition validates one partition's records and appends them.
+func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicPartition) (*tiered.Ticket, error) {
+	var (
+		id        meta.TopicID
+		maxBytes  int64
+		logAppend bool
+		found     bool
+	)
+	s.log.View(func(st *meta.State) {
+		t := st.Topic(topic)
+		if t == nil || t.Partition(rp.Partition) == nil {
+			return
+		}
+		found, id = true, t.ID
+		maxBytes = t.ConfigInt("max.message.bytes")
+		ts, _ := t.Config("message.timestamp.type")
+		logAppend = ts == "LogAppendTime"
+	})
+	if !found {
+		return nil, meta.ErrUnknownTopic
+	}
+	if len(rp.Records) == 0 {
+		return nil, fmt.Errorf("%w: no record batch", batch.ErrInvalidRecord)
+	}
+	var batches []tiered.Batch
+	records := 0
+	err := batch.Split(rp.Records, func(b []byte, _ batch.Header) error {
+		if int64(len(b)) > maxBytes {
+			return errTooLarge{size: len(b), max: maxBytes}
+		}
+		h, err := batch.Validate(b)
+		if err != nil {
+			return err
+		}
+		if h.IsTransactional() || h.IsControl() {
+			return fmt.Errorf("%w: transactional batches are not supported yet", batch.ErrInvalidRecord)
+		}
+		batches = append(batches, tiered.Batch{Data: b, Header: h})
+		records += int(h.NumRecords)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	tk, err := s.ingest.Append(tiered.TopicPartition{Topic: id, Partition: rp.Partition}, batches, logAppend)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.produceBytes.Add(float64(len(rp.Records)))
+	s.metrics.produceRecs.Add(float64(records))
+	return tk, nil
+}
+
+type errTooLarge struct {
+	size int
+	max  int64
+}
+
+func (e errTooLarge) Error() string {
+	return fmt.Sprintf("record batch of %d bytes exceeds max.message.bytes %d", e.size, e.max)
+}
+
+// fillLogStart sets v5+'s LogStartOffset of every answered partition.
+func (s *Server) fillLogStart(resp *kmsg.ProduceResponse) {
+	s.log.View(func(st *meta.State) {
+		for i := range resp.Topics {
+			t := st.Topic(resp.Topics[i].Topic)
+			for j := range resp.Topics[i].Partitions {
+				p := &resp.Topics[i].Partitions[j]
+				if t == nil {
+					continue
+				}
+				if part := t.Partition(p.Partition); part != nil {
+					p.LogStartOffset = part.LogStart
+				}
+			}
+		}
+	})
+}

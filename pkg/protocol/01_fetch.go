@@ -1,0 +1,152 @@
+package protocol
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
+	"github.com/bargehq/barge/pkg/tiered"
+)
+
+// Fetch, versions 4-16.
+//
+// Offsets are looked up in the partition index (offset → object range),
+// read through the cache (the newest objects are held whole, so tail reads
+// never reach the bucket), and returned as whole batches: a fetch from the
+// middle of a batch returns the whole batch, and the first batch is returned
+// even above MaxBytes (KIP-74). At the high watermark the request waits for
+// new commits up to MaxWaitMillis or until MinBytes are available. Fetch
+// sessions (KIP-227, v7+) are not kept: every answer has session id 0, which
+// tells clients to send full requests. v12: flexible; v13: topic ids.
+func init() { register(1, 4, 16, deferred(handleFetch)) }
+
+func handleFetch(ctx context.Context, s *Server, req *kmsg.FetchRequest) kmsg.Response {
+	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		changed := s.log.Changed() // before reading, so no commit is missed
+		resp, n, stop := s.fetchOnce(ctx, req)
+		if stop || n >= int64(req.MinBytes) || !time.Now().Before(deadline) {
+			s.metrics.fetchBytes.Add(float64(n))
+			return resp
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			deadline = time.Now()
+		case <-ctx.Done():
+			return resp
+		}
+	}
+}
+
+type fetchPlan struct {
+	p        *kmsg.FetchResponseTopicPartition
+	offset   int64
+	maxBytes int64
+	chunks   []meta.Chunk
+}
+
+// fetchOnce builds one answer. It returns the bytes it holds and whether
+// the request should be answered now regardless (an error to report).
+func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.FetchResponse, int64, bool) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
+	var plans []fetchPlan
+	stop := false
+	s.log.View(func(st *meta.State) {
+		for i := range req.Topics {
+			rt := &req.Topics[i]
+			t := &resp.Topics[i]
+			*t = kmsg.NewFetchResponseTopic()
+			t.Topic, t.TopicID = rt.Topic, rt.TopicID
+			var topic *meta.Topic
+			if req.Version >= 13 {
+				topic = st.TopicByID(meta.TopicID(rt.TopicID))
+			} else {
+				topic = st.Topic(rt.Topic)
+			}
+			t.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
+			for j := range rt.Partitions {
+				rp := &rt.Partitions[j]
+				p := &t.Partitions[j]
+				*p = kmsg.NewFetchResponseTopicPartition()
+				p.Partition = rp.Partition
+				var part *meta.Partition
+				if topic != nil {
+					part = topic.Partition(rp.Partition)
+				}
+				if part == nil {
+					p.ErrorCode = kerr.UnknownTopicOrPartition.Code
+					if req.Version >= 13 && topic == nil {
+						p.ErrorCode = kerr.UnknownTopicID.Code
+					}
+					stop = true
+					continue
+				}
+				p.HighWatermark, p.LastStableOffset, p.LogStartOffset = part.HighWatermark, part.HighWatermark, part.LogStart
+				if rp.FetchOffset < part.LogStart || rp.FetchOffset > part.HighWatermark {
+					p.ErrorCode = kerr.OffsetOutOfRange.Code
+					stop = true
+					continue
+				}
+				if rp.FetchOffset == part.HighWatermark {
+					continue
+				}
+				plan := fetchPlan{p: p, offset: rp.FetchOffset, maxBytes: int64(rp.PartitionMaxBytes)}
+				var sum int64
+				for k := part.Find(rp.FetchOffset); k >= 0 && k < len(part.Chunks) && (sum == 0 || sum < plan.maxBytes); k++ {
+					plan.chunks = append(plan.chunks, part.Chunks[k])
+					sum += part.Chunks[k].Len
+				}
+				plans = append(plans, plan)
+			}
+		}
+	})
+
+	remaining := int64(req.MaxBytes)
+	if remaining <= 0 {
+		remaining = 1 << 62
+	}
+	var total int64
+	for _, pl := range plans {
+		if remaining <= 0 {
+			break
+		}
+		limit := min(pl.maxBytes, remaining)
+		var out []byte
+		offset := pl.offset
+		for _, c := range pl.chunks {
+			data, err := s.reader.Chunk(ctx, c)
+			if err != nil {
+				if out == nil {
+					pl.p.ErrorCode = kerr.KafkaStorageError.Code
+					s.cfg.Logger.Warn("fetch read failed", "object", c.Object, "err", err)
+					stop = true
+				}
+				break
+			}
+			got, next := tiered.FromOffset(data, offset, limit-int64(len(out)), total == 0 && out == nil)
+			if len(got) == 0 {
+				break
+			}
+			if out == nil {
+				out = got // the common case: one chunk, no copy
+			} else {
+				out = append(out[:len(out):len(out)], got...)
+			}
+			offset = next
+			if next < c.NextOffset {
+				break // the limit cut this chunk short
+			}
+		}
+		pl.p.RecordBatches = out
+		total += int64(len(out))
+		remaining -= int64(len(out))
+	}
+	return resp, total, stop
+}

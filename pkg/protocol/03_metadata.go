@@ -1,0 +1,108 @@
+package protocol
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
+)
+
+// Metadata, versions 1-12.
+//
+// Every agent can serve every partition, so each answers as the leader of
+// all of them, with leader epoch 0. Unknown topics are created with the
+// broker defaults when auto-creation is on (--auto-create-topics) and the
+// request allows it (v4+: AllowAutoTopicCreation). v10+: topic ids; v12: a
+// request may name topics by id only.
+func init() { register(3, 1, 12, deferred(handleMetadata)) }
+
+func handleMetadata(ctx context.Context, s *Server, req *kmsg.MetadataRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	b := kmsg.NewMetadataResponseBroker()
+	b.NodeID, b.Host, b.Port = s.cfg.NodeID, s.cfg.AdvertisedHost, s.cfg.AdvertisedPort
+	resp.Brokers = []kmsg.MetadataResponseBroker{b}
+	resp.ClusterID = strp(s.cfg.ClusterID)
+	resp.ControllerID = s.cfg.NodeID
+
+	if req.Topics != nil && s.cfg.AutoCreateTopics && (req.AllowAutoTopicCreation || req.Version < 4) {
+		s.autoCreate(ctx, req.Topics)
+	}
+
+	s.log.View(func(st *meta.State) {
+		if req.Topics == nil {
+			for _, name := range st.TopicNames() {
+				resp.Topics = append(resp.Topics, s.describeTopic(st.Topic(name)))
+			}
+			return
+		}
+		for _, rt := range req.Topics {
+			var t *meta.Topic
+			switch {
+			case rt.Topic != nil:
+				t = st.Topic(*rt.Topic)
+			default:
+				t = st.TopicByID(meta.TopicID(rt.TopicID))
+			}
+			if t != nil {
+				resp.Topics = append(resp.Topics, s.describeTopic(t))
+				continue
+			}
+			mt := kmsg.NewMetadataResponseTopic()
+			mt.Topic, mt.TopicID = rt.Topic, rt.TopicID
+			mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			if rt.Topic == nil {
+				mt.ErrorCode = kerr.UnknownTopicID.Code
+			} else if validateTopicName(*rt.Topic) != nil {
+				mt.ErrorCode = kerr.InvalidTopicException.Code
+			}
+			resp.Topics = append(resp.Topics, mt)
+		}
+	})
+	return resp
+}
+
+func (s *Server) describeTopic(t *meta.Topic) kmsg.MetadataResponseTopic {
+	mt := kmsg.NewMetadataResponseTopic()
+	mt.Topic = strp(t.Name)
+	mt.TopicID = t.ID
+	for i := range t.Partitions {
+		p := kmsg.NewMetadataResponseTopicPartition()
+		p.Partition = int32(i)
+		p.Leader = s.cfg.NodeID
+		p.LeaderEpoch = 0
+		p.Replicas = []int32{s.cfg.NodeID}
+		p.ISR = []int32{s.cfg.NodeID}
+		mt.Partitions = append(mt.Partitions, p)
+	}
+	return mt
+}
+
+// autoCreate creates the valid, unknown topics of a metadata request in one
+// log entry. Losing a race to another agent is fine: the topic exists.
+func (s *Server) autoCreate(ctx context.Context, topics []kmsg.MetadataRequestTopic) {
+	var ops []meta.Op
+	s.log.View(func(st *meta.State) {
+		seen := map[string]bool{}
+		for _, rt := range topics {
+			if rt.Topic == nil || seen[*rt.Topic] || st.Topic(*rt.Topic) != nil {
+				continue
+			}
+			name := *rt.Topic
+			seen[name] = true
+			if validateTopicName(name) != nil || collides(st, name) != "" {
+				continue
+			}
+			ops = append(ops, meta.CreateTopic{Name: name, ID: meta.TopicID(uuid.New()),
+				Partitions: s.cfg.DefaultPartitions, ReplicationFactor: s.cfg.DefaultReplicas})
+		}
+	})
+	if len(ops) == 0 {
+		return
+	}
+	if _, err := s.log.Append(ctx, ops...); err != nil {
+		s.cfg.Logger.Warn("auto-creating topics", "err", err)
+	}
+}

@@ -1,0 +1,65 @@
+package protocol
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
+)
+
+// DeleteTopics, versions 1-6. The topics leave the metadata at once; their
+// bytes stay in segment objects shared with other partitions until the
+// collector removes objects nothing refers to. v4: flexible; v6: by id.
+func init() { register(20, 1, 6, deferred(handleDeleteTopics)) }
+
+func handleDeleteTopics(ctx context.Context, s *Server, req *kmsg.DeleteTopicsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	reqs := req.Topics
+	for _, n := range req.TopicNames { // v0-5 name topics in a plain list
+		rt := kmsg.NewDeleteTopicsRequestTopic()
+		rt.Topic = strp(n)
+		reqs = append(reqs, rt)
+	}
+	var ops []meta.Op
+	var opIndex []int
+	s.log.View(func(st *meta.State) {
+		for i, rt := range reqs {
+			t := kmsg.NewDeleteTopicsResponseTopic()
+			t.Topic, t.TopicID = rt.Topic, rt.TopicID
+			var topic *meta.Topic
+			if rt.Topic != nil {
+				topic = st.Topic(*rt.Topic)
+			} else {
+				topic = st.TopicByID(meta.TopicID(rt.TopicID))
+			}
+			switch {
+			case topic != nil:
+				t.Topic, t.TopicID = strp(topic.Name), topic.ID
+				ops = append(ops, meta.DeleteTopic{ID: topic.ID})
+				opIndex = append(opIndex, i)
+			case rt.Topic == nil:
+				t.ErrorCode = kerr.UnknownTopicID.Code
+			default:
+				t.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			}
+			resp.Topics = append(resp.Topics, t)
+		}
+	})
+	if len(ops) == 0 {
+		return resp
+	}
+	results, err := s.log.Append(ctx, ops...)
+	for k, i := range opIndex {
+		rerr := err
+		if rerr == nil {
+			rerr = results[k].Err
+		}
+		if rerr != nil {
+			resp.Topics[i].ErrorCode = errorCode(rerr)
+			resp.Topics[i].ErrorMessage = strp(rerr.Error())
+		}
+	}
+	return resp
+}

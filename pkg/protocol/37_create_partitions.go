@@ -1,0 +1,62 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
+)
+
+// CreatePartitions, versions 0-3. Partitions can be added, never removed:
+// a count not above the current one is INVALID_PARTITIONS, as in Kafka.
+// Manual assignments are accepted and ignored (any agent serves any
+// partition). v2: flexible.
+func init() { register(37, 0, 3, deferred(handleCreatePartitions)) }
+
+func handleCreatePartitions(ctx context.Context, s *Server, req *kmsg.CreatePartitionsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	var ops []meta.Op
+	var opIndex []int
+	s.log.View(func(st *meta.State) {
+		for i, rt := range req.Topics {
+			t := kmsg.NewCreatePartitionsResponseTopic()
+			t.Topic = rt.Topic
+			topic := st.Topic(rt.Topic)
+			switch {
+			case topic == nil:
+				t.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case rt.Count < int32(len(topic.Partitions)):
+				t.ErrorCode = kerr.InvalidPartitions.Code
+				t.ErrorMessage = strp(fmt.Sprintf("Topic currently has %d partitions, which is higher than the requested %d.", len(topic.Partitions), rt.Count))
+			case rt.Count == int32(len(topic.Partitions)):
+				t.ErrorCode = kerr.InvalidPartitions.Code
+				t.ErrorMessage = strp(fmt.Sprintf("Topic already has %d partitions.", rt.Count))
+			case rt.Assignment != nil && len(rt.Assignment) != int(rt.Count)-len(topic.Partitions):
+				t.ErrorCode = kerr.InvalidReplicaAssignment.Code
+				t.ErrorMessage = strp("Increasing the number of partitions needs an assignment for each new partition.")
+			case !req.ValidateOnly:
+				ops = append(ops, meta.CreatePartitions{ID: topic.ID, Count: rt.Count})
+				opIndex = append(opIndex, i)
+			}
+			resp.Topics = append(resp.Topics, t)
+		}
+	})
+	if len(ops) == 0 {
+		return resp
+	}
+	results, err := s.log.Append(ctx, ops...)
+	for k, i := range opIndex {
+		rerr := err
+		if rerr == nil {
+			rerr = results[k].Err
+		}
+		if rerr != nil {
+			resp.Topics[i].ErrorCode = errorCode(rerr)
+			resp.Topics[i].ErrorMessage = strp(rerr.Error())
+		}
+	}
+	return resp
+}

@@ -1,0 +1,7 @@
+// Package protocol speaks the Kafka wire protocol: it frames requests,
+// decodes and encodes bodies with kmsg, dispatches by API key to one file
+// per API (named by key, as in franz-go's kfake), and answers each
+// connection's pipelined requests in order. Handlers translate between the
+// wire and the agent's state (meta), its ingest buffer and reader (tiered);
+// nothing below this package knows about Kafka's bytes on the wire.
+package protocol

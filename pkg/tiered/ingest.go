@@ -1,0 +1,365 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bargehq/barge/pkg/batch"
+	"github.com/bargehq/barge/pkg/cache"
+	"github.com/bargehq/barge/pkg/meta"
+	"github.com/bargehq/barge/pkg/objstore"
+)
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("tiered: ingest closed")
+
+// ErrStorage wraps a segment that could not be written or committed; the
+// producer is told to retry and nothing was acknowledged.
+var ErrStorage = errors.New("tiered: segment not stored")
+
+// TopicPartition names a partition by topic id.
+type TopicPartition struct {
+	Topic     meta.TopicID
+	Partition int32
+}
+
+// Batch is one validated record batch as the producer sent it.
+type Batch struct {
+	Data   []byte
+	Header batch.Header
+}
+
+// IngestConfig tunes the shared ingest buffer.
+type IngestConfig struct {
+	FlushInterval time.Duration // seal this long after the first append
+	FlushBytes    int64         // or once this many bytes are buffered
+	MaxInflight   int           // sealed segments uploading at once
+	PutAttempts   int           // tries per segment PUT before failing it
+	WriterID      string        // names this agent's objects
+	Logger        *slog.Logger
+}
+
+// Ingest is the one buffer every connection and partition appends to.
+//
+// Lifecycle of a segment: open (accepting appends) → sealed (by time or
+// size) → uploaded (one PUT, concurrently with others) → committed (one
+// metadata-log entry, in seal order) → answered. Memory is bounded: when
+// MaxInflight sealed segments are still in the pipeline, sealing blocks and
+// with it every Append (back-pressure on producers).
+type Ingest struct {
+	cfg     IngestConfig
+	store   objstore.Store
+	log     *meta.Log
+	cache   *cache.Cache
+	metrics ingestMetrics
+	objects atomic.Uint64
+
+	mu     sync.Mutex
+	cur    *segment
+	closed bool
+
+	sealed    chan *segment      // in seal order, awaiting upload then commit
+	finishing chan pendingCommit // submitted to the log, awaiting the result
+	done      sync.WaitGroup
+}
+
+type segment struct {
+	parts    []*segPart
+	index    map[TopicPartition]int
+	size     int64
+	timer    *time.Timer
+	sealAt   time.Time
+	key      string
+	obj      []byte
+	commit   meta.Commit
+	appendMs int64 // LogAppendTime stamped into batches of such topics
+
+	uploaded chan struct{}
+	done     chan struct{}
+	err      error
+	results  [][]meta.BatchResult
+}
+
+type segPart struct {
+	tp            TopicPartition
+	batches       []Batch
+	logAppendTime bool
+}
+
+type pendingCommit struct {
+	seg *segment
+	p   *meta.Pending
+}
+
+type ingestMetrics struct {
+	flushBytes    prometheus.Histogram
+	flushSeconds  prometheus.Histogram
+	flushBatches  prometheus.Histogram
+	flushFailures prometheus.Counter
+}
+
+// NewIngest starts the pipeline; Close stops it.
+func NewIngest(cfg IngestConfig, store objstore.Store, log *meta.Log, c *cache.Cache, reg prometheus.Registerer) *Ingest {
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 250 * time.Millisecond
+	}
+	if cfg.FlushBytes <= 0 {
+		cfg.FlushBytes = 8 << 20
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 4
+	}
+	if cfg.PutAttempts <= 0 {
+		cfg.PutAttempts = 5
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	in := &Ingest{
+		cfg: cfg, store: store, log: log, cache: c,
+		sealed:    make(chan *segment, cfg.MaxInflight),
+		finishing: make(chan pendingCommit, cfg.MaxInflight),
+		metrics: ingestMetrics{
+			flushBytes: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "barge_flush_bytes",
+				Help: "Size of each segment object written.", Buckets: prometheus.ExponentialBuckets(1024, 4, 10)}),
+			flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "barge_flush_seconds",
+				Help: "Time from sealing a segment to its commit.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+			flushBatches: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "barge_flush_batches",
+				Help: "Record batches per segment object.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
+			flushFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_flush_failures_total",
+				Help: "Segments whose upload or commit failed; their producers got a retriable error."}),
+		},
+	}
+	if reg != nil {
+		reg.MustRegister(in.metrics.flushBytes, in.metrics.flushSeconds, in.metrics.flushBatches, in.metrics.flushFailures)
+	}
+	in.done.Add(2)
+	go in.commitLoop()
+	go in.finishLoop()
+	return in
+}
+
+// Ticket is the handle of one Append.
+type Ticket struct {
+	seg         *segment
+	part, first int
+	n           int
+}
+
+// Result is what a producer is told about one partition of its request.
+type Result struct {
+	BaseOffset    int64
+	LogAppendTime int64 // -1 unless the topic uses LogAppendTime
+	Err           error // a meta error, ErrStorage or a context error
+}
+
+// Append adds one partition's batches to the open segment. It blocks only
+// for back-pressure. Batches of one partition keep the order of Append calls.
+func (in *Ingest) Append(tp TopicPartition, batches []Batch, logAppendTime bool) (*Ticket, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return nil, ErrClosed
+	}
+	seg := in.cur
+	if seg == nil {
+		seg = &segment{index: map[TopicPartition]int{}, uploaded: make(chan struct{}), done: make(chan struct{})}
+		seg.timer = time.AfterFunc(in.cfg.FlushInterval, func() {
+			in.mu.Lock()
+			defer in.mu.Unlock()
+			if in.cur == seg {
+				in.sealLocked()
+			}
+		})
+		in.cur = seg
+	}
+	i, ok := seg.index[tp]
+	if !ok {
+		i = len(seg.parts)
+		seg.index[tp] = i
+		seg.parts = append(seg.parts, &segPart{tp: tp, logAppendTime: logAppendTime})
+	}
+	p := seg.parts[i]
+	t := &Ticket{seg: seg, part: i, first: len(p.batches), n: len(batches)}
+	p.batches = append(p.batches, batches...)
+	for _, b := range batches {
+		seg.size += int64(len(b.Data))
+	}
+	if seg.size >= in.cfg.FlushBytes {
+		in.sealLocked()
+	}
+	return t, nil
+}
+
+// sealLocked hands the open segment to the pipeline. Sending may block when
+// the pipeline is full; holding mu meanwhile is the back-pressure.
+func (in *Ingest) sealLocked() {
+	seg := in.cur
+	in.cur = nil
+	seg.timer.Stop()
+	seg.sealAt = time.Now()
+	in.sealed <- seg
+	go in.upload(seg)
+}
+
+// Close seals what is buffered, waits until it is committed and answered,
+// and stops the pipeline.
+func (in *Ingest) Close() {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return
+	}
+	if in.cur != nil {
+		in.sealLocked()
+	}
+	in.closed = true
+	close(in.sealed)
+	in.mu.Unlock()
+	in.done.Wait()
+}
+
+// Wait returns the outcome of the appended batches once their segment is
+// committed (or failed).
+func (t *Ticket) Wait(ctx context.Context) Result {
+	select {
+	case <-t.seg.done:
+	case <-ctx.Done():
+		return Result{Err: ctx.Err()}
+	}
+	if t.seg.err != nil {
+		return Result{Err: t.seg.err}
+	}
+	res := Result{LogAppendTime: -1}
+	if t.seg.parts[t.part].logAppendTime {
+		res.LogAppendTime = t.seg.appendMs
+	}
+	for i, br := range t.seg.results[t.part][t.first : t.first+t.n] {
+		if i == 0 {
+			res.BaseOffset = br.BaseOffset
+		}
+		if br.Err != nil && res.Err == nil {
+			res.Err = br.Err
+		}
+	}
+	return res
+}
+
+// upload lays the segment out (the one copy of batch bytes between the
+// socket and the bucket) and PUTs it.
+func (in *Ingest) upload(seg *segment) {
+	defer close(seg.uploaded)
+	nb := 0
+	for _, p := range seg.parts {
+		nb += len(p.batches)
+	}
+	seg.appendMs = time.Now().UnixMilli()
+	obj := make([]byte, segHeaderSize, segHeaderSize+int(seg.size)+footerSize(len(seg.parts)))
+	copy(obj, segMagic)
+	obj[4] = segVersion
+	footer := make([]SegmentPart, len(seg.parts))
+	seg.commit.Parts = make([]meta.CommitPart, len(seg.parts))
+	for i, p := range seg.parts {
+		start := int64(len(obj))
+		cbs := make([]meta.CommitBatch, len(p.batches))
+		for j := range p.batches {
+			b := &p.batches[j]
+			pos := int64(len(obj))
+			obj = append(obj, b.Data...)
+			maxTs := b.Header.MaxTimestamp
+			if p.logAppendTime {
+				batch.SetLogAppendTime(obj[pos:], seg.appendMs)
+				maxTs = seg.appendMs
+			}
+			cbs[j] = meta.CommitBatch{Pos: pos, Len: int64(len(b.Data)), Records: b.Header.LastOffsetDelta + 1,
+				MaxTimestamp: maxTs, ProducerID: b.Header.ProducerID, ProducerEpoch: b.Header.ProducerEpoch,
+				BaseSequence: b.Header.BaseSequence}
+			b.Data = nil // let the request buffer go
+		}
+		footer[i] = SegmentPart{Topic: p.tp.Topic, Partition: p.tp.Partition, Pos: start, Len: int64(len(obj)) - start, Batches: len(p.batches)}
+		seg.commit.Parts[i] = meta.CommitPart{Topic: p.tp.Topic, Partition: p.tp.Partition, Batches: cbs}
+	}
+	obj = appendFooter(obj, footer)
+	seg.obj = obj
+	seg.key = fmt.Sprintf("seg/%013d-%s-%06d", seg.appendMs, in.cfg.WriterID, in.objects.Add(1)%1_000_000)
+	seg.commit.Object, seg.commit.Size = seg.key, int64(len(obj))
+	in.metrics.flushBytes.Observe(float64(len(obj)))
+	in.metrics.flushBatches.Observe(float64(nb))
+
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := in.store.Put(ctx, seg.key, obj)
+		cancel()
+		if err == nil {
+			return
+		}
+		if attempt >= in.cfg.PutAttempts {
+			in.cfg.Logger.Error("segment upload failed", "key", seg.key, "attempts", attempt, "err", err)
+			seg.err = fmt.Errorf("%w: %v", ErrStorage, err)
+			return
+		}
+		in.cfg.Logger.Warn("segment upload failed, retrying", "key", seg.key, "attempt", attempt, "err", err)
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// commitLoop submits commits in seal order, without waiting for each to be
+// applied, so that the log can group several flushes into one entry.
+func (in *Ingest) commitLoop() {
+	defer in.done.Done()
+	defer close(in.finishing)
+	for seg := range in.sealed {
+		<-seg.uploaded
+		if seg.err != nil {
+			in.finishing <- pendingCommit{seg: seg}
+			continue
+		}
+		in.finishing <- pendingCommit{seg: seg, p: in.log.Submit(seg.commit)}
+	}
+}
+
+func (in *Ingest) finishLoop() {
+	defer in.done.Done()
+	for pc := range in.finishing {
+		seg := pc.seg
+		if pc.p != nil {
+			res, err := pc.p.Wait(context.Background())
+			if err != nil {
+				seg.err = fmt.Errorf("%w: %v", ErrStorage, err)
+			} else {
+				seg.results = res[0].Parts
+				in.publish(seg)
+			}
+		}
+		if seg.err != nil {
+			in.metrics.flushFailures.Inc()
+		}
+		in.metrics.flushSeconds.Observe(time.Since(seg.sealAt).Seconds())
+		seg.obj = nil
+		close(seg.done)
+	}
+}
+
+// publish patches the final offsets into the object's batches and hands it
+// to the cache, so that tail reads never go to the bucket.
+func (in *Ingest) publish(seg *segment) {
+	for i, part := range seg.commit.Parts {
+		for j, b := range part.Batches {
+			if r := seg.results[i][j]; r.Err == nil {
+				bb := seg.obj[b.Pos : b.Pos+b.Len]
+				batch.SetBaseOffset(bb, r.BaseOffset)
+				batch.SetPartitionLeaderEpoch(bb, 0)
+			}
+		}
+	}
+	in.cache.PutObject(seg.key, seg.obj)
+}

@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/bargehq/barge/internal/harness"
+)
+
+func TestMain(m *testing.M) { harness.Main(m) }
+
+// startAgent runs an agent on backend b.
+func startAgent(t *testing.T, b harness.Backend, flush time.Duration, args ...string) *harness.Agent {
+	t.Helper()
+	return harness.StartAgent(t, harness.AgentConfig{Store: b.URL, Env: b.Env, FlushInterval: flush, Args: args})
+}
+
+// client returns a franz-go client bootstrapped to addr, closed at cleanup.
+func client(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// createTopic creates a topic and fails the test on any error.
+func createTopic(t *testing.T, addr, name string, partitions int32, configs map[string]*string) {
+	t.Helper()
+	adm := kadm.NewClient(client(t, addr))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := adm.CreateTopic(ctx, partitions, 1, configs, name)
+	if err != nil || resp.Err != nil {
+		t.Fatalf("create topic %s: %v %v", name, err, resp.Err)
+	}
+}
+
+// endOffsets returns the high watermark of every partition of topic.
+func endOffsets(t *testing.T, addr, topic string) map[int32]int64 {
+	t.Helper()
+	adm := kadm.NewClient(client(t, addr))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	offs, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	offs.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			t.Fatalf("end offset %s/%d: %v", o.Topic, o.Partition, o.Err)
+		}
+		out[o.Partition] = o.Offset
+	})
+	return out
+}

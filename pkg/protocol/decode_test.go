@@ -51,7 +51,7 @@ func TestDecodeUnsupported(t *testing.T) {
 	c := &conn{s: &Server{metrics: newMetrics(nil)}}
 	for _, f := range [][]byte{
 		{0x03, 0xe7, 0, 0, 0, 0, 0, 1, 0xff, 0xff}, // key 999
-		{0, 0, 0, 99, 0, 0, 0, 2, 0xff, 0xff},       // Produce v99
+		{0, 0, 0, 99, 0, 0, 0, 2, 0xff, 0xff},      // Produce v99
 	} {
 		in, req, _, err := c.decode(f)
 		if err != nil || req != nil || len(in.raw) != 2 || binary.BigEndian.Uint16(in.raw) != 35 {

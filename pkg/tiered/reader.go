@@ -43,7 +43,7 @@ func patchOffsets(b []byte, base, next int64) error {
 	off := base
 	for len(b) > 0 {
 		h, err := batch.ParseHeader(b)
-		if err != nil || h.Size() > len(b) {
+		if err != nil || h.Size() < batch.HeaderSize || h.Size() > len(b) {
 			return fmt.Errorf("%w: batch at offset %d", ErrCorruptSegment, off)
 		}
 		batch.SetBaseOffset(b, off)
@@ -66,7 +66,7 @@ func FromOffset(chunk []byte, offset, maxBytes int64, atLeastOne bool) ([]byte, 
 	next := int64(-1)
 	for pos := 0; pos+batch.HeaderSize <= len(chunk); {
 		h, err := batch.ParseHeader(chunk[pos:])
-		if err != nil || pos+h.Size() > len(chunk) {
+		if err != nil || h.Size() < batch.HeaderSize || h.Size() > len(chunk)-pos {
 			break
 		}
 		size := h.Size()

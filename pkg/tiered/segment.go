@@ -94,10 +94,13 @@ func DecodeSegment(obj []byte) ([]SegmentPart, error) {
 		}
 		copy(p.Topic[:], f)
 		f = f[16:]
-		var vals [4]uint64
+		var vals [3]uint64 // pos, len, batch count
 		part, k := binary.Varint(f)
 		if k <= 0 {
 			return nil, fmt.Errorf("%w: footer truncated", ErrCorruptSegment)
+		}
+		if part != int64(int32(part)) {
+			return nil, fmt.Errorf("%w: partition %d", ErrCorruptSegment, part)
 		}
 		f = f[k:]
 		for j := range vals {
@@ -106,10 +109,13 @@ func DecodeSegment(obj []byte) ([]SegmentPart, error) {
 			}
 			f = f[k:]
 		}
-		p.Partition, p.Pos, p.Len, p.Batches = int32(part), int64(vals[0]), int64(vals[1]), int(vals[2])
-		if p.Pos < segHeaderSize || p.Len < 0 || p.Pos+p.Len > int64(end-flen) {
+		// Compare in uint64 so that no sum can overflow: Pos and Len are
+		// within [0, end-flen] when they pass, and a part cannot hold more
+		// batches than bytes.
+		if vals[0] < segHeaderSize || vals[0] > uint64(end-flen) || vals[1] > uint64(end-flen)-vals[0] || vals[2] > vals[1] {
 			return nil, fmt.Errorf("%w: part out of range", ErrCorruptSegment)
 		}
+		p.Partition, p.Pos, p.Len, p.Batches = int32(part), int64(vals[0]), int64(vals[1]), int(vals[2])
 		parts = append(parts, p)
 	}
 	return parts, nil

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+// env returns a getenv over a fixed map.
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := parseConfig(nil, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		Listen:            ":9092",
+		Advertise:         "localhost:9092",
+		Store:             "file://./data",
+		HTTP:              ":9644",
+		FlushInterval:     5 * time.Millisecond,
+		FlushBytes:        8 << 20,
+		CacheBytes:        512 << 20,
+		AutoCreateTopics:  true,
+		NodeID:            0,
+		DefaultPartitions: 1,
+		MetaPoll:          100 * time.Millisecond,
+		LogLevel:          "info",
+	}
+	if c != want {
+		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
+	}
+	host, port, err := c.advertised()
+	if err != nil || host != "localhost" || port != 9092 {
+		t.Errorf("advertised() = %q, %d, %v", host, port, err)
+	}
+}
+
+// Every flag can come from BARGE_<FLAG> with dashes as underscores.
+func TestConfigFromEnv(t *testing.T) {
+	c, err := parseConfig(nil, env(map[string]string{
+		"BARGE_LISTEN":             "127.0.0.1:19092",
+		"BARGE_ADVERTISE":          "broker.example:29092",
+		"BARGE_STORE":              "s3://bucket/prefix?region=eu-west-1",
+		"BARGE_HTTP":               "127.0.0.1:9999",
+		"BARGE_FLUSH_INTERVAL":     "40ms",
+		"BARGE_FLUSH_BYTES":        "1048576",
+		"BARGE_CACHE_BYTES":        "2097152",
+		"BARGE_AUTO_CREATE_TOPICS": "false",
+		"BARGE_NODE_ID":            "7",
+		"BARGE_DEFAULT_PARTITIONS": "3",
+		"BARGE_META_POLL_INTERVAL": "1s",
+		"BARGE_LOG_LEVEL":          "debug",
+		"LISTEN":                   ":1", // not ours
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		Listen:            "127.0.0.1:19092",
+		Advertise:         "broker.example:29092",
+		Store:             "s3://bucket/prefix?region=eu-west-1",
+		HTTP:              "127.0.0.1:9999",
+		FlushInterval:     40 * time.Millisecond,
+		FlushBytes:        1 << 20,
+		CacheBytes:        2 << 20,
+		AutoCreateTopics:  false,
+		NodeID:            7,
+		DefaultPartitions: 3,
+		MetaPoll:          time.Second,
+		LogLevel:          "debug",
+	}
+	if c != want {
+		t.Errorf("from env\n got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestConfigFlagsWinOverEnv(t *testing.T) {
+	vars := map[string]string{
+		"BARGE_LISTEN":         ":1111",
+		"BARGE_FLUSH_INTERVAL": "1s",
+		"BARGE_STORE":          "s3://from-env",
+		"BARGE_NODE_ID":        "5",
+		"BARGE_ADVERTISE":      "env-host:1",
+	}
+	c, err := parseConfig([]string{"-listen", ":2222", "--flush-interval=20ms", "-node-id=9", "-advertise", ""}, env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":2222" || c.FlushInterval != 20*time.Millisecond || c.NodeID != 9 {
+		t.Errorf("flags lost to env: %+v", c)
+	}
+	if c.Store != "s3://from-env" {
+		t.Errorf("store %q: env should fill a flag not given", c.Store)
+	}
+	// An explicitly empty -advertise is given: env does not fill it, and
+	// it is derived from the listener.
+	if c.Advertise != "localhost:2222" {
+		t.Errorf("advertise %q, want localhost:2222", c.Advertise)
+	}
+}
+
+func TestConfigFlushIntervalDefault(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want time.Duration
+	}{
+		{[]string{"-store", "s3://bucket"}, nil, 250 * time.Millisecond},
+		{[]string{"-store", "s3://bucket/p?endpoint=http://127.0.0.1:9000&path_style=true"}, nil, 250 * time.Millisecond},
+		{nil, map[string]string{"BARGE_STORE": "s3://bucket"}, 250 * time.Millisecond},
+		{[]string{"-store", "file:///var/lib/barge"}, nil, 5 * time.Millisecond},
+		{[]string{"-store", "file://./data"}, nil, 5 * time.Millisecond},
+		{[]string{"-store", "mem://"}, nil, 5 * time.Millisecond},
+		{[]string{"-store", "s3://bucket", "-flush-interval", "1ms"}, nil, time.Millisecond},
+		{[]string{"-store", "file://./data", "-flush-interval", "1s"}, nil, time.Second},
+		{[]string{"-store", "s3://bucket", "-flush-interval", "0"}, nil, 250 * time.Millisecond},
+	} {
+		c, err := parseConfig(tc.args, env(tc.env))
+		if err != nil {
+			t.Errorf("%v %v: %v", tc.args, tc.env, err)
+			continue
+		}
+		if c.FlushInterval != tc.want {
+			t.Errorf("%v %v: flush interval %v, want %v", tc.args, tc.env, c.FlushInterval, tc.want)
+		}
+	}
+}
+
+func TestConfigAdvertiseFromListen(t *testing.T) {
+	for _, tc := range []struct{ listen, want string }{
+		{":9092", "localhost:9092"},
+		{"0.0.0.0:9093", "localhost:9093"},
+		{"[::]:9094", "localhost:9094"},
+		{"127.0.0.1:9095", "127.0.0.1:9095"},
+		{"broker-1.internal:9096", "broker-1.internal:9096"},
+		{"[::1]:9097", "[::1]:9097"},
+	} {
+		c, err := parseConfig([]string{"-listen", tc.listen}, env(nil))
+		if err != nil {
+			t.Errorf("listen %q: %v", tc.listen, err)
+			continue
+		}
+		if c.Advertise != tc.want {
+			t.Errorf("listen %q: advertise %q, want %q", tc.listen, c.Advertise, tc.want)
+		}
+	}
+	// An explicit advertise is kept as given.
+	c, err := parseConfig([]string{"-listen", ":9092", "-advertise", "public.example:443"}, env(nil))
+	if err != nil || c.Advertise != "public.example:443" {
+		t.Errorf("explicit advertise: %q, %v", c.Advertise, err)
+	}
+}
+
+func TestConfigInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // in the error
+	}{
+		{"unknown flag", []string{"-nope"}, nil, "nope"},
+		{"stray argument", []string{"-listen"}, nil, "listen"},
+		{"bad duration flag", []string{"-flush-interval", "soon"}, nil, "flush-interval"},
+		{"negative flush interval", []string{"-flush-interval", "-1ms"}, nil, "positive"},
+		{"zero flush bytes", []string{"-flush-bytes", "0"}, nil, "positive"},
+		{"negative flush bytes", []string{"-flush-bytes", "-5"}, nil, "positive"},
+		{"zero cache bytes", []string{"-cache-bytes", "0"}, nil, "positive"},
+		{"zero default partitions", []string{"-default-partitions", "0"}, nil, "positive"},
+		{"listen without port", []string{"-listen", "9092"}, nil, "listen"},
+		{"advertise without port", []string{"-advertise", "host"}, nil, "advertise"},
+		{"advertise port zero", []string{"-advertise", "host:0"}, nil, "port"},
+		{"advertise port too big", []string{"-advertise", "host:65536"}, nil, "port"},
+		{"advertise port not a number", []string{"-advertise", "host:kafka"}, nil, "port"},
+		{"listen port not a number", []string{"-listen", ":kafka"}, nil, "port"},
+		{"bad env duration", nil, map[string]string{"BARGE_FLUSH_INTERVAL": "fast"}, "BARGE_FLUSH_INTERVAL"},
+		{"bad env bool", nil, map[string]string{"BARGE_AUTO_CREATE_TOPICS": "maybe"}, "BARGE_AUTO_CREATE_TOPICS"},
+		{"bad env integer", nil, map[string]string{"BARGE_FLUSH_BYTES": "8MiB"}, "BARGE_FLUSH_BYTES"},
+		{"env zero partitions", nil, map[string]string{"BARGE_DEFAULT_PARTITIONS": "0"}, "positive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseConfig(tc.args, env(tc.env))
+			if err == nil {
+				t.Fatalf("accepted: %+v", c)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigHelp(t *testing.T) {
+	if _, err := parseConfig([]string{"-h"}, env(nil)); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v, want flag.ErrHelp", err)
+	}
+}

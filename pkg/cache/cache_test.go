@@ -1,0 +1,222 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func newCache(t testing.TB, maxBytes int64) (*Cache, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	c, err := New(maxBytes, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, reg
+}
+
+// counters reads the cache's counters by name.
+func counters(t testing.TB, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf.GetMetric()[0].GetCounter().GetValue()
+	}
+	return out
+}
+
+// loader counts its calls and returns data (or err).
+type loader struct {
+	calls atomic.Int32
+	data  []byte
+	err   error
+}
+
+func (l *loader) load(context.Context) ([]byte, error) {
+	l.calls.Add(1)
+	if l.err != nil {
+		return nil, l.err
+	}
+	return l.data, nil
+}
+
+func mustRange(t testing.TB, c *Cache, key string, off, n int64, l *loader) []byte {
+	t.Helper()
+	b, err := c.Range(context.Background(), key, off, n, l.load)
+	if err != nil {
+		t.Fatalf("Range(%s, %d, %d): %v", key, off, n, err)
+	}
+	return b
+}
+
+// held reports whether Range serves key's first byte without loading.
+func held(t testing.TB, c *Cache, key string) bool {
+	t.Helper()
+	l := &loader{data: []byte{0}}
+	mustRange(t, c, key, 0, 1, l)
+	return l.calls.Load() == 0
+}
+
+func TestPutObjectEvictsOldest(t *testing.T) {
+	c, _ := newCache(t, 2<<20) // 1 MiB for whole objects
+	const size = 400 << 10
+	obj := func(b byte) []byte { return bytes.Repeat([]byte{b}, size) }
+
+	c.PutObject("a", obj('a'))
+	c.PutObject("b", obj('b'))
+	if !held(t, c, "a") || !held(t, c, "b") {
+		t.Fatalf("objects within the budget were not held")
+	}
+	c.PutObject("c", obj('c')) // 1.2 MiB: a, the oldest, leaves
+	if held(t, c, "a") {
+		t.Errorf("the oldest object is still held beyond the budget")
+	}
+	if !held(t, c, "b") || !held(t, c, "c") {
+		t.Errorf("newer objects were evicted")
+	}
+
+	// Putting a held key again neither duplicates it nor refreshes it.
+	c.PutObject("b", obj('B'))
+	if got := mustRange(t, c, "b", 0, 1, &loader{}); got[0] != 'b' {
+		t.Errorf("a second PutObject replaced the held object")
+	}
+	c.PutObject("d", obj('d'))
+	if held(t, c, "b") || !held(t, c, "c") || !held(t, c, "d") {
+		t.Errorf("after d: want b evicted, c and d held")
+	}
+	c.mu.Lock()
+	if c.recentBytes != 2*size || len(c.recent) != 2 || len(c.order) != 2 {
+		t.Errorf("accounting: %d bytes, %d objects, %d in order; want %d, 2, 2", c.recentBytes, len(c.recent), len(c.order), 2*size)
+	}
+	c.mu.Unlock()
+
+	// An object larger than the whole budget is not held, and evicts nothing.
+	c.PutObject("huge", make([]byte, 1<<20+1))
+	if held(t, c, "huge") || !held(t, c, "c") || !held(t, c, "d") {
+		t.Errorf("an object over the budget changed what is held")
+	}
+}
+
+func TestRangeFromHeldObject(t *testing.T) {
+	c, reg := newCache(t, 0)
+	data := []byte("0123456789")
+	c.PutObject("obj", data)
+	l := &loader{data: []byte("never")}
+
+	for _, tc := range []struct{ off, n int64 }{{0, 10}, {3, 4}, {9, 1}, {10, 0}} {
+		got := mustRange(t, c, "obj", tc.off, tc.n, l)
+		if string(got) != string(data[tc.off:tc.off+tc.n]) {
+			t.Errorf("Range(%d, %d) = %q", tc.off, tc.n, got)
+		}
+		if cap(got) != len(got) {
+			t.Errorf("Range(%d, %d) has spare capacity: an append would write into the held object", tc.off, tc.n)
+		}
+	}
+	if n := l.calls.Load(); n != 0 {
+		t.Errorf("load called %d times for ranges of a held object", n)
+	}
+	// A range running past the held object's end is not served from it.
+	l.data = []byte("loaded")
+	if got := mustRange(t, c, "obj", 8, 5, l); string(got) != "loaded" || l.calls.Load() != 1 {
+		t.Errorf("Range past the end = %q after %d loads, want a load", got, l.calls.Load())
+	}
+	if m := counters(t, reg); m["barge_cache_hits_total"] != 4 || m["barge_cache_misses_total"] != 1 || m["barge_cache_loads_total"] != 1 {
+		t.Errorf("counters %v", m)
+	}
+}
+
+// A loaded range is kept (once Ristretto has admitted it): the next Range
+// does not load. Other ranges of the same object are separate entries.
+func TestRangeCachesLoads(t *testing.T) {
+	c, _ := newCache(t, 0)
+	l := &loader{data: []byte("abc")}
+	mustRange(t, c, "obj", 10, 3, l)
+	c.lru.Wait()
+	if got := mustRange(t, c, "obj", 10, 3, l); string(got) != "abc" || l.calls.Load() != 1 {
+		t.Errorf("second Range = %q after %d loads, want the cached bytes and 1 load", got, l.calls.Load())
+	}
+	mustRange(t, c, "obj", 10, 4, l)
+	mustRange(t, c, "obj", 11, 3, l)
+	mustRange(t, c, "other", 10, 3, l)
+	if n := l.calls.Load(); n != 4 {
+		t.Errorf("%d loads, want one per distinct range", n)
+	}
+}
+
+func TestRangeLoadErrorNotCached(t *testing.T) {
+	c, _ := newCache(t, 0)
+	boom := errors.New("bucket down")
+	l := &loader{err: boom}
+	if _, err := c.Range(context.Background(), "obj", 0, 3, l.load); !errors.Is(err, boom) {
+		t.Fatalf("err %v, want the load's error", err)
+	}
+	c.lru.Wait()
+	if _, err := c.Range(context.Background(), "obj", 0, 3, l.load); !errors.Is(err, boom) || l.calls.Load() != 2 {
+		t.Errorf("second Range: %v after %d loads; the error must not be cached", err, l.calls.Load())
+	}
+	l.err, l.data = nil, []byte("abc")
+	if got := mustRange(t, c, "obj", 0, 3, l); string(got) != "abc" || l.calls.Load() != 3 {
+		t.Errorf("after recovery: %q after %d loads", got, l.calls.Load())
+	}
+}
+
+// Many concurrent misses of one range call load once and share its bytes
+// (and its error).
+func TestRangeSingleFlight(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fail=%v", fail), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c, reg := newCache(t, 0)
+				const callers = 50
+				release := make(chan struct{})
+				var calls atomic.Int32
+				boom := errors.New("bucket down")
+				load := func(context.Context) ([]byte, error) {
+					calls.Add(1)
+					<-release
+					if fail {
+						return nil, boom
+					}
+					return []byte("shared"), nil
+				}
+
+				var wg sync.WaitGroup
+				var bad atomic.Int32
+				for range callers {
+					wg.Go(func() {
+						b, err := c.Range(context.Background(), "obj", 0, 6, load)
+						if fail && !errors.Is(err, boom) || !fail && (err != nil || string(b) != "shared") {
+							bad.Add(1)
+						}
+					})
+				}
+				// All callers have missed and wait on the one load in flight.
+				synctest.Wait()
+				if m := counters(t, reg); m["barge_cache_misses_total"] != callers {
+					t.Fatalf("%v misses, want %d callers waiting", m["barge_cache_misses_total"], callers)
+				}
+				close(release)
+				wg.Wait()
+				if n := calls.Load(); n != 1 {
+					t.Errorf("load called %d times for %d concurrent callers", n, callers)
+				}
+				if n := bad.Load(); n != 0 {
+					t.Errorf("%d callers got the wrong answer", n)
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,308 @@
+package tiered
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/bargehq/barge/pkg/batch"
+	"github.com/bargehq/barge/pkg/cache"
+	"github.com/bargehq/barge/pkg/meta"
+	"github.com/bargehq/barge/pkg/objstore"
+)
+
+// storedChunk puts an object holding junk, then batches of the given
+// record counts as producers send them (base offset 0, leader epoch -1),
+// then more junk, and returns the chunk that indexes the batches at base.
+func storedChunk(t testing.TB, store objstore.Store, key string, base int64, counts ...int) (meta.Chunk, [][]byte) {
+	t.Helper()
+	obj := []byte("leading bytes of other partitions")
+	pos := int64(len(obj))
+	var sent [][]byte
+	next := base
+	for i, n := range counts {
+		b := mkBatch(t, fmt.Sprintf("b%d", i), n, 100)
+		obj = append(obj, b.Data...)
+		sent = append(sent, b.Data)
+		next += int64(n)
+	}
+	c := meta.Chunk{Object: key, Pos: pos, Len: int64(len(obj)) - pos, BaseOffset: base, NextOffset: next}
+	obj = append(obj, "trailing bytes"...)
+	if err := store.Put(context.Background(), key, obj); err != nil {
+		t.Fatal(err)
+	}
+	return c, sent
+}
+
+func newCache(t testing.TB) *cache.Cache {
+	t.Helper()
+	c, err := cache.New(4<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestReaderChunkPatchesOffsets(t *testing.T) {
+	mem := objstore.NewMemory()
+	c, sent := storedChunk(t, mem, "seg/a", 1000, 3, 1, 5)
+	rd := NewReader(mem, newCache(t))
+	got, err := rd.Chunk(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := decodeBatches(t, got) // CRCs still hold: the patched fields are outside them
+	wantBase := []int64{1000, 1003, 1004}
+	if len(bs) != 3 {
+		t.Fatalf("read %v", bs)
+	}
+	for i, b := range bs {
+		if b.h.BaseOffset != wantBase[i] || b.h.PartitionLeaderEpoch != 0 {
+			t.Errorf("batch %d: base %d epoch %d, want %d and 0", i, b.h.BaseOffset, b.h.PartitionLeaderEpoch, wantBase[i])
+		}
+		if b.values[0] != fmt.Sprintf("b%d/0", i) {
+			t.Errorf("batch %d holds %v", i, b.values)
+		}
+	}
+	if len(got) != cap(got) {
+		t.Errorf("returned slice has spare capacity %d: appending would write into the cache", cap(got)-len(got))
+	}
+	// Only the patched fields changed.
+	for i, off := 0, 0; i < len(sent); i++ {
+		b := got[off : off+len(sent[i])]
+		if !bytes.Equal(b[8:12], sent[i][8:12]) || !bytes.Equal(b[16:], sent[i][16:]) {
+			t.Errorf("batch %d: bytes other than base offset and leader epoch changed", i)
+		}
+		off += len(sent[i])
+	}
+	// The bucket keeps the batches as sent.
+	stored, err := mem.GetRange(context.Background(), c.Object, c.Pos, c.Len)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(stored, slices.Concat(sent...)) {
+		t.Errorf("the stored object was modified")
+	}
+}
+
+func TestReaderChunkCorrupt(t *testing.T) {
+	mem := objstore.NewMemory()
+	good, _ := storedChunk(t, mem, "seg/good", 10, 2, 2)
+
+	put := func(key string, b []byte) meta.Chunk {
+		if err := mem.Put(context.Background(), key, b); err != nil {
+			t.Fatal(err)
+		}
+		return meta.Chunk{Object: key, Pos: 0, Len: int64(len(b)), BaseOffset: 0, NextOffset: 1}
+	}
+	one := mkBatch(t, "x", 1, 0).Data
+	withLength := func(n int32) []byte {
+		b := bytes.Clone(one)
+		binary.BigEndian.PutUint32(b[8:], uint32(n))
+		return b
+	}
+
+	for _, tc := range []struct {
+		name string
+		c    meta.Chunk
+	}{
+		{"ends before NextOffset", func() meta.Chunk { c := good; c.NextOffset++; return c }()},
+		{"ends after NextOffset", func() meta.Chunk { c := good; c.NextOffset--; return c }()},
+		{"range cut mid-batch", func() meta.Chunk { c := good; c.Len -= 10; return c }()},
+		{"range past the object's end", func() meta.Chunk { c := good; c.Len += 100; return c }()},
+		{"range starts mid-batch", func() meta.Chunk { c := good; c.Pos += 3; c.Len -= 3; return c }()},
+		{"shorter than a batch header", put("seg/short", one[:batch.HeaderSize-1])},
+		{"batch length past the range", put("seg/long", withLength(int32(len(one))))},
+		{"batch length zero", put("seg/zero", withLength(0))},
+		{"batch length makes size zero", put("seg/size0", withLength(-12))},
+		{"batch length negative", put("seg/neg", withLength(-100))},
+		{"batch length below a header", put("seg/small", withLength(batch.HeaderSize-13))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rd := NewReader(mem, newCache(t))
+			b, err := rd.Chunk(context.Background(), tc.c)
+			if !errors.Is(err, ErrCorruptSegment) {
+				t.Errorf("Chunk = %d bytes, %v; want ErrCorruptSegment", len(b), err)
+			}
+		})
+	}
+
+	t.Run("missing object", func(t *testing.T) {
+		c := good
+		c.Object = "seg/missing"
+		if _, err := NewReader(mem, newCache(t)).Chunk(context.Background(), c); !errors.Is(err, objstore.ErrNotFound) {
+			t.Errorf("err %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// Failed reads are not cached: once the bucket answers, the read succeeds.
+func TestReaderErrorNotCached(t *testing.T) {
+	f := objstore.NewFaulty(objstore.NewMemory())
+	c, _ := storedChunk(t, f, "seg/a", 0, 1)
+	rd := NewReader(f, newCache(t))
+	f.FailNth(objstore.OpGetRange, 1)
+	if _, err := rd.Chunk(context.Background(), c); !errors.Is(err, objstore.ErrInjected) {
+		t.Fatalf("err %v, want the injected fault", err)
+	}
+	if _, err := rd.Chunk(context.Background(), c); err != nil {
+		t.Fatalf("after the fault: %v", err)
+	}
+	if n := f.Calls(objstore.OpGetRange); n != 2 {
+		t.Errorf("%d GETs, want 2", n)
+	}
+}
+
+// Concurrent reads of a missing chunk make one GET, and later reads none.
+func TestReaderSingleFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := objstore.NewMemory()
+		c, _ := storedChunk(t, mem, "seg/a", 50, 2, 3)
+		gate := newGateStore(mem, false, true)
+		f := objstore.NewFaulty(gate)
+		rd := NewReader(f, newCache(t))
+
+		const readers = 20
+		results := make([][]byte, readers)
+		var wg sync.WaitGroup
+		for i := range readers {
+			wg.Go(func() {
+				b, err := rd.Chunk(context.Background(), c)
+				if err != nil {
+					t.Error(err)
+				}
+				results[i] = b
+			})
+		}
+		synctest.Wait() // every reader is waiting on the one held GET
+		if n := f.Calls(objstore.OpGetRange); n != 1 {
+			t.Errorf("%d GETs started for %d concurrent readers, want 1", n, readers)
+		}
+		gate.Open()
+		wg.Wait()
+		for i, b := range results {
+			if bs := decodeBatches(t, b); len(bs) != 2 || bs[0].h.BaseOffset != 50 || bs[1].h.BaseOffset != 52 {
+				t.Errorf("reader %d got %v", i, bs)
+			}
+		}
+
+		synctest.Wait() // the cache has taken the range in
+		for range 3 {
+			if _, err := rd.Chunk(context.Background(), c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := f.Calls(objstore.OpGetRange); n != 1 {
+			t.Errorf("%d GETs after the range was cached, want 1", n)
+		}
+	})
+}
+
+// A chunk of an object Ingest just committed is served from memory,
+// already patched, with no GET at all.
+func TestReaderServesPublishedObject(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, IngestConfig{}, meta.Options{}, nil)
+		id := r.createTopic("t", 1)
+		for i := range 3 {
+			tk, err := r.in.Append(TopicPartition{id, 0}, []Batch{mkBatch(t, fmt.Sprint(i), 2, 0)}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wait(t, tk)
+		}
+		rd := NewReader(r.faulty, r.cache)
+		got := r.readPartition(rd, id, 0)
+		if len(got) != 3 || got[0].h.BaseOffset != 0 || got[1].h.BaseOffset != 2 || got[2].h.BaseOffset != 4 {
+			t.Errorf("read %v", got)
+		}
+		if n := r.faulty.Calls(objstore.OpGetRange); n != 0 {
+			t.Errorf("%d GETs for freshly committed chunks, want 0", n)
+		}
+	})
+}
+
+func TestFromOffset(t *testing.T) {
+	// Three patched batches: [10,13) [13,14) [14,20).
+	counts := []int{3, 1, 6}
+	var chunk []byte
+	var sizes []int64
+	base := int64(10)
+	for i, n := range counts {
+		b := mkBatch(t, fmt.Sprint(i), n, 0).Data
+		batch.SetBaseOffset(b, base)
+		base += int64(n)
+		chunk = append(chunk, b...)
+		sizes = append(sizes, int64(len(b)))
+	}
+	s0, s1, s2 := sizes[0], sizes[1], sizes[2]
+	all := s0 + s1 + s2
+	span := func(from, to int) []byte { // batches [from, to)
+		start := int64(0)
+		for _, s := range sizes[:from] {
+			start += s
+		}
+		end := start
+		for _, s := range sizes[from:to] {
+			end += s
+		}
+		return chunk[start:end]
+	}
+
+	for _, tc := range []struct {
+		name       string
+		chunk      []byte
+		offset     int64
+		maxBytes   int64
+		atLeastOne bool
+		want       []byte
+		wantNext   int64
+	}{
+		{"from the first offset", chunk, 10, all, false, chunk, 20},
+		{"before the chunk", chunk, 0, all, false, chunk, 20},
+		{"inside the first batch returns it whole", chunk, 12, all, false, chunk, 20},
+		{"at the second batch", chunk, 13, all, false, span(1, 3), 20},
+		{"inside the last batch", chunk, 15, all, true, span(2, 3), 20},
+		{"last offset", chunk, 19, all, false, span(2, 3), 20},
+		{"at the end", chunk, 20, all, true, nil, 20},
+		{"past the end", chunk, 25, all, true, nil, 25},
+		{"maxBytes fits two batches exactly", chunk, 10, s0 + s1, false, span(0, 2), 14},
+		{"maxBytes one short of two batches", chunk, 10, s0 + s1 - 1, false, span(0, 1), 13},
+		{"maxBytes one short of all", chunk, 11, all - 1, true, span(0, 2), 14},
+		{"maxBytes from the middle", chunk, 13, s1 + s2, false, span(1, 3), 20},
+		{"oversize first batch with atLeastOne", chunk, 10, s0 - 1, true, span(0, 1), 13},
+		{"oversize first batch without atLeastOne", chunk, 10, s0 - 1, false, nil, 10},
+		{"zero maxBytes with atLeastOne", chunk, 14, 0, true, span(2, 3), 20},
+		{"zero maxBytes without atLeastOne", chunk, 14, 0, false, nil, 14},
+		{"empty chunk", nil, 0, all, true, nil, 0},
+		{"trailing partial batch ignored", append(bytes.Clone(chunk), chunk[:s0-1]...), 10, 2 * all, false, chunk, 20},
+		{"trailing partial header ignored", append(bytes.Clone(chunk), 1, 2, 3), 13, 2 * all, false, span(1, 3), 20},
+		{"corrupt batch length stops the walk", append(bytes.Clone(span(0, 1)), negativeLength(span(1, 2))...), 10, all, false, span(0, 1), 13},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, next := FromOffset(tc.chunk, tc.offset, tc.maxBytes, tc.atLeastOne)
+			if !bytes.Equal(got, tc.want) || next != tc.wantNext {
+				t.Errorf("FromOffset(%d, %d, %v) = %d bytes, next %d; want %d bytes, next %d",
+					tc.offset, tc.maxBytes, tc.atLeastOne, len(got), next, len(tc.want), tc.wantNext)
+			}
+			if len(got) != cap(got) {
+				t.Errorf("result has spare capacity")
+			}
+		})
+	}
+}
+
+// negativeLength returns b with its batchLength field set so that the
+// batch would claim a size below zero.
+func negativeLength(b []byte) []byte {
+	b = bytes.Clone(b)
+	binary.BigEndian.PutUint32(b[8:], uint32(0xFFFFFF00))
+	return b
+}

@@ -61,3 +61,40 @@ func endOffsets(t *testing.T, addr, topic string) map[int32]int64 {
 	})
 	return out
 }
+
+// consumeAll reads topic from the start with a fresh client bootstrapped to
+// addr until every partition has reached its end offset in ends. It fails
+// the test unless each partition's offsets run 0, 1, 2, … without a gap or
+// a repeat, and returns the records per partition, indexed by offset.
+func consumeAll(t *testing.T, addr, topic string, ends map[int32]int64) map[int32][]*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := client(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	out := map[int32][]*kgo.Record{}
+	done := func() bool {
+		for p, end := range ends {
+			if int64(len(out[p])) < end {
+				return false
+			}
+		}
+		return true
+	}
+	for !done() {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consume %s from %s: deadline with %d partitions read, want end offsets %v", topic, addr, len(out), ends)
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d from %s: %v", topic, p, addr, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if want := int64(len(out[r.Partition])); r.Offset != want {
+				t.Fatalf("%s/%d from %s: offset %d where %d was next", topic, r.Partition, addr, r.Offset, want)
+			}
+			if r.Offset >= ends[r.Partition] {
+				t.Fatalf("%s/%d from %s: offset %d at or past the end offset %d", topic, r.Partition, addr, r.Offset, ends[r.Partition])
+			}
+			out[r.Partition] = append(out[r.Partition], r)
+		})
+	}
+	return out
+}

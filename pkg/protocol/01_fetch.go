@@ -76,6 +76,11 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 				p := &t.Partitions[j]
 				*p = kmsg.NewFetchResponseTopicPartition()
 				p.Partition = rp.Partition
+				// No data is an empty record set, as Kafka sends it, not a
+				// null one: kmsg writes nil as length -1, which librdkafka
+				// rejects ("invalid MessageSetSize -1") and then backs off
+				// instead of reporting the end of the partition.
+				p.RecordBatches = []byte{}
 				var part *meta.Partition
 				if topic != nil {
 					part = topic.Partition(rp.Partition)
@@ -144,7 +149,9 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 				break // the limit cut this chunk short
 			}
 		}
-		pl.p.RecordBatches = out
+		if out != nil {
+			pl.p.RecordBatches = out
+		}
 		total += int64(len(out))
 		remaining -= int64(len(out))
 	}

@@ -223,7 +223,7 @@ func (c *conn) decode(frame []byte) (*inflight, kmsg.Request, handler, error) {
 			// listing what it supports, so the client can downgrade.
 			resp := kmsg.NewPtrApiVersionsResponse()
 			resp.ErrorCode = kerr.UnsupportedVersion.Code
-			resp.ApiKeys = SupportedAPIs()
+			resp.ApiKeys = advertisedAPIs()
 			in.raw = resp.AppendTo(nil)
 		} else {
 			in.raw = binary.BigEndian.AppendUint16(nil, uint16(kerr.UnsupportedVersion.Code))

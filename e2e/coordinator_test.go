@@ -1,0 +1,39 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/internal/harness"
+)
+
+// TestFindCoordinator: a lone agent coordinates every group itself; empty
+// group ids and transactional ids get Kafka's errors.
+func TestFindCoordinator(t *testing.T) {
+	a := startAgent(t, harness.FileBackend(t), 0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	host, port, _ := net.SplitHostPort(a.Addr)
+	req := kmsg.NewPtrFindCoordinatorRequest()
+	req.CoordinatorKeys = []string{"orders", ""}
+	resp, err := req.RequestWith(ctx, client(t, a.Addr))
+	if err != nil || len(resp.Coordinators) != 2 {
+		t.Fatalf("FindCoordinator: %v, %d answers", err, len(resp.Coordinators))
+	}
+	if c := resp.Coordinators[0]; c.ErrorCode != 0 || c.Host != host || strconv.Itoa(int(c.Port)) != port || c.Key != "orders" {
+		t.Errorf("group orders: %+v, want this agent at %s", c, a.Addr)
+	}
+	if c := resp.Coordinators[1]; c.ErrorCode != kerr.InvalidRequest.Code {
+		t.Errorf("empty group id: %v, want INVALID_REQUEST", kerr.ErrorForCode(c.ErrorCode))
+	}
+	req.CoordinatorType, req.CoordinatorKeys = 1, []string{"txn"}
+	if resp, err = req.RequestWith(ctx, client(t, a.Addr)); err != nil || resp.Coordinators[0].ErrorCode != kerr.CoordinatorNotAvailable.Code {
+		t.Errorf("transactional id: %v %+v, want COORDINATOR_NOT_AVAILABLE", err, resp.Coordinators)
+	}
+}

@@ -1,0 +1,46 @@
+package protocol
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// FindCoordinator, versions 0-4 (v4: batched keys, KIP-699).
+//
+// A single agent coordinates every group itself. Transactional ids get
+// COORDINATOR_NOT_AVAILABLE until transactions land. librdkafka also takes
+// this API's presence as the sign that a broker understands lz4 framing
+// (its LZ4 feature), so without it kcat silently sends lz4 uncompressed.
+// v3: flexible.
+func init() { register(10, 0, 4, deferred(handleFindCoordinator)) }
+
+func handleFindCoordinator(_ context.Context, s *Server, req *kmsg.FindCoordinatorRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	keys := req.CoordinatorKeys
+	if req.Version < 4 {
+		keys = []string{req.CoordinatorKey}
+	}
+	for _, key := range keys {
+		c := kmsg.NewFindCoordinatorResponseCoordinator()
+		c.Key, c.NodeID, c.Host, c.Port = key, s.cfg.NodeID, s.cfg.AdvertisedHost, s.cfg.AdvertisedPort
+		switch {
+		case req.CoordinatorType == 1:
+			c.ErrorCode, c.ErrorMessage = kerr.CoordinatorNotAvailable.Code, strp("transactions are not supported yet")
+		case req.CoordinatorType != 0:
+			c.ErrorCode, c.ErrorMessage = kerr.InvalidRequest.Code, strp("unknown coordinator type")
+		case key == "":
+			c.ErrorCode, c.ErrorMessage = kerr.InvalidRequest.Code, strp("group id must not be empty")
+		}
+		if c.ErrorCode != 0 {
+			c.NodeID, c.Host, c.Port = -1, "", -1
+		}
+		resp.Coordinators = append(resp.Coordinators, c)
+	}
+	if req.Version < 4 {
+		c := resp.Coordinators[0]
+		resp.ErrorCode, resp.ErrorMessage, resp.NodeID, resp.Host, resp.Port = c.ErrorCode, c.ErrorMessage, c.NodeID, c.Host, c.Port
+	}
+	return resp
+}

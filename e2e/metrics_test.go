@@ -15,7 +15,12 @@ import (
 // bucket requests by kind with latency, and cache hits and misses;
 // /healthz and /readyz answer.
 func TestMetricsAndHealth(t *testing.T) {
-	b := harness.FileBackend(t)
+	for _, b := range harness.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) { checkMetricsAndHealth(t, b) })
+	}
+}
+
+func checkMetricsAndHealth(t *testing.T, b harness.Backend) {
 	a := startAgent(t, b, 0)
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get("http://" + a.HTTPAddr + path)

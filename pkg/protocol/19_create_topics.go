@@ -50,26 +50,17 @@ func handleCreateTopics(ctx context.Context, s *Server, req *kmsg.CreateTopicsRe
 			}
 		}
 	})
-	if len(ops) == 0 {
-		return resp
-	}
-	results, err := s.log.Append(ctx, ops...)
-	for k, i := range opIndex {
-		t := &resp.Topics[i]
-		var rerr error
-		if err != nil {
-			rerr = err
-		} else {
-			rerr = results[k].Err
+	s.appendOps(ctx, ops, func(k int, err error) {
+		if err == nil {
+			return
 		}
-		if rerr != nil {
-			t.ErrorCode, t.ErrorMessage = errorCode(rerr), strp(rerr.Error())
-			t.NumPartitions, t.ReplicationFactor, t.Configs = -1, -1, nil
-			if t.ErrorCode == kerr.TopicAlreadyExists.Code {
-				t.ErrorMessage = strp(fmt.Sprintf("Topic '%s' already exists.", t.Topic))
-			}
+		t := &resp.Topics[opIndex[k]]
+		t.ErrorCode, t.ErrorMessage = errorCode(err), strp(err.Error())
+		t.NumPartitions, t.ReplicationFactor, t.Configs = -1, -1, nil
+		if t.ErrorCode == kerr.TopicAlreadyExists.Code {
+			t.ErrorMessage = strp(fmt.Sprintf("Topic '%s' already exists.", t.Topic))
 		}
-	}
+	})
 	return resp
 }
 

@@ -47,19 +47,11 @@ func handleDeleteTopics(ctx context.Context, s *Server, req *kmsg.DeleteTopicsRe
 			resp.Topics = append(resp.Topics, t)
 		}
 	})
-	if len(ops) == 0 {
-		return resp
-	}
-	results, err := s.log.Append(ctx, ops...)
-	for k, i := range opIndex {
-		rerr := err
-		if rerr == nil {
-			rerr = results[k].Err
+	s.appendOps(ctx, ops, func(k int, err error) {
+		if err != nil {
+			t := &resp.Topics[opIndex[k]]
+			t.ErrorCode, t.ErrorMessage = errorCode(err), strp(err.Error())
 		}
-		if rerr != nil {
-			resp.Topics[i].ErrorCode = errorCode(rerr)
-			resp.Topics[i].ErrorMessage = strp(rerr.Error())
-		}
-	}
+	})
 	return resp
 }

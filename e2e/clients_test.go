@@ -2,7 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -98,4 +103,58 @@ func TestOtherGoClients(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestKafkaJS: kafkajs (from npm, installed by `make deps`) produces
+// idempotently with gzip; its admin client reads the high watermarks and
+// franz-go reads every record back.
+func TestKafkaJS(t *testing.T) {
+	modules := filepath.Join(harness.RepoRoot(), ".tools", "node", "node_modules")
+	if _, err := os.Stat(filepath.Join(modules, "kafkajs")); err != nil {
+		t.Fatalf("kafkajs is not installed in %s: run make test (make deps installs it)", modules)
+	}
+	a := startAgent(t, harness.FileBackend(t), 0)
+	createTopic(t, a.Addr, "js", 2, nil)
+	const n = 1000
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join("testdata", "kafkajs_produce.js"), a.Addr, "js", fmt.Sprint(n))
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("kafkajs: %v\n%s%s", err, out, stderr)
+	}
+	var offsets []struct {
+		Partition int    `json:"partition"`
+		High      string `json:"high"`
+	}
+	if err := json.Unmarshal(out, &offsets); err != nil {
+		t.Fatalf("kafkajs output %q: %v", out, err)
+	}
+	ends := map[int32]int64{}
+	total := int64(0)
+	for _, o := range offsets {
+		h, _ := strconv.ParseInt(o.High, 10, 64)
+		ends[int32(o.Partition)] = h
+		total += h
+	}
+	if total != n || len(ends) != 2 {
+		t.Fatalf("kafkajs sees high watermarks %v, want %d records over 2 partitions", offsets, n)
+	}
+	seen := map[string]bool{}
+	for p, recs := range consumeAll(t, a.Addr, "js", ends) {
+		for _, r := range recs {
+			if len(r.Headers) != 1 || string(r.Headers[0].Value) != "kafkajs" || seen[string(r.Value)] {
+				t.Fatalf("partition %d offset %d: %s headers %v", p, r.Offset, r.Value, r.Headers)
+			}
+			seen[string(r.Value)] = true
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("read %d distinct records of %d", len(seen), n)
+	}
 }

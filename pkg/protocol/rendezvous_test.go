@@ -1,0 +1,34 @@
+package protocol
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestRendezvous(t *testing.T) {
+	agents := []string{"a", "b", "c", "d"}
+	owners := map[string]string{}
+	count := map[string]int{}
+	for i := 0; i < 4000; i++ {
+		g := fmt.Sprint("group-", i)
+		owners[g] = rendezvous(g, agents)
+		count[owners[g]]++
+		if again := rendezvous(g, []string{"d", "c", "b", "a"}); again != owners[g] {
+			t.Fatalf("%s: owner depends on candidate order: %s vs %s", g, owners[g], again)
+		}
+	}
+	for _, a := range agents {
+		if count[a] < 800 || count[a] > 1200 {
+			t.Errorf("agent %s owns %d of 4000 groups; want about 1000", a, count[a])
+		}
+	}
+	// Removing an agent moves only its own groups.
+	for g, owner := range owners {
+		if now := rendezvous(g, []string{"a", "b", "d"}); owner != "c" && now != owner {
+			t.Fatalf("%s moved from %s to %s when c left", g, owner, now)
+		}
+	}
+	if rendezvous("g", nil) != "" {
+		t.Fatal("no candidates must give no owner")
+	}
+}

@@ -23,6 +23,7 @@ type config struct {
 	DefaultPartitions int
 	MetaPoll          time.Duration
 	LogLevel          string
+	GroupInitialDelay time.Duration
 }
 
 // parseConfig fills the config from flags, then from BARGE_* variables
@@ -42,6 +43,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.IntVar(&c.DefaultPartitions, "default-partitions", 1, "partitions of auto-created topics (num.partitions)")
 	fs.DurationVar(&c.MetaPoll, "meta-poll-interval", 100*time.Millisecond, "how often to look for other agents' metadata-log entries")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.GroupInitialDelay, "group-initial-rebalance-delay", 3*time.Second, "how long the first rebalance of an empty consumer group waits for more members (group.initial.rebalance.delay.ms)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -69,6 +71,9 @@ func (c *config) finish() error {
 		if strings.HasPrefix(c.Store, "s3://") {
 			c.FlushInterval = 250 * time.Millisecond
 		}
+	}
+	if c.GroupInitialDelay < 0 {
+		return fmt.Errorf("group-initial-rebalance-delay must not be negative")
 	}
 	if c.FlushInterval < 0 || c.FlushBytes <= 0 || c.CacheBytes <= 0 || c.DefaultPartitions <= 0 {
 		return fmt.Errorf("flush-interval, flush-bytes, cache-bytes and default-partitions must be positive")

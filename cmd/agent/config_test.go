@@ -31,6 +31,7 @@ func TestConfigDefaults(t *testing.T) {
 		DefaultPartitions: 1,
 		MetaPoll:          100 * time.Millisecond,
 		LogLevel:          "info",
+		GroupInitialDelay: 3 * time.Second,
 	}
 	if c != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -44,19 +45,20 @@ func TestConfigDefaults(t *testing.T) {
 // Every flag can come from BARGE_<FLAG> with dashes as underscores.
 func TestConfigFromEnv(t *testing.T) {
 	c, err := parseConfig(nil, env(map[string]string{
-		"BARGE_LISTEN":             "127.0.0.1:19092",
-		"BARGE_ADVERTISE":          "broker.example:29092",
-		"BARGE_STORE":              "s3://bucket/prefix?region=eu-west-1",
-		"BARGE_HTTP":               "127.0.0.1:9999",
-		"BARGE_FLUSH_INTERVAL":     "40ms",
-		"BARGE_FLUSH_BYTES":        "1048576",
-		"BARGE_CACHE_BYTES":        "2097152",
-		"BARGE_AUTO_CREATE_TOPICS": "false",
-		"BARGE_NODE_ID":            "7",
-		"BARGE_DEFAULT_PARTITIONS": "3",
-		"BARGE_META_POLL_INTERVAL": "1s",
-		"BARGE_LOG_LEVEL":          "debug",
-		"LISTEN":                   ":1", // not ours
+		"BARGE_LISTEN":                        "127.0.0.1:19092",
+		"BARGE_ADVERTISE":                     "broker.example:29092",
+		"BARGE_STORE":                         "s3://bucket/prefix?region=eu-west-1",
+		"BARGE_HTTP":                          "127.0.0.1:9999",
+		"BARGE_FLUSH_INTERVAL":                "40ms",
+		"BARGE_FLUSH_BYTES":                   "1048576",
+		"BARGE_CACHE_BYTES":                   "2097152",
+		"BARGE_AUTO_CREATE_TOPICS":            "false",
+		"BARGE_NODE_ID":                       "7",
+		"BARGE_DEFAULT_PARTITIONS":            "3",
+		"BARGE_META_POLL_INTERVAL":            "1s",
+		"BARGE_LOG_LEVEL":                     "debug",
+		"BARGE_GROUP_INITIAL_REBALANCE_DELAY": "10ms",
+		"LISTEN":                              ":1", // not ours
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +76,7 @@ func TestConfigFromEnv(t *testing.T) {
 		DefaultPartitions: 3,
 		MetaPoll:          time.Second,
 		LogLevel:          "debug",
+		GroupInitialDelay: 10 * time.Millisecond,
 	}
 	if c != want {
 		t.Errorf("from env\n got %+v\nwant %+v", c, want)

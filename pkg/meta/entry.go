@@ -16,6 +16,10 @@ import (
 //	.       uvarint   op count, then each op: 1 byte kind + kind's fields
 //	end-4   4         CRC-32C (Castagnoli) of all bytes before it
 //
+// Op kinds: 1 CreateTopic, 2 DeleteTopic, 3 CreatePartitions, 4 Commit,
+// 5 ReserveProducers, 6 GroupGeneration, 7 CommitOffsets, 8 DeleteGroups,
+// 9 DeleteOffsets (groups.go). New kinds are added, never renumbered.
+//
 // A reader that meets an unknown version or op kind stops and reports
 // ErrCorrupt rather than guess: an agent that is too old must not apply a log
 // it does not understand.
@@ -148,6 +152,9 @@ func (en *Entry) Encode() []byte {
 		case ReserveProducers:
 			e.svar(int64(op.Count))
 		default:
+			if encodeGroupOp(&e, op) {
+				continue
+			}
 			panic(fmt.Sprintf("meta: unknown op %T", op))
 		}
 	}
@@ -203,7 +210,11 @@ func DecodeEntry(b []byte) (*Entry, error) {
 		case kindReserveProducers:
 			en.Ops = append(en.Ops, ReserveProducers{Count: d.i32()})
 		default:
-			return nil, fmt.Errorf("%w: unknown op kind %d", ErrCorrupt, k)
+			op, ok := decodeGroupOp(d, k)
+			if !ok {
+				return nil, fmt.Errorf("%w: unknown op kind %d", ErrCorrupt, k)
+			}
+			en.Ops = append(en.Ops, op)
 		}
 	}
 	if d.err != nil {

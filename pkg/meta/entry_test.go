@@ -60,6 +60,24 @@ func entryCases() []struct {
 		}}},
 		{"commit without parts", &Entry{Writer: "a", Tag: 7, Ops: []Op{Commit{Object: "o", Parts: []CommitPart{}}}}},
 		{"reserve producers", &Entry{Writer: "a", Tag: 8, Ops: []Op{ReserveProducers{Count: 100}, ReserveProducers{Count: -5}}}},
+		{"group generation", &Entry{Writer: "a", Tag: 9, Ops: []Op{
+			GroupGeneration{Group: "g", Generation: 3, ProtocolType: "consumer", Protocol: "cooperative-sticky", Leader: "m1", Members: []string{"m1", "m2"}},
+			GroupGeneration{Group: "empty", Generation: math.MaxInt32},
+		}}},
+		{"commit offsets", &Entry{Writer: "a", Tag: 10, Ops: []Op{
+			CommitOffsets{Group: "g", Generation: 3, Member: "m1", Offsets: []GroupOffset{
+				{Topic: testID(1), Partition: 0, Offset: 42, LeaderEpoch: -1, Metadata: strp(""), CommitMs: 1700000000000},
+				{Topic: testID(2), Partition: math.MaxInt32, Offset: math.MaxInt64, LeaderEpoch: math.MaxInt32, CommitMs: -1},
+				{Topic: testID(2), Partition: 1, Offset: -1, Metadata: strp("meta-ü")},
+			}},
+			CommitOffsets{Group: "simple", Generation: -1},
+		}}},
+		{"delete groups and offsets", &Entry{Writer: "a", Tag: 11, Ops: []Op{
+			DeleteGroups{Groups: []string{"a", ""}},
+			DeleteGroups{},
+			DeleteOffsets{Group: "g", Partitions: []GroupPartition{{testID(1), 0}, {testID(2), math.MaxInt32}}},
+			DeleteOffsets{Group: "h"},
+		}}},
 		{"every kind", &Entry{Writer: "agent-ü-\x00-\xff", Tag: math.MaxUint64, TimeMs: math.MinInt64, Ops: []Op{
 			CreateTopic{Name: "x", ID: testID(8), Partitions: 2, ReplicationFactor: 1, Configs: map[string]string{"k": "v"}},
 			CreatePartitions{ID: testID(8), Count: 4},
@@ -67,6 +85,10 @@ func entryCases() []struct {
 				{Pos: 0, Len: 7, Records: 1, ProducerID: 5, ProducerEpoch: 0, BaseSequence: 0}}}}},
 			ReserveProducers{Count: 1},
 			DeleteTopic{ID: testID(8)},
+			GroupGeneration{Group: "g", Generation: 1, Members: []string{"m"}},
+			CommitOffsets{Group: "g", Generation: 1, Offsets: []GroupOffset{{Topic: testID(8), Partition: 1, Offset: 5}}},
+			DeleteOffsets{Group: "g", Partitions: []GroupPartition{{testID(8), 1}}},
+			DeleteGroups{Groups: []string{"g"}},
 		}}},
 	}
 }
@@ -172,7 +194,16 @@ func TestDecodeEntryRejects(t *testing.T) {
 		{"bad magic", reseal(append([]byte("BRGN\x01"), valid[5:len(valid)-4]...))},
 		{"snapshot magic", NewState().EncodeSnapshot()},
 		{"op kind 0", sealed(func(e *encoder) { e.uvar(1); e.u8(0) })},
-		{"op kind 6", sealed(func(e *encoder) { e.uvar(1); e.u8(6); e.svar(3) })},
+		{"op kind 10", sealed(func(e *encoder) { e.uvar(1); e.u8(10); e.svar(3) })},
+		{"commit offsets count too large", sealed(func(e *encoder) {
+			e.uvar(1)
+			e.u8(kindCommitOffsets)
+			e.str("g")
+			e.svar(1)
+			e.str("m")
+			e.uvar(1 << 30)
+		})},
+		{"group generation truncated", sealed(func(e *encoder) { e.uvar(1); e.u8(kindGroupGeneration); e.str("g"); e.svar(1) })},
 		{"op kind 255", sealed(func(e *encoder) { e.uvar(1); e.u8(255) })},
 		{"unknown kind after a good op", sealed(func(e *encoder) {
 			e.uvar(2)
@@ -254,3 +285,5 @@ func checkEntryBytes(t *testing.T, b []byte) {
 		t.Fatalf("encoding is not a fixed point:\n%x\n%x", b2, b3)
 	}
 }
+
+func strp(s string) *string { return &s }

@@ -5,18 +5,20 @@ import (
 	"sort"
 )
 
-// Snapshot layout (version 1), stored as meta/snap/<20-digit seq>:
+// Snapshot layout (version 2), stored as meta/snap/<20-digit seq>:
 //
 //	magic "BRGN", version byte, then: seq (uvarint), next producer id
 //	(varint), the distinct object keys (count, strings) that chunks refer to
 //	by index, then the topics sorted by name, each with its partitions,
-//	chunks and producers (sorted by id), and a CRC-32C trailer.
+//	chunks and producers (sorted by id), then (version 2) the consumer
+//	groups (groups.go), and a CRC-32C trailer. Version 1 snapshots, which
+//	end after the topics, are still read.
 //
 // The encoding is deterministic: two agents snapshotting the same state
 // write the same bytes.
 const (
 	snapMagic   = "BRGN"
-	snapVersion = 1
+	snapVersion = 2
 )
 
 // EncodeSnapshot serialises the state.
@@ -93,6 +95,7 @@ func (s *State) EncodeSnapshot() []byte {
 			}
 		}
 	}
+	s.encodeGroups(&e)
 	return e.seal()
 }
 
@@ -105,8 +108,9 @@ func DecodeSnapshot(b []byte) (*State, error) {
 	if len(d.b) < 5 || string(d.b[:4]) != snapMagic {
 		return nil, fmt.Errorf("%w: not a snapshot", ErrCorrupt)
 	}
-	if v := d.b[4]; v != snapVersion {
-		return nil, fmt.Errorf("%w: snapshot version %d", ErrCorrupt, v)
+	version := d.b[4]
+	if version != 1 && version != snapVersion {
+		return nil, fmt.Errorf("%w: snapshot version %d", ErrCorrupt, version)
 	}
 	d.b = d.b[5:]
 	s := NewState()
@@ -161,6 +165,9 @@ func DecodeSnapshot(b []byte) (*State, error) {
 		}
 		s.topics[t.Name] = t
 		s.byID[t.ID] = t
+	}
+	if version >= 2 {
+		s.decodeGroups(d)
 	}
 	if d.err != nil {
 		return nil, d.err

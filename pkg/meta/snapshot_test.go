@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -40,6 +41,18 @@ func historyEntries() []*Entry {
 	ens = append(ens,
 		&Entry{Writer: "a", TimeMs: t, Ops: []Op{CreatePartitions{ID: events, Count: 3}, DeleteTopic{ID: gone}}},
 		&Entry{Writer: "a", TimeMs: t, Ops: []Op{commitOf("data/seg-z", part(events, 2, plain(0, 1, 1)), part(events, 1, plain(1, 1, 1)))}},
+		&Entry{Writer: "a", TimeMs: t, Ops: []Op{
+			GroupGeneration{Group: "g1", Generation: 1, ProtocolType: "consumer", Protocol: "range", Leader: "m1", Members: []string{"m1", "m2"}},
+			CommitOffsets{Group: "g1", Generation: 1, Member: "m1", Offsets: []GroupOffset{
+				{Topic: orders, Partition: 2, Offset: 7, LeaderEpoch: 0, Metadata: strp("x"), CommitMs: t},
+				{Topic: orders, Partition: 0, Offset: 3, LeaderEpoch: -1, CommitMs: t},
+				{Topic: events, Partition: 1, Offset: 1, Metadata: strp("")},
+			}},
+			CommitOffsets{Group: "simple", Generation: -1, Offsets: []GroupOffset{{Topic: events, Partition: 0, Offset: 9}}},
+			GroupGeneration{Group: "empty", Generation: 4},
+			CommitOffsets{Group: "drained", Generation: -1, Offsets: []GroupOffset{{Topic: events, Partition: 0, Offset: 1}}},
+			DeleteOffsets{Group: "drained", Partitions: []GroupPartition{{events, 0}}},
+		}},
 	)
 	return ens
 }
@@ -130,6 +143,56 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 }
 
+// A version 1 snapshot (no groups section) is still read.
+func TestDecodeSnapshotVersion1(t *testing.T) {
+	s := NewState()
+	for _, en := range historyEntries() {
+		en.Ops = slices.DeleteFunc(slices.Clone(en.Ops), func(op Op) bool { return op.kind() >= kindGroupGeneration })
+		s.Apply(s.Seq+1, en)
+	}
+	b := s.EncodeSnapshot()
+	body := b[:len(b)-4]
+	if body[len(body)-1] != 0 { // the empty groups section: one zero count
+		t.Fatalf("snapshot without groups ends in %x", body[len(body)-1])
+	}
+	v1 := bytes.Clone(body[:len(body)-1])
+	v1[4] = 1
+	dec, err := DecodeSnapshot(reseal(v1))
+	if err != nil {
+		t.Fatalf("DecodeSnapshot(v1): %v", err)
+	}
+	if !reflect.DeepEqual(dec, s) {
+		t.Fatal("version 1 snapshot decodes to a different state")
+	}
+	if !bytes.Equal(dec.EncodeSnapshot(), b) {
+		t.Fatal("re-encoding a version 1 snapshot does not give version 2")
+	}
+}
+
+func TestSnapshotGroups(t *testing.T) {
+	s := historyState(t)
+	dec, err := DecodeSnapshot(s.EncodeSnapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := dec.GroupNames(), []string{"drained", "empty", "g1", "simple"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("groups %v, want %v", got, want)
+	}
+	g, ok := dec.Group("g1")
+	if !ok || g.Generation != 1 || g.Leader != "m1" || !reflect.DeepEqual(g.Members, []string{"m1", "m2"}) || g.Protocol != "range" {
+		t.Fatalf("g1 = %+v", g)
+	}
+	if o, ok := dec.CommittedOffset("g1", testID(1), 2); !ok || o.Offset != 7 || *o.Metadata != "x" {
+		t.Fatalf("g1 orders/2 = %+v %v", o, ok)
+	}
+	if o, _ := dec.CommittedOffset("g1", testID(1), 0); o.Metadata != nil || o.LeaderEpoch != -1 {
+		t.Fatalf("g1 orders/0 = %+v, want null metadata", o)
+	}
+	if n := len(dec.CommittedOffsets("drained")); n != 0 {
+		t.Fatalf("drained has %d offsets", n)
+	}
+}
+
 func TestSnapshotEmptyState(t *testing.T) {
 	b := NewState().EncodeSnapshot()
 	s, err := DecodeSnapshot(b)
@@ -168,7 +231,7 @@ func TestDecodeSnapshotCorrupt(t *testing.T) {
 	}
 	for _, bad := range [][]byte{
 		reseal(append(bytes.Clone(body), 0)),                          // trailing byte
-		reseal(append([]byte("BRGN\x02"), body[5:]...)),               // version 2
+		reseal(append([]byte("BRGN\x03"), body[5:]...)),               // version 3
 		reseal(append([]byte("BRGE\x01"), body[5:]...)),               // entry magic
 		(&Entry{Writer: "w"}).Encode(),                                // an entry is no snapshot
 		reseal(append([]byte("BRGN\x01\x00\x00\x01\x01x\x01"), 0x7f)), // topic count beyond input

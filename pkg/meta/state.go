@@ -34,6 +34,7 @@ type State struct {
 	Seq            uint64 // the last applied slot
 	topics         map[string]*Topic
 	byID           map[TopicID]*Topic
+	groups         map[string]*Group
 	nextProducerID int64
 }
 
@@ -79,6 +80,7 @@ type Result struct {
 	Err             error
 	FirstProducerID int64           // ReserveProducers
 	Parts           [][]BatchResult // Commit: per part, per batch
+	OffsetErrs      []error         // CommitOffsets: per offset (unknown topics)
 }
 
 // BatchResult is the fate of one committed batch.
@@ -89,7 +91,7 @@ type BatchResult struct {
 
 // NewState returns the empty state before slot 1.
 func NewState() *State {
-	return &State{topics: map[string]*Topic{}, byID: map[TopicID]*Topic{}, nextProducerID: 1000}
+	return &State{topics: map[string]*Topic{}, byID: map[TopicID]*Topic{}, groups: map[string]*Group{}, nextProducerID: 1000}
 }
 
 // Topic returns the topic by name.
@@ -137,6 +139,7 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 			if t := s.byID[op.ID]; t != nil {
 				delete(s.topics, t.Name)
 				delete(s.byID, t.ID)
+				s.dropTopicOffsets(t.ID)
 			} else {
 				results[i].Err = ErrUnknownTopic
 			}
@@ -147,6 +150,16 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 		case ReserveProducers:
 			results[i].FirstProducerID = s.nextProducerID
 			s.nextProducerID += int64(max(op.Count, 0))
+		case GroupGeneration:
+			results[i].Err = s.groupGeneration(op)
+		case CommitOffsets:
+			results[i].OffsetErrs, results[i].Err = s.commitOffsets(op)
+		case DeleteGroups:
+			for _, g := range op.Groups {
+				delete(s.groups, g)
+			}
+		case DeleteOffsets:
+			results[i].Err = s.deleteOffsets(op)
 		}
 	}
 	return results

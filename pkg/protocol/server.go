@@ -32,6 +32,13 @@ type Config struct {
 	MaxRequestBytes   int32 // socket.request.max.bytes
 	MaxInflight       int   // pipelined requests per connection
 	Logger            *slog.Logger
+
+	// GroupInitialRebalanceDelay is group.initial.rebalance.delay.ms: how
+	// long the first rebalance of an empty group waits for more members
+	// (0: none; the agent's default is Kafka's 3 s).
+	GroupInitialRebalanceDelay time.Duration
+	GroupMinSessionTimeout     time.Duration // group.min.session.timeout.ms; 0: 6 s
+	GroupMaxSessionTimeout     time.Duration // group.max.session.timeout.ms; 0: 30 min
 }
 
 // Server serves Kafka clients.
@@ -41,6 +48,7 @@ type Server struct {
 	ingest    *tiered.Ingest
 	reader    *tiered.Reader
 	producers producerIDs
+	groups    *coordinator
 	metrics   metrics
 
 	mu       sync.Mutex
@@ -68,26 +76,32 @@ func New(cfg Config, log *meta.Log, ingest *tiered.Ingest, reader *tiered.Reader
 	}
 	s := &Server{cfg: cfg, log: log, ingest: ingest, reader: reader, conns: map[*conn]struct{}{}}
 	s.producers.log = log
+	s.groups = newCoordinator(s)
 	s.metrics = newMetrics(reg)
 	return s
 }
 
 // Serve accepts connections until the listener is closed.
 func (s *Server) Serve(ln net.Listener) error {
+	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			return err
+			// Out of file descriptors and the like: back off and keep
+			// serving the connections we have, as net/http does.
+			s.cfg.Logger.Warn("accept failed; retrying", "err", err)
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		c := &conn{s: s, nc: nc, queue: make(chan *inflight, s.cfg.MaxInflight)}
+		if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
+			c.client.host = "/" + host
+		}
 		s.mu.Lock()
 		if s.draining {
 			s.mu.Unlock()
@@ -129,6 +143,21 @@ type conn struct {
 	s     *Server
 	nc    net.Conn
 	queue chan *inflight // answers in request order
+
+	// client is the client id of the connection's first request and the
+	// peer's host, for group members. Written once before any handler runs.
+	client     clientInfo
+	sawRequest bool
+}
+
+type connKey struct{}
+
+// clientOf returns who is on the other end of a handler's connection.
+func clientOf(ctx context.Context) clientInfo {
+	if c, ok := ctx.Value(connKey{}).(*conn); ok {
+		return c.client
+	}
+	return clientInfo{}
 }
 
 type inflight struct {
@@ -142,7 +171,7 @@ type inflight struct {
 }
 
 func (c *conn) serve() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), connKey{}, c))
 	writerDone := make(chan struct{})
 	go func() { c.writeLoop(); close(writerDone) }()
 	err := c.readLoop(ctx)
@@ -244,8 +273,12 @@ func (c *conn) decode(frame []byte) (*inflight, kmsg.Request, handler, error) {
 		if idLen > len(body) {
 			return nil, nil, nil, errors.New("truncated client id")
 		}
+		if !c.sawRequest {
+			c.client.id = string(body[:idLen])
+		}
 		body = body[idLen:]
 	}
+	c.sawRequest = true
 	if in.flexible {
 		var err error
 		if body, err = skipTags(body); err != nil {

@@ -1,0 +1,109 @@
+package protocol
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
+)
+
+// OffsetFetch, versions 1-9.
+//
+// Committed offsets come from the metadata log, so every agent answers the
+// same and a restarted agent has them all. A partition without a commit,
+// or of an unknown topic, gets offset -1 and no error, as in Kafka; no
+// topics (v2+) means every committed offset of the group. RequireStable
+// (v7) needs nothing: there are no pending transactional commits.
+// v2: all topics, top-level error; v5: leader epoch; v6: flexible;
+// v8: several groups per request (KIP-709); v9: KIP-848 member epoch
+// (ignored: classic groups only).
+func init() { register(9, 1, 9, deferred(handleOffsetFetch)) }
+
+func handleOffsetFetch(_ context.Context, s *Server, req *kmsg.OffsetFetchRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	groups := req.Groups
+	if req.Version < 8 {
+		g := kmsg.NewOffsetFetchRequestGroup()
+		g.Group = req.Group
+		if req.Topics != nil {
+			g.Topics = make([]kmsg.OffsetFetchRequestGroupTopic, 0, len(req.Topics))
+			for _, t := range req.Topics {
+				g.Topics = append(g.Topics, kmsg.OffsetFetchRequestGroupTopic{Topic: t.Topic, Partitions: t.Partitions})
+			}
+		}
+		groups = []kmsg.OffsetFetchRequestGroup{g}
+	}
+	s.log.View(func(st *meta.State) {
+		for _, rg := range groups {
+			resp.Groups = append(resp.Groups, fetchGroupOffsets(st, rg))
+		}
+	})
+	if req.Version < 8 {
+		g := resp.Groups[0]
+		resp.Groups = nil
+		resp.ErrorCode = g.ErrorCode
+		for _, gt := range g.Topics {
+			t := kmsg.NewOffsetFetchResponseTopic()
+			t.Topic = gt.Topic
+			for _, gp := range gt.Partitions {
+				t.Partitions = append(t.Partitions, kmsg.OffsetFetchResponseTopicPartition{Partition: gp.Partition,
+					Offset: gp.Offset, LeaderEpoch: gp.LeaderEpoch, Metadata: gp.Metadata, ErrorCode: gp.ErrorCode})
+			}
+			resp.Topics = append(resp.Topics, t)
+		}
+	}
+	return resp
+}
+
+func fetchGroupOffsets(st *meta.State, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
+	g := kmsg.NewOffsetFetchResponseGroup()
+	g.Group = rg.Group
+	if rg.Group == "" {
+		g.ErrorCode = kerr.InvalidGroupID.Code
+		return g
+	}
+	partition := func(o meta.GroupOffset, ok bool, p int32) kmsg.OffsetFetchResponseGroupTopicPartition {
+		rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+		rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata = p, -1, -1, kmsg.StringPtr("")
+		if ok {
+			rp.Offset, rp.LeaderEpoch = o.Offset, o.LeaderEpoch
+			if o.Metadata != nil {
+				rp.Metadata = kmsg.StringPtr(*o.Metadata)
+			}
+		}
+		return rp
+	}
+	if rg.Topics == nil { // every committed offset
+		var cur *kmsg.OffsetFetchResponseGroupTopic
+		for _, o := range st.CommittedOffsets(rg.Group) {
+			t := st.TopicByID(o.Topic)
+			if t == nil {
+				continue
+			}
+			if cur == nil || cur.Topic != t.Name {
+				g.Topics = append(g.Topics, kmsg.NewOffsetFetchResponseGroupTopic())
+				cur = &g.Topics[len(g.Topics)-1]
+				cur.Topic = t.Name
+			}
+			cur.Partitions = append(cur.Partitions, partition(o, true, o.Partition))
+		}
+		return g
+	}
+	for _, rt := range rg.Topics {
+		t := kmsg.NewOffsetFetchResponseGroupTopic()
+		t.Topic = rt.Topic
+		mt := st.Topic(rt.Topic)
+		for _, p := range rt.Partitions {
+			var o meta.GroupOffset
+			ok := false
+			if mt != nil {
+				o, ok = st.CommittedOffset(rg.Group, mt.ID, p)
+			}
+			t.Partitions = append(t.Partitions, partition(o, ok, p))
+		}
+		g.Topics = append(g.Topics, t)
+	}
+	return g
+}

@@ -1,0 +1,38 @@
+package protocol
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// JoinGroup, versions 0-9 (groups.go has the coordinator).
+//
+// A new dynamic member on v4+ gets MEMBER_ID_REQUIRED with its member id
+// and joins with it (KIP-394). The answer waits until the join phase
+// completes: every member rejoined, or the rebalance timeout passed (those
+// that did not rejoin are removed), or for the first members of an empty
+// group group.initial.rebalance.delay (--group-initial-rebalance-delay).
+// The leader's answer lists the members and their metadata for the
+// selected protocol. A restarted static member (v5+, KIP-345) takes its
+// instance's place without a rebalance while the group is Stable and still
+// supports the selected protocol; as leader it gets SkipAssignment (v9,
+// KIP-814), before v9 a leader's restart rebalances.
+//
+// Errors: INVALID_GROUP_ID (empty id), INVALID_SESSION_TIMEOUT (outside
+// 6 s-30 min, Kafka's group.min/max.session.timeout.ms),
+// INCONSISTENT_GROUP_PROTOCOL (no protocol type or protocols, another type,
+// or no protocol in common), INVALID_REQUEST (protocol metadata over
+// 1 MiB), UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID.
+// v1: rebalance timeout; v5: group.instance.id; v6: flexible; v7: protocol
+// type in the answer; v8: reason; v9: SkipAssignment.
+func init() { register(11, 0, 9, deferred(handleJoinGroup)) }
+
+func handleJoinGroup(ctx context.Context, s *Server, req *kmsg.JoinGroupRequest) kmsg.Response {
+	resp, ch := s.groups.join(req, clientOf(ctx))
+	if ch != nil {
+		resp = waitJoin(ctx, req, ch)
+	}
+	resp.Version = req.Version
+	return resp
+}

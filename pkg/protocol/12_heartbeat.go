@@ -1,0 +1,21 @@
+package protocol
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Heartbeat, versions 0-4.
+//
+// Restarts the member's session timer. REBALANCE_IN_PROGRESS tells a
+// member to rejoin; UNKNOWN_MEMBER_ID (session expired, left, or the agent
+// restarted), ILLEGAL_GENERATION and FENCED_INSTANCE_ID as in Kafka.
+// v3: group.instance.id; v4: flexible.
+func init() { register(12, 0, 4, deferred(handleHeartbeat)) }
+
+func handleHeartbeat(_ context.Context, s *Server, req *kmsg.HeartbeatRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+	resp.ErrorCode = s.groups.heartbeat(req)
+	return resp
+}

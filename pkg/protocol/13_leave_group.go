@@ -1,0 +1,40 @@
+package protocol
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// LeaveGroup, versions 0-5.
+//
+// Removes members and rebalances the rest. v3+ batches members, each by
+// member id or group.instance.id (KIP-345), with an error per member:
+// UNKNOWN_MEMBER_ID, or FENCED_INSTANCE_ID when both are given and do not
+// match. v4: flexible; v5: reason.
+func init() { register(13, 0, 5, deferred(handleLeaveGroup)) }
+
+func handleLeaveGroup(_ context.Context, s *Server, req *kmsg.LeaveGroupRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+	members := req.Members
+	if req.Version < 3 {
+		members = []kmsg.LeaveGroupRequestMember{{MemberID: req.MemberID}}
+	}
+	code, codes := s.groups.leave(req.Group, members)
+	resp.ErrorCode = code
+	if req.Version < 3 {
+		if code == 0 {
+			resp.ErrorCode = codes[0]
+		}
+		return resp
+	}
+	if code != 0 {
+		return resp
+	}
+	for i, m := range members {
+		rm := kmsg.NewLeaveGroupResponseMember()
+		rm.MemberID, rm.InstanceID, rm.ErrorCode = m.MemberID, m.InstanceID, codes[i]
+		resp.Members = append(resp.Members, rm)
+	}
+	return resp
+}

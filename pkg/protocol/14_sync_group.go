@@ -1,0 +1,53 @@
+package protocol
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// SyncGroup, versions 0-5.
+//
+// Followers wait for the leader's SyncGroup; the leader's assignments go
+// to every member once the new generation is appended to the metadata log
+// (meta.GroupGeneration), so offsets committed in it can be checked there.
+// A member that syncs after that gets its assignment at once. Errors:
+// UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS (a member
+// joined or left meanwhile: rejoin), FENCED_INSTANCE_ID,
+// INCONSISTENT_GROUP_PROTOCOL (v5: protocol type or name differ), and
+// COORDINATOR_NOT_AVAILABLE when the log append failed.
+// v3: group.instance.id; v4: flexible; v5: protocol type and name.
+func init() { register(14, 0, 5, deferred(handleSyncGroup)) }
+
+func handleSyncGroup(ctx context.Context, s *Server, req *kmsg.SyncGroupRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+	ans, ch, g := s.groups.sync(req)
+	if ch != nil {
+		select {
+		case ans = <-ch:
+		case <-ctx.Done():
+			resp.ErrorCode = kerr.RebalanceInProgress.Code
+			return resp
+		}
+	}
+	if ans.wait != nil {
+		res, err := ans.wait.Wait(ctx)
+		if err == nil && res[0].Err != nil {
+			err = res[0].Err
+		}
+		if err != nil {
+			s.cfg.Logger.Warn("logging group generation", "group", req.Group, "generation", req.Generation, "err", err)
+			s.groups.generationFailed(g, req.Generation)
+			ans = syncAnswer{code: kerr.CoordinatorNotAvailable.Code}
+		}
+	}
+	resp.ErrorCode = ans.code
+	if ans.code == 0 {
+		resp.MemberAssignment = ans.assignment
+		s.groups.mu.Lock()
+		resp.ProtocolType, resp.Protocol = kmsg.StringPtr(g.protocolType), kmsg.StringPtr(g.protocol)
+		s.groups.mu.Unlock()
+	}
+	return resp
+}

@@ -1,0 +1,39 @@
+package protocol
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// DescribeGroups, versions 0-5.
+//
+// State, protocol and members (client id, host, metadata and, once
+// Stable, assignment) from the coordinator's memory; a group the log
+// knows but no member has joined since this agent started is Empty; an
+// unknown group is Dead with no error, as Kafka answers before v6.
+// An empty group id is INVALID_GROUP_ID. v3: authorized operations
+// (none computed: -2^31); v4: group.instance.id; v5: flexible.
+func init() { register(15, 0, 5, deferred(handleDescribeGroups)) }
+
+func handleDescribeGroups(_ context.Context, s *Server, req *kmsg.DescribeGroupsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	for _, name := range req.Groups {
+		rg := kmsg.NewDescribeGroupsResponseGroup()
+		rg.Group = name
+		if name == "" {
+			rg.ErrorCode = kerr.InvalidGroupID.Code
+			resp.Groups = append(resp.Groups, rg)
+			continue
+		}
+		v, ok := s.groups.view(name)
+		if !ok {
+			rg.State = groupDead.String()
+		} else {
+			rg.State, rg.ProtocolType, rg.Protocol, rg.Members = v.state, v.protocolType, v.protocol, v.members
+		}
+		resp.Groups = append(resp.Groups, rg)
+	}
+	return resp
+}

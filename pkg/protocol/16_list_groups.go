@@ -1,0 +1,36 @@
+package protocol
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ListGroups, versions 0-5.
+//
+// Every group in this agent's memory or in the metadata log (the latter
+// as Empty). v3: flexible; v4: states filter (case-insensitive, KIP-518);
+// v5: types filter (KIP-848): all groups here are "classic".
+func init() { register(16, 0, 5, deferred(handleListGroups)) }
+
+func handleListGroups(_ context.Context, s *Server, req *kmsg.ListGroupsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
+	match := func(filter []string, v string) bool {
+		return len(filter) == 0 || slices.ContainsFunc(filter, func(f string) bool { return strings.EqualFold(f, v) })
+	}
+	if !match(req.TypesFilter, "classic") {
+		return resp
+	}
+	for _, name := range s.groups.names() {
+		v, ok := s.groups.view(name)
+		if !ok || !match(req.StatesFilter, v.state) {
+			continue
+		}
+		g := kmsg.NewListGroupsResponseGroup()
+		g.Group, g.ProtocolType, g.GroupState, g.GroupType = name, v.protocolType, v.state, "classic"
+		resp.Groups = append(resp.Groups, g)
+	}
+	return resp
+}

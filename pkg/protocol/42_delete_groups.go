@@ -1,0 +1,49 @@
+package protocol
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
+)
+
+// DeleteGroups, versions 0-2.
+//
+// Deletes empty groups with their committed offsets (one meta.DeleteGroups
+// entry for the request). NON_EMPTY_GROUP while a group has members,
+// GROUP_ID_NOT_FOUND for a group neither in memory nor in the log,
+// INVALID_GROUP_ID for an empty id. v2: flexible.
+func init() { register(42, 0, 2, deferred(handleDeleteGroups)) }
+
+func handleDeleteGroups(ctx context.Context, s *Server, req *kmsg.DeleteGroupsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	var op meta.DeleteGroups
+	var idx []int
+	seen := map[string]bool{}
+	for _, name := range req.Groups {
+		g := kmsg.NewDeleteGroupsResponseGroup()
+		g.Group = name
+		if name == "" {
+			g.ErrorCode = kerr.InvalidGroupID.Code
+		} else if seen[name] {
+			g.ErrorCode = kerr.GroupIDNotFound.Code // deleted just before, in this request
+		} else {
+			seen[name] = true
+			if g.ErrorCode = s.groups.remove(name); g.ErrorCode == 0 {
+				op.Groups = append(op.Groups, name)
+				idx = append(idx, len(resp.Groups))
+			}
+		}
+		resp.Groups = append(resp.Groups, g)
+	}
+	if len(op.Groups) > 0 {
+		if _, err := s.log.Append(ctx, op); err != nil {
+			for _, i := range idx {
+				resp.Groups[i].ErrorCode = errorCode(err)
+			}
+		}
+	}
+	return resp
+}

@@ -19,7 +19,6 @@ type config struct {
 	FlushBytes        int64
 	CacheBytes        int64
 	AutoCreateTopics  bool
-	NodeID            int
 	DefaultPartitions int
 	MetaPoll          time.Duration
 	LogLevel          string
@@ -39,7 +38,6 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.Int64Var(&c.FlushBytes, "flush-bytes", 8<<20, "seal the ingest buffer at this many bytes")
 	fs.Int64Var(&c.CacheBytes, "cache-bytes", 512<<20, "memory for cached segment bytes")
 	fs.BoolVar(&c.AutoCreateTopics, "auto-create-topics", true, "create unknown topics named in Metadata requests (auto.create.topics.enable)")
-	fs.IntVar(&c.NodeID, "node-id", 0, "broker id this agent reports")
 	fs.IntVar(&c.DefaultPartitions, "default-partitions", 1, "partitions of auto-created topics (num.partitions)")
 	fs.DurationVar(&c.MetaPoll, "meta-poll-interval", 100*time.Millisecond, "how often to look for other agents' metadata-log entries")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")

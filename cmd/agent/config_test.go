@@ -27,7 +27,6 @@ func TestConfigDefaults(t *testing.T) {
 		FlushBytes:        8 << 20,
 		CacheBytes:        512 << 20,
 		AutoCreateTopics:  true,
-		NodeID:            0,
 		DefaultPartitions: 1,
 		MetaPoll:          100 * time.Millisecond,
 		LogLevel:          "info",
@@ -53,7 +52,6 @@ func TestConfigFromEnv(t *testing.T) {
 		"BARGE_FLUSH_BYTES":                   "1048576",
 		"BARGE_CACHE_BYTES":                   "2097152",
 		"BARGE_AUTO_CREATE_TOPICS":            "false",
-		"BARGE_NODE_ID":                       "7",
 		"BARGE_DEFAULT_PARTITIONS":            "3",
 		"BARGE_META_POLL_INTERVAL":            "1s",
 		"BARGE_LOG_LEVEL":                     "debug",
@@ -72,7 +70,6 @@ func TestConfigFromEnv(t *testing.T) {
 		FlushBytes:        1 << 20,
 		CacheBytes:        2 << 20,
 		AutoCreateTopics:  false,
-		NodeID:            7,
 		DefaultPartitions: 3,
 		MetaPoll:          time.Second,
 		LogLevel:          "debug",
@@ -88,14 +85,13 @@ func TestConfigFlagsWinOverEnv(t *testing.T) {
 		"BARGE_LISTEN":         ":1111",
 		"BARGE_FLUSH_INTERVAL": "1s",
 		"BARGE_STORE":          "s3://from-env",
-		"BARGE_NODE_ID":        "5",
 		"BARGE_ADVERTISE":      "env-host:1",
 	}
-	c, err := parseConfig([]string{"-listen", ":2222", "--flush-interval=20ms", "-node-id=9", "-advertise", ""}, env(vars))
+	c, err := parseConfig([]string{"-listen", ":2222", "--flush-interval=20ms", "-default-partitions=9", "-advertise", ""}, env(vars))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != ":2222" || c.FlushInterval != 20*time.Millisecond || c.NodeID != 9 {
+	if c.Listen != ":2222" || c.FlushInterval != 20*time.Millisecond || c.DefaultPartitions != 9 {
 		t.Errorf("flags lost to env: %+v", c)
 	}
 	if c.Store != "s3://from-env" {

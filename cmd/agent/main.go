@@ -76,6 +76,14 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	go func() { mlog.Run(logCtx); close(logDone) }()
 	defer func() { stopLog(); <-logDone }()
 	logger.Info("metadata log loaded", "took", time.Since(start).Round(time.Millisecond))
+	// Registering gives this agent its broker id (kept per advertised
+	// address across restarts) and makes it live for the others.
+	reg0, err := mlog.Append(ctx, meta.AgentHeartbeat{Addr: cfg.Advertise})
+	if err != nil {
+		return fmt.Errorf("registering in the metadata log: %w", err)
+	}
+	nodeID := reg0[0].NodeID
+	go heartbeat(logCtx, mlog, cfg.Advertise, logger)
 
 	pageCache, err := cache.New(cfg.CacheBytes, reg)
 	if err != nil {
@@ -86,8 +94,9 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		WriterID: writerID, Logger: logger}, store, mlog, pageCache, reg)
 	host, port, _ := cfg.advertised()
 	srv := protocol.New(protocol.Config{
-		NodeID: int32(cfg.NodeID), AdvertisedHost: host, AdvertisedPort: port, ClusterID: clusterID,
+		NodeID: nodeID, AdvertisedHost: host, AdvertisedPort: port, ClusterID: clusterID,
 		AutoCreateTopics: cfg.AutoCreateTopics, DefaultPartitions: int32(cfg.DefaultPartitions), Logger: logger,
+		GroupInitialRebalanceDelay: cfg.GroupInitialDelay, AgentTTL: agentTTL,
 	}, mlog, ingest, tiered.NewReader(store, pageCache), reg)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -128,6 +137,33 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// An agent counts as live while its newest metadata-log entry is younger
+// than agentTTL. A busy agent's commits keep it live; an idle one writes a
+// heartbeat every heartbeatInterval, so liveness costs no bucket writes
+// under load and one small conditional PUT every few seconds at rest.
+const (
+	heartbeatInterval = 3 * time.Second
+	agentTTL          = 10 * time.Second
+)
+
+func heartbeat(ctx context.Context, mlog *meta.Log, addr string, logger *slog.Logger) {
+	tick := time.NewTicker(heartbeatInterval / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if time.Since(mlog.LastOwnAppend()) < heartbeatInterval {
+			continue
+		}
+		if _, err := mlog.Append(ctx, meta.AgentHeartbeat{Addr: addr}); err != nil && ctx.Err() == nil {
+			logger.Warn("agent heartbeat", "err", err)
+		}
+	}
 }
 
 func startHTTP(addr string, reg *prometheus.Registry, ready *atomic.Bool, logger *slog.Logger) (*http.Server, error) {

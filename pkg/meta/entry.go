@@ -152,7 +152,7 @@ func (en *Entry) Encode() []byte {
 		case ReserveProducers:
 			e.svar(int64(op.Count))
 		default:
-			if encodeGroupOp(&e, op) {
+			if encodeGroupOp(&e, op) || encodeAgentOp(&e, op) {
 				continue
 			}
 			panic(fmt.Sprintf("meta: unknown op %T", op))
@@ -211,6 +211,9 @@ func DecodeEntry(b []byte) (*Entry, error) {
 			en.Ops = append(en.Ops, ReserveProducers{Count: d.i32()})
 		default:
 			op, ok := decodeGroupOp(d, k)
+			if !ok {
+				op, ok = decodeAgentOp(d, k)
+			}
 			if !ok {
 				return nil, fmt.Errorf("%w: unknown op kind %d", ErrCorrupt, k)
 			}

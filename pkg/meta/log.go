@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -67,6 +68,7 @@ type Log struct {
 
 	reqs      chan *Pending
 	snapshots sync.WaitGroup
+	lastOwnMs atomic.Int64 // when this agent's last entry was applied
 }
 
 // Pending is a submitted append.
@@ -259,6 +261,7 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 
 func (l *Log) finish(batch []*Pending, seq uint64, en *Entry) {
 	results := l.apply(seq, en)
+	l.lastOwnMs.Store(en.TimeMs)
 	i := 0
 	for _, p := range batch {
 		j := i + len(p.ops)
@@ -335,6 +338,10 @@ func (l *Log) Changed() <-chan struct{} {
 	defer l.mu.RUnlock()
 	return l.changed
 }
+
+// LastOwnAppend returns when this agent last appended an entry: other
+// agents count any entry as hearing from it.
+func (l *Log) LastOwnAppend() time.Time { return time.UnixMilli(l.lastOwnMs.Load()) }
 
 // WriterID returns the id this agent signs its entries with.
 func (l *Log) WriterID() string { return l.opts.WriterID }

@@ -5,20 +5,21 @@ import (
 	"sort"
 )
 
-// Snapshot layout (version 2), stored as meta/snap/<20-digit seq>:
+// Snapshot layout (version 3), stored as meta/snap/<20-digit seq>:
 //
 //	magic "BRGN", version byte, then: seq (uvarint), next producer id
 //	(varint), the distinct object keys (count, strings) that chunks refer to
 //	by index, then the topics sorted by name, each with its partitions,
 //	chunks and producers (sorted by id), then (version 2) the consumer
-//	groups (groups.go), and a CRC-32C trailer. Version 1 snapshots, which
-//	end after the topics, are still read.
+//	groups (groups.go), then (version 3) the agents (agents.go), and a
+//	CRC-32C trailer. Version 1 and 2 snapshots, which end after the topics
+//	and the groups, are still read.
 //
 // The encoding is deterministic: two agents snapshotting the same state
 // write the same bytes.
 const (
 	snapMagic   = "BRGN"
-	snapVersion = 2
+	snapVersion = 3
 )
 
 // EncodeSnapshot serialises the state.
@@ -96,6 +97,7 @@ func (s *State) EncodeSnapshot() []byte {
 		}
 	}
 	s.encodeGroups(&e)
+	s.encodeAgents(&e)
 	return e.seal()
 }
 
@@ -109,7 +111,7 @@ func DecodeSnapshot(b []byte) (*State, error) {
 		return nil, fmt.Errorf("%w: not a snapshot", ErrCorrupt)
 	}
 	version := d.b[4]
-	if version != 1 && version != snapVersion {
+	if version < 1 || version > snapVersion {
 		return nil, fmt.Errorf("%w: snapshot version %d", ErrCorrupt, version)
 	}
 	d.b = d.b[5:]
@@ -168,6 +170,9 @@ func DecodeSnapshot(b []byte) (*State, error) {
 	}
 	if version >= 2 {
 		s.decodeGroups(d)
+	}
+	if version >= 3 {
+		s.decodeAgents(d)
 	}
 	if d.err != nil {
 		return nil, d.err

@@ -152,10 +152,12 @@ func TestDecodeSnapshotVersion1(t *testing.T) {
 	}
 	b := s.EncodeSnapshot()
 	body := b[:len(b)-4]
-	if body[len(body)-1] != 0 { // the empty groups section: one zero count
-		t.Fatalf("snapshot without groups ends in %x", body[len(body)-1])
+	// The empty groups section is one zero count; the empty agents
+	// section three zeros (next node id, addresses, agents).
+	if !bytes.Equal(body[len(body)-4:], []byte{0, 0, 0, 0}) {
+		t.Fatalf("snapshot without groups and agents ends in %x", body[len(body)-4:])
 	}
-	v1 := bytes.Clone(body[:len(body)-1])
+	v1 := bytes.Clone(body[:len(body)-4])
 	v1[4] = 1
 	dec, err := DecodeSnapshot(reseal(v1))
 	if err != nil {
@@ -165,7 +167,7 @@ func TestDecodeSnapshotVersion1(t *testing.T) {
 		t.Fatal("version 1 snapshot decodes to a different state")
 	}
 	if !bytes.Equal(dec.EncodeSnapshot(), b) {
-		t.Fatal("re-encoding a version 1 snapshot does not give version 2")
+		t.Fatal("re-encoding a version 1 snapshot does not give the current version")
 	}
 }
 
@@ -231,7 +233,7 @@ func TestDecodeSnapshotCorrupt(t *testing.T) {
 	}
 	for _, bad := range [][]byte{
 		reseal(append(bytes.Clone(body), 0)),                          // trailing byte
-		reseal(append([]byte("BRGN\x03"), body[5:]...)),               // version 3
+		reseal(append([]byte("BRGN\x04"), body[5:]...)),               // version 4
 		reseal(append([]byte("BRGE\x01"), body[5:]...)),               // entry magic
 		(&Entry{Writer: "w"}).Encode(),                                // an entry is no snapshot
 		reseal(append([]byte("BRGN\x01\x00\x00\x01\x01x\x01"), 0x7f)), // topic count beyond input

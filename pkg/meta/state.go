@@ -36,6 +36,9 @@ type State struct {
 	byID           map[TopicID]*Topic
 	groups         map[string]*Group
 	nextProducerID int64
+	agents         map[string]*Agent // by writer id
+	nodeByAddr     map[string]int32
+	nextNodeID     int32
 }
 
 // Topic is one topic and its partitions.
@@ -81,6 +84,7 @@ type Result struct {
 	FirstProducerID int64           // ReserveProducers
 	Parts           [][]BatchResult // Commit: per part, per batch
 	OffsetErrs      []error         // CommitOffsets: per offset (unknown topics)
+	NodeID          int32           // AgentHeartbeat: the writer's broker id
 }
 
 // BatchResult is the fate of one committed batch.
@@ -91,7 +95,8 @@ type BatchResult struct {
 
 // NewState returns the empty state before slot 1.
 func NewState() *State {
-	return &State{topics: map[string]*Topic{}, byID: map[TopicID]*Topic{}, groups: map[string]*Group{}, nextProducerID: 1000}
+	return &State{topics: map[string]*Topic{}, byID: map[TopicID]*Topic{}, groups: map[string]*Group{}, nextProducerID: 1000,
+		agents: map[string]*Agent{}, nodeByAddr: map[string]int32{}}
 }
 
 // Topic returns the topic by name.
@@ -131,6 +136,7 @@ func (p *Partition) Find(offset int64) int {
 func (s *State) Apply(seq uint64, en *Entry) []Result {
 	s.Seq = seq
 	results := make([]Result, len(en.Ops))
+	s.heard(en.Writer, en.TimeMs)
 	for i, op := range en.Ops {
 		switch op := op.(type) {
 		case CreateTopic:
@@ -160,6 +166,8 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 			}
 		case DeleteOffsets:
 			results[i].Err = s.deleteOffsets(op)
+		case AgentHeartbeat:
+			results[i].NodeID = s.agentHeartbeat(en.Writer, en.TimeMs, op)
 		}
 	}
 	return results

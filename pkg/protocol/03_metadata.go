@@ -12,8 +12,9 @@ import (
 
 // Metadata, versions 1-12.
 //
-// Every agent can serve every partition, so each answers as the leader of
-// all of them, with leader epoch 0. Unknown topics are created with the
+// The brokers are the live agents (cluster.go). Every agent can serve every
+// partition, so each answers as the leader of all of them, with leader
+// epoch 0: a client stays on the agent it asked. Unknown topics are created with the
 // broker defaults when auto-creation is on (--auto-create-topics) and the
 // request allows it (v4+: AllowAutoTopicCreation). v10+: topic ids; v12: a
 // request may name topics by id only.
@@ -21,9 +22,11 @@ func init() { register(3, 1, 12, deferred(handleMetadata)) }
 
 func handleMetadata(ctx context.Context, s *Server, req *kmsg.MetadataRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID, b.Host, b.Port = s.cfg.NodeID, s.cfg.AdvertisedHost, s.cfg.AdvertisedPort
-	resp.Brokers = []kmsg.MetadataResponseBroker{b}
+	for _, br := range s.brokers() {
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID, b.Host, b.Port = br.nodeID, br.host, br.port
+		resp.Brokers = append(resp.Brokers, b)
+	}
 	resp.ClusterID = strp(s.cfg.ClusterID)
 	resp.ControllerID = s.cfg.NodeID
 

@@ -70,6 +70,12 @@ func handleOffsetCommit(ctx context.Context, s *Server, req *kmsg.OffsetCommitRe
 				codes[i][j] = kerr.InvalidGroupID.Code
 			}
 		}
+	} else if !s.coordinates(req.Group) {
+		for i := range codes {
+			for j := range codes[i] {
+				codes[i][j] = kerr.NotCoordinator.Code
+			}
+		}
 	} else if len(op.Offsets) > 0 {
 		code, pending := s.groups.commit(req, op)
 		if code != 0 {

@@ -40,6 +40,11 @@ func handleOffsetFetch(_ context.Context, s *Server, req *kmsg.OffsetFetchReques
 			resp.Groups = append(resp.Groups, fetchGroupOffsets(st, rg))
 		}
 	})
+	for i := range resp.Groups {
+		if g := &resp.Groups[i]; g.ErrorCode == 0 && !s.coordinates(g.Group) {
+			g.ErrorCode, g.Topics = kerr.NotCoordinator.Code, nil
+		}
+	}
 	if req.Version < 8 {
 		g := resp.Groups[0]
 		resp.Groups = nil

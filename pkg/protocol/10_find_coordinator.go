@@ -9,7 +9,8 @@ import (
 
 // FindCoordinator, versions 0-4 (v4: batched keys, KIP-699).
 //
-// A single agent coordinates every group itself. Transactional ids get
+// Groups are spread over the live agents by rendezvous hashing (cluster.go),
+// so every agent names the same coordinator. Transactional ids get
 // COORDINATOR_NOT_AVAILABLE until transactions land. librdkafka also takes
 // this API's presence as the sign that a broker understands lz4 framing
 // (its LZ4 feature), so without it kcat silently sends lz4 uncompressed.
@@ -24,7 +25,8 @@ func handleFindCoordinator(_ context.Context, s *Server, req *kmsg.FindCoordinat
 	}
 	for _, key := range keys {
 		c := kmsg.NewFindCoordinatorResponseCoordinator()
-		c.Key, c.NodeID, c.Host, c.Port = key, s.cfg.NodeID, s.cfg.AdvertisedHost, s.cfg.AdvertisedPort
+		owner := s.coordinatorOf(key)
+		c.Key, c.NodeID, c.Host, c.Port = key, owner.nodeID, owner.host, owner.port
 		switch {
 		case req.CoordinatorType == 1:
 			c.ErrorCode, c.ErrorMessage = kerr.CoordinatorNotAvailable.Code, strp("transactions are not supported yet")

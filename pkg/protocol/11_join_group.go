@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -29,6 +30,9 @@ import (
 func init() { register(11, 0, 9, deferred(handleJoinGroup)) }
 
 func handleJoinGroup(ctx context.Context, s *Server, req *kmsg.JoinGroupRequest) kmsg.Response {
+	if req.Group != "" && !s.coordinates(req.Group) {
+		return errJoin(req, kerr.NotCoordinator.Code)
+	}
 	resp, ch := s.groups.join(req, clientOf(ctx))
 	if ch != nil {
 		resp = waitJoin(ctx, req, ch)

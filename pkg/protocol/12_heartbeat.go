@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -16,6 +17,10 @@ func init() { register(12, 0, 4, deferred(handleHeartbeat)) }
 
 func handleHeartbeat(_ context.Context, s *Server, req *kmsg.HeartbeatRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+	if req.Group != "" && !s.coordinates(req.Group) {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return resp
+	}
 	resp.ErrorCode = s.groups.heartbeat(req)
 	return resp
 }

@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -19,6 +20,10 @@ func handleLeaveGroup(_ context.Context, s *Server, req *kmsg.LeaveGroupRequest)
 	members := req.Members
 	if req.Version < 3 {
 		members = []kmsg.LeaveGroupRequestMember{{MemberID: req.MemberID}}
+	}
+	if req.Group != "" && !s.coordinates(req.Group) {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return resp
 	}
 	code, codes := s.groups.leave(req.Group, members)
 	resp.ErrorCode = code

@@ -22,6 +22,10 @@ func init() { register(14, 0, 5, deferred(handleSyncGroup)) }
 
 func handleSyncGroup(ctx context.Context, s *Server, req *kmsg.SyncGroupRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+	if req.Group != "" && !s.coordinates(req.Group) {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return resp
+	}
 	ans, ch, g := s.groups.sync(req)
 	if ch != nil {
 		select {

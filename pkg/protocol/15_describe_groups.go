@@ -27,6 +27,11 @@ func handleDescribeGroups(_ context.Context, s *Server, req *kmsg.DescribeGroups
 			resp.Groups = append(resp.Groups, rg)
 			continue
 		}
+		if !s.coordinates(name) {
+			rg.ErrorCode = kerr.NotCoordinator.Code
+			resp.Groups = append(resp.Groups, rg)
+			continue
+		}
 		v, ok := s.groups.view(name)
 		if !ok {
 			rg.State = groupDead.String()

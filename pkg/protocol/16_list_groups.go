@@ -24,6 +24,9 @@ func handleListGroups(_ context.Context, s *Server, req *kmsg.ListGroupsRequest)
 		return resp
 	}
 	for _, name := range s.groups.names() {
+		if !s.coordinates(name) {
+			continue // each agent lists the groups it coordinates, as Kafka's brokers do
+		}
 		v, ok := s.groups.view(name)
 		if !ok || !match(req.StatesFilter, v.state) {
 			continue

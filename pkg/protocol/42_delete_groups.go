@@ -27,6 +27,8 @@ func handleDeleteGroups(ctx context.Context, s *Server, req *kmsg.DeleteGroupsRe
 		g.Group = name
 		if name == "" {
 			g.ErrorCode = kerr.InvalidGroupID.Code
+		} else if !s.coordinates(name) {
+			g.ErrorCode = kerr.NotCoordinator.Code
 		} else if seen[name] {
 			g.ErrorCode = kerr.GroupIDNotFound.Code // deleted just before, in this request
 		} else {

@@ -24,6 +24,10 @@ func handleOffsetDelete(ctx context.Context, s *Server, req *kmsg.OffsetDeleteRe
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 		return resp
 	}
+	if !s.coordinates(req.Group) {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return resp
+	}
 	v, ok := s.groups.view(req.Group)
 	switch {
 	case !ok:

@@ -37,6 +37,9 @@ type Config struct {
 	// long the first rebalance of an empty group waits for more members
 	// (0: none; the agent's default is Kafka's 3 s).
 	GroupInitialRebalanceDelay time.Duration
+	// AgentTTL is how long an agent counts as live after its last
+	// metadata-log entry.
+	AgentTTL time.Duration
 	GroupMinSessionTimeout     time.Duration // group.min.session.timeout.ms; 0: 6 s
 	GroupMaxSessionTimeout     time.Duration // group.max.session.timeout.ms; 0: 30 min
 }
@@ -64,6 +67,9 @@ func New(cfg Config, log *meta.Log, ingest *tiered.Ingest, reader *tiered.Reader
 	}
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = 100 << 20
+	}
+	if cfg.AgentTTL <= 0 {
+		cfg.AgentTTL = 10 * time.Second
 	}
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 64

@@ -1,0 +1,145 @@
+package meta
+
+import (
+	"sort"
+)
+
+// Live agents. An agent announces its advertised address with an
+// AgentHeartbeat when it starts and whenever it has been silent for a while;
+// any entry it writes also counts as hearing from it. The state gives each
+// address a broker id that survives restarts (a restarted agent at the same
+// address takes over the id), so clients see stable node ids.
+
+const kindAgentHeartbeat = 10
+
+// agentForgetMs is how long an agent unheard of stays in the state.
+const agentForgetMs = 60 * 60 * 1000
+
+// AgentHeartbeat registers or refreshes the writing agent.
+type AgentHeartbeat struct {
+	Addr string // host:port clients connect to
+	Zone string
+}
+
+func (AgentHeartbeat) kind() uint8 { return kindAgentHeartbeat }
+
+// Agent is what the log knows of one agent process.
+type Agent struct {
+	ID     string // the writer id of its entries
+	Addr   string
+	Zone   string
+	NodeID int32
+	LastMs int64 // writer time of its newest entry
+}
+
+// heard notes an entry by writer at timeMs.
+func (s *State) heard(writer string, timeMs int64) {
+	if a := s.agents[writer]; a != nil {
+		a.LastMs = max(a.LastMs, timeMs)
+	}
+}
+
+func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) int32 {
+	id, ok := s.nodeByAddr[op.Addr]
+	if !ok {
+		id = s.nextNodeID
+		s.nextNodeID++
+		s.nodeByAddr[op.Addr] = id
+	}
+	for other, a := range s.agents {
+		// An earlier process at this address is gone: this one replaced
+		// it. Agents silent for an hour are forgotten.
+		if other != writer && (a.Addr == op.Addr || timeMs-a.LastMs > agentForgetMs) {
+			delete(s.agents, other)
+		}
+	}
+	a := s.agents[writer]
+	if a == nil {
+		a = &Agent{ID: writer}
+		s.agents[writer] = a
+	}
+	a.Addr, a.Zone, a.NodeID, a.LastMs = op.Addr, op.Zone, id, max(a.LastMs, timeMs)
+	return id
+}
+
+// LiveAgents returns the agents heard from within ttlMs of nowMs, by node id.
+func (s *State) LiveAgents(nowMs, ttlMs int64) []Agent {
+	out := make([]Agent, 0, len(s.agents))
+	for _, a := range s.agents {
+		if nowMs-a.LastMs <= ttlMs {
+			out = append(out, *a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	return out
+}
+
+// AgentByID returns a registered agent.
+func (s *State) AgentByID(id string) (Agent, bool) {
+	if a := s.agents[id]; a != nil {
+		return *a, true
+	}
+	return Agent{}, false
+}
+
+func encodeAgentOp(e *encoder, op Op) bool {
+	hb, ok := op.(AgentHeartbeat)
+	if !ok {
+		return false
+	}
+	e.str(hb.Addr)
+	e.str(hb.Zone)
+	return true
+}
+
+func decodeAgentOp(d *decoder, k uint8) (Op, bool) {
+	if k != kindAgentHeartbeat {
+		return nil, false
+	}
+	return AgentHeartbeat{Addr: d.str(), Zone: d.str()}, true
+}
+
+// Snapshot agents section (version 3): next node id, the address → node id
+// table sorted by address, then the agents sorted by id (id, address, zone,
+// node id, last heard).
+func (s *State) encodeAgents(e *encoder) {
+	e.svar(int64(s.nextNodeID))
+	addrs := make([]string, 0, len(s.nodeByAddr))
+	for a := range s.nodeByAddr {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs)
+	e.uvar(uint64(len(addrs)))
+	for _, a := range addrs {
+		e.str(a)
+		e.svar(int64(s.nodeByAddr[a]))
+	}
+	ids := make([]string, 0, len(s.agents))
+	for id := range s.agents {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	e.uvar(uint64(len(ids)))
+	for _, id := range ids {
+		a := s.agents[id]
+		e.str(a.ID)
+		e.str(a.Addr)
+		e.str(a.Zone)
+		e.svar(int64(a.NodeID))
+		e.svar(a.LastMs)
+	}
+}
+
+func (s *State) decodeAgents(d *decoder) {
+	s.nextNodeID = d.i32()
+	n := d.count(2)
+	for i := 0; i < n && d.err == nil; i++ {
+		addr := d.str()
+		s.nodeByAddr[addr] = d.i32()
+	}
+	n = d.count(5)
+	for i := 0; i < n && d.err == nil; i++ {
+		a := &Agent{ID: d.str(), Addr: d.str(), Zone: d.str(), NodeID: d.i32(), LastMs: d.svar()}
+		s.agents[a.ID] = a
+	}
+}

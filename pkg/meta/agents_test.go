@@ -1,0 +1,64 @@
+package meta
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+)
+
+func TestAgents(t *testing.T) {
+	s := NewState()
+	apply := func(writer string, ms int64, ops ...Op) []Result {
+		return s.Apply(s.Seq+1, &Entry{Writer: writer, TimeMs: ms, Ops: ops})
+	}
+	if r := apply("a1", 1000, AgentHeartbeat{Addr: "h1:9092"}); r[0].NodeID != 0 {
+		t.Fatalf("first agent got node %d", r[0].NodeID)
+	}
+	if r := apply("b1", 1000, AgentHeartbeat{Addr: "h2:9092", Zone: "z"}); r[0].NodeID != 1 {
+		t.Fatalf("second agent got node %d", r[0].NodeID)
+	}
+	// Any entry by a registered writer counts as hearing from it.
+	apply("a1", 20000, Commit{Object: "o"})
+	live := s.LiveAgents(21000, 10000)
+	if len(live) != 1 || live[0].ID != "a1" || live[0].LastMs != 20000 {
+		t.Fatalf("live at 21 s: %+v, want only a1", live)
+	}
+	// A restarted process at h2 takes over node 1 and replaces b1.
+	if r := apply("b2", 22000, AgentHeartbeat{Addr: "h2:9092"}); r[0].NodeID != 1 {
+		t.Fatalf("restarted agent got node %d, want 1", r[0].NodeID)
+	}
+	if _, ok := s.AgentByID("b1"); ok {
+		t.Fatal("the replaced process is still registered")
+	}
+	if live = s.LiveAgents(22000, 10000); len(live) != 2 || live[0].NodeID != 0 || live[1].ID != "b2" {
+		t.Fatalf("live at 22 s: %+v", live)
+	}
+	// Entries by unregistered writers change nothing.
+	apply("stranger", 23000, Commit{Object: "p"})
+	if _, ok := s.AgentByID("stranger"); ok {
+		t.Fatal("a writer without a heartbeat became an agent")
+	}
+	// An hour of silence and a's registration is dropped; its node id stays.
+	apply("b2", 22000+agentForgetMs+1, AgentHeartbeat{Addr: "h2:9092"})
+	if _, ok := s.AgentByID("a1"); ok {
+		t.Fatal("an agent silent for an hour is still registered")
+	}
+	if r := apply("a9", 22000+agentForgetMs+2, AgentHeartbeat{Addr: "h1:9092"}); r[0].NodeID != 0 {
+		t.Fatalf("h1 came back as node %d, want 0", r[0].NodeID)
+	}
+
+	snap := s.EncodeSnapshot()
+	dec, err := DecodeSnapshot(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(dec, s) || !bytes.Equal(dec.EncodeSnapshot(), snap) {
+		t.Fatal("agents do not survive a snapshot")
+	}
+
+	en := &Entry{Writer: "w", Ops: []Op{AgentHeartbeat{Addr: "x:1", Zone: "eu"}}}
+	got, err := DecodeEntry(en.Encode())
+	if err != nil || !reflect.DeepEqual(got, en) {
+		t.Fatalf("heartbeat entry round trip: %v %+v", err, got)
+	}
+}

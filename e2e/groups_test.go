@@ -128,11 +128,11 @@ func committedAtEnd(t *testing.T, addr, group, topic string) bool {
 
 // TestGroupCooperativeJoinLeave: franz-go consumers with the
 // cooperative-sticky balancer join one by one and leave one by one while a
-// producer writes 50,000 records. Every record is processed at least once
+// producer writes 200,000 records. Every record is processed at least once
 // and the committed offsets end at the high watermarks.
 func TestGroupCooperativeJoinLeave(t *testing.T) {
 	const (
-		n          = 50_000
+		n          = 200_000
 		partitions = 6
 		topic      = "coop"
 		group      = "coop-group"
@@ -143,6 +143,7 @@ func TestGroupCooperativeJoinLeave(t *testing.T) {
 	var mu sync.Mutex
 	seen := make([]bool, n)
 	distinct := 0
+	var dupAt []time.Time // when a record was processed again
 	record := func(r *kgo.Record) {
 		i, err := strconv.Atoi(string(r.Value))
 		if err != nil || i < 0 || i >= n {
@@ -153,9 +154,15 @@ func TestGroupCooperativeJoinLeave(t *testing.T) {
 		if !seen[i] {
 			seen[i] = true
 			distinct++
+		} else {
+			dupAt = append(dupAt, time.Now())
 		}
 		mu.Unlock()
 	}
+	// Rebalance windows: from a member's join or leave until the
+	// partitions are owned again, plus a second for fetches in flight.
+	var windows [][2]time.Time
+	window := func(start time.Time) { windows = append(windows, [2]time.Time{start, time.Now().Add(time.Second)}) }
 	count := func() int { mu.Lock(); defer mu.Unlock(); return distinct }
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -179,6 +186,7 @@ func TestGroupCooperativeJoinLeave(t *testing.T) {
 	coop := kgo.Balancers(kgo.CooperativeStickyBalancer())
 	var members []*groupMember
 	for i := range 3 {
+		start := time.Now()
 		m := startMember(t, a.Addr, group, topic, record, coop)
 		members = append(members, m)
 		harness.Eventually(t, time.Minute, func() bool {
@@ -191,8 +199,10 @@ func TestGroupCooperativeJoinLeave(t *testing.T) {
 			}
 			return total == partitions
 		}, "member %d joining: every member owns partitions, %d in all", i+1, partitions)
+		window(start)
 	}
 	for i := 2; i >= 1; i-- {
+		start := time.Now()
 		members[i].close()
 		harness.Eventually(t, time.Minute, func() bool {
 			total := 0
@@ -201,6 +211,7 @@ func TestGroupCooperativeJoinLeave(t *testing.T) {
 			}
 			return total == partitions
 		}, "member %d left: the others own all %d partitions", i+1, partitions)
+		window(start)
 	}
 	if err := <-produced; err != nil {
 		t.Fatalf("produce: %v", err)
@@ -208,6 +219,18 @@ func TestGroupCooperativeJoinLeave(t *testing.T) {
 	harness.Eventually(t, 2*time.Minute, func() bool { return count() == n }, "every record processed (%d of %d)", count(), n)
 	harness.Eventually(t, time.Minute, func() bool { return committedAtEnd(t, a.Addr, group, topic) },
 		"committed offsets at the high watermarks")
+	mu.Lock()
+	for _, at := range dupAt {
+		inWindow := false
+		for _, w := range windows {
+			inWindow = inWindow || !at.Before(w[0]) && !at.After(w[1])
+		}
+		if !inWindow {
+			t.Errorf("a record was processed twice at %v, outside every rebalance window %v", at, windows)
+		}
+	}
+	t.Logf("%d records, %d processed again, all inside rebalance windows", n, len(dupAt))
+	mu.Unlock()
 	members[0].close()
 	if !committedAtEnd(t, a.Addr, group, topic) {
 		t.Fatal("committed offsets moved off the high watermarks on close")

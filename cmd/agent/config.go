@@ -23,6 +23,8 @@ type config struct {
 	MetaPoll          time.Duration
 	LogLevel          string
 	GroupInitialDelay time.Duration
+	OffsetsRetention  time.Duration
+	OffsetsCheck      time.Duration
 }
 
 // parseConfig fills the config from flags, then from BARGE_* variables
@@ -42,6 +44,8 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.MetaPoll, "meta-poll-interval", 100*time.Millisecond, "how often to look for other agents' metadata-log entries")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.GroupInitialDelay, "group-initial-rebalance-delay", 3*time.Second, "how long the first rebalance of an empty consumer group waits for more members (group.initial.rebalance.delay.ms)")
+	fs.DurationVar(&c.OffsetsRetention, "offsets-retention", 7*24*time.Hour, "delete the offsets of a group that has had no members and no commits for this long (offsets.retention.minutes)")
+	fs.DurationVar(&c.OffsetsCheck, "offsets-retention-check-interval", 10*time.Minute, "how often to look for expired group offsets (offsets.retention.check.interval.ms)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -69,6 +73,9 @@ func (c *config) finish() error {
 		if strings.HasPrefix(c.Store, "s3://") {
 			c.FlushInterval = 250 * time.Millisecond
 		}
+	}
+	if c.OffsetsRetention <= 0 || c.OffsetsCheck <= 0 {
+		return fmt.Errorf("offsets-retention and offsets-retention-check-interval must be positive")
 	}
 	if c.GroupInitialDelay < 0 {
 		return fmt.Errorf("group-initial-rebalance-delay must not be negative")

@@ -31,6 +31,8 @@ func TestConfigDefaults(t *testing.T) {
 		MetaPoll:          100 * time.Millisecond,
 		LogLevel:          "info",
 		GroupInitialDelay: 3 * time.Second,
+		OffsetsRetention:  7 * 24 * time.Hour,
+		OffsetsCheck:      10 * time.Minute,
 	}
 	if c != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -44,19 +46,21 @@ func TestConfigDefaults(t *testing.T) {
 // Every flag can come from BARGE_<FLAG> with dashes as underscores.
 func TestConfigFromEnv(t *testing.T) {
 	c, err := parseConfig(nil, env(map[string]string{
-		"BARGE_LISTEN":                        "127.0.0.1:19092",
-		"BARGE_ADVERTISE":                     "broker.example:29092",
-		"BARGE_STORE":                         "s3://bucket/prefix?region=eu-west-1",
-		"BARGE_HTTP":                          "127.0.0.1:9999",
-		"BARGE_FLUSH_INTERVAL":                "40ms",
-		"BARGE_FLUSH_BYTES":                   "1048576",
-		"BARGE_CACHE_BYTES":                   "2097152",
-		"BARGE_AUTO_CREATE_TOPICS":            "false",
-		"BARGE_DEFAULT_PARTITIONS":            "3",
-		"BARGE_META_POLL_INTERVAL":            "1s",
-		"BARGE_LOG_LEVEL":                     "debug",
-		"BARGE_GROUP_INITIAL_REBALANCE_DELAY": "10ms",
-		"LISTEN":                              ":1", // not ours
+		"BARGE_LISTEN":                           "127.0.0.1:19092",
+		"BARGE_ADVERTISE":                        "broker.example:29092",
+		"BARGE_STORE":                            "s3://bucket/prefix?region=eu-west-1",
+		"BARGE_HTTP":                             "127.0.0.1:9999",
+		"BARGE_FLUSH_INTERVAL":                   "40ms",
+		"BARGE_FLUSH_BYTES":                      "1048576",
+		"BARGE_CACHE_BYTES":                      "2097152",
+		"BARGE_AUTO_CREATE_TOPICS":               "false",
+		"BARGE_DEFAULT_PARTITIONS":               "3",
+		"BARGE_META_POLL_INTERVAL":               "1s",
+		"BARGE_LOG_LEVEL":                        "debug",
+		"BARGE_GROUP_INITIAL_REBALANCE_DELAY":    "10ms",
+		"BARGE_OFFSETS_RETENTION":                "1h",
+		"BARGE_OFFSETS_RETENTION_CHECK_INTERVAL": "1m",
+		"LISTEN":                                 ":1", // not ours
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +78,8 @@ func TestConfigFromEnv(t *testing.T) {
 		MetaPoll:          time.Second,
 		LogLevel:          "debug",
 		GroupInitialDelay: 10 * time.Millisecond,
+		OffsetsRetention:  time.Hour,
+		OffsetsCheck:      time.Minute,
 	}
 	if c != want {
 		t.Errorf("from env\n got %+v\nwant %+v", c, want)

@@ -111,6 +111,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		ingest.Close()
 		return err
 	}
+	go expireOffsets(logCtx, srv, cfg.OffsetsRetention, cfg.OffsetsCheck, logger)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	ready.Store(true)
@@ -162,6 +163,25 @@ func heartbeat(ctx context.Context, mlog *meta.Log, addr string, logger *slog.Lo
 		}
 		if _, err := mlog.Append(ctx, meta.AgentHeartbeat{Addr: addr}); err != nil && ctx.Err() == nil {
 			logger.Warn("agent heartbeat", "err", err)
+		}
+	}
+}
+
+// expireOffsets deletes expired group offsets every interval.
+func expireOffsets(ctx context.Context, srv *protocol.Server, retention, interval time.Duration, logger *slog.Logger) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		groups, err := srv.ExpireOffsets(ctx, retention)
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("expiring group offsets", "err", err)
+		} else if len(groups) > 0 {
+			logger.Info("expired group offsets", "groups", groups)
 		}
 	}
 }

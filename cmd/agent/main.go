@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -92,12 +93,19 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	defer pageCache.Close()
 	ingest := tiered.NewIngest(tiered.IngestConfig{FlushInterval: cfg.FlushInterval, FlushBytes: cfg.FlushBytes,
 		WriterID: writerID, Logger: logger}, store, mlog, pageCache, reg)
+	reader := tiered.NewReader(store, pageCache)
+	if cfg.CacheBytes/4 >= 4*cfg.FlushBytes {
+		// The quarter of the cache for segments read whole holds at
+		// least four: reading a segment whole then serves its other
+		// partitions from memory instead of one GET each.
+		reader.ReadWholeSegments()
+	}
 	host, port, _ := cfg.advertised()
 	srv := protocol.New(protocol.Config{
 		NodeID: nodeID, AdvertisedHost: host, AdvertisedPort: port, ClusterID: clusterID,
 		AutoCreateTopics: cfg.AutoCreateTopics, DefaultPartitions: int32(cfg.DefaultPartitions), Logger: logger,
 		GroupInitialRebalanceDelay: cfg.GroupInitialDelay, AgentTTL: agentTTL,
-	}, mlog, ingest, tiered.NewReader(store, pageCache), reg)
+	}, mlog, ingest, reader, reg)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -196,6 +204,10 @@ func startHTTP(addr string, reg *prometheus.Registry, ready *atomic.Bool, logger
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// Profiles for make bench (go tool pprof http://HOST/debug/pprof/profile).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {

@@ -25,6 +25,17 @@ var (
 // binary's path. A failed build fails the test with the compiler output.
 func AgentBinary(t testing.TB) string {
 	t.Helper()
+	bin, err := BuildAgent()
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	return bin
+}
+
+// BuildAgent is AgentBinary for programs that are not tests (cmd/bench):
+// it builds ./cmd/agent once per process and returns the binary's path or
+// the build error. Shutdown removes the build directory.
+func BuildAgent() (string, error) {
 	agentBuildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "barge-agent-build-")
 		if err != nil {
@@ -41,10 +52,7 @@ func AgentBinary(t testing.TB) string {
 		}
 		agentBin = bin
 	})
-	if agentBuildErr != nil {
-		t.Fatalf("harness: %v", agentBuildErr)
-	}
-	return agentBin
+	return agentBin, agentBuildErr
 }
 
 func removeAgentBuild() {
@@ -91,32 +99,69 @@ type Agent struct {
 // kills it and, if the test failed, logs the tail of its output.
 func StartAgent(t testing.TB, cfg AgentConfig) *Agent {
 	t.Helper()
-	bin := cfg.Binary
-	if bin == "" {
-		bin = AgentBinary(t)
+	if cfg.Binary == "" {
+		cfg.Binary = AgentBinary(t)
 	}
-	dir, err := os.MkdirTemp("", "barge-agent-")
+	a, err := newAgent(cfg)
 	if err != nil {
 		t.Fatalf("harness: %v", err)
-	}
-	a := &Agent{
-		Addr:     loopback(freePort(t)),
-		HTTPAddr: loopback(freePort(t)),
-		Dir:      dir,
-		LogPath:  filepath.Join(dir, "agent.log"),
-		Config:   cfg,
-		bin:      bin,
 	}
 	t.Cleanup(func() {
 		a.Kill()
 		if t.Failed() {
 			t.Logf("agent %s log (tail of %s):\n%s", a.Addr, a.LogPath, tail(a.LogPath, 16<<10))
 		} else {
-			os.RemoveAll(dir)
+			os.RemoveAll(a.Dir)
 		}
 	})
 	a.start(t)
 	return a
+}
+
+// LaunchAgent is StartAgent for programs that are not tests (cmd/bench): it
+// returns an error instead of failing a test, and registers no cleanup; the
+// caller kills the agent (Kill or Stop) and removes a.Dir.
+func LaunchAgent(cfg AgentConfig) (*Agent, error) {
+	if cfg.Binary == "" {
+		bin, err := BuildAgent()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Binary = bin
+	}
+	a, err := newAgent(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.launch(); err != nil {
+		a.Kill()
+		os.RemoveAll(a.Dir)
+		return nil, err
+	}
+	return a, nil
+}
+
+func newAgent(cfg AgentConfig) (*Agent, error) {
+	kafka, err := freePortErr()
+	if err != nil {
+		return nil, err
+	}
+	http, err := freePortErr()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "barge-agent-")
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{
+		Addr:     loopback(kafka),
+		HTTPAddr: loopback(http),
+		Dir:      dir,
+		LogPath:  filepath.Join(dir, "agent.log"),
+		Config:   cfg,
+		bin:      cfg.Binary,
+	}, nil
 }
 
 func (a *Agent) args() []string {
@@ -138,9 +183,16 @@ func (a *Agent) args() []string {
 
 func (a *Agent) start(t testing.TB) {
 	t.Helper()
+	if err := a.launch(); err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+}
+
+// launch starts the process and waits until it is ready.
+func (a *Agent) launch() error {
 	logf, err := os.OpenFile(a.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		t.Fatalf("harness: %v", err)
+		return err
 	}
 	fmt.Fprintf(logf, "=== harness: starting %s %q at %s\n", a.bin, a.args(), time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(a.bin, a.args()...)
@@ -151,7 +203,7 @@ func (a *Agent) start(t testing.TB) {
 	killWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		t.Fatalf("harness: start agent: %v", err)
+		return fmt.Errorf("start agent: %w", err)
 	}
 	logf.Close() // the child holds its own copy
 	a.cmd = cmd
@@ -162,11 +214,10 @@ func (a *Agent) start(t testing.TB) {
 		a.waitErr = err // read only after done is closed
 		close(done)
 	}(a.done)
-	a.waitReady(t)
+	return a.waitReady()
 }
 
-func (a *Agent) waitReady(t testing.TB) {
-	t.Helper()
+func (a *Agent) waitReady() error {
 	url := "http://" + a.HTTPAddr + "/readyz"
 	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(60 * time.Second)
@@ -177,17 +228,17 @@ func (a *Agent) waitReady(t testing.TB) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-a.done:
-			t.Fatalf("harness: agent exited before ready (%v); log:\n%s", a.waitErr, tail(a.LogPath, 16<<10))
+			return fmt.Errorf("agent exited before ready (%v); log:\n%s", a.waitErr, tail(a.LogPath, 16<<10))
 		case <-tick.C:
 		}
 		if time.Now().After(deadline) {
 			a.Kill()
-			t.Fatalf("harness: agent not ready at %s within 60s; log:\n%s", url, tail(a.LogPath, 16<<10))
+			return fmt.Errorf("agent not ready at %s within 60s; log:\n%s", url, tail(a.LogPath, 16<<10))
 		}
 	}
 }

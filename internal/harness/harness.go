@@ -13,9 +13,16 @@ import (
 // and removes the agent build directory, and exits with the tests' code.
 func Main(m *testing.M) {
 	code := m.Run()
+	Shutdown()
+	os.Exit(code)
+}
+
+// Shutdown stops the shared MinIO (if one was started) and removes the
+// agent build directory. Main calls it after the tests; programs that use
+// LaunchMinIO or BuildAgent call it before they exit.
+func Shutdown() {
 	stopMinIO()
 	removeAgentBuild()
-	os.Exit(code)
 }
 
 var (

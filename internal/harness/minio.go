@@ -63,11 +63,19 @@ func MinIOBinary() string {
 // come up. Call Main from TestMain so the server is stopped at exit.
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
-	minioOnce.Do(func() { minioShared, minioErr = startMinIO() })
-	if minioErr != nil {
-		t.Fatalf("harness: %v", minioErr)
+	m, err := LaunchMinIO()
+	if err != nil {
+		t.Fatalf("harness: %v", err)
 	}
-	return minioShared
+	return m
+}
+
+// LaunchMinIO is StartMinIO for programs that are not tests (cmd/bench): it
+// returns the process's shared server, or the error that kept it from
+// starting. Shutdown stops it.
+func LaunchMinIO() (*MinIO, error) {
+	minioOnce.Do(func() { minioShared, minioErr = startMinIO() })
+	return minioShared, minioErr
 }
 
 func startMinIO() (*MinIO, error) {
@@ -164,6 +172,14 @@ func startMinIO() (*MinIO, error) {
 	return m, nil
 }
 
+// Pid returns the server's process id (0 if it is not running).
+func (m *MinIO) Pid() int {
+	if m == nil || m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
 func (m *MinIO) stop() {
 	select {
 	case <-m.done:
@@ -196,15 +212,33 @@ func (m *MinIO) NewBucket(t testing.TB) string {
 
 func (m *MinIO) newBucketName(t testing.TB) string {
 	t.Helper()
+	name, err := m.createBucket()
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	return name
+}
+
+// CreateBucket is NewBucket for programs that are not tests: it returns the
+// new bucket's name and its store URL.
+func (m *MinIO) CreateBucket() (bucket, storeURL string, err error) {
+	name, err := m.createBucket()
+	if err != nil {
+		return "", "", err
+	}
+	return name, m.storeURL(name), nil
+}
+
+func (m *MinIO) createBucket() (string, error) {
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	name := fmt.Sprintf("barge-test-%d-%s", bucketSerial.Add(1), hex.EncodeToString(rnd[:]))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := m.Client.MakeBucket(ctx, name, minio.MakeBucketOptions{Region: "us-east-1"}); err != nil {
-		t.Fatalf("harness: create bucket %s: %v", name, err)
+		return "", fmt.Errorf("create bucket %s: %w", name, err)
 	}
-	return name
+	return name, nil
 }
 
 func (m *MinIO) storeURL(bucket string) string {

@@ -17,20 +17,29 @@ type Cache struct {
 
 	mu          sync.Mutex
 	recent      map[string][]byte
-	order       []string // FIFO of recent keys
+	expected    map[string]chan struct{} // objects being committed: closed by PutObject or Abandon
+	order       []string                 // FIFO of recent keys
 	recentBytes int64
 	recentMax   int64
+
+	// Whole objects read from the bucket (Object), FIFO, apart from the
+	// newest objects so that catch-up reads never push those out.
+	whole      map[string][]byte
+	wholeOrder []string
+	wholeBytes int64
+	wholeMax   int64
 
 	hits, misses, loads prometheus.Counter
 }
 
-// New returns a cache bounded by maxBytes, half of it for the newest
-// objects and half for read-through ranges.
+// New returns a cache bounded by maxBytes: half of it for the newest
+// objects, a quarter for read-through ranges and a quarter for whole
+// objects read through (Object).
 func New(maxBytes int64, reg prometheus.Registerer) (*Cache, error) {
 	maxBytes = max(maxBytes, 2<<20)
 	lru, err := ristretto.NewCache(&ristretto.Config[string, []byte]{
 		NumCounters: max(maxBytes/4096, 1000), // ~10x the ranges we expect to hold
-		MaxCost:     maxBytes / 2,
+		MaxCost:     maxBytes / 4,
 		BufferItems: 64,
 	})
 	if err != nil {
@@ -39,7 +48,10 @@ func New(maxBytes int64, reg prometheus.Registerer) (*Cache, error) {
 	c := &Cache{
 		lru:       lru,
 		recent:    map[string][]byte{},
+		expected:  map[string]chan struct{}{},
 		recentMax: maxBytes / 2,
+		whole:     map[string][]byte{},
+		wholeMax:  maxBytes / 4,
 		hits:      prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_cache_hits_total", Help: "Segment range reads served from memory."}),
 		misses:    prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_cache_misses_total", Help: "Segment range reads that had to load from the bucket."}),
 		loads:     prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_cache_loads_total", Help: "Bucket reads made for misses (after single-flight)."}),
@@ -56,11 +68,12 @@ func (c *Cache) Close() { c.lru.Close() }
 // PutObject holds a newly committed object whole. The caller must not
 // modify data afterwards. The oldest objects leave when the budget is full.
 func (c *Cache) PutObject(key string, data []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(key)
 	if int64(len(data)) > c.recentMax {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if _, ok := c.recent[key]; ok {
 		return
 	}
@@ -76,13 +89,51 @@ func (c *Cache) PutObject(key string, data []byte) {
 	}
 }
 
+// Expect announces that PutObject(key, ...) will follow: the object is
+// being committed by this process. Readers learn of a commit as soon as it
+// is applied, a moment before its writer can hand the object over; until
+// PutObject or Abandon, Range on key waits for the object instead of
+// reading the bucket, so tail reads never GET.
+func (c *Cache) Expect(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.expected[key]; !ok {
+		c.expected[key] = make(chan struct{})
+	}
+}
+
+// Abandon withdraws Expect(key) without an object (the commit failed).
+func (c *Cache) Abandon(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(key)
+}
+
+func (c *Cache) releaseLocked(key string) {
+	if ch, ok := c.expected[key]; ok {
+		close(ch)
+		delete(c.expected, key)
+	}
+}
+
 // Range returns n bytes at off of object key, calling load on a miss. The
 // returned slice is shared: callers must not modify it. load's result is
 // what gets cached, so it must already be in the form readers want.
 func (c *Cache) Range(ctx context.Context, key string, off, n int64, load func(context.Context) ([]byte, error)) ([]byte, error) {
 	c.mu.Lock()
 	obj, ok := c.recent[key]
+	wait := c.expected[key]
 	c.mu.Unlock()
+	if !ok && wait != nil {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		c.mu.Lock()
+		obj, ok = c.recent[key]
+		c.mu.Unlock()
+	}
 	if ok && off+n <= int64(len(obj)) {
 		c.hits.Inc()
 		return obj[off : off+n : off+n], nil
@@ -100,6 +151,49 @@ func (c *Cache) Range(ctx context.Context, key string, off, n int64, load func(c
 			return nil, err
 		}
 		c.lru.Set(rk, b, int64(len(b)))
+		return b, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]byte), nil
+}
+
+// Object returns the whole object key, calling load (single-flight) when it
+// is neither among the newest objects nor among those read whole lately.
+// The returned slice is shared: callers must not modify it. Reading a small
+// multi-partition object whole costs one GET where reading it partition by
+// partition costs one per partition.
+func (c *Cache) Object(ctx context.Context, key string, load func(context.Context) ([]byte, error)) ([]byte, error) {
+	c.mu.Lock()
+	obj, ok := c.recent[key]
+	if !ok {
+		obj, ok = c.whole[key]
+	}
+	c.mu.Unlock()
+	if ok {
+		return obj, nil
+	}
+	v, err, _ := c.sf.Do("object:"+key, func() (any, error) {
+		c.loads.Inc()
+		b, err := load(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if _, ok := c.whole[key]; !ok && int64(len(b)) <= c.wholeMax {
+			c.whole[key] = b
+			c.wholeOrder = append(c.wholeOrder, key)
+			c.wholeBytes += int64(len(b))
+			for c.wholeBytes > c.wholeMax && len(c.wholeOrder) > 0 {
+				old := c.wholeOrder[0]
+				c.wholeOrder[0] = ""
+				c.wholeOrder = c.wholeOrder[1:]
+				c.wholeBytes -= int64(len(c.whole[old]))
+				delete(c.whole, old)
+			}
+		}
 		return b, nil
 	})
 	if err != nil {

@@ -220,3 +220,80 @@ func TestRangeSingleFlight(t *testing.T) {
 		})
 	}
 }
+
+// A Range on an object announced with Expect waits for PutObject and serves
+// it from memory; after Abandon it loads; a cancelled reader stops waiting.
+func TestRangeWaitsForExpectedObject(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, _ := newCache(t, 0)
+		l := &loader{data: []byte("from the bucket")}
+		c.Expect("obj")
+		var got []byte
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			got = mustRange(t, c, "obj", 2, 3, l)
+		}()
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("Range did not wait for the expected object")
+		default:
+		}
+		c.PutObject("obj", []byte("0123456789"))
+		<-done
+		if string(got) != "234" || l.calls.Load() != 0 {
+			t.Errorf("got %q after %d loads, want \"234\" from memory", got, l.calls.Load())
+		}
+
+		c.Expect("gone")
+		go func() {
+			synctest.Wait()
+			c.Abandon("gone")
+		}()
+		if got := mustRange(t, c, "gone", 0, 4, l); string(got) != "from the bucket" || l.calls.Load() != 1 {
+			t.Errorf("after Abandon got %q after %d loads, want one load", got, l.calls.Load())
+		}
+
+		c.Expect("slow")
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			synctest.Wait()
+			cancel()
+		}()
+		if _, err := c.Range(ctx, "slow", 0, 1, l.load); !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled wait: %v", err)
+		}
+	})
+}
+
+// Object loads once, serves the newest objects without loading, and keeps
+// whole objects within their quarter of the budget, oldest out first.
+func TestObject(t *testing.T) {
+	c, _ := newCache(t, 8<<20) // 2 MiB for whole objects
+	l := &loader{data: make([]byte, 1<<20)}
+	for range 3 {
+		if b, err := c.Object(context.Background(), "a", l.load); err != nil || len(b) != 1<<20 {
+			t.Fatalf("got %d bytes, %v", len(b), err)
+		}
+	}
+	if n := l.calls.Load(); n != 1 {
+		t.Errorf("%d loads for one object, want 1", n)
+	}
+	c.PutObject("new", []byte("held"))
+	if b, err := c.Object(context.Background(), "new", l.load); err != nil || string(b) != "held" || l.calls.Load() != 1 {
+		t.Errorf("newest object: %q, %v after %d loads", b, err, l.calls.Load())
+	}
+	for _, k := range []string{"b", "c"} { // a is pushed out
+		if _, err := c.Object(context.Background(), k, l.load); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Object(context.Background(), "a", l.load); err != nil || l.calls.Load() != 4 {
+		t.Errorf("after eviction: %v, %d loads, want 4", err, l.calls.Load())
+	}
+	l.err = errors.New("boom")
+	if _, err := c.Object(context.Background(), "d", l.load); err == nil {
+		t.Error("load error not returned")
+	}
+}

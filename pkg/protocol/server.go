@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,9 +40,9 @@ type Config struct {
 	GroupInitialRebalanceDelay time.Duration
 	// AgentTTL is how long an agent counts as live after its last
 	// metadata-log entry.
-	AgentTTL time.Duration
-	GroupMinSessionTimeout     time.Duration // group.min.session.timeout.ms; 0: 6 s
-	GroupMaxSessionTimeout     time.Duration // group.max.session.timeout.ms; 0: 30 min
+	AgentTTL               time.Duration
+	GroupMinSessionTimeout time.Duration // group.min.session.timeout.ms; 0: 6 s
+	GroupMaxSessionTimeout time.Duration // group.max.session.timeout.ms; 0: 30 min
 }
 
 // Server serves Kafka clients.
@@ -340,6 +341,18 @@ func (c *conn) writeLoop() {
 			buf = append(buf, in.raw...)
 		} else {
 			in.resp.SetVersion(in.version)
+			if fr, ok := in.resp.(*kmsg.FetchResponse); ok {
+				// Size the buffer once: growing it by appending a
+				// many-MiB answer copies it over and over.
+				n := 64
+				for i := range fr.Topics {
+					n += len(fr.Topics[i].Topic) + 32
+					for j := range fr.Topics[i].Partitions {
+						n += len(fr.Topics[i].Partitions[j].RecordBatches) + 64
+					}
+				}
+				buf = slices.Grow(buf, n)
+			}
 			buf = in.resp.AppendTo(buf)
 		}
 		binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))

@@ -323,6 +323,9 @@ func (in *Ingest) commitLoop() {
 			in.finishing <- pendingCommit{seg: seg}
 			continue
 		}
+		// Fetches wake as soon as the commit applies, before finishLoop
+		// can publish the object: have them wait for it, not GET it.
+		in.cache.Expect(seg.key)
 		in.finishing <- pendingCommit{seg: seg, p: in.log.Submit(seg.commit)}
 	}
 }
@@ -342,6 +345,7 @@ func (in *Ingest) finishLoop() {
 		}
 		if seg.err != nil {
 			in.metrics.flushFailures.Inc()
+			in.cache.Abandon(seg.key)
 		}
 		in.metrics.flushSeconds.Observe(time.Since(seg.sealAt).Seconds())
 		seg.obj = nil

@@ -1,8 +1,10 @@
 package tiered
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/bargehq/barge/pkg/batch"
 	"github.com/bargehq/barge/pkg/cache"
@@ -14,16 +16,32 @@ import (
 type Reader struct {
 	store objstore.Store
 	cache *cache.Cache
+	whole bool
 }
 
-// NewReader returns a Reader over store and c.
+// NewReader returns a Reader over store and c that reads each missing
+// chunk with a ranged GET.
 func NewReader(store objstore.Store, c *cache.Cache) *Reader { return &Reader{store: store, cache: c} }
+
+// ReadWholeSegments makes r read a missing chunk of an ingestion segment
+// (the objects Ingest writes, at most about FlushBytes) by fetching the
+// whole object once, through the cache, and cutting the chunk from it. A
+// consumer catching up on many partitions then makes one GET per segment
+// instead of one per partition and segment; one reading a single partition
+// reads more bytes for the same number of GETs.
+func (r *Reader) ReadWholeSegments() *Reader {
+	r.whole = true
+	return r
+}
+
+// segPrefix starts the key of every object Ingest writes.
+const segPrefix = "seg/"
 
 // Chunk returns the chunk's batches with their final base offsets. The
 // slice is shared with the cache and must not be modified.
 func (r *Reader) Chunk(ctx context.Context, c meta.Chunk) ([]byte, error) {
 	return r.cache.Range(ctx, c.Object, c.Pos, c.Len, func(ctx context.Context) ([]byte, error) {
-		b, err := r.store.GetRange(ctx, c.Object, c.Pos, c.Len)
+		b, err := r.load(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("tiered: read %s: %w", c.Object, err)
 		}
@@ -35,6 +53,23 @@ func (r *Reader) Chunk(ctx context.Context, c meta.Chunk) ([]byte, error) {
 		}
 		return b, nil
 	})
+}
+
+// load returns a private copy of the chunk's bytes, unpatched.
+func (r *Reader) load(ctx context.Context, c meta.Chunk) ([]byte, error) {
+	if !r.whole || !strings.HasPrefix(c.Object, segPrefix) {
+		return r.store.GetRange(ctx, c.Object, c.Pos, c.Len)
+	}
+	obj, err := r.cache.Object(ctx, c.Object, func(ctx context.Context) ([]byte, error) {
+		return r.store.Get(ctx, c.Object)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if c.Pos < 0 || c.Len < 0 || c.Pos > int64(len(obj)) {
+		return nil, nil // the length check reports the short read
+	}
+	return bytes.Clone(obj[c.Pos:min(c.Pos+c.Len, int64(len(obj)))]), nil
 }
 
 // patchOffsets writes each batch's base offset and leader epoch, starting

@@ -306,3 +306,103 @@ func negativeLength(b []byte) []byte {
 	binary.BigEndian.PutUint32(b[8:], uint32(0xFFFFFF00))
 	return b
 }
+
+// A fetch woken by a commit reads the new chunk at once, possibly before
+// Ingest has handed the object to the cache (whether a round lands in that
+// window is up to the scheduler; cache's TestRangeWaitsForExpectedObject
+// covers the wait itself): it waits for the object, it does not GET.
+func TestReaderWokenByCommitMakesNoGet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, IngestConfig{}, meta.Options{}, nil)
+		id := r.createTopic("t", 1)
+		rd := NewReader(r.faulty, r.cache)
+		for i := range 20 {
+			changed := r.log.Changed()
+			tk, err := r.in.Append(TopicPartition{id, 0}, []Batch{mkBatch(t, fmt.Sprint(i), 1, 0)}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for {
+				<-changed // the commit applies; read as a long-polling fetch would
+				changed = r.log.Changed()
+				if cs, _ := r.chunks(id, 0); len(cs) == i+1 {
+					b, err := rd.Chunk(context.Background(), cs[i])
+					if err != nil {
+						t.Fatal(err)
+					}
+					if bs := decodeBatches(t, b); len(bs) != 1 || bs[0].h.BaseOffset != int64(i) {
+						t.Fatalf("read %v, want one batch at %d", bs, i)
+					}
+					break
+				}
+			}
+			wait(t, tk)
+		}
+		if n := r.faulty.Calls(objstore.OpGetRange); n != 0 {
+			t.Errorf("%d GETs for chunks read as their commits applied, want 0", n)
+		}
+	})
+}
+
+// With ReadWholeSegments, chunks of several partitions in one segment cost
+// one GET of the whole object between them, and come out patched as with
+// ranged reads; a range past the object's end is still corrupt.
+func TestReaderWholeSegments(t *testing.T) {
+	mem := objstore.NewMemory()
+	f := objstore.NewFaulty(mem)
+	a, _ := storedChunk(t, mem, "seg/multi", 7, 2, 1)
+	// Two more "partitions" in the same object, after a's bytes.
+	obj, err := mem.Get(context.Background(), "seg/multi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b1 := mkBatch(t, "p1", 3, 0).Data
+	b2 := mkBatch(t, "p2", 1, 0).Data
+	c1 := meta.Chunk{Object: "seg/multi", Pos: int64(len(obj)), Len: int64(len(b1)), BaseOffset: 40, NextOffset: 43}
+	c2 := meta.Chunk{Object: "seg/multi", Pos: c1.Pos + c1.Len, Len: int64(len(b2)), BaseOffset: 0, NextOffset: 1}
+	obj = append(append(obj, b1...), b2...)
+	if err := mem.Put(context.Background(), "seg/multi", obj); err != nil {
+		t.Fatal(err)
+	}
+
+	rd := NewReader(f, newCache(t)).ReadWholeSegments()
+	for _, c := range []meta.Chunk{a, c1, c2} {
+		got, err := rd.Chunk(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs := decodeBatches(t, got)
+		if len(bs) == 0 || bs[0].h.BaseOffset != c.BaseOffset {
+			t.Errorf("chunk at %d: read %v", c.BaseOffset, bs)
+		}
+	}
+	if g, gr := f.Calls(objstore.OpGet), f.Calls(objstore.OpGetRange); g != 1 || gr != 0 {
+		t.Errorf("%d GETs and %d ranged GETs for three chunks of one segment, want 1 and 0", g, gr)
+	}
+	// The cached whole object is not patched in place: another reader of
+	// the same bytes at other offsets sees its own offsets.
+	other := c1
+	other.BaseOffset, other.NextOffset = 1000, 1003
+	got, err := NewReader(f, newCache(t)).ReadWholeSegments().Chunk(context.Background(), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bs := decodeBatches(t, got); bs[0].h.BaseOffset != 1000 {
+		t.Errorf("read %v, want base 1000", bs)
+	}
+
+	past := c2
+	past.Len += 100
+	if _, err := NewReader(f, newCache(t)).ReadWholeSegments().Chunk(context.Background(), past); !errors.Is(err, ErrCorruptSegment) {
+		t.Errorf("range past the end: %v, want ErrCorruptSegment", err)
+	}
+	// Objects Ingest did not write are read by range as before.
+	plain, _ := storedChunk(t, mem, "other/x", 0, 1)
+	before := f.Calls(objstore.OpGetRange)
+	if _, err := rd.Chunk(context.Background(), plain); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.Calls(objstore.OpGetRange) - before; n != 1 {
+		t.Errorf("%d ranged GETs for a non-segment object, want 1", n)
+	}
+}

@@ -1,0 +1,203 @@
+package main
+
+import "fmt"
+
+// Result is everything measured for one scenario; bench/results.json holds
+// one per scenario.
+type Result struct {
+	Scenario string   `json:"scenario"`
+	Config   Config   `json:"config"`
+	Barge    Figures  `json:"barge"`
+	Limit    Limit    `json:"limit"`
+	Peer     Figures  `json:"kfake"`
+	Ratios   Ratios   `json:"ratios"`
+	Targets  []Target `json:"targets"`
+}
+
+// Config is the scenario as run.
+type Config struct {
+	RecordSize      int     `json:"record_size"`
+	Partitions      int     `json:"partitions"`
+	Producers       int     `json:"producers"`
+	Consumers       int     `json:"consumers"`
+	Acks            string  `json:"acks"`
+	Compression     string  `json:"compression"`
+	FlushIntervalMs float64 `json:"flush_interval_ms"`
+	RateMBps        float64 `json:"rate_mb_per_s"` // 0: as fast as the broker answers
+	ProduceSeconds  float64 `json:"produce_seconds"`
+	LatencySeconds  float64 `json:"latency_seconds"`
+}
+
+func configOf(sc Scenario, t Timing) Config {
+	c := Config{RecordSize: sc.Load.RecordSize, Partitions: sc.Load.Partitions, Producers: sc.Load.Producers,
+		Consumers: sc.Load.Consumers, Acks: sc.Load.Acks, Compression: sc.Load.Compression,
+		FlushIntervalMs: ms(sc.FlushInterval), RateMBps: sc.RateMBps, ProduceSeconds: t.Produce.Seconds()}
+	if sc.saturating() {
+		c.LatencySeconds = t.Latency.Seconds()
+	}
+	return c
+}
+
+// Figures are one broker's numbers (MB = 10^6 bytes of record values).
+type Figures struct {
+	ProduceMBps      float64 `json:"produce_mb_per_s"`
+	ProduceRecPerSec float64 `json:"produce_records_per_s"`
+	ProduceErrors    int64   `json:"produce_errors"`
+	// Latencies are measured at LatencyMBps: half the throughput for
+	// saturating scenarios (so they are not queueing figures), else the
+	// scenario's fixed rate.
+	LatencyMBps     float64        `json:"latency_load_mb_per_s"`
+	ProduceP50ms    float64        `json:"produce_p50_ms"`
+	ProduceP99ms    float64        `json:"produce_p99_ms"`
+	ProduceP999ms   float64        `json:"produce_p999_ms"`
+	E2EP50ms        float64        `json:"e2e_p50_ms"`
+	E2EP99ms        float64        `json:"e2e_p99_ms"`
+	TailConsumeMBps float64        `json:"tail_consume_mb_per_s"`
+	CatchUpMBps     float64        `json:"catchup_mb_per_s"`
+	CatchUpComplete bool           `json:"catchup_complete"`
+	CatchUpMB       float64        `json:"catchup_mb"`
+	LatencySamples  uint64         `json:"latency_samples"`
+	E2ESamples      uint64         `json:"e2e_samples"`
+	Bucket          *BucketFigures `json:"bucket,omitempty"`
+	Inside          *InsideFigures `json:"inside_agent,omitempty"`
+	Agent           *AgentFigures  `json:"agent,omitempty"`
+
+	windowBytes   int64
+	windowSeconds float64
+}
+
+// BucketFigures are the agent's own object-store counters.
+type BucketFigures struct {
+	SegmentPutsPerSec float64 `json:"segment_puts_per_s"` // op=put: segment objects (and snapshots)
+	MetaPutsPerSec    float64 `json:"meta_puts_per_s"`    // op=put_if_absent: metadata-log commits
+	PutsPerSec        float64 `json:"puts_per_s"`         // both
+	PutsPerGiB        float64 `json:"puts_per_gib"`       // both, per GiB produced
+	GetsPerSec        float64 `json:"gets_per_s"`         // while producing, including metadata-log polls
+	TailDataGets      int64   `json:"tail_data_gets"`     // segment reads (and entries read) while serving tail consumers
+	BurstDataGets     int64   `json:"burst_data_gets"`    // the same during the saturating phase, where consumers may lag
+	CatchUpGetsPerSec float64 `json:"catchup_gets_per_s"`
+	CatchUpGetsPerGiB float64 `json:"catchup_gets_per_gib"`
+	MeanFlushBytes    float64 `json:"mean_flush_bytes"`
+	FlushesPerSec     float64 `json:"flushes_per_s"`
+}
+
+// InsideFigures are the agent's own latency histograms over the latency
+// window (Prometheus bucket estimates): where a produce's time goes.
+type InsideFigures struct {
+	ProduceP50ms    float64 `json:"produce_request_p50_ms"` // request read → answer ready
+	ProduceP99ms    float64 `json:"produce_request_p99_ms"`
+	SealCommitP50ms float64 `json:"seal_to_commit_p50_ms"` // segment sealed → commit applied
+	SealCommitP99ms float64 `json:"seal_to_commit_p99_ms"`
+	PutP99ms        float64 `json:"segment_put_p99_ms"`
+	CommitPutP99ms  float64 `json:"commit_put_p99_ms"`
+}
+
+// AgentFigures are the agent process's own costs while producing.
+type AgentFigures struct {
+	PeakRSSMiB       float64 `json:"peak_rss_mib"`
+	CPUSecondsPerGiB float64 `json:"cpu_seconds_per_gib"`
+	// Who else used the machine in the same window, per GiB produced: the
+	// MinIO server, and this process (producers, consumers).
+	MinIOCPUSecondsPerGiB  float64 `json:"minio_cpu_seconds_per_gib"`
+	ClientCPUSecondsPerGiB float64 `json:"client_cpu_seconds_per_gib"`
+	MachineCPUUse          float64 `json:"machine_cpu_use"` // agent+MinIO+clients over all cores, 0..1
+}
+
+// Limit is the bucket's raw bandwidth, measured in the same run.
+type Limit struct {
+	Put RawResult `json:"raw_put"`
+	Get RawResult `json:"raw_get"`
+}
+
+// Ratios put Barge beside the limit and the peer.
+type Ratios struct {
+	ProduceOfRawPut  float64 `json:"produce_fraction_of_raw_put"`
+	CatchUpOfRawGet  float64 `json:"catchup_fraction_of_raw_get"`
+	ProduceVsPeer    float64 `json:"produce_mb_per_s_vs_kfake"`
+	ProduceP99VsPeer float64 `json:"produce_p99_vs_kfake"`
+	E2EP99VsPeer     float64 `json:"e2e_p99_vs_kfake"`
+	TailVsPeer       float64 `json:"tail_consume_vs_kfake"`
+	CatchUpVsPeer    float64 `json:"catchup_vs_kfake"`
+}
+
+// Target is one acceptance target, reported, never asserted.
+type Target struct {
+	Name  string  `json:"name"`
+	Rule  string  `json:"rule"`
+	Got   float64 `json:"got"`
+	Limit float64 `json:"limit"`
+	Met   bool    `json:"met"`
+}
+
+func (f *Figures) fromThroughput(p PhaseStats) {
+	f.windowBytes, f.windowSeconds = p.Bytes, p.Seconds
+	f.ProduceMBps = float64(p.Bytes) / 1e6 / p.Seconds
+	f.ProduceRecPerSec = float64(p.Records) / p.Seconds
+	f.TailConsumeMBps = float64(p.ConsumedBytes) / 1e6 / p.Seconds
+}
+
+func (f *Figures) fromLatency(p PhaseStats, loadMBps float64) {
+	f.LatencyMBps = loadMBps
+	f.ProduceP50ms = ms(p.ProduceLat.Quantile(0.5))
+	f.ProduceP99ms = ms(p.ProduceLat.Quantile(0.99))
+	f.ProduceP999ms = ms(p.ProduceLat.Quantile(0.999))
+	f.E2EP50ms = ms(p.E2ELat.Quantile(0.5))
+	f.E2EP99ms = ms(p.E2ELat.Quantile(0.99))
+	f.LatencySamples, f.E2ESamples = p.ProduceLat.Count(), p.E2ELat.Count()
+}
+
+func (f *Figures) fromCatchUp(c CatchUp) {
+	f.CatchUpMBps = float64(c.Bytes) / 1e6 / c.Seconds
+	f.CatchUpMB = float64(c.Bytes) / 1e6
+	f.CatchUpComplete = c.Complete
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// evaluate fills the ratios and the targets.
+func (r *Result) evaluate(sc Scenario) {
+	b, p := &r.Barge, &r.Peer
+	r.Ratios = Ratios{
+		ProduceOfRawPut:  ratio(b.ProduceMBps, r.Limit.Put.MBps),
+		CatchUpOfRawGet:  ratio(b.CatchUpMBps, r.Limit.Get.MBps),
+		ProduceVsPeer:    ratio(b.ProduceMBps, p.ProduceMBps),
+		ProduceP99VsPeer: ratio(b.ProduceP99ms, p.ProduceP99ms),
+		E2EP99VsPeer:     ratio(b.E2EP99ms, p.E2EP99ms),
+		TailVsPeer:       ratio(b.TailConsumeMBps, p.TailConsumeMBps),
+		CatchUpVsPeer:    ratio(b.CatchUpMBps, p.CatchUpMBps),
+	}
+	r.Targets = nil
+	if sc.saturating() && sc.Load.Acks == "all" {
+		r.Targets = append(r.Targets, Target{Name: "throughput", Rule: "produce MB/s ≥ 0.85 × raw PUT MB/s",
+			Got: b.ProduceMBps, Limit: 0.85 * r.Limit.Put.MBps, Met: b.ProduceMBps >= 0.85*r.Limit.Put.MBps})
+	}
+	lim := ms(sc.FlushInterval) + 2*r.Limit.Put.P99ms
+	r.Targets = append(r.Targets, Target{Name: "latency", Rule: "produce p99 ≤ flush interval + 2 × raw PUT p99 (ms)",
+		Got: b.ProduceP99ms, Limit: lim, Met: b.ProduceP99ms <= lim})
+	// At a saturating load segments seal by size (8 MiB), not by time, so
+	// the PUT-rate target applies to the fixed, lighter loads.
+	if b.Bucket != nil && !sc.saturating() {
+		lim := 1000/ms(sc.FlushInterval) + 1
+		r.Targets = append(r.Targets,
+			Target{Name: "put rate", Rule: "segment PUTs/s ≤ 1000/flush-ms + 1",
+				Got: b.Bucket.SegmentPutsPerSec, Limit: lim, Met: b.Bucket.SegmentPutsPerSec <= lim})
+	}
+	if b.Bucket != nil {
+		r.Targets = append(r.Targets,
+			Target{Name: "tail gets", Rule: "data GETs while serving tail reads = 0",
+				Got: float64(b.Bucket.TailDataGets), Limit: 0, Met: b.Bucket.TailDataGets == 0})
+	}
+}
+
+func (t Target) String() string {
+	verdict := "met"
+	if !t.Met {
+		verdict = "MISSED"
+	}
+	return fmt.Sprintf("%-10s %-52s got %9.2f limit %9.2f  %s", t.Name, t.Rule, t.Got, t.Limit, verdict)
+}

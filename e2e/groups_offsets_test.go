@@ -40,9 +40,15 @@ func TestGroupOffsetsRetention(t *testing.T) {
 	// "old": offsets committed from outside group management, no members.
 	adm := kadm.NewClient(client(t, a.Addr))
 	var os kadm.Offsets
-	os.Add(kadm.Offset{Topic: "ret", Partition: 0, At: 1, LeaderEpoch: -1})
+	os.Add(kadm.Offset{Topic: "ret", Partition: 0, At: 1, LeaderEpoch: -1, Metadata: "resume here"})
 	if resp, err := adm.CommitOffsets(ctx, "old", os); err != nil || resp.Error() != nil {
 		t.Fatalf("commit for old: %v %v", err, resp.Error())
+	}
+	// Commit metadata round-trips.
+	if offs, err := adm.FetchOffsets(ctx, "old"); err != nil {
+		t.Fatal(err)
+	} else if o, ok := offs.Lookup("ret", 0); !ok || o.At != 1 || o.Metadata != "resume here" {
+		t.Fatalf("committed %+v, want offset 1 with its metadata", o)
 	}
 
 	harness.Eventually(t, time.Minute, func() bool {

@@ -25,6 +25,9 @@ type config struct {
 	GroupInitialDelay time.Duration
 	OffsetsRetention  time.Duration
 	OffsetsCheck      time.Duration
+	Jobs              bool
+	RetentionCheck    time.Duration
+	CollectGrace      time.Duration
 }
 
 // parseConfig fills the config from flags, then from BARGE_* variables
@@ -46,6 +49,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.GroupInitialDelay, "group-initial-rebalance-delay", 3*time.Second, "how long the first rebalance of an empty consumer group waits for more members (group.initial.rebalance.delay.ms)")
 	fs.DurationVar(&c.OffsetsRetention, "offsets-retention", 7*24*time.Hour, "delete the offsets of a group that has had no members and no commits for this long (offsets.retention.minutes)")
 	fs.DurationVar(&c.OffsetsCheck, "offsets-retention-check-interval", 10*time.Minute, "how often to look for expired group offsets (offsets.retention.check.interval.ms)")
+	fs.BoolVar(&c.Jobs, "jobs", true, "run background jobs (retention and collection) on this agent")
+	fs.DurationVar(&c.RetentionCheck, "retention-check-interval", 5*time.Minute, "how often to apply retention.ms and retention.bytes and collect released objects (log.retention.check.interval.ms)")
+	fs.DurationVar(&c.CollectGrace, "collect-grace", 10*time.Minute, "how long an object no partition refers to stays in the bucket before it is deleted, so reads in flight finish")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -76,6 +82,9 @@ func (c *config) finish() error {
 	}
 	if c.OffsetsRetention <= 0 || c.OffsetsCheck <= 0 {
 		return fmt.Errorf("offsets-retention and offsets-retention-check-interval must be positive")
+	}
+	if c.RetentionCheck <= 0 || c.CollectGrace < 0 {
+		return fmt.Errorf("retention-check-interval must be positive and collect-grace not negative")
 	}
 	if c.GroupInitialDelay < 0 {
 		return fmt.Errorf("group-initial-rebalance-delay must not be negative")

@@ -33,6 +33,9 @@ func TestConfigDefaults(t *testing.T) {
 		GroupInitialDelay: 3 * time.Second,
 		OffsetsRetention:  7 * 24 * time.Hour,
 		OffsetsCheck:      10 * time.Minute,
+		Jobs:              true,
+		RetentionCheck:    5 * time.Minute,
+		CollectGrace:      10 * time.Minute,
 	}
 	if c != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -60,6 +63,9 @@ func TestConfigFromEnv(t *testing.T) {
 		"BARGE_GROUP_INITIAL_REBALANCE_DELAY":    "10ms",
 		"BARGE_OFFSETS_RETENTION":                "1h",
 		"BARGE_OFFSETS_RETENTION_CHECK_INTERVAL": "1m",
+		"BARGE_JOBS":                             "false",
+		"BARGE_RETENTION_CHECK_INTERVAL":         "200ms",
+		"BARGE_COLLECT_GRACE":                    "0s",
 		"LISTEN":                                 ":1", // not ours
 	}))
 	if err != nil {
@@ -80,6 +86,7 @@ func TestConfigFromEnv(t *testing.T) {
 		GroupInitialDelay: 10 * time.Millisecond,
 		OffsetsRetention:  time.Hour,
 		OffsetsCheck:      time.Minute,
+		RetentionCheck:    200 * time.Millisecond,
 	}
 	if c != want {
 		t.Errorf("from env\n got %+v\nwant %+v", c, want)

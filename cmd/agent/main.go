@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bargehq/barge/pkg/cache"
+	"github.com/bargehq/barge/pkg/jobs"
 	"github.com/bargehq/barge/pkg/meta"
 	"github.com/bargehq/barge/pkg/objstore"
 	"github.com/bargehq/barge/pkg/protocol"
@@ -120,6 +121,10 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return err
 	}
 	go expireOffsets(logCtx, srv, cfg.OffsetsRetention, cfg.OffsetsCheck, logger)
+	if cfg.Jobs {
+		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, Owns: srv.Owns, Logger: logger}, mlog, store, reg)
+		go runner.Run(logCtx)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	ready.Store(true)

@@ -137,3 +137,36 @@ func (t *Topic) ConfigInt(name string) int64 {
 	}
 	return n
 }
+
+// listConfigs are the topic configs whose value is a comma-separated list,
+// which IncrementalAlterConfigs may APPEND to and SUBTRACT from.
+var listConfigs = map[string]bool{
+	"cleanup.policy": true,
+	"follower.replication.throttled.replicas": true,
+	"leader.replication.throttled.replicas":   true,
+}
+
+// IsListConfig reports whether the topic config holds a list.
+func IsListConfig(name string) bool { return listConfigs[name] }
+
+// SplitList returns a list config's elements, trimmed, without empty ones.
+func SplitList(v string) []string {
+	var out []string
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// IsTopicConfig reports whether name is a Kafka topic config.
+func IsTopicConfig(name string) bool { return topicConfigByName[name] != nil }
+
+// DefaultTopicConfig returns a topic config's default ("" if unknown).
+func DefaultTopicConfig(name string) string {
+	if c := topicConfigByName[name]; c != nil {
+		return c.Default
+	}
+	return ""
+}

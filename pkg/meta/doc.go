@@ -2,7 +2,8 @@
 // stored as objects meta/log/<20-digit seq>, each created with a conditional
 // write so the bucket itself decides who took a slot, and folded by a pure,
 // deterministic state machine (State.Apply) into topics, partitions, their
-// segment index and high watermarks, and producer sequences. Every agent
+// segment index, log starts and high watermarks, producer sequences, groups,
+// agents, and the segment objects no partition refers to any more. Every agent
 // replays the same entries in the same order and so reaches the same state;
 // snapshots (meta/snap/<seq>) bound the replay at start-up. The package does
 // no wire protocol work; Log owns all of its bucket I/O.

@@ -78,6 +78,14 @@ func entryCases() []struct {
 			DeleteOffsets{Group: "g", Partitions: []GroupPartition{{testID(1), 0}, {testID(2), math.MaxInt32}}},
 			DeleteOffsets{Group: "h"},
 		}}},
+		{"configs, log start and released objects", &Entry{Writer: "a", Tag: 12, TimeMs: 7, Ops: []Op{
+			SetTopicConfigs{Topic: testID(1), Configs: map[string]string{"retention.ms": "1000", "empty": ""}},
+			SetTopicConfigs{Topic: testID(2)},
+			AdvanceLogStart{Topic: testID(1), Partition: math.MaxInt32, Offset: math.MaxInt64},
+			AdvanceLogStart{Topic: testID(1), Partition: 0, Offset: -1},
+			ForgetObjects{Keys: []string{"seg/a", ""}},
+			ForgetObjects{Keys: []string{}},
+		}}},
 		{"every kind", &Entry{Writer: "agent-ü-\x00-\xff", Tag: math.MaxUint64, TimeMs: math.MinInt64, Ops: []Op{
 			CreateTopic{Name: "x", ID: testID(8), Partitions: 2, ReplicationFactor: 1, Configs: map[string]string{"k": "v"}},
 			CreatePartitions{ID: testID(8), Count: 4},

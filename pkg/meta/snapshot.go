@@ -5,21 +5,22 @@ import (
 	"sort"
 )
 
-// Snapshot layout (version 3), stored as meta/snap/<20-digit seq>:
+// Snapshot layout (version 4), stored as meta/snap/<20-digit seq>:
 //
 //	magic "BRGN", version byte, then: seq (uvarint), next producer id
 //	(varint), the distinct object keys (count, strings) that chunks refer to
 //	by index, then the topics sorted by name, each with its partitions,
 //	chunks and producers (sorted by id), then (version 2) the consumer
-//	groups (groups.go), then (version 3) the agents (agents.go), and a
-//	CRC-32C trailer. Version 1 and 2 snapshots, which end after the topics
-//	and the groups, are still read.
+//	groups (groups.go), then (version 3) the agents (agents.go), then
+//	(version 4) the released objects (retention.go), and a CRC-32C
+//	trailer. Older snapshots, which end after an earlier section, are
+//	still read. Per-object chunk counts are rebuilt, not stored.
 //
 // The encoding is deterministic: two agents snapshotting the same state
 // write the same bytes.
 const (
 	snapMagic   = "BRGN"
-	snapVersion = 3
+	snapVersion = 4
 )
 
 // EncodeSnapshot serialises the state.
@@ -98,6 +99,7 @@ func (s *State) EncodeSnapshot() []byte {
 	}
 	s.encodeGroups(&e)
 	s.encodeAgents(&e)
+	s.encodeReleased(&e)
 	return e.seal()
 }
 
@@ -174,6 +176,10 @@ func DecodeSnapshot(b []byte) (*State, error) {
 	if version >= 3 {
 		s.decodeAgents(d)
 	}
+	if version >= 4 {
+		s.decodeReleased(d)
+	}
+	s.rebuildRefs()
 	if d.err != nil {
 		return nil, d.err
 	}

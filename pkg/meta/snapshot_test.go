@@ -153,11 +153,12 @@ func TestDecodeSnapshotVersion1(t *testing.T) {
 	b := s.EncodeSnapshot()
 	body := b[:len(b)-4]
 	// The empty groups section is one zero count; the empty agents
-	// section three zeros (next node id, addresses, agents).
-	if !bytes.Equal(body[len(body)-4:], []byte{0, 0, 0, 0}) {
-		t.Fatalf("snapshot without groups and agents ends in %x", body[len(body)-4:])
+	// section three zeros (next node id, addresses, agents); the empty
+	// released-objects section one.
+	if !bytes.Equal(body[len(body)-5:], []byte{0, 0, 0, 0, 0}) {
+		t.Fatalf("snapshot without groups, agents and released objects ends in %x", body[len(body)-5:])
 	}
-	v1 := bytes.Clone(body[:len(body)-4])
+	v1 := bytes.Clone(body[:len(body)-5])
 	v1[4] = 1
 	dec, err := DecodeSnapshot(reseal(v1))
 	if err != nil {
@@ -233,7 +234,7 @@ func TestDecodeSnapshotCorrupt(t *testing.T) {
 	}
 	for _, bad := range [][]byte{
 		reseal(append(bytes.Clone(body), 0)),                          // trailing byte
-		reseal(append([]byte("BRGN\x04"), body[5:]...)),               // version 4
+		reseal(append([]byte("BRGN\x05"), body[5:]...)),               // version 5
 		reseal(append([]byte("BRGE\x01"), body[5:]...)),               // entry magic
 		(&Entry{Writer: "w"}).Encode(),                                // an entry is no snapshot
 		reseal(append([]byte("BRGN\x01\x00\x00\x01\x01x\x01"), 0x7f)), // topic count beyond input

@@ -39,6 +39,8 @@ type State struct {
 	agents         map[string]*Agent // by writer id
 	nodeByAddr     map[string]int32
 	nextNodeID     int32
+	objRefs        map[string]int   // object → chunks referring to it
+	released       map[string]int64 // object → when no chunk referred to it any more
 }
 
 // Topic is one topic and its partitions.
@@ -85,6 +87,7 @@ type Result struct {
 	Parts           [][]BatchResult // Commit: per part, per batch
 	OffsetErrs      []error         // CommitOffsets: per offset (unknown topics)
 	NodeID          int32           // AgentHeartbeat: the writer's broker id
+	LogStart        int64           // AdvanceLogStart: the log start after it
 }
 
 // BatchResult is the fate of one committed batch.
@@ -96,7 +99,7 @@ type BatchResult struct {
 // NewState returns the empty state before slot 1.
 func NewState() *State {
 	return &State{topics: map[string]*Topic{}, byID: map[TopicID]*Topic{}, groups: map[string]*Group{}, nextProducerID: 1000,
-		agents: map[string]*Agent{}, nodeByAddr: map[string]int32{}}
+		agents: map[string]*Agent{}, nodeByAddr: map[string]int32{}, objRefs: map[string]int{}, released: map[string]int64{}}
 }
 
 // Topic returns the topic by name.
@@ -145,6 +148,7 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 			if t := s.byID[op.ID]; t != nil {
 				delete(s.topics, t.Name)
 				delete(s.byID, t.ID)
+				s.dropChunks(en.TimeMs, t)
 				s.dropTopicOffsets(t.ID)
 			} else {
 				results[i].Err = ErrUnknownTopic
@@ -168,6 +172,14 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 			results[i].Err = s.deleteOffsets(op)
 		case AgentHeartbeat:
 			results[i].NodeID = s.agentHeartbeat(en.Writer, en.TimeMs, op)
+		case SetTopicConfigs:
+			results[i].Err = s.setTopicConfigs(op)
+		case AdvanceLogStart:
+			results[i].LogStart, results[i].Err = s.advanceLogStart(en.TimeMs, op)
+		case ForgetObjects:
+			for _, k := range op.Keys {
+				delete(s.released, k)
+			}
 		}
 	}
 	return results
@@ -246,10 +258,14 @@ func (s *State) commit(nowMs int64, op Commit) [][]BatchResult {
 			} else {
 				p.Chunks = append(p.Chunks, Chunk{Object: op.Object, Pos: b.Pos, Len: b.Len,
 					BaseOffset: base, NextOffset: p.HighWatermark, MaxTimestamp: b.MaxTimestamp})
+				s.ref(op.Object)
 			}
 			// Only a batch that directly follows in the object may join the chunk.
 			extend = j+1 < len(part.Batches) && part.Batches[j+1].Pos == b.Pos+b.Len
 		}
+	}
+	if s.objRefs[op.Object] == 0 && op.Object != "" {
+		s.release(nowMs, op.Object) // nothing in it was accepted
 	}
 	return out
 }

@@ -50,6 +50,7 @@ func (s *Server) listOffset(ctx context.Context, topic string, partition int32, 
 		return -1, -1, kerr.UnsupportedVersion.Code // e.g. -5, tiered storage's, which v9 brought
 	}
 	var chunks []meta.Chunk
+	var logStart int64
 	found := false
 	s.log.View(func(st *meta.State) {
 		t := st.Topic(topic)
@@ -58,6 +59,7 @@ func (s *Server) listOffset(ctx context.Context, topic string, partition int32, 
 		}
 		found = true
 		p := t.Partition(partition)
+		logStart = p.LogStart
 		switch ts {
 		case listEarliest, listLocalStart:
 			offset, timestamp = p.LogStart, -1
@@ -76,10 +78,14 @@ func (s *Server) listOffset(ctx context.Context, topic string, partition int32, 
 			offset, timestamp = -1, -1
 		default:
 			offset, timestamp = -1, -1
+			// The first chunk may straddle the log start and hold the
+			// only match below it: then the next matching chunk has it.
 			for _, c := range p.Chunks {
 				if c.MaxTimestamp >= ts {
 					chunks = append(chunks, c)
-					break
+					if len(chunks) == 2 {
+						break
+					}
 				}
 			}
 		}
@@ -90,21 +96,28 @@ func (s *Server) listOffset(ctx context.Context, topic string, partition int32, 
 	if ts < 0 && ts != listMaxTime || len(chunks) == 0 {
 		return offset, timestamp, 0
 	}
-	data, err := s.reader.Chunk(ctx, chunks[0])
-	if err != nil {
-		return -1, -1, kerr.KafkaStorageError.Code
+	for _, c := range chunks {
+		data, err := s.reader.Chunk(ctx, c)
+		if err != nil {
+			return -1, -1, kerr.KafkaStorageError.Code
+		}
+		off, at, err := searchTimestamp(data, ts, logStart)
+		if err != nil {
+			return -1, -1, errorCode(err)
+		}
+		if off >= 0 {
+			return off, at, 0
+		}
 	}
-	off, at, err := searchTimestamp(data, ts)
-	if err != nil {
-		return -1, -1, errorCode(err)
-	}
-	return off, at, 0
+	return -1, -1, 0
 }
 
 // searchTimestamp finds, in a chunk of patched batches, the first record
-// with timestamp >= ts, or for listMaxTime the first record with the
-// largest timestamp.
-func searchTimestamp(chunk []byte, ts int64) (int64, int64, error) {
+// at or after offset from with timestamp >= ts, or for listMaxTime the
+// first such record with the largest timestamp. Records below from (the
+// log start, inside a chunk that straddles it) are not considered, as in
+// Kafka.
+func searchTimestamp(chunk []byte, ts, from int64) (int64, int64, error) {
 	bestOff, bestTs := int64(-1), int64(-1)
 	for len(chunk) >= batch.HeaderSize {
 		h, err := batch.ParseHeader(chunk)
@@ -113,21 +126,25 @@ func searchTimestamp(chunk []byte, ts int64) (int64, int64, error) {
 		}
 		b := chunk[:h.Size()]
 		chunk = chunk[h.Size():]
-		if ts == listMaxTime && h.MaxTimestamp <= bestTs || ts != listMaxTime && h.MaxTimestamp < ts {
+		if ts == listMaxTime && h.MaxTimestamp <= bestTs || ts != listMaxTime && h.MaxTimestamp < ts ||
+			h.BaseOffset+int64(h.LastOffsetDelta) < from {
 			continue
 		}
 		if h.TimestampType() == 1 { // LogAppendTime: every record has the batch time
 			if ts == listMaxTime {
-				bestOff, bestTs = h.BaseOffset, h.MaxTimestamp
+				bestOff, bestTs = max(h.BaseOffset, from), h.MaxTimestamp
 				continue
 			}
-			return h.BaseOffset, h.MaxTimestamp, nil
+			return max(h.BaseOffset, from), h.MaxTimestamp, nil
 		}
 		recs, err := batch.Records(b, maxDecompressed)
 		if err != nil {
 			return -1, -1, err
 		}
 		for _, r := range recs {
+			if h.BaseOffset+int64(r.OffsetDelta) < from {
+				continue
+			}
 			rts := h.FirstTimestamp + r.TimestampDelta
 			if ts == listMaxTime {
 				if rts > bestTs {

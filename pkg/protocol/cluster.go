@@ -66,3 +66,7 @@ func (s *Server) coordinatorOf(group string) broker {
 func (s *Server) coordinates(group string) bool {
 	return s.coordinatorOf(group).addr() == s.self().addr()
 }
+
+// Owns reports whether this agent runs the background job named key: the
+// same rendezvous over the live agents that places groups.
+func (s *Server) Owns(key string) bool { return s.coordinates(key) }

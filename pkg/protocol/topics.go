@@ -62,6 +62,8 @@ func errorCode(err error) int16 {
 		return kerr.InvalidPartitions.Code
 	case errors.Is(err, meta.ErrOutOfOrderSequence):
 		return kerr.OutOfOrderSequenceNumber.Code
+	case errors.Is(err, meta.ErrOffsetOutOfRange):
+		return kerr.OffsetOutOfRange.Code
 	case errors.Is(err, meta.ErrInvalidProducerEpoch):
 		return kerr.InvalidProducerEpoch.Code
 	case errors.Is(err, batch.ErrCorrupt):

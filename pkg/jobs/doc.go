@@ -1,0 +1,23 @@
+// Package jobs runs the agent's background work over whole objects:
+// retention and collection.
+//
+// Retention applies each topic's retention.ms and retention.bytes
+// (Kafka's log.retention.check.interval.ms sets how often) by appending
+// AdvanceLogStart ops to the metadata log: whole chunks only, oldest first,
+// so a partition keeps at least retention.bytes and nothing younger than
+// retention.ms. The state then drops the chunks below the new start and
+// releases an object once no chunk refers to it.
+//
+// Collection deletes released objects from the bucket once they have been
+// released for a grace period, so that fetches in flight (which looked the
+// chunk up before it was dropped) finish, and then appends ForgetObjects so
+// the released list stays small. A delete that fails is retried on the
+// next pass; deleting an object twice is harmless.
+//
+// Which agent runs which job: a job ("retention/<topic>", "collect") is run
+// by the live agent that rendezvous hashing picks among the live agents,
+// the same way groups are placed. Two agents with different views of the
+// live set may briefly both run one: retention ops are idempotent (a log
+// start never moves back) and so are deletes and ForgetObjects. Leases as
+// log entries, which ARCHITECTURE.md calls for, are not built yet.
+package jobs

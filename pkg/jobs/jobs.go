@@ -1,0 +1,160 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bargehq/barge/pkg/meta"
+)
+
+// Log is what the jobs need of the metadata log.
+type Log interface {
+	View(fn func(*meta.State))
+	Append(ctx context.Context, ops ...meta.Op) ([]meta.Result, error)
+}
+
+// Deleter deletes objects from the bucket.
+type Deleter interface {
+	Delete(ctx context.Context, key string) error
+}
+
+// Config configures a Runner.
+type Config struct {
+	Interval time.Duration         // between passes (log.retention.check.interval.ms)
+	Grace    time.Duration         // how long a released object stays in the bucket
+	Owns     func(job string) bool // whether this agent runs the job
+	Logger   *slog.Logger
+}
+
+// maxOpsPerEntry bounds one log entry of a pass.
+const maxOpsPerEntry = 1000
+
+// Runner runs retention and collection.
+type Runner struct {
+	cfg       Config
+	log       Log
+	store     Deleter
+	advanced  prometheus.Counter
+	collected prometheus.Counter
+}
+
+// New returns a Runner; reg may be nil.
+func New(cfg Config, log Log, store Deleter, reg prometheus.Registerer) *Runner {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Owns == nil {
+		cfg.Owns = func(string) bool { return true }
+	}
+	r := &Runner{cfg: cfg, log: log, store: store,
+		advanced: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_retention_log_start_moves_total",
+			Help: "Partition log starts this agent advanced for retention.ms or retention.bytes."}),
+		collected: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_collected_objects_total",
+			Help: "Segment objects this agent deleted because no partition referred to them any more."}),
+	}
+	if reg != nil {
+		released := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "barge_released_objects",
+			Help: "Segment objects no partition refers to that are not yet deleted (all agents)."}, func() float64 {
+			var n int
+			log.View(func(st *meta.State) { n = len(st.Released(math.MaxInt64)) })
+			return float64(n)
+		})
+		reg.MustRegister(r.advanced, r.collected, released)
+	}
+	return r
+}
+
+// Run makes a pass every Interval until ctx ends.
+func (r *Runner) Run(ctx context.Context) {
+	tick := time.NewTicker(r.cfg.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		if n, err := r.Retention(ctx, now); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Warn("retention", "err", err)
+		} else if n > 0 {
+			r.cfg.Logger.Debug("retention advanced log starts", "partitions", n)
+		}
+		if n, err := r.Collect(ctx, now); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Warn("collection", "err", err)
+		} else if n > 0 {
+			r.cfg.Logger.Info("collected objects", "objects", n)
+		}
+	}
+}
+
+// Retention advances the log start of the partitions of the topics this
+// agent owns as their retention configs require at now. It returns how
+// many partitions moved.
+func (r *Runner) Retention(ctx context.Context, now time.Time) (int, error) {
+	var names []string
+	r.log.View(func(st *meta.State) { names = st.TopicNames() })
+	var owned []string
+	for _, n := range names {
+		if r.cfg.Owns("retention/" + n) {
+			owned = append(owned, n)
+		}
+	}
+	var ops []meta.Op
+	r.log.View(func(st *meta.State) {
+		for _, n := range owned {
+			t := st.Topic(n)
+			if t == nil {
+				continue
+			}
+			for i, p := range t.Partitions {
+				if start := t.RetentionStart(p, now.UnixMilli()); start > p.LogStart {
+					ops = append(ops, meta.AdvanceLogStart{Topic: t.ID, Partition: int32(i), Offset: start})
+				}
+			}
+		}
+	})
+	moved := 0
+	for len(ops) > 0 {
+		n := min(len(ops), maxOpsPerEntry)
+		if _, err := r.log.Append(ctx, ops[:n]...); err != nil {
+			return moved, err
+		}
+		moved += n
+		r.advanced.Add(float64(n))
+		ops = ops[n:]
+	}
+	return moved, nil
+}
+
+// Collect deletes the objects released at least Grace before now, if this
+// agent owns collection, and forgets them. It returns how many it deleted.
+func (r *Runner) Collect(ctx context.Context, now time.Time) (int, error) {
+	if !r.cfg.Owns("collect") {
+		return 0, nil
+	}
+	var due []meta.ReleasedObject
+	r.log.View(func(st *meta.State) { due = st.Released(now.Add(-r.cfg.Grace).UnixMilli()) })
+	if len(due) > maxOpsPerEntry {
+		due = due[:maxOpsPerEntry]
+	}
+	var done []string
+	var err error
+	for _, o := range due {
+		if err = r.store.Delete(ctx, o.Key); err != nil {
+			break
+		}
+		done = append(done, o.Key)
+		r.collected.Inc()
+	}
+	if len(done) > 0 {
+		if _, aerr := r.log.Append(ctx, meta.ForgetObjects{Keys: done}); aerr != nil {
+			return len(done), aerr
+		}
+	}
+	return len(done), err
+}

@@ -1,0 +1,103 @@
+package jobs
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/bargehq/barge/pkg/meta"
+	"github.com/bargehq/barge/pkg/objstore"
+)
+
+func openLog(t *testing.T, store objstore.Store) *meta.Log {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	l, err := meta.Open(ctx, store, meta.Options{WriterID: "w"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return l
+}
+
+func keys(t *testing.T, store objstore.Store) []string {
+	t.Helper()
+	infos, err := store.List(context.Background(), "seg/", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, i := range infos {
+		out = append(out, i.Key)
+	}
+	return out
+}
+
+// Old data (timestamp 1) in seg/a on two partitions, new data in seg/b:
+// retention moves both log starts past seg/a, and collection deletes
+// seg/a only after the grace period, then forgets it.
+func TestRetentionThenCollection(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	l := openLog(t, store)
+	id := meta.TopicID{1}
+	now := time.Now()
+	batch := func(ts int64) []meta.CommitBatch {
+		return []meta.CommitBatch{{Pos: 0, Len: 10, Records: 2, MaxTimestamp: ts, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}}
+	}
+	for _, k := range []string{"seg/a", "seg/b"} {
+		if err := store.Put(ctx, k, make([]byte, 20)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Append(ctx,
+		meta.CreateTopic{Name: "t", ID: id, Partitions: 2, Configs: map[string]string{"retention.ms": "60000"}},
+		meta.CreateTopic{Name: "other", ID: meta.TopicID{2}, Partitions: 1, Configs: map[string]string{"retention.ms": "1"}},
+		meta.Commit{Object: "seg/a", Size: 20, Parts: []meta.CommitPart{{Topic: id, Partition: 0, Batches: batch(1)}, {Topic: id, Partition: 1, Batches: batch(1)}}},
+		meta.Commit{Object: "seg/b", Size: 20, Parts: []meta.CommitPart{{Topic: id, Partition: 0, Batches: batch(now.UnixMilli())}, {Topic: meta.TopicID{2}, Partition: 0, Batches: batch(now.UnixMilli())}}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	// This agent owns only topic t's retention, and no collection yet.
+	r := New(Config{Grace: time.Minute, Owns: func(job string) bool { return job == "retention/t" }}, l, store, nil)
+	if n, err := r.Retention(ctx, now); err != nil || n != 2 {
+		t.Fatalf("retention moved %d partitions (%v), want 2", n, err)
+	}
+	l.View(func(st *meta.State) {
+		tp := st.Topic("t")
+		if tp.Partitions[0].LogStart != 2 || tp.Partitions[1].LogStart != 2 {
+			t.Errorf("log starts %d %d, want 2 2", tp.Partitions[0].LogStart, tp.Partitions[1].LogStart)
+		}
+		if st.Topic("other").Partitions[0].LogStart != 0 {
+			t.Error("retention ran for a topic this agent does not own")
+		}
+	})
+	if n, _ := r.Retention(ctx, now); n != 0 {
+		t.Fatalf("second pass moved %d partitions", n)
+	}
+	if n, _ := r.Collect(ctx, now.Add(time.Hour)); n != 0 {
+		t.Fatal("collected without owning collection")
+	}
+
+	r.cfg.Owns = func(string) bool { return true }
+	if n, err := r.Collect(ctx, now); err != nil || n != 0 {
+		t.Fatalf("collected %d (%v) within the grace period", n, err)
+	}
+	if got := keys(t, store); !slices.Equal(got, []string{"seg/a", "seg/b"}) {
+		t.Fatalf("bucket %v", got)
+	}
+	if n, err := r.Collect(ctx, time.Now().Add(time.Minute+time.Second)); err != nil || n != 1 {
+		t.Fatalf("collected %d (%v), want 1", n, err)
+	}
+	if got := keys(t, store); !slices.Equal(got, []string{"seg/b"}) {
+		t.Fatalf("bucket %v after collection", got)
+	}
+	l.View(func(st *meta.State) {
+		if r := st.Released(1 << 62); len(r) != 0 {
+			t.Errorf("released list %v after collection", r)
+		}
+	})
+}

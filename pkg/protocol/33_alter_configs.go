@@ -1,0 +1,113 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
+)
+
+// AlterConfigs, versions 0-2. A topic's explicitly set configs are
+// replaced by the request's (a null value leaves that config unset, as in
+// Kafka), after every name and value is checked: an unknown config or a bad
+// value is INVALID_CONFIG for the whole resource. ValidateOnly checks
+// without writing. All topics of one request are written in one log entry.
+// Broker configs are the agent's flags and cannot be altered: a broker
+// resource answers INVALID_REQUEST, as Kafka does for configs it cannot
+// update dynamically. v2: flexible.
+func init() { register(33, 0, 2, deferred(handleAlterConfigs)) }
+
+func handleAlterConfigs(ctx context.Context, s *Server, req *kmsg.AlterConfigsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
+	alters := make([]configAlter, len(req.Resources))
+	for i, rr := range req.Resources {
+		r := kmsg.NewAlterConfigsResponseResource()
+		r.ResourceType, r.ResourceName = rr.ResourceType, rr.ResourceName
+		resp.Resources = append(resp.Resources, r)
+		configs := rr.Configs
+		alters[i] = configAlter{typ: rr.ResourceType, name: rr.ResourceName, change: func(map[string]string) (map[string]string, int16, error) {
+			next := map[string]string{}
+			seen := map[string]bool{}
+			for _, c := range configs {
+				if seen[c.Name] {
+					return nil, kerr.InvalidRequest.Code, fmt.Errorf("duplicate config %s", c.Name)
+				}
+				seen[c.Name] = true
+				if !meta.IsTopicConfig(c.Name) {
+					return nil, kerr.InvalidConfig.Code, fmt.Errorf("unknown topic config %q", c.Name)
+				}
+				if c.Value == nil {
+					continue
+				}
+				if err := meta.ValidateTopicConfig(c.Name, *c.Value); err != nil {
+					return nil, kerr.InvalidConfig.Code, err
+				}
+				next[c.Name] = *c.Value
+			}
+			return next, 0, nil
+		}}
+	}
+	for i, o := range s.alterConfigs(ctx, req.ValidateOnly, alters) {
+		resp.Resources[i].ErrorCode, resp.Resources[i].ErrorMessage = o.code, o.msg
+	}
+	return resp
+}
+
+// configAlter is one resource of an AlterConfigs or
+// IncrementalAlterConfigs request: change computes a topic's new config
+// set from its current one, or an error code and message.
+type configAlter struct {
+	typ    kmsg.ConfigResourceType
+	name   string
+	change func(current map[string]string) (map[string]string, int16, error)
+}
+
+type configOutcome struct {
+	code int16
+	msg  *string
+}
+
+// alterConfigs computes every resource's new configs against one view of
+// the state and writes the topics' as one entry (unless validateOnly).
+func (s *Server) alterConfigs(ctx context.Context, validateOnly bool, alters []configAlter) []configOutcome {
+	out := make([]configOutcome, len(alters))
+	fail := func(i int, code int16, msg string) { out[i] = configOutcome{code: code, msg: strp(msg)} }
+	var ops []meta.Op
+	var opIndex []int
+	s.log.View(func(st *meta.State) {
+		for i, a := range alters {
+			switch a.typ {
+			case kmsg.ConfigResourceTypeTopic:
+				t := st.Topic(a.name)
+				if t == nil {
+					fail(i, kerr.UnknownTopicOrPartition.Code, "Topic '"+a.name+"' does not exist.")
+					continue
+				}
+				next, code, err := a.change(maps.Clone(t.Configs))
+				if err != nil {
+					fail(i, code, err.Error())
+					continue
+				}
+				ops = append(ops, meta.SetTopicConfigs{Topic: t.ID, Configs: next})
+				opIndex = append(opIndex, i)
+			case kmsg.ConfigResourceTypeBroker, kmsg.ConfigResourceTypeBrokerLogger:
+				fail(i, kerr.InvalidRequest.Code, "broker configs are set by the agent's flags and cannot be altered")
+			default:
+				fail(i, kerr.InvalidRequest.Code, "unsupported resource type "+a.typ.String())
+			}
+		}
+	})
+	if validateOnly {
+		return out
+	}
+	s.appendOps(ctx, ops, func(k int, err error) {
+		if err != nil {
+			fail(opIndex[k], errorCode(err), err.Error())
+		}
+	})
+	return out
+}

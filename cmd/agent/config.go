@@ -28,6 +28,8 @@ type config struct {
 	Jobs              bool
 	RetentionCheck    time.Duration
 	CollectGrace      time.Duration
+	CompactionEvery   time.Duration
+	CompactionTarget  int64
 }
 
 // parseConfig fills the config from flags, then from BARGE_* variables
@@ -52,6 +54,8 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.BoolVar(&c.Jobs, "jobs", true, "run background jobs (retention and collection) on this agent")
 	fs.DurationVar(&c.RetentionCheck, "retention-check-interval", 5*time.Minute, "how often to apply retention.ms and retention.bytes and collect released objects (log.retention.check.interval.ms)")
 	fs.DurationVar(&c.CollectGrace, "collect-grace", 10*time.Minute, "how long an object no partition refers to stays in the bucket before it is deleted, so reads in flight finish")
+	fs.DurationVar(&c.CompactionEvery, "compaction-interval", 5*time.Minute, "how often to merge small ingestion objects' chunks into per-partition objects (0: never)")
+	fs.Int64Var(&c.CompactionTarget, "compaction-target-bytes", 64<<20, "size compacted objects grow to; chunks under an eighth of it are merged")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -85,6 +89,9 @@ func (c *config) finish() error {
 	}
 	if c.RetentionCheck <= 0 || c.CollectGrace < 0 {
 		return fmt.Errorf("retention-check-interval must be positive and collect-grace not negative")
+	}
+	if c.CompactionEvery < 0 || c.CompactionTarget <= 0 {
+		return fmt.Errorf("compaction-interval must not be negative and compaction-target-bytes must be positive")
 	}
 	if c.GroupInitialDelay < 0 {
 		return fmt.Errorf("group-initial-rebalance-delay must not be negative")

@@ -36,6 +36,8 @@ func TestConfigDefaults(t *testing.T) {
 		Jobs:              true,
 		RetentionCheck:    5 * time.Minute,
 		CollectGrace:      10 * time.Minute,
+		CompactionEvery:   5 * time.Minute,
+		CompactionTarget:  64 << 20,
 	}
 	if c != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -66,6 +68,8 @@ func TestConfigFromEnv(t *testing.T) {
 		"BARGE_JOBS":                             "false",
 		"BARGE_RETENTION_CHECK_INTERVAL":         "200ms",
 		"BARGE_COLLECT_GRACE":                    "0s",
+		"BARGE_COMPACTION_INTERVAL":              "0s",
+		"BARGE_COMPACTION_TARGET_BYTES":          "1000",
 		"LISTEN":                                 ":1", // not ours
 	}))
 	if err != nil {
@@ -87,6 +91,7 @@ func TestConfigFromEnv(t *testing.T) {
 		OffsetsRetention:  time.Hour,
 		OffsetsCheck:      time.Minute,
 		RetentionCheck:    200 * time.Millisecond,
+		CompactionTarget:  1000,
 	}
 	if c != want {
 		t.Errorf("from env\n got %+v\nwant %+v", c, want)

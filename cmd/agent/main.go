@@ -122,7 +122,8 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	go expireOffsets(logCtx, srv, cfg.OffsetsRetention, cfg.OffsetsCheck, logger)
 	if cfg.Jobs {
-		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, Owns: srv.Owns, Logger: logger}, mlog, store, reg)
+		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, Owns: srv.Owns, Logger: logger,
+			CompactionInterval: cfg.CompactionEvery, CompactionTarget: cfg.CompactionTarget, WriterID: writerID}, mlog, store, reg)
 		go runner.Run(logCtx)
 	}
 	serveErr := make(chan error, 1)

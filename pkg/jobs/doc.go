@@ -1,5 +1,5 @@
 // Package jobs runs the agent's background work over whole objects:
-// retention and collection.
+// retention, file compaction (compact.go) and collection.
 //
 // Retention applies each topic's retention.ms and retention.bytes
 // (Kafka's log.retention.check.interval.ms sets how often) by appending
@@ -14,10 +14,16 @@
 // the released list stays small. A delete that fails is retried on the
 // next pass; deleting an object twice is harmless.
 //
-// Which agent runs which job: a job ("retention/<topic>", "collect") is run
+// File compaction copies runs of small chunks of ingestion objects into
+// one object per partition and appends ReplaceChunks, which the state
+// rejects if the run changed meanwhile; see compact.go.
+//
+// Which agent runs which job: a job ("retention/<topic>", "compact/<topic>",
+// "collect") is run
 // by the live agent that rendezvous hashing picks among the live agents,
 // the same way groups are placed. Two agents with different views of the
 // live set may briefly both run one: retention ops are idempotent (a log
-// start never moves back) and so are deletes and ForgetObjects. Leases as
+// start never moves back), so are deletes and ForgetObjects, and of two
+// compactors replacing the same run the state accepts only the first. Leases as
 // log entries, which ARCHITECTURE.md calls for, are not built yet.
 package jobs

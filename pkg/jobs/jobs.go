@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,8 +18,10 @@ type Log interface {
 	Append(ctx context.Context, ops ...meta.Op) ([]meta.Result, error)
 }
 
-// Deleter deletes objects from the bucket.
-type Deleter interface {
+// Store is what the jobs need of the bucket.
+type Store interface {
+	Put(ctx context.Context, key string, data []byte) error
+	GetRange(ctx context.Context, key string, off, length int64) ([]byte, error)
 	Delete(ctx context.Context, key string) error
 }
 
@@ -28,6 +31,10 @@ type Config struct {
 	Grace    time.Duration         // how long a released object stays in the bucket
 	Owns     func(job string) bool // whether this agent runs the job
 	Logger   *slog.Logger
+
+	CompactionInterval time.Duration // between compaction passes; 0: no compaction
+	CompactionTarget   int64         // size a compacted object grows to (compact.go)
+	WriterID           string        // names the compacted objects
 }
 
 // maxOpsPerEntry bounds one log entry of a pass.
@@ -37,15 +44,20 @@ const maxOpsPerEntry = 1000
 type Runner struct {
 	cfg       Config
 	log       Log
-	store     Deleter
+	store     Store
 	advanced  prometheus.Counter
 	collected prometheus.Counter
+	compacted prometheus.Counter
+	objects   atomic.Int64 // names compacted objects
 }
 
 // New returns a Runner; reg may be nil.
-func New(cfg Config, log Log, store Deleter, reg prometheus.Registerer) *Runner {
+func New(cfg Config, log Log, store Store, reg prometheus.Registerer) *Runner {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.CompactionTarget <= 0 {
+		cfg.CompactionTarget = DefaultCompactionTarget
 	}
 	if cfg.Owns == nil {
 		cfg.Owns = func(string) bool { return true }
@@ -55,6 +67,8 @@ func New(cfg Config, log Log, store Deleter, reg prometheus.Registerer) *Runner 
 			Help: "Partition log starts this agent advanced for retention.ms or retention.bytes."}),
 		collected: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_collected_objects_total",
 			Help: "Segment objects this agent deleted because no partition referred to them any more."}),
+		compacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_compacted_chunks_total",
+			Help: "Chunks of small ingestion objects this agent replaced by compacted objects."}),
 	}
 	if reg != nil {
 		released := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "barge_released_objects",
@@ -63,13 +77,22 @@ func New(cfg Config, log Log, store Deleter, reg prometheus.Registerer) *Runner 
 			log.View(func(st *meta.State) { n = len(st.Released(math.MaxInt64)) })
 			return float64(n)
 		})
-		reg.MustRegister(r.advanced, r.collected, released)
+		reg.MustRegister(r.advanced, r.collected, r.compacted, released)
 	}
 	return r
 }
 
-// Run makes a pass every Interval until ctx ends.
+// Run makes a pass every Interval, and a compaction pass every
+// CompactionInterval, until ctx ends.
 func (r *Runner) Run(ctx context.Context) {
+	if r.cfg.CompactionInterval > 0 {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			r.runCompaction(ctx)
+		}()
+	}
 	tick := time.NewTicker(r.cfg.Interval)
 	defer tick.Stop()
 	for {

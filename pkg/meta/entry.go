@@ -19,7 +19,8 @@ import (
 // Op kinds: 1 CreateTopic, 2 DeleteTopic, 3 CreatePartitions, 4 Commit,
 // 5 ReserveProducers, 6 GroupGeneration, 7 CommitOffsets, 8 DeleteGroups,
 // 9 DeleteOffsets (groups.go), 10 AgentHeartbeat (agents.go), 11
-// SetTopicConfigs, 12 AdvanceLogStart, 13 ForgetObjects (retention.go). New kinds are added, never renumbered.
+// SetTopicConfigs, 12 AdvanceLogStart, 13 ForgetObjects (retention.go), 14
+// ReplaceChunks (compaction.go). New kinds are added, never renumbered.
 //
 // A reader that meets an unknown version or op kind stops and reports
 // ErrCorrupt rather than guess: an agent that is too old must not apply a log
@@ -153,7 +154,7 @@ func (en *Entry) Encode() []byte {
 		case ReserveProducers:
 			e.svar(int64(op.Count))
 		default:
-			if encodeGroupOp(&e, op) || encodeAgentOp(&e, op) || encodeJobOp(&e, op) {
+			if encodeGroupOp(&e, op) || encodeAgentOp(&e, op) || encodeJobOp(&e, op) || encodeCompactionOp(&e, op) {
 				continue
 			}
 			panic(fmt.Sprintf("meta: unknown op %T", op))
@@ -217,6 +218,9 @@ func DecodeEntry(b []byte) (*Entry, error) {
 			}
 			if !ok {
 				op, ok = decodeJobOp(d, k)
+			}
+			if !ok {
+				op, ok = decodeCompactionOp(d, k)
 			}
 			if !ok {
 				return nil, fmt.Errorf("%w: unknown op kind %d", ErrCorrupt, k)

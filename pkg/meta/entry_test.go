@@ -86,6 +86,11 @@ func entryCases() []struct {
 			ForgetObjects{Keys: []string{"seg/a", ""}},
 			ForgetObjects{Keys: []string{}},
 		}}},
+		{"replace chunks", &Entry{Writer: "a", Tag: 13, Ops: []Op{
+			ReplaceChunks{Topic: testID(1), Partition: 3, Inputs: []ChunkRef{{"seg/a", 8, 100, 0, 5}, {"seg/b", 8, 50, 5, math.MaxInt64}},
+				Output: Chunk{Object: "cmp/x", Pos: 8, Len: 150, BaseOffset: 0, NextOffset: math.MaxInt64, MaxTimestamp: -1}},
+			ReplaceChunks{Inputs: []ChunkRef{}},
+		}}},
 		{"every kind", &Entry{Writer: "agent-ü-\x00-\xff", Tag: math.MaxUint64, TimeMs: math.MinInt64, Ops: []Op{
 			CreateTopic{Name: "x", ID: testID(8), Partitions: 2, ReplicationFactor: 1, Configs: map[string]string{"k": "v"}},
 			CreatePartitions{ID: testID(8), Count: 4},

@@ -180,6 +180,8 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 			for _, k := range op.Keys {
 				delete(s.released, k)
 			}
+		case ReplaceChunks:
+			results[i].Err = s.replaceChunks(en.TimeMs, op)
 		}
 	}
 	return results

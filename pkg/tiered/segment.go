@@ -120,3 +120,15 @@ func DecodeSegment(obj []byte) ([]SegmentPart, error) {
 	}
 	return parts, nil
 }
+
+// EncodePartSegment returns a segment object holding one partition's
+// batches, exactly as given (compaction copies them unpatched from the
+// ingestion objects), and the part as the footer lists it.
+func EncodePartSegment(topic meta.TopicID, partition int32, batches []byte, count int) ([]byte, SegmentPart) {
+	part := SegmentPart{Topic: topic, Partition: partition, Pos: segHeaderSize, Len: int64(len(batches)), Batches: count}
+	obj := make([]byte, segHeaderSize, segHeaderSize+len(batches)+footerSize(1))
+	copy(obj, segMagic)
+	obj[4] = segVersion
+	obj = append(obj, batches...)
+	return appendFooter(obj, []SegmentPart{part}), part
+}

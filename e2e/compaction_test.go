@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/bargehq/barge/internal/harness"
+	"github.com/bargehq/barge/pkg/meta"
+)
+
+// metaState opens the bucket's metadata log read-only and returns the
+// size of a snapshot of its state and the chunks of topic.
+func metaState(t *testing.T, b harness.Backend, topic string) (snapBytes, chunks int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := meta.Open(ctx, b.Open(t), meta.Options{WriterID: "probe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.View(func(st *meta.State) {
+		snapBytes = len(st.EncodeSnapshot())
+		for _, p := range st.Topic(topic).Partitions {
+			chunks += len(p.Chunks)
+		}
+	})
+	return snapBytes, chunks
+}
+
+// consumeKeyed reads every record of topic from the start; franz-go checks
+// each batch's CRC as it decodes it.
+func consumeKeyed(t *testing.T, addr, topic string, want int) map[string]string {
+	t.Helper()
+	cl := client(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	got := map[string]string{}
+	for len(got) < want {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %d of %d records: %v", len(got), want, err)
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+		fs.EachRecord(func(r *kgo.Record) { got[fmt.Sprintf("%d/%d", r.Partition, r.Offset)] = string(r.Value) })
+	}
+	if len(got) != want {
+		t.Fatalf("consumed %d records, want %d", len(got), want)
+	}
+	return got
+}
+
+// TestFileCompaction: many small multi-partition ingestion objects are
+// merged into one object per partition; consumers read the same records
+// at the same offsets, the ingestion objects are collected and the
+// metadata state shrinks.
+func TestFileCompaction(t *testing.T) {
+	const (
+		partitions = 50
+		rounds     = 100 // each round: 5 produce requests of 10 partitions
+		perPart    = 2   // records per partition per request
+	)
+	b := harness.MinIOBackend(t)
+	a := startAgent(t, b, 5*time.Millisecond, "--compaction-interval=0")
+	createTopic(t, a.Addr, "cmp", partitions, nil)
+	cl := client(t, a.Addr, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for r := range rounds {
+		for g := 0; g < partitions; g += 10 {
+			var recs []*kgo.Record
+			for p := g; p < g+10; p++ {
+				for i := range perPart {
+					recs = append(recs, &kgo.Record{Topic: "cmp", Partition: int32(p), Value: fmt.Appendf(nil, "r%d-p%d-%d", r, p, i)})
+				}
+			}
+			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+		}
+	}
+	total := partitions * rounds * perPart
+	before := consumeKeyed(t, a.Addr, "cmp", total)
+	segBefore := len(b.List(t, "seg/"))
+	snapBefore, chunksBefore := metaState(t, b, "cmp")
+	t.Logf("before: %d seg/ objects, %d chunks, snapshot %d bytes", segBefore, chunksBefore, snapBefore)
+	if segBefore < rounds*partitions/10/2 || chunksBefore < partitions*2 {
+		t.Fatalf("only %d ingestion objects and %d chunks: the test needs many small ones", segBefore, chunksBefore)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	a = startAgent(t, b, 5*time.Millisecond, "--compaction-interval=300ms", "--retention-check-interval=200ms", "--collect-grace=100ms")
+	harness.Eventually(t, 2*time.Minute, func() bool {
+		return len(b.List(t, "seg/")) == 0 && len(b.List(t, "cmp/")) >= partitions
+	}, "ingestion objects not compacted and collected")
+	snapAfter, chunksAfter := metaState(t, b, "cmp")
+	t.Logf("after: %d cmp/ objects, %d chunks, snapshot %d bytes", len(b.List(t, "cmp/")), chunksAfter, snapAfter)
+	if chunksAfter > partitions*2 || snapAfter >= snapBefore/2 {
+		t.Fatalf("state did not shrink: %d chunks (was %d), snapshot %d bytes (was %d)", chunksAfter, chunksBefore, snapAfter, snapBefore)
+	}
+
+	after := consumeKeyed(t, a.Addr, "cmp", total)
+	for k, v := range before {
+		if after[k] != v {
+			t.Fatalf("record %s: %q after compaction, %q before", k, after[k], v)
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package meta
+
+import "errors"
+
+// File compaction: ReplaceChunks swaps a contiguous run of a partition's
+// chunks for one chunk of a new object that holds the same batches, byte
+// for byte, in the same order. The compactor reads the inputs, writes the
+// output object and then appends the op; if anything about the run
+// changed in between (retention dropped a chunk, another compactor
+// replaced it, the topic was deleted), Apply rejects the op with
+// ErrConflict and leaves the index as it was. The rejected output is
+// released at once, as a commit whose batches were all refused is, so
+// collection deletes it whatever the compactor learns of the outcome.
+//
+// On success the output gains one reference and each input chunk loses
+// one; an input object that no chunk refers to any more is released and
+// deleted by collection after the grace period.
+
+const kindReplaceChunks = 14
+
+// ErrConflict is ReplaceChunks' answer when the partition no longer holds
+// exactly the input chunks as a contiguous run.
+var ErrConflict = errors.New("meta: chunks changed since the job read them")
+
+// ChunkRef names one chunk as the compactor saw it.
+type ChunkRef struct {
+	Object                 string
+	Pos, Len               int64
+	BaseOffset, NextOffset int64
+}
+
+// Ref returns the chunk's reference.
+func (c Chunk) Ref() ChunkRef {
+	return ChunkRef{Object: c.Object, Pos: c.Pos, Len: c.Len, BaseOffset: c.BaseOffset, NextOffset: c.NextOffset}
+}
+
+// ReplaceChunks replaces the contiguous run Inputs of a partition's chunks
+// with Output.
+type ReplaceChunks struct {
+	Topic     TopicID
+	Partition int32
+	Inputs    []ChunkRef
+	Output    Chunk
+}
+
+func (ReplaceChunks) kind() uint8 { return kindReplaceChunks }
+
+func (s *State) replaceChunks(nowMs int64, op ReplaceChunks) error {
+	if err := s.tryReplace(nowMs, op); err != nil {
+		if op.Output.Object != "" && s.objRefs[op.Output.Object] == 0 { // a rejected output is garbage
+			s.release(nowMs, op.Output.Object)
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *State) tryReplace(nowMs int64, op ReplaceChunks) error {
+	var p *Partition
+	if t := s.byID[op.Topic]; t != nil {
+		p = t.Partition(op.Partition)
+	}
+	if p == nil || len(op.Inputs) == 0 {
+		return ErrConflict
+	}
+	first, last := op.Inputs[0], op.Inputs[len(op.Inputs)-1]
+	if op.Output.BaseOffset != first.BaseOffset || op.Output.NextOffset != last.NextOffset || op.Output.Object == "" {
+		return ErrConflict
+	}
+	// The output must be a new object: a released one may be deleted already.
+	if _, gone := s.released[op.Output.Object]; gone || s.objRefs[op.Output.Object] > 0 {
+		return ErrConflict
+	}
+	i := p.Find(first.BaseOffset)
+	if i < 0 || i+len(op.Inputs) > len(p.Chunks) {
+		return ErrConflict
+	}
+	for j, in := range op.Inputs {
+		if p.Chunks[i+j].Ref() != in {
+			return ErrConflict
+		}
+	}
+	for _, c := range p.Chunks[i : i+len(op.Inputs)] {
+		s.unref(nowMs, c.Object)
+	}
+	chunks := make([]Chunk, 0, len(p.Chunks)-len(op.Inputs)+1)
+	chunks = append(chunks, p.Chunks[:i]...)
+	chunks = append(chunks, op.Output)
+	chunks = append(chunks, p.Chunks[i+len(op.Inputs):]...)
+	p.Chunks = chunks
+	s.ref(op.Output.Object)
+	return nil
+}
+
+func encodeCompactionOp(e *encoder, op Op) bool {
+	r, ok := op.(ReplaceChunks)
+	if !ok {
+		return false
+	}
+	e.id(r.Topic)
+	e.svar(int64(r.Partition))
+	e.uvar(uint64(len(r.Inputs)))
+	for _, in := range r.Inputs {
+		e.str(in.Object)
+		e.svar(in.Pos)
+		e.svar(in.Len)
+		e.svar(in.BaseOffset)
+		e.svar(in.NextOffset)
+	}
+	o := r.Output
+	e.str(o.Object)
+	e.svar(o.Pos)
+	e.svar(o.Len)
+	e.svar(o.BaseOffset)
+	e.svar(o.NextOffset)
+	e.svar(o.MaxTimestamp)
+	return true
+}
+
+func decodeCompactionOp(d *decoder, k uint8) (Op, bool) {
+	if k != kindReplaceChunks {
+		return nil, false
+	}
+	op := ReplaceChunks{Topic: d.id(), Partition: d.i32()}
+	n := d.count(6)
+	op.Inputs = make([]ChunkRef, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		op.Inputs = append(op.Inputs, ChunkRef{Object: d.str(), Pos: d.svar(), Len: d.svar(), BaseOffset: d.svar(), NextOffset: d.svar()})
+	}
+	op.Output = Chunk{Object: d.str(), Pos: d.svar(), Len: d.svar(), BaseOffset: d.svar(), NextOffset: d.svar(), MaxTimestamp: d.svar()}
+	return op, true
+}

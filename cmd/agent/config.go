@@ -30,6 +30,9 @@ type config struct {
 	CollectGrace      time.Duration
 	CompactionEvery   time.Duration
 	CompactionTarget  int64
+	OrphanGrace       time.Duration
+	MetaRetention     time.Duration
+	MetaSnapEvery     uint64
 }
 
 // parseConfig fills the config from flags, then from BARGE_* variables
@@ -55,6 +58,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.RetentionCheck, "retention-check-interval", 5*time.Minute, "how often to apply retention.ms and retention.bytes and collect released objects (log.retention.check.interval.ms)")
 	fs.DurationVar(&c.CollectGrace, "collect-grace", 10*time.Minute, "how long an object no partition refers to stays in the bucket before it is deleted, so reads in flight finish")
 	fs.DurationVar(&c.CompactionEvery, "compaction-interval", 5*time.Minute, "how often to merge small ingestion objects' chunks into per-partition objects (0: never)")
+	fs.DurationVar(&c.OrphanGrace, "orphan-grace", 10*time.Minute, "how old (by the time in its name) a seg/ or cmp/ object no partition refers to and not released must be before it is deleted as an orphan; must exceed the longest produce-to-commit time (0: never)")
+	fs.DurationVar(&c.MetaRetention, "meta-retention", time.Hour, "how long metadata log entries a snapshot covers stay in the bucket before the trim job deletes them; a writer that has not read the log for half of it re-reads before appending (0: never delete)")
+	fs.Uint64Var(&c.MetaSnapEvery, "meta-snapshot-entries", 1000, "metadata log entries between snapshots")
 	fs.Int64Var(&c.CompactionTarget, "compaction-target-bytes", 64<<20, "size compacted objects grow to; chunks under an eighth of it are merged")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -92,6 +98,9 @@ func (c *config) finish() error {
 	}
 	if c.CompactionEvery < 0 || c.CompactionTarget <= 0 {
 		return fmt.Errorf("compaction-interval must not be negative and compaction-target-bytes must be positive")
+	}
+	if c.MetaRetention < 0 || c.MetaSnapEvery == 0 || c.OrphanGrace < 0 {
+		return fmt.Errorf("meta-retention and orphan-grace must not be negative and meta-snapshot-entries must be positive")
 	}
 	if c.GroupInitialDelay < 0 {
 		return fmt.Errorf("group-initial-rebalance-delay must not be negative")

@@ -38,6 +38,9 @@ func TestConfigDefaults(t *testing.T) {
 		CollectGrace:      10 * time.Minute,
 		CompactionEvery:   5 * time.Minute,
 		CompactionTarget:  64 << 20,
+		OrphanGrace:       10 * time.Minute,
+		MetaRetention:     time.Hour,
+		MetaSnapEvery:     1000,
 	}
 	if c != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -70,6 +73,9 @@ func TestConfigFromEnv(t *testing.T) {
 		"BARGE_COLLECT_GRACE":                    "0s",
 		"BARGE_COMPACTION_INTERVAL":              "0s",
 		"BARGE_COMPACTION_TARGET_BYTES":          "1000",
+		"BARGE_META_RETENTION":                   "30m",
+		"BARGE_ORPHAN_GRACE":                     "1m",
+		"BARGE_META_SNAPSHOT_ENTRIES":            "50",
 		"LISTEN":                                 ":1", // not ours
 	}))
 	if err != nil {
@@ -92,6 +98,9 @@ func TestConfigFromEnv(t *testing.T) {
 		OffsetsCheck:      time.Minute,
 		RetentionCheck:    200 * time.Millisecond,
 		CompactionTarget:  1000,
+		OrphanGrace:       time.Minute,
+		MetaRetention:     30 * time.Minute,
+		MetaSnapEvery:     50,
 	}
 	if c != want {
 		t.Errorf("from env\n got %+v\nwant %+v", c, want)

@@ -69,7 +69,8 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 
 	start := time.Now()
-	mlog, err := meta.Open(ctx, store, meta.Options{WriterID: writerID, PollInterval: cfg.MetaPoll, Logger: logger})
+	mlog, err := meta.Open(ctx, store, meta.Options{WriterID: writerID, PollInterval: cfg.MetaPoll,
+		SnapshotEvery: cfg.MetaSnapEvery, Retention: cfg.MetaRetention, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -122,8 +123,9 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	go expireOffsets(logCtx, srv, cfg.OffsetsRetention, cfg.OffsetsCheck, logger)
 	if cfg.Jobs {
-		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, Owns: srv.Owns, Logger: logger,
-			CompactionInterval: cfg.CompactionEvery, CompactionTarget: cfg.CompactionTarget, WriterID: writerID}, mlog, store, reg)
+		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, OrphanGrace: cfg.OrphanGrace, Owns: srv.Owns, Logger: logger,
+			CompactionInterval: cfg.CompactionEvery, CompactionTarget: cfg.CompactionTarget, WriterID: writerID,
+			MetaRetention: cfg.MetaRetention, MetaSnapshotEvery: cfg.MetaSnapEvery}, mlog, store, reg)
 		go runner.Run(logCtx)
 	}
 	serveErr := make(chan error, 1)

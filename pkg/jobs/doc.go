@@ -12,14 +12,22 @@
 // released for a grace period, so that fetches in flight (which looked the
 // chunk up before it was dropped) finish, and then appends ForgetObjects so
 // the released list stays small. A delete that fails is retried on the
-// next pass; deleting an object twice is harmless.
+// next pass; deleting an object twice is harmless. The same pass sweeps
+// orphans: seg/ and cmp/ objects that no chunk refers to and that are not
+// released, whose key's leading unix-ms timestamp is older than OrphanGrace — segments whose commit never landed (an agent died between the
+// PUT and the commit) and compaction outputs whose ReplaceChunks never
+// applied. A segment still waiting for its commit is younger than that.
+//
+// Metadata-log trimming ("meta-compaction", TrimMeta) snapshots the log
+// and deletes the entries the snapshots cover once older than
+// MetaRetention; see meta/trim.go for why that is safe.
 //
 // File compaction copies runs of small chunks of ingestion objects into
 // one object per partition and appends ReplaceChunks, which the state
 // rejects if the run changed meanwhile; see compact.go.
 //
 // Which agent runs which job: a job ("retention/<topic>", "compact/<topic>",
-// "collect") is run
+// "collect", "meta-compaction") is run
 // by the live agent that rendezvous hashing picks among the live agents,
 // the same way groups are placed. Two agents with different views of the
 // live set may briefly both run one: retention ops are idempotent (a log

@@ -4,12 +4,15 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bargehq/barge/pkg/meta"
+	"github.com/bargehq/barge/pkg/objstore"
 )
 
 // Log is what the jobs need of the metadata log.
@@ -23,18 +26,32 @@ type Store interface {
 	Put(ctx context.Context, key string, data []byte) error
 	GetRange(ctx context.Context, key string, off, length int64) ([]byte, error)
 	Delete(ctx context.Context, key string) error
+	List(ctx context.Context, prefix, startAfter string, limit int) ([]objstore.ObjectInfo, error)
+}
+
+// Trimmer is the metadata log's trim pass (meta.Log.Trim).
+type Trimmer interface {
+	Trim(ctx context.Context, now time.Time, retention time.Duration, every uint64) (meta.TrimStats, error)
 }
 
 // Config configures a Runner.
 type Config struct {
-	Interval time.Duration         // between passes (log.retention.check.interval.ms)
-	Grace    time.Duration         // how long a released object stays in the bucket
-	Owns     func(job string) bool // whether this agent runs the job
-	Logger   *slog.Logger
+	Interval time.Duration // between passes (log.retention.check.interval.ms)
+	Grace    time.Duration // how long a released object stays in the bucket
+	// OrphanGrace is how old (by the timestamp in its key) an object no
+	// chunk refers to must be before it is swept as an orphan; it must
+	// exceed the longest time from a segment's first record to its
+	// commit. 0: no sweep.
+	OrphanGrace time.Duration
+	Owns        func(job string) bool // whether this agent runs the job
+	Logger      *slog.Logger
 
 	CompactionInterval time.Duration // between compaction passes; 0: no compaction
 	CompactionTarget   int64         // size a compacted object grows to (compact.go)
 	WriterID           string        // names the compacted objects
+
+	MetaRetention     time.Duration // how long trimmed-away log entries stay; 0: no trimming
+	MetaSnapshotEvery uint64        // entries between the trim job's snapshots (0: the log's own)
 }
 
 // maxOpsPerEntry bounds one log entry of a pass.
@@ -48,6 +65,7 @@ type Runner struct {
 	advanced  prometheus.Counter
 	collected prometheus.Counter
 	compacted prometheus.Counter
+	trimmed   prometheus.Counter
 	objects   atomic.Int64 // names compacted objects
 }
 
@@ -69,6 +87,8 @@ func New(cfg Config, log Log, store Store, reg prometheus.Registerer) *Runner {
 			Help: "Segment objects this agent deleted because no partition referred to them any more."}),
 		compacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_compacted_chunks_total",
 			Help: "Chunks of small ingestion objects this agent replaced by compacted objects."}),
+		trimmed: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_meta_trimmed_entries_total",
+			Help: "Metadata log entries this agent deleted because a snapshot covered them."}),
 	}
 	if reg != nil {
 		released := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "barge_released_objects",
@@ -77,7 +97,7 @@ func New(cfg Config, log Log, store Store, reg prometheus.Registerer) *Runner {
 			log.View(func(st *meta.State) { n = len(st.Released(math.MaxInt64)) })
 			return float64(n)
 		})
-		reg.MustRegister(r.advanced, r.collected, r.compacted, released)
+		reg.MustRegister(r.advanced, r.collected, r.compacted, r.trimmed, released)
 	}
 	return r
 }
@@ -112,7 +132,25 @@ func (r *Runner) Run(ctx context.Context) {
 		} else if n > 0 {
 			r.cfg.Logger.Info("collected objects", "objects", n)
 		}
+		if st, err := r.TrimMeta(ctx, now); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Warn("metadata log trim", "err", err)
+		} else if st.Entries > 0 {
+			r.cfg.Logger.Info("trimmed metadata log", "entries", st.Entries, "snapshots", st.Snapshots, "cover", st.Cover)
+		}
 	}
+}
+
+// TrimMeta snapshots the metadata log and deletes the entries the
+// snapshots cover once they are older than MetaRetention (meta/trim.go),
+// if this agent owns "meta-compaction".
+func (r *Runner) TrimMeta(ctx context.Context, now time.Time) (meta.TrimStats, error) {
+	t, ok := r.log.(Trimmer)
+	if !ok || r.cfg.MetaRetention <= 0 || !r.cfg.Owns("meta-compaction") {
+		return meta.TrimStats{}, nil
+	}
+	st, err := t.Trim(ctx, now, r.cfg.MetaRetention, r.cfg.MetaSnapshotEvery)
+	r.trimmed.Add(float64(st.Entries))
+	return st, err
 }
 
 // Retention advances the log start of the partitions of the topics this
@@ -167,6 +205,10 @@ func (r *Runner) Collect(ctx context.Context, now time.Time) (int, error) {
 	}
 	var done []string
 	var err error
+	orphans, err := r.sweepOrphans(ctx, now)
+	if err != nil {
+		return orphans, err
+	}
 	for _, o := range due {
 		if err = r.store.Delete(ctx, o.Key); err != nil {
 			break
@@ -176,8 +218,56 @@ func (r *Runner) Collect(ctx context.Context, now time.Time) (int, error) {
 	}
 	if len(done) > 0 {
 		if _, aerr := r.log.Append(ctx, meta.ForgetObjects{Keys: done}); aerr != nil {
-			return len(done), aerr
+			return orphans + len(done), aerr
 		}
 	}
-	return len(done), err
+	return orphans + len(done), err
+}
+
+// sweepOrphans deletes the seg/ and cmp/ objects no chunk refers to and
+// the released list does not hold, named (by their leading unix-ms
+// timestamp) more than OrphanGrace before now: segments whose commit never
+// landed (an agent died between PUT and commit) and compaction outputs
+// whose ReplaceChunks never applied. The bucket is listed before the
+// state is read, so an object whose commit applied before the listing is
+// seen as referenced; one still waiting for its commit is younger than
+// OrphanGrace. It returns how many it deleted.
+func (r *Runner) sweepOrphans(ctx context.Context, now time.Time) (int, error) {
+	if r.cfg.OrphanGrace <= 0 {
+		return 0, nil
+	}
+	cutoff := now.Add(-r.cfg.OrphanGrace).UnixMilli()
+	var old []string
+	for _, prefix := range []string{ingestPrefix, compactPrefix} {
+		infos, err := r.store.List(ctx, prefix, "", 0)
+		if err != nil {
+			return 0, err
+		}
+		for _, o := range infos {
+			name := strings.TrimPrefix(o.Key, prefix)
+			ms, err := strconv.ParseInt(name[:strings.IndexByte(name+"-", '-')], 10, 64)
+			if err != nil || ms >= cutoff {
+				continue // not ours to judge, or young
+			}
+			old = append(old, o.Key)
+		}
+	}
+	var orphans []string
+	r.log.View(func(st *meta.State) {
+		for _, k := range old {
+			if st.ObjectRefs(k) == 0 && !st.IsReleased(k) {
+				orphans = append(orphans, k)
+			}
+		}
+	})
+	n := 0
+	for _, k := range orphans {
+		if err := r.store.Delete(ctx, k); err != nil {
+			return n, err
+		}
+		n++
+		r.collected.Inc()
+		r.cfg.Logger.Info("deleted orphan object", "key", k)
+	}
+	return n, nil
 }

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -100,4 +101,44 @@ func TestRetentionThenCollection(t *testing.T) {
 			t.Errorf("released list %v after collection", r)
 		}
 	})
+}
+
+// Objects named more than the grace period ago that no chunk refers to and
+// that are not released are orphans and go; committed, released and young
+// objects stay (the released one goes by the released list's own clock).
+func TestOrphanSweep(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	l := openLog(t, store)
+	now := time.Now()
+	old, young := now.Add(-time.Hour).UnixMilli(), now.UnixMilli()
+	name := func(prefix string, ms int64, n int) string { return fmt.Sprintf("%s%013d-w-%06d", prefix, ms, n) }
+	committed, released := name("seg/", old, 1), name("seg/", old, 2)
+	orphanSeg, orphanCmp := name("seg/", old, 3), name("cmp/", old, 4)
+	youngSeg := name("seg/", young, 5)
+	for _, k := range []string{committed, released, orphanSeg, orphanCmp, youngSeg} {
+		if err := store.Put(ctx, k, make([]byte, 20)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := meta.TopicID{1}
+	b := []meta.CommitBatch{{Pos: 0, Len: 10, Records: 2, MaxTimestamp: young, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}}
+	if _, err := l.Append(ctx,
+		meta.CreateTopic{Name: "t", ID: id, Partitions: 1},
+		meta.CreateTopic{Name: "gone", ID: meta.TopicID{2}, Partitions: 1},
+		meta.Commit{Object: committed, Size: 20, Parts: []meta.CommitPart{{Topic: id, Partition: 0, Batches: b}}},
+		meta.Commit{Object: released, Size: 20, Parts: []meta.CommitPart{{Topic: meta.TopicID{2}, Partition: 0, Batches: b}}},
+		meta.DeleteTopic{ID: meta.TopicID{2}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	r := New(Config{Grace: time.Minute, OrphanGrace: time.Minute}, l, store, nil)
+	if n, err := r.Collect(ctx, now); err != nil || n != 2 {
+		t.Fatalf("collected %d (%v), want the 2 orphans", n, err)
+	}
+	all := keys(t, store)
+	infos, _ := store.List(ctx, "cmp/", "", 0)
+	if !slices.Equal(all, []string{committed, released, youngSeg}) || len(infos) != 0 {
+		t.Fatalf("bucket seg/ %v cmp/ %v", all, infos)
+	}
 }

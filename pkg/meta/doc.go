@@ -5,6 +5,9 @@
 // segment index, log starts and high watermarks, producer sequences, groups,
 // agents, and the segment objects no partition refers to any more. Every agent
 // replays the same entries in the same order and so reaches the same state;
-// snapshots (meta/snap/<seq>) bound the replay at start-up. The package does
+// snapshots (meta/snap/<seq>) bound the replay at start-up, and Log.Trim
+// (trim.go) deletes the entries they cover once older than a retention
+// window, with the Delta Lake rule keeping stale writers off trimmed slots.
+// The package does
 // no wire protocol work; Log owns all of its bucket I/O.
 package meta

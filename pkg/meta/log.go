@@ -34,7 +34,12 @@ type Options struct {
 	PollInterval  time.Duration // how often to look for other agents' entries
 	SnapshotEvery uint64        // take a snapshot after every N-th slot this agent writes
 	MaxAttempts   int           // conditional-write attempts per entry on bucket errors
-	Logger        *slog.Logger
+	// Retention is how long entries a snapshot covers stay in the bucket
+	// (trim.go). A writer whose view of the tail is older than half of it
+	// re-reads the log before it appends; 0 means entries are never
+	// deleted and no re-read is needed.
+	Retention time.Duration
+	Logger    *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -69,6 +74,7 @@ type Log struct {
 	reqs      chan *Pending
 	snapshots sync.WaitGroup
 	lastOwnMs atomic.Int64 // when this agent's last entry was applied
+	lastSync  time.Time    // Run's goroutine: when the tail was last known (read or appended)
 }
 
 // Pending is a submitted append.
@@ -93,14 +99,24 @@ func (p *Pending) Wait(ctx context.Context) ([]Result, error) {
 func Open(ctx context.Context, store objstore.Store, opts Options) (*Log, error) {
 	opts.defaults()
 	l := &Log{store: store, opts: opts, state: NewState(), changed: make(chan struct{}), reqs: make(chan *Pending, 1024)}
-	if err := l.loadSnapshot(ctx); err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		if err := l.loadSnapshot(ctx); err != nil {
+			return nil, err
+		}
+		err := l.replay(ctx)
+		if err == nil {
+			return l, nil
+		}
+		// A trim may have deleted entries after the snapshot we read
+		// once newer snapshots covered them: start again from those.
+		if !errors.Is(err, errGap) || attempt == 3 {
+			return nil, err
+		}
+		l.state = NewState()
 	}
-	if err := l.replay(ctx); err != nil {
-		return nil, err
-	}
-	return l, nil
 }
+
+var errGap = errors.New("meta: log has a gap")
 
 func (l *Log) loadSnapshot(ctx context.Context) error {
 	snaps, err := l.store.List(ctx, snapPrefix, "", 0)
@@ -149,7 +165,7 @@ func (l *Log) replay(ctx context.Context) error {
 		for i, k := range chunk {
 			seq, err := strconv.ParseUint(strings.TrimPrefix(k.Key, logPrefix), 10, 64)
 			if err != nil || seq != l.state.Seq+1 {
-				return fmt.Errorf("meta: log has a gap or stray key at %s (state at %d)", k.Key, l.state.Seq)
+				return fmt.Errorf("%w or stray key at %s (state at %d)", errGap, k.Key, l.state.Seq)
 			}
 			l.applyBytes(seq, bodies[i])
 		}
@@ -222,8 +238,17 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 	data := en.Encode()
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; {
+		var err error
+		if l.stale() {
+			// The Delta Lake rule: the slot after our view may be one a
+			// trim deleted, so find the tail before writing there.
+			err = l.catchUp(ctx)
+		}
 		seq := l.state.Seq + 1
-		err := l.store.PutIfAbsent(ctx, EntryKey(seq), data)
+		began := time.Now()
+		if err == nil {
+			err = l.store.PutIfAbsent(ctx, EntryKey(seq), data)
+		}
 		if errors.Is(err, objstore.ErrExists) {
 			// Someone took the slot; it may be our own earlier attempt
 			// whose answer was lost.
@@ -239,6 +264,7 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 			}
 		}
 		if err == nil {
+			l.lastSync = began
 			l.finish(batch, seq, en)
 			return
 		}
@@ -289,12 +315,32 @@ func (l *Log) snapshot() {
 	}()
 }
 
+// stale reports whether this agent's view of the tail is older than half
+// the retention window, so that the next slot may have been trimmed.
+func (l *Log) stale() bool {
+	return l.opts.Retention > 0 && time.Since(l.lastSync) > l.opts.Retention/2
+}
+
 // catchUp applies every entry other agents appended since the last look.
+// A missing next slot is the tail, unless this view is stale: then the
+// slot may have been trimmed, which a newer snapshot than our state shows,
+// and the state is reloaded from it.
 func (l *Log) catchUp(ctx context.Context) error {
 	for {
 		seq := l.state.Seq + 1
+		began := time.Now()
 		b, err := l.store.Get(ctx, EntryKey(seq))
 		if errors.Is(err, objstore.ErrNotFound) {
+			if l.stale() {
+				moved, err := l.reloadIfTrimmed(ctx)
+				if err != nil {
+					return err
+				}
+				if moved {
+					continue
+				}
+			}
+			l.lastSync = began
 			return nil
 		}
 		if err != nil {
@@ -302,6 +348,36 @@ func (l *Log) catchUp(ctx context.Context) error {
 		}
 		l.applyBytes(seq, b)
 	}
+}
+
+// reloadIfTrimmed replaces the state by the newest snapshot if that is
+// ahead of it, and reports whether it did.
+func (l *Log) reloadIfTrimmed(ctx context.Context) (bool, error) {
+	snaps, err := l.store.List(ctx, snapPrefix, SnapshotKey(l.state.Seq), 0)
+	if err != nil {
+		return false, fmt.Errorf("meta: list snapshots: %w", err)
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		b, err := l.store.Get(ctx, snaps[i].Key)
+		if errors.Is(err, objstore.ErrNotFound) {
+			continue // trimmed meanwhile; an older one will do
+		}
+		if err != nil {
+			return false, fmt.Errorf("meta: read %s: %w", snaps[i].Key, err)
+		}
+		st, err := DecodeSnapshot(b)
+		if err != nil || st.Seq <= l.state.Seq {
+			continue
+		}
+		l.opts.Logger.Info("metadata log trimmed past this agent's view; reloading from snapshot", "from", l.state.Seq, "to", st.Seq)
+		l.mu.Lock()
+		l.state = st
+		close(l.changed)
+		l.changed = make(chan struct{})
+		l.mu.Unlock()
+		return true, nil
+	}
+	return false, nil
 }
 
 // applyBytes applies a stored entry. An entry that does not decode is

@@ -141,6 +141,12 @@ func (s *State) rebuildRefs() {
 // ObjectRefs returns how many chunks refer to object.
 func (s *State) ObjectRefs(object string) int { return s.objRefs[object] }
 
+// IsReleased reports whether object is on the released list.
+func (s *State) IsReleased(object string) bool {
+	_, ok := s.released[object]
+	return ok
+}
+
 // Released returns the released objects released at or before beforeMs,
 // oldest first.
 func (s *State) Released(beforeMs int64) []ReleasedObject {

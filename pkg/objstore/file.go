@@ -286,7 +286,7 @@ func (f *File) List(ctx context.Context, prefix, startAfter string, limit int) (
 			}
 			return ierr
 		}
-		out = append(out, ObjectInfo{Key: key, Size: info.Size()})
+		out = append(out, ObjectInfo{Key: key, Size: info.Size(), Modified: info.ModTime()})
 		return nil
 	})
 	if err != nil {

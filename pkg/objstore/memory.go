@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Memory is an in-memory Store for unit tests. It copies data in and out,
@@ -13,11 +14,12 @@ import (
 type Memory struct {
 	mu   sync.Mutex
 	objs map[string][]byte
+	mod  map[string]time.Time
 }
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
-	return &Memory{objs: make(map[string][]byte)}
+	return &Memory{objs: make(map[string][]byte), mod: make(map[string]time.Time)}
 }
 
 func (m *Memory) Put(ctx context.Context, key string, data []byte) error {
@@ -30,6 +32,7 @@ func (m *Memory) Put(ctx context.Context, key string, data []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.objs[key] = clone(data)
+	m.mod[key] = time.Now()
 	return nil
 }
 
@@ -46,6 +49,7 @@ func (m *Memory) PutIfAbsent(ctx context.Context, key string, data []byte) error
 		return ErrExists
 	}
 	m.objs[key] = clone(data)
+	m.mod[key] = time.Now()
 	return nil
 }
 
@@ -89,7 +93,7 @@ func (m *Memory) List(ctx context.Context, prefix, startAfter string, limit int)
 	var out []ObjectInfo
 	for k, b := range m.objs {
 		if strings.HasPrefix(k, prefix) && k > startAfter {
-			out = append(out, ObjectInfo{Key: k, Size: int64(len(b))})
+			out = append(out, ObjectInfo{Key: k, Size: int64(len(b)), Modified: m.mod[k]})
 		}
 	}
 	m.mu.Unlock()
@@ -107,6 +111,7 @@ func (m *Memory) Delete(ctx context.Context, key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.objs, key)
+	delete(m.mod, key)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package objstore
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrNotFound is returned by Get and GetRange when the key does not exist.
@@ -14,8 +15,9 @@ var ErrExists = errors.New("objstore: object already exists")
 
 // ObjectInfo describes one listed object.
 type ObjectInfo struct {
-	Key  string
-	Size int64
+	Key      string
+	Size     int64
+	Modified time.Time // when the object was last written (S3 LastModified)
 }
 
 // Store is the whole contract Barge needs from a bucket. Keys are

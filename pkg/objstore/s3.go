@@ -215,7 +215,7 @@ func (s *S3) List(ctx context.Context, prefix, startAfter string, limit int) ([]
 		}
 		for _, o := range page.Contents {
 			k := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
-			out = append(out, ObjectInfo{Key: k, Size: aws.ToInt64(o.Size)})
+			out = append(out, ObjectInfo{Key: k, Size: aws.ToInt64(o.Size), Modified: aws.ToTime(o.LastModified)})
 		}
 		if limit > 0 && len(out) >= limit {
 			return out[:limit], nil

@@ -166,40 +166,26 @@ const (
 )
 
 func heartbeat(ctx context.Context, mlog *meta.Log, addr string, logger *slog.Logger) {
-	tick := time.NewTicker(heartbeatInterval / 3)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	jobs.Every(ctx, heartbeatInterval/3, func(ctx context.Context) {
 		if time.Since(mlog.LastOwnAppend()) < heartbeatInterval {
-			continue
+			return
 		}
 		if _, err := mlog.Append(ctx, meta.AgentHeartbeat{Addr: addr}); err != nil && ctx.Err() == nil {
 			logger.Warn("agent heartbeat", "err", err)
 		}
-	}
+	})
 }
 
 // expireOffsets deletes expired group offsets every interval.
 func expireOffsets(ctx context.Context, srv *protocol.Server, retention, interval time.Duration, logger *slog.Logger) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	jobs.Every(ctx, interval, func(ctx context.Context) {
 		groups, err := srv.ExpireOffsets(ctx, retention)
 		if err != nil && ctx.Err() == nil {
 			logger.Warn("expiring group offsets", "err", err)
 		} else if len(groups) > 0 {
 			logger.Info("expired group offsets", "groups", groups)
 		}
-	}
+	})
 }
 
 func startHTTP(addr string, reg *prometheus.Registry, ready *atomic.Bool, logger *slog.Logger) (*http.Server, error) {

@@ -35,20 +35,13 @@ const (
 )
 
 func (r *Runner) runCompaction(ctx context.Context) {
-	tick := time.NewTicker(r.cfg.CompactionInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	Every(ctx, r.cfg.CompactionInterval, func(ctx context.Context) {
 		if n, err := r.Compact(ctx); err != nil && ctx.Err() == nil {
 			r.cfg.Logger.Warn("compaction", "err", err)
 		} else if n > 0 {
 			r.cfg.Logger.Info("compacted chunks", "chunks", n)
 		}
-	}
+	})
 }
 
 // compactRun is one run of chunks to replace.

@@ -113,14 +113,7 @@ func (r *Runner) Run(ctx context.Context) {
 			r.runCompaction(ctx)
 		}()
 	}
-	tick := time.NewTicker(r.cfg.Interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	Every(ctx, r.cfg.Interval, func(ctx context.Context) {
 		now := time.Now()
 		if n, err := r.Retention(ctx, now); err != nil && ctx.Err() == nil {
 			r.cfg.Logger.Warn("retention", "err", err)
@@ -137,7 +130,7 @@ func (r *Runner) Run(ctx context.Context) {
 		} else if st.Entries > 0 {
 			r.cfg.Logger.Info("trimmed metadata log", "entries", st.Entries, "snapshots", st.Snapshots, "cover", st.Cover)
 		}
-	}
+	})
 }
 
 // TrimMeta snapshots the metadata log and deletes the entries the

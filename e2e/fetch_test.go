@@ -18,6 +18,12 @@ import (
 // fetchRaw fetches partition 0 of topic at offset.
 func fetchRaw(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, offset int64, maxWait time.Duration) kmsg.FetchResponseTopicPartition {
 	t.Helper()
+	return fetchPartition(ctx, t, cl, topic, 0, offset, maxWait, 1<<20)
+}
+
+// fetchPartition fetches one partition at offset with a raw Fetch request.
+func fetchPartition(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, partition int32, offset int64, maxWait time.Duration, maxBytes int32) kmsg.FetchResponseTopicPartition {
+	t.Helper()
 	meta := kmsg.NewPtrMetadataRequest()
 	mt := kmsg.NewMetadataRequestTopic()
 	mt.Topic = kmsg.StringPtr(topic)
@@ -32,15 +38,15 @@ func fetchRaw(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, o
 	rt := kmsg.NewFetchRequestTopic()
 	rt.Topic, rt.TopicID = topic, mresp.Topics[0].TopicID
 	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.FetchOffset, rp.PartitionMaxBytes = offset, 1<<20
+	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = partition, offset, maxBytes
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		t.Fatalf("fetch at %d: %v", offset, err)
+		t.Fatalf("fetch %s/%d at %d: %v", topic, partition, offset, err)
 	}
 	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		t.Fatalf("fetch at %d: malformed answer", offset)
+		t.Fatalf("fetch %s/%d at %d: malformed answer", topic, partition, offset)
 	}
 	return resp.Topics[0].Partitions[0]
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,10 +102,30 @@ func TestOrphanSweep(t *testing.T) {
 		}
 		return len(b.List(t, "cmp/")) == 0
 	}, "orphan objects not deleted")
-	// Past the grace period the real segments are still there and read.
-	time.Sleep(3 * time.Second)
-	if len(b.List(t, "seg/")) == 0 {
-		t.Fatal("committed segments were deleted")
+	// Once the real segments are older than the grace period, plant a
+	// second orphan; its deletion proves a sweep ran after they passed the
+	// grace, and they must have survived it.
+	segs := b.List(t, "seg/")
+	if len(segs) == 0 {
+		t.Fatal("no committed segments")
+	}
+	newest := segs[len(segs)-1] // keys sort by their leading timestamp
+	ms, err := strconv.ParseInt(strings.TrimPrefix(newest, "seg/")[:13], 10, 64)
+	if err != nil {
+		t.Fatalf("segment key %s: %v", newest, err)
+	}
+	harness.Eventually(t, time.Minute, func() bool { return time.Since(time.UnixMilli(ms)) > 2*time.Second },
+		"the segments never became older than the grace period")
+	late := fmt.Sprintf("seg/%013d-dead-000003", time.Now().Add(-time.Hour).UnixMilli())
+	if err := store.Put(ctx, late, []byte("never committed")); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, time.Minute, func() bool { return !slices.Contains(b.List(t, "seg/"), late) },
+		"the second orphan was not deleted")
+	for _, k := range segs {
+		if !slices.Contains(b.List(t, "seg/"), k) {
+			t.Fatalf("committed segment %s was deleted", k)
+		}
 	}
 	ends := endOffsets(t, a.Addr, "orph")
 	got := consumeAll(t, a.Addr, "orph", ends)

@@ -368,27 +368,7 @@ func TestRetentionCollectsObjects(t *testing.T) {
 // high watermark and returns the size of each batch.
 func partitionBytes(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, p int32, start int64) []int {
 	t.Helper()
-	meta := kmsg.NewPtrMetadataRequest()
-	mt := kmsg.NewMetadataRequestTopic()
-	mt.Topic = kmsg.StringPtr(topic)
-	meta.Topics = append(meta.Topics, mt)
-	mresp, err := meta.RequestWith(ctx, cl)
-	if err != nil || len(mresp.Topics) != 1 {
-		t.Fatalf("metadata for %s: %v", topic, err)
-	}
-	req := kmsg.NewPtrFetchRequest()
-	req.MaxBytes, req.SessionEpoch = 50<<20, -1
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic, rt.TopicID = topic, mresp.Topics[0].TopicID
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = p, start, 50<<20
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		t.Fatalf("fetch %s/%d: %v", topic, p, err)
-	}
-	fp := resp.Topics[0].Partitions[0]
+	fp := fetchPartition(ctx, t, cl, topic, p, start, 0, 50<<20)
 	if fp.ErrorCode != 0 {
 		return nil // the log start moved meanwhile
 	}

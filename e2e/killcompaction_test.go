@@ -79,7 +79,7 @@ func TestKillMidCompaction(t *testing.T) {
 	// Compact with a long grace. Freeze the agent (SIGSTOP) at each new
 	// output until one is caught between its PUT and its ReplaceChunks,
 	// then kill -9 it there.
-	a = startAgent(t, b, 5*time.Millisecond, "--compaction-interval=100ms", "--retention-check-interval=100ms", "--collect-grace=1h", "--orphan-grace=1h")
+	a = startAgent(t, b, 5*time.Millisecond, "--compaction-interval=100ms", "--retention-check-interval=100ms", "--collect-grace=1h", "--orphan-grace=1h", "--job-lease=2s")
 	orphans, seen := 0, 0
 	for orphans == 0 && seen < partitions {
 		harness.Eventually(t, time.Minute, func() bool { return len(b.List(t, "cmp/")) > seen }, "no new compaction output")
@@ -97,7 +97,9 @@ func TestKillMidCompaction(t *testing.T) {
 	a.Kill()
 	t.Logf("killed with %d cmp/ objects, %d of them unreferenced", seen, orphans)
 
-	a = startAgent(t, b, 5*time.Millisecond, "--compaction-interval=100ms", "--retention-check-interval=100ms", "--collect-grace=1s", "--orphan-grace=5s")
+	// The restarted agent has a new writer id: it waits for the killed
+	// one's compaction lease to run out, so the lease is short.
+	a = startAgent(t, b, 5*time.Millisecond, "--compaction-interval=100ms", "--retention-check-interval=100ms", "--collect-grace=1s", "--orphan-grace=5s", "--job-lease=2s")
 	harness.Eventually(t, 2*time.Minute, func() bool {
 		return len(b.List(t, "seg/")) == 0 && len(b.List(t, "cmp/")) >= partitions && unreferenced(t, b) == 0
 	}, "compaction not finished or orphans left")

@@ -22,7 +22,7 @@ import (
 // shrinks; a restarted agent comes back with every record at its offset
 // and the group's committed offsets.
 func TestMetaLogTrim(t *testing.T) {
-	const partitions, rounds = 4, 150
+	const partitions, rounds = 4, 300
 	b := harness.MinIOBackend(t)
 	a := startAgent(t, b, 5*time.Millisecond, "--meta-retention=1s", "--meta-snapshot-entries=20",
 		"--retention-check-interval=200ms", "--compaction-interval=0")
@@ -45,6 +45,9 @@ func TestMetaLogTrim(t *testing.T) {
 	ends := endOffsets(t, a.Addr, "trim")
 	before := consumeAll(t, a.Addr, "trim", ends)
 
+	// What stays: entries younger than --meta-retention (each 200 ms pass
+	// takes and releases the collect and meta-compaction leases, about 20
+	// entries a second) and those after the second-newest snapshot.
 	harness.Eventually(t, 2*time.Minute, func() bool {
 		n := len(b.List(t, "meta/log/"))
 		return n < rounds/3 && len(b.List(t, "meta/snap/")) <= 3

@@ -6,12 +6,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // scrape reads an agent's /metrics into "name{labels}" → value.
 func scrape(t *testing.T, httpAddr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	// Bounded, so that an agent that stops answering fails the test
+	// instead of hanging it.
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + httpAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

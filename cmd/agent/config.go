@@ -30,9 +30,12 @@ type config struct {
 	CollectGrace      time.Duration
 	CompactionEvery   time.Duration
 	CompactionTarget  int64
+	CleanerBackoff    time.Duration
+	CleanerKeys       int
 	OrphanGrace       time.Duration
 	MetaRetention     time.Duration
 	MetaSnapEvery     uint64
+	JobLease          time.Duration
 }
 
 // parseConfig fills the config from flags, then from BARGE_* variables
@@ -61,7 +64,10 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.OrphanGrace, "orphan-grace", 10*time.Minute, "how old (by the time in its name) a seg/ or cmp/ object no partition refers to and not released must be before it is deleted as an orphan; must exceed the longest produce-to-commit time (0: never)")
 	fs.DurationVar(&c.MetaRetention, "meta-retention", time.Hour, "how long metadata log entries a snapshot covers stay in the bucket before the trim job deletes them; a writer that has not read the log for half of it re-reads before appending (0: never delete)")
 	fs.Uint64Var(&c.MetaSnapEvery, "meta-snapshot-entries", 1000, "metadata log entries between snapshots")
+	fs.DurationVar(&c.CleanerBackoff, "cleaner-backoff", 15*time.Second, "how often key compaction looks for compacted topics' partitions due for cleaning (log.cleaner.backoff.ms; 0: never)")
+	fs.IntVar(&c.CleanerKeys, "cleaner-keys", 1<<20, "distinct keys one key-compaction pass maps, about 40 bytes each (log.cleaner.dedupe.buffer.size)")
 	fs.Int64Var(&c.CompactionTarget, "compaction-target-bytes", 64<<20, "size compacted objects grow to; chunks under an eighth of it are merged")
+	fs.DurationVar(&c.JobLease, "job-lease", 2*time.Minute, "how long a background job's lease in the metadata log lasts unless its agent renews it (every third of it while the job runs); a killed agent's jobs wait this long for another agent")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -96,11 +102,17 @@ func (c *config) finish() error {
 	if c.RetentionCheck <= 0 || c.CollectGrace < 0 {
 		return fmt.Errorf("retention-check-interval must be positive and collect-grace not negative")
 	}
+	if c.CleanerBackoff < 0 || c.CleanerKeys <= 0 {
+		return fmt.Errorf("cleaner-backoff must not be negative and cleaner-keys must be positive")
+	}
 	if c.CompactionEvery < 0 || c.CompactionTarget <= 0 {
 		return fmt.Errorf("compaction-interval must not be negative and compaction-target-bytes must be positive")
 	}
 	if c.MetaRetention < 0 || c.MetaSnapEvery == 0 || c.OrphanGrace < 0 {
 		return fmt.Errorf("meta-retention and orphan-grace must not be negative and meta-snapshot-entries must be positive")
+	}
+	if c.JobLease < time.Millisecond {
+		return fmt.Errorf("job-lease must be at least 1ms")
 	}
 	if c.GroupInitialDelay < 0 {
 		return fmt.Errorf("group-initial-rebalance-delay must not be negative")

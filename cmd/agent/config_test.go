@@ -41,6 +41,9 @@ func TestConfigDefaults(t *testing.T) {
 		OrphanGrace:       10 * time.Minute,
 		MetaRetention:     time.Hour,
 		MetaSnapEvery:     1000,
+		JobLease:          2 * time.Minute,
+		CleanerBackoff:    15 * time.Second,
+		CleanerKeys:       1 << 20,
 	}
 	if c != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -76,6 +79,9 @@ func TestConfigFromEnv(t *testing.T) {
 		"BARGE_META_RETENTION":                   "30m",
 		"BARGE_ORPHAN_GRACE":                     "1m",
 		"BARGE_META_SNAPSHOT_ENTRIES":            "50",
+		"BARGE_JOB_LEASE":                        "30s",
+		"BARGE_CLEANER_BACKOFF":                  "0s",
+		"BARGE_CLEANER_KEYS":                     "1000",
 		"LISTEN":                                 ":1", // not ours
 	}))
 	if err != nil {
@@ -101,6 +107,8 @@ func TestConfigFromEnv(t *testing.T) {
 		OrphanGrace:       time.Minute,
 		MetaRetention:     30 * time.Minute,
 		MetaSnapEvery:     50,
+		JobLease:          30 * time.Second,
+		CleanerKeys:       1000,
 	}
 	if c != want {
 		t.Errorf("from env\n got %+v\nwant %+v", c, want)
@@ -198,6 +206,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"negative flush bytes", []string{"-flush-bytes", "-5"}, nil, "positive"},
 		{"zero cache bytes", []string{"-cache-bytes", "0"}, nil, "positive"},
 		{"zero default partitions", []string{"-default-partitions", "0"}, nil, "positive"},
+		{"zero job lease", []string{"-job-lease", "0"}, nil, "job-lease"},
 		{"listen without port", []string{"-listen", "9092"}, nil, "listen"},
 		{"advertise without port", []string{"-advertise", "host"}, nil, "advertise"},
 		{"advertise port zero", []string{"-advertise", "host:0"}, nil, "port"},

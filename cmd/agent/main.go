@@ -125,8 +125,14 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if cfg.Jobs {
 		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, OrphanGrace: cfg.OrphanGrace, Owns: srv.Owns, Logger: logger,
 			CompactionInterval: cfg.CompactionEvery, CompactionTarget: cfg.CompactionTarget, WriterID: writerID,
-			MetaRetention: cfg.MetaRetention, MetaSnapshotEvery: cfg.MetaSnapEvery}, mlog, store, reg)
-		go runner.Run(logCtx)
+			CleanerBackoff: cfg.CleanerBackoff, CleanerKeys: cfg.CleanerKeys,
+			MetaRetention: cfg.MetaRetention, MetaSnapshotEvery: cfg.MetaSnapEvery, LeaseDuration: cfg.JobLease}, mlog, store, reg)
+		// Stopped before the log, so that the jobs' leases are released
+		// in it rather than left to run out.
+		jobsCtx, stopJobs := context.WithCancel(logCtx)
+		jobsDone := make(chan struct{})
+		go func() { runner.Run(jobsCtx); close(jobsDone) }()
+		defer func() { stopJobs(); <-jobsDone }()
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

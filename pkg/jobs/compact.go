@@ -51,23 +51,48 @@ type compactRun struct {
 	chunks    []meta.Chunk
 }
 
-// Compact makes one compaction pass over the owned topics and returns how
+// Compact makes one compaction pass over the owned topics with runs to
+// compact whose "compact/<topic>" lease this agent gets, and returns how
 // many chunks it replaced.
 func (r *Runner) Compact(ctx context.Context) (int, error) {
-	var runs []compactRun
+	var jobs []string
+	owned := r.ownedTopics("compact/")
 	r.log.View(func(st *meta.State) {
-		for _, n := range st.TopicNames() {
-			if !r.cfg.Owns("compact/" + n) {
-				continue
-			}
-			t := st.Topic(n)
-			for i, p := range t.Partitions {
-				for _, cs := range compactable(p.Chunks, r.cfg.CompactionTarget) {
-					runs = append(runs, compactRun{topic: t.ID, partition: int32(i), chunks: cs})
-				}
+		for _, n := range owned {
+			if len(r.compactRuns(st, n)) > 0 {
+				jobs = append(jobs, "compact/"+n)
 			}
 		}
 	})
+	replaced := 0
+	err := r.leased(ctx, jobs, func(ctx context.Context, job string) error {
+		n, err := r.compactTopic(ctx, strings.TrimPrefix(job, "compact/"))
+		replaced += n
+		return err
+	})
+	return replaced, err
+}
+
+// compactRuns returns the runs of topic name's partitions to compact.
+func (r *Runner) compactRuns(st *meta.State, name string) []compactRun {
+	t := st.Topic(name)
+	if t == nil {
+		return nil
+	}
+	var runs []compactRun
+	for i, p := range t.Partitions {
+		for _, cs := range compactable(p.Chunks, r.cfg.CompactionTarget) {
+			runs = append(runs, compactRun{topic: t.ID, partition: int32(i), chunks: cs})
+		}
+	}
+	return runs
+}
+
+// compactTopic compacts one topic's runs, as they are now that this agent
+// holds the lease: the previous holder's replacements are in the state.
+func (r *Runner) compactTopic(ctx context.Context, name string) (int, error) {
+	var runs []compactRun
+	r.log.View(func(st *meta.State) { runs = r.compactRuns(st, name) })
 	replaced := 0
 	for _, run := range runs {
 		if ctx.Err() != nil {

@@ -26,12 +26,37 @@
 // one object per partition and appends ReplaceChunks, which the state
 // rejects if the run changed meanwhile; see compact.go.
 //
-// Which agent runs which job: a job ("retention/<topic>", "compact/<topic>",
-// "collect", "meta-compaction") is run
-// by the live agent that rendezvous hashing picks among the live agents,
-// the same way groups are placed. Two agents with different views of the
-// live set may briefly both run one: retention ops are idempotent (a log
-// start never moves back), so are deletes and ForgetObjects, and of two
-// compactors replacing the same run the state accepts only the first. Leases as
-// log entries, which ARCHITECTURE.md calls for, are not built yet.
+// Key compaction ("clean/<topic>", Kafka's log cleaner) keeps the newest
+// record per key of topics whose cleanup.policy includes compact, at their
+// original offsets, by rewriting runs of chunks into cln/ objects and
+// appending CleanChunks; see clean.go for when a pass is due and what it
+// keeps.
+//
+// Which agent runs which job: each job ("retention/<topic>",
+// "compact/<topic>", "clean/<topic>", "collect", "meta-compaction") is meant for the live
+// agent that rendezvous hashing picks among the live agents, the same way
+// groups are placed (Config.Owns). That only spreads the work: two agents
+// with different views of the live set, or an agent restarted while its
+// old process still ran, would both run one. So before a job runs, its
+// agent takes the job's lease in the metadata log (meta/leases.go, and
+// lease.go here): one entry asks for the leases of all the jobs of a kind
+// that the agent owns and that have work to do (passes with nothing to do
+// write nothing; collection with the orphan sweep on and trimming ask on
+// every pass, since only a listing tells whether they have work), the
+// granted jobs run, and one entry releases them. A lease lasts
+// LeaseDuration (--job-lease) from its entry; the holder renews it every
+// third of that while the job runs, and a job whose renewal is refused or
+// does not land before the lease would end by the holder's clock is
+// cancelled. A refused job is left to the holder; the next pass asks again.
+// An agent that dies holding leases keeps its jobs from the others until
+// the leases run out, so LeaseDuration bounds how long a job waits after a
+// crash; a clean shutdown releases them.
+//
+// The leases keep two agents from doing the same work and writing two
+// outputs for it; correctness does not rest on them, since every op the
+// jobs append is checked against the state: retention ops are idempotent
+// (a log start never moves back), so are deletes and ForgetObjects, and of
+// two compactors replacing the same run the state accepts only the first.
+// That covers what leases cannot: clocks that disagree by more than a
+// lease, and a holder stalled (paused, partitioned) past its lease.
 package jobs

@@ -3,9 +3,9 @@ package jobs
 import (
 	"context"
 	"log/slog"
-	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +13,7 @@ import (
 
 	"github.com/bargehq/barge/pkg/meta"
 	"github.com/bargehq/barge/pkg/objstore"
+	"github.com/bargehq/barge/pkg/tiered"
 )
 
 // Log is what the jobs need of the metadata log.
@@ -43,12 +44,20 @@ type Config struct {
 	// exceed the longest time from a segment's first record to its
 	// commit. 0: no sweep.
 	OrphanGrace time.Duration
-	Owns        func(job string) bool // whether this agent runs the job
+	Owns        func(job string) bool // whether this agent should run the job (a hint; leases decide); never called inside Log.View, which it may take itself
 	Logger      *slog.Logger
+	// LeaseDuration is how long a job lease lasts unless renewed (lease.go);
+	// a killed agent's jobs wait this long for another agent.
+	LeaseDuration time.Duration
 
 	CompactionInterval time.Duration // between compaction passes; 0: no compaction
 	CompactionTarget   int64         // size a compacted object grows to (compact.go)
 	WriterID           string        // names the compacted objects
+
+	// CleanerBackoff is the time between key-compaction passes
+	// (log.cleaner.backoff.ms); 0: no key compaction.
+	CleanerBackoff time.Duration
+	CleanerKeys    int // keys one key-compaction pass maps (clean.go)
 
 	MetaRetention     time.Duration // how long trimmed-away log entries stay; 0: no trimming
 	MetaSnapshotEvery uint64        // entries between the trim job's snapshots (0: the log's own)
@@ -66,6 +75,8 @@ type Runner struct {
 	collected prometheus.Counter
 	compacted prometheus.Counter
 	trimmed   prometheus.Counter
+	leases    *prometheus.CounterVec
+	cleaned   prometheus.Counter
 	objects   atomic.Int64 // names compacted objects
 }
 
@@ -77,9 +88,16 @@ func New(cfg Config, log Log, store Store, reg prometheus.Registerer) *Runner {
 	if cfg.CompactionTarget <= 0 {
 		cfg.CompactionTarget = DefaultCompactionTarget
 	}
+	if cfg.CleanerKeys <= 0 {
+		cfg.CleanerKeys = DefaultCleanerKeys
+	}
 	if cfg.Owns == nil {
 		cfg.Owns = func(string) bool { return true }
 	}
+	if cfg.LeaseDuration <= 0 {
+		cfg.LeaseDuration = DefaultLeaseDuration
+	}
+	cfg.LeaseDuration = max(cfg.LeaseDuration, 3*time.Millisecond) // leases are whole ms, renewed every third
 	r := &Runner{cfg: cfg, log: log, store: store,
 		advanced: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_retention_log_start_moves_total",
 			Help: "Partition log starts this agent advanced for retention.ms or retention.bytes."}),
@@ -89,29 +107,34 @@ func New(cfg Config, log Log, store Store, reg prometheus.Registerer) *Runner {
 			Help: "Chunks of small ingestion objects this agent replaced by compacted objects."}),
 		trimmed: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_meta_trimmed_entries_total",
 			Help: "Metadata log entries this agent deleted because a snapshot covered them."}),
+		leases: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "barge_job_leases_total",
+			Help: "Job leases this agent asked for before running a job, by outcome: granted, or held by another agent."}, []string{"outcome"}),
+		cleaned: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_cleaned_partitions_total",
+			Help: "Key-compaction passes over a partition of a compacted topic this agent committed."}),
 	}
 	if reg != nil {
 		released := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "barge_released_objects",
 			Help: "Segment objects no partition refers to that are not yet deleted (all agents)."}, func() float64 {
 			var n int
-			log.View(func(st *meta.State) { n = len(st.Released(math.MaxInt64)) })
+			log.View(func(st *meta.State) { n = st.ReleasedCount() })
 			return float64(n)
 		})
-		reg.MustRegister(r.advanced, r.collected, r.compacted, r.trimmed, released)
+		reg.MustRegister(r.advanced, r.collected, r.compacted, r.trimmed, r.cleaned, r.leases, released)
 	}
 	return r
 }
 
-// Run makes a pass every Interval, and a compaction pass every
-// CompactionInterval, until ctx ends.
+// Run makes a pass every Interval, a compaction pass every
+// CompactionInterval and a key-compaction pass every CleanerBackoff, until
+// ctx ends.
 func (r *Runner) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	if r.cfg.CompactionInterval > 0 {
-		done := make(chan struct{})
-		defer func() { <-done }()
-		go func() {
-			defer close(done)
-			r.runCompaction(ctx)
-		}()
+		wg.Go(func() { r.runCompaction(ctx) })
+	}
+	if r.cfg.CleanerBackoff > 0 {
+		wg.Go(func() { r.runCleaner(ctx) })
 	}
 	Every(ctx, r.cfg.Interval, func(ctx context.Context) {
 		now := time.Now()
@@ -135,43 +158,62 @@ func (r *Runner) Run(ctx context.Context) {
 
 // TrimMeta snapshots the metadata log and deletes the entries the
 // snapshots cover once they are older than MetaRetention (meta/trim.go),
-// if this agent owns "meta-compaction".
+// if this agent owns "meta-compaction" and gets its lease.
 func (r *Runner) TrimMeta(ctx context.Context, now time.Time) (meta.TrimStats, error) {
 	t, ok := r.log.(Trimmer)
 	if !ok || r.cfg.MetaRetention <= 0 || !r.cfg.Owns("meta-compaction") {
 		return meta.TrimStats{}, nil
 	}
-	st, err := t.Trim(ctx, now, r.cfg.MetaRetention, r.cfg.MetaSnapshotEvery)
-	r.trimmed.Add(float64(st.Entries))
+	var st meta.TrimStats
+	// Whether a trim has work takes a listing, so the lease is asked for
+	// on every pass.
+	err := r.leased(ctx, []string{"meta-compaction"}, func(ctx context.Context, _ string) error {
+		var err error
+		st, err = t.Trim(ctx, now, r.cfg.MetaRetention, r.cfg.MetaSnapshotEvery)
+		r.trimmed.Add(float64(st.Entries))
+		return err
+	})
 	return st, err
 }
 
-// Retention advances the log start of the partitions of the topics this
-// agent owns as their retention configs require at now. It returns how
-// many partitions moved.
-func (r *Runner) Retention(ctx context.Context, now time.Time) (int, error) {
+// ownedTopics returns the topics whose job prefix+topic this agent owns.
+// Owns reads the log's state itself, so it must not be called inside
+// View: a read lock taken twice deadlocks once a writer waits between.
+func (r *Runner) ownedTopics(prefix string) []string {
 	var names []string
 	r.log.View(func(st *meta.State) { names = st.TopicNames() })
-	var owned []string
+	owned := names[:0]
 	for _, n := range names {
-		if r.cfg.Owns("retention/" + n) {
+		if r.cfg.Owns(prefix + n) {
 			owned = append(owned, n)
 		}
 	}
-	var ops []meta.Op
-	r.log.View(func(st *meta.State) {
-		for _, n := range owned {
-			t := st.Topic(n)
-			if t == nil {
-				continue
-			}
-			for i, p := range t.Partitions {
-				if start := t.RetentionStart(p, now.UnixMilli()); start > p.LogStart {
-					ops = append(ops, meta.AdvanceLogStart{Topic: t.ID, Partition: int32(i), Offset: start})
-				}
-			}
-		}
-	})
+	return owned
+}
+
+// Retention advances the log start of the partitions of the topics this
+// agent owns as their retention configs require at now, for the topics
+// whose "retention/<topic>" lease it gets. It returns how many partitions
+// moved.
+func (r *Runner) Retention(ctx context.Context, now time.Time) (int, error) {
+	var jobs []string
+	for _, n := range r.retentionTopics(r.ownedTopics("retention/"), now) {
+		jobs = append(jobs, "retention/"+n)
+	}
+	// The ops of all granted topics share entries, so a pass writes the
+	// lease entries and as few others as before.
+	h, err := r.acquire(ctx, jobs)
+	if err != nil {
+		return 0, err
+	}
+	defer h.release(ctx)
+	granted := make([]string, len(h.granted))
+	for i, j := range h.granted {
+		granted[i] = strings.TrimPrefix(j, "retention/")
+	}
+	// Computed again under the leases: the previous holder's moves are in
+	// the state now.
+	ops := r.retentionOps(granted, now)
 	moved := 0
 	for len(ops) > 0 {
 		n := min(len(ops), maxOpsPerEntry)
@@ -185,12 +227,68 @@ func (r *Runner) Retention(ctx context.Context, now time.Time) (int, error) {
 	return moved, nil
 }
 
+// retentionTopics returns the topics of names with a log start to move.
+func (r *Runner) retentionTopics(names []string, now time.Time) []string {
+	var due []string
+	r.log.View(func(st *meta.State) {
+		for _, n := range names {
+			if t := st.Topic(n); t != nil {
+				for _, p := range t.Partitions {
+					if t.RetentionStart(p, now.UnixMilli()) > p.LogStart {
+						due = append(due, n)
+						break
+					}
+				}
+			}
+		}
+	})
+	return due
+}
+
+// retentionOps returns the moves of the log starts of the topics names.
+func (r *Runner) retentionOps(names []string, now time.Time) []meta.Op {
+	var ops []meta.Op
+	r.log.View(func(st *meta.State) {
+		for _, n := range names {
+			t := st.Topic(n)
+			if t == nil {
+				continue
+			}
+			for i, p := range t.Partitions {
+				if start := t.RetentionStart(p, now.UnixMilli()); start > p.LogStart {
+					ops = append(ops, meta.AdvanceLogStart{Topic: t.ID, Partition: int32(i), Offset: start})
+				}
+			}
+		}
+	})
+	return ops
+}
+
 // Collect deletes the objects released at least Grace before now, if this
-// agent owns collection, and forgets them. It returns how many it deleted.
+// agent owns collection and gets its lease, and forgets them. It returns
+// how many it deleted.
 func (r *Runner) Collect(ctx context.Context, now time.Time) (int, error) {
 	if !r.cfg.Owns("collect") {
 		return 0, nil
 	}
+	var due bool
+	r.log.View(func(st *meta.State) { due = len(st.Released(now.Add(-r.cfg.Grace).UnixMilli())) > 0 })
+	// Finding orphans takes a listing: with the sweep on, every pass
+	// leases.
+	if !due && r.cfg.OrphanGrace <= 0 {
+		return 0, nil
+	}
+	n := 0
+	err := r.leased(ctx, []string{"collect"}, func(ctx context.Context, _ string) error {
+		var err error
+		n, err = r.collect(ctx, now)
+		return err
+	})
+	return n, err
+}
+
+// collect is Collect's pass under its lease.
+func (r *Runner) collect(ctx context.Context, now time.Time) (int, error) {
 	var due []meta.ReleasedObject
 	r.log.View(func(st *meta.State) { due = st.Released(now.Add(-r.cfg.Grace).UnixMilli()) })
 	if len(due) > maxOpsPerEntry {
@@ -217,7 +315,7 @@ func (r *Runner) Collect(ctx context.Context, now time.Time) (int, error) {
 	return orphans + len(done), err
 }
 
-// sweepOrphans deletes the seg/ and cmp/ objects no chunk refers to and
+// sweepOrphans deletes the seg/, cmp/ and cln/ objects no chunk refers to and
 // the released list does not hold, named (by their leading unix-ms
 // timestamp) more than OrphanGrace before now: segments whose commit never
 // landed (an agent died between PUT and commit) and compaction outputs
@@ -231,7 +329,7 @@ func (r *Runner) sweepOrphans(ctx context.Context, now time.Time) (int, error) {
 	}
 	cutoff := now.Add(-r.cfg.OrphanGrace).UnixMilli()
 	var old []string
-	for _, prefix := range []string{ingestPrefix, compactPrefix} {
+	for _, prefix := range []string{ingestPrefix, compactPrefix, tiered.CleanedPrefix} {
 		infos, err := r.store.List(ctx, prefix, "", 0)
 		if err != nil {
 			return 0, err

@@ -60,36 +60,51 @@ func (s *State) tryReplace(nowMs int64, op ReplaceChunks) error {
 	if t := s.byID[op.Topic]; t != nil {
 		p = t.Partition(op.Partition)
 	}
-	if p == nil || len(op.Inputs) == 0 {
-		return ErrConflict
+	i, err := s.findRun(p, op.Inputs, op.Output)
+	if err != nil {
+		return err
 	}
-	first, last := op.Inputs[0], op.Inputs[len(op.Inputs)-1]
-	if op.Output.BaseOffset != first.BaseOffset || op.Output.NextOffset != last.NextOffset || op.Output.Object == "" {
-		return ErrConflict
+	s.swapRun(nowMs, p, i, len(op.Inputs), op.Output)
+	return nil
+}
+
+// findRun returns the index in p's chunks of the contiguous run inputs,
+// or ErrConflict unless output may replace it: same offsets, a new object.
+func (s *State) findRun(p *Partition, inputs []ChunkRef, output Chunk) (int, error) {
+	if p == nil || len(inputs) == 0 {
+		return -1, ErrConflict
+	}
+	first, last := inputs[0], inputs[len(inputs)-1]
+	if output.BaseOffset != first.BaseOffset || output.NextOffset != last.NextOffset || output.Object == "" {
+		return -1, ErrConflict
 	}
 	// The output must be a new object: a released one may be deleted already.
-	if _, gone := s.released[op.Output.Object]; gone || s.objRefs[op.Output.Object] > 0 {
-		return ErrConflict
+	if _, gone := s.released[output.Object]; gone || s.objRefs[output.Object] > 0 {
+		return -1, ErrConflict
 	}
 	i := p.Find(first.BaseOffset)
-	if i < 0 || i+len(op.Inputs) > len(p.Chunks) {
-		return ErrConflict
+	if i < 0 || i+len(inputs) > len(p.Chunks) {
+		return -1, ErrConflict
 	}
-	for j, in := range op.Inputs {
+	for j, in := range inputs {
 		if p.Chunks[i+j].Ref() != in {
-			return ErrConflict
+			return -1, ErrConflict
 		}
 	}
-	for _, c := range p.Chunks[i : i+len(op.Inputs)] {
+	return i, nil
+}
+
+// swapRun replaces the n chunks from index i with output.
+func (s *State) swapRun(nowMs int64, p *Partition, i, n int, output Chunk) {
+	for _, c := range p.Chunks[i : i+n] {
 		s.unref(nowMs, c.Object)
 	}
-	chunks := make([]Chunk, 0, len(p.Chunks)-len(op.Inputs)+1)
+	chunks := make([]Chunk, 0, len(p.Chunks)-n+1)
 	chunks = append(chunks, p.Chunks[:i]...)
-	chunks = append(chunks, op.Output)
-	chunks = append(chunks, p.Chunks[i+len(op.Inputs):]...)
+	chunks = append(chunks, output)
+	chunks = append(chunks, p.Chunks[i+n:]...)
 	p.Chunks = chunks
-	s.ref(op.Output.Object)
-	return nil
+	s.ref(output.Object)
 }
 
 func encodeCompactionOp(e *encoder, op Op) bool {

@@ -20,7 +20,8 @@ import (
 // 5 ReserveProducers, 6 GroupGeneration, 7 CommitOffsets, 8 DeleteGroups,
 // 9 DeleteOffsets (groups.go), 10 AgentHeartbeat (agents.go), 11
 // SetTopicConfigs, 12 AdvanceLogStart, 13 ForgetObjects (retention.go), 14
-// ReplaceChunks (compaction.go). New kinds are added, never renumbered.
+// ReplaceChunks (compaction.go), 15 AcquireLease, 16 ReleaseLease (leases.go),
+// 17 CleanChunks (clean.go). New kinds are added, never renumbered.
 //
 // A reader that meets an unknown version or op kind stops and reports
 // ErrCorrupt rather than guess: an agent that is too old must not apply a log
@@ -154,7 +155,7 @@ func (en *Entry) Encode() []byte {
 		case ReserveProducers:
 			e.svar(int64(op.Count))
 		default:
-			if encodeGroupOp(&e, op) || encodeAgentOp(&e, op) || encodeJobOp(&e, op) || encodeCompactionOp(&e, op) {
+			if encodeGroupOp(&e, op) || encodeAgentOp(&e, op) || encodeJobOp(&e, op) || encodeCompactionOp(&e, op) || encodeCleanOp(&e, op) || encodeLeaseOp(&e, op) {
 				continue
 			}
 			panic(fmt.Sprintf("meta: unknown op %T", op))
@@ -221,6 +222,12 @@ func DecodeEntry(b []byte) (*Entry, error) {
 			}
 			if !ok {
 				op, ok = decodeCompactionOp(d, k)
+			}
+			if !ok {
+				op, ok = decodeCleanOp(d, k)
+			}
+			if !ok {
+				op, ok = decodeLeaseOp(d, k)
 			}
 			if !ok {
 				return nil, fmt.Errorf("%w: unknown op kind %d", ErrCorrupt, k)

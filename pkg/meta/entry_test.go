@@ -91,6 +91,20 @@ func entryCases() []struct {
 				Output: Chunk{Object: "cmp/x", Pos: 8, Len: 150, BaseOffset: 0, NextOffset: math.MaxInt64, MaxTimestamp: -1}},
 			ReplaceChunks{Inputs: []ChunkRef{}},
 		}}},
+		{"clean chunks", &Entry{Writer: "a", Tag: 15, Ops: []Op{
+			CleanChunks{Topic: testID(1), Partition: 3, CleanedTo: 9, DeleteHorizon: 1700000000000, Runs: []CleanRun{
+				{Inputs: []ChunkRef{{"seg/a", 8, 100, 0, 5}}, Output: Chunk{Object: "cln/x", Pos: 8, Len: 60, BaseOffset: 0, NextOffset: 5, MaxTimestamp: 3}},
+				{Inputs: []ChunkRef{{"cmp/b", 8, 50, 5, 7}, {"seg/c", 0, 1, 7, 9}}, Output: Chunk{Object: "cln/y", Pos: 8, Len: 20, BaseOffset: 5, NextOffset: 9}},
+			}},
+			CleanChunks{Runs: []CleanRun{}},
+		}}},
+		{"leases", &Entry{Writer: "a", Tag: 14, TimeMs: 1700000000000, Ops: []Op{
+			AcquireLease{Job: "compact/orders", DurationMs: 120000},
+			AcquireLease{Job: "", DurationMs: math.MinInt64},
+			AcquireLease{Job: "collect-ü", DurationMs: math.MaxInt64},
+			ReleaseLease{Job: "compact/orders"},
+			ReleaseLease{},
+		}}},
 		{"every kind", &Entry{Writer: "agent-ü-\x00-\xff", Tag: math.MaxUint64, TimeMs: math.MinInt64, Ops: []Op{
 			CreateTopic{Name: "x", ID: testID(8), Partitions: 2, ReplicationFactor: 1, Configs: map[string]string{"k": "v"}},
 			CreatePartitions{ID: testID(8), Count: 4},
@@ -102,6 +116,8 @@ func entryCases() []struct {
 			CommitOffsets{Group: "g", Generation: 1, Offsets: []GroupOffset{{Topic: testID(8), Partition: 1, Offset: 5}}},
 			DeleteOffsets{Group: "g", Partitions: []GroupPartition{{testID(8), 1}}},
 			DeleteGroups{Groups: []string{"g"}},
+			AcquireLease{Job: "retention/x", DurationMs: 1},
+			ReleaseLease{Job: "retention/x"},
 		}}},
 	}
 }
@@ -218,6 +234,8 @@ func TestDecodeEntryRejects(t *testing.T) {
 		})},
 		{"group generation truncated", sealed(func(e *encoder) { e.uvar(1); e.u8(kindGroupGeneration); e.str("g"); e.svar(1) })},
 		{"op kind 255", sealed(func(e *encoder) { e.uvar(1); e.u8(255) })},
+		{"lease truncated", sealed(func(e *encoder) { e.uvar(1); e.u8(kindAcquireLease); e.str("job") })},
+		{"lease job longer than input", sealed(func(e *encoder) { e.uvar(1); e.u8(kindReleaseLease); e.uvar(1 << 20) })},
 		{"unknown kind after a good op", sealed(func(e *encoder) {
 			e.uvar(2)
 			e.u8(kindReserveProducers)

@@ -147,6 +147,9 @@ func (s *State) IsReleased(object string) bool {
 	return ok
 }
 
+// ReleasedCount returns how many objects are on the released list.
+func (s *State) ReleasedCount() int { return len(s.released) }
+
 // Released returns the released objects released at or before beforeMs,
 // oldest first.
 func (s *State) Released(beforeMs int64) []ReleasedObject {
@@ -203,6 +206,13 @@ func (t *Topic) RetentionStart(p *Partition, nowMs int64) int64 {
 func (t *Topic) Deletes() bool {
 	policy, _ := t.Config("cleanup.policy")
 	return slices.Contains(SplitList(policy), "delete")
+}
+
+// Compacts reports whether the topic's cleanup.policy includes compact:
+// key compaction applies to it and its records need keys.
+func (t *Topic) Compacts() bool {
+	policy, _ := t.Config("cleanup.policy")
+	return slices.Contains(SplitList(policy), "compact")
 }
 
 func encodeJobOp(e *encoder, op Op) bool {

@@ -5,22 +5,24 @@ import (
 	"sort"
 )
 
-// Snapshot layout (version 4), stored as meta/snap/<20-digit seq>:
+// Snapshot layout (version 6), stored as meta/snap/<20-digit seq>:
 //
 //	magic "BRGN", version byte, then: seq (uvarint), next producer id
 //	(varint), the distinct object keys (count, strings) that chunks refer to
 //	by index, then the topics sorted by name, each with its partitions,
 //	chunks and producers (sorted by id), then (version 2) the consumer
 //	groups (groups.go), then (version 3) the agents (agents.go), then
-//	(version 4) the released objects (retention.go), and a CRC-32C
-//	trailer. Older snapshots, which end after an earlier section, are
-//	still read. Per-object chunk counts are rebuilt, not stored.
+//	(version 4) the released objects (retention.go), then (version 5)
+//	the job leases (leases.go), then (version 6) key compaction's
+//	per-partition boundaries (clean.go), and a CRC-32C trailer. Older snapshots,
+//	which end after an earlier section, are still read. Per-object chunk
+//	counts are rebuilt, not stored.
 //
 // The encoding is deterministic: two agents snapshotting the same state
 // write the same bytes.
 const (
 	snapMagic   = "BRGN"
-	snapVersion = 4
+	snapVersion = 6
 )
 
 // EncodeSnapshot serialises the state.
@@ -100,6 +102,8 @@ func (s *State) EncodeSnapshot() []byte {
 	s.encodeGroups(&e)
 	s.encodeAgents(&e)
 	s.encodeReleased(&e)
+	s.encodeLeases(&e)
+	s.encodeCleaner(&e)
 	return e.seal()
 }
 
@@ -178,6 +182,12 @@ func DecodeSnapshot(b []byte) (*State, error) {
 	}
 	if version >= 4 {
 		s.decodeReleased(d)
+	}
+	if version >= 5 {
+		s.decodeLeases(d)
+	}
+	if version >= 6 {
+		s.decodeCleaner(d)
 	}
 	s.rebuildRefs()
 	if d.err != nil {

@@ -53,6 +53,10 @@ func historyEntries() []*Entry {
 			CommitOffsets{Group: "drained", Generation: -1, Offsets: []GroupOffset{{Topic: events, Partition: 0, Offset: 1}}},
 			DeleteOffsets{Group: "drained", Partitions: []GroupPartition{{events, 0}}},
 		}},
+		&Entry{Writer: "a", TimeMs: t, Ops: []Op{AcquireLease{Job: "compact/orders", DurationMs: 120000},
+			AcquireLease{Job: "collect", DurationMs: 1000}, ReleaseLease{Job: "collect"}}},
+		&Entry{Writer: "b", TimeMs: t, Ops: []Op{AcquireLease{Job: "retention/events", DurationMs: 60000}}},
+		&Entry{Writer: "b", TimeMs: t, Ops: []Op{CleanChunks{Topic: events, Partition: 2, CleanedTo: 1, DeleteHorizon: t + 5}}},
 	)
 	return ens
 }
@@ -154,11 +158,11 @@ func TestDecodeSnapshotVersion1(t *testing.T) {
 	body := b[:len(b)-4]
 	// The empty groups section is one zero count; the empty agents
 	// section three zeros (next node id, addresses, agents); the empty
-	// released-objects section one.
-	if !bytes.Equal(body[len(body)-5:], []byte{0, 0, 0, 0, 0}) {
-		t.Fatalf("snapshot without groups, agents and released objects ends in %x", body[len(body)-5:])
+	// released-objects, leases and cleaner sections one each.
+	if !bytes.Equal(body[len(body)-7:], []byte{0, 0, 0, 0, 0, 0, 0}) {
+		t.Fatalf("snapshot without groups, agents, released objects, leases and cleaner boundaries ends in %x", body[len(body)-7:])
 	}
-	v1 := bytes.Clone(body[:len(body)-5])
+	v1 := bytes.Clone(body[:len(body)-7])
 	v1[4] = 1
 	dec, err := DecodeSnapshot(reseal(v1))
 	if err != nil {
@@ -234,7 +238,7 @@ func TestDecodeSnapshotCorrupt(t *testing.T) {
 	}
 	for _, bad := range [][]byte{
 		reseal(append(bytes.Clone(body), 0)),                          // trailing byte
-		reseal(append([]byte("BRGN\x05"), body[5:]...)),               // version 5
+		reseal(append([]byte("BRGN\x07"), body[5:]...)),               // version 7
 		reseal(append([]byte("BRGE\x01"), body[5:]...)),               // entry magic
 		(&Entry{Writer: "w"}).Encode(),                                // an entry is no snapshot
 		reseal(append([]byte("BRGN\x01\x00\x00\x01\x01x\x01"), 0x7f)), // topic count beyond input
@@ -308,6 +312,11 @@ func checkSnapshotBytes(t *testing.T, b []byte) {
 			parts = append(parts, CommitPart{Topic: tp.ID, Partition: int32(i), Batches: batches})
 		}
 	}
-	s.Apply(s.Seq+1, &Entry{TimeMs: 1, Ops: []Op{Commit{Object: "f", Parts: parts}, ReserveProducers{Count: 1}}})
+	ops := []Op{Commit{Object: "f", Parts: parts}, ReserveProducers{Count: 1}}
+	for job, l := range s.leases { // renewed by the holder, released by another
+		ops = append(ops, AcquireLease{Job: job, DurationMs: 1}, ReleaseLease{Job: job})
+		s.Apply(s.Seq+1, &Entry{Writer: l.Holder, TimeMs: 1, Ops: []Op{AcquireLease{Job: job, DurationMs: 1}}})
+	}
+	s.Apply(s.Seq+1, &Entry{TimeMs: 1, Ops: ops})
 	s.EncodeSnapshot()
 }

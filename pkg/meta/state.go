@@ -41,6 +41,7 @@ type State struct {
 	nextNodeID     int32
 	objRefs        map[string]int   // object → chunks referring to it
 	released       map[string]int64 // object → when no chunk referred to it any more
+	leases         map[string]Lease // job → its lease (leases.go)
 }
 
 // Topic is one topic and its partitions.
@@ -57,6 +58,8 @@ type Partition struct {
 	LogStart      int64
 	HighWatermark int64
 	Chunks        []Chunk // ascending and contiguous in offsets
+	CleanedTo     int64   // key compaction's clean/dirty boundary (clean.go)
+	DeleteHorizon int64   // when the cleaned part's first tombstone may go (clean.go)
 	producers     map[int64]*producerState
 }
 
@@ -99,7 +102,8 @@ type BatchResult struct {
 // NewState returns the empty state before slot 1.
 func NewState() *State {
 	return &State{topics: map[string]*Topic{}, byID: map[TopicID]*Topic{}, groups: map[string]*Group{}, nextProducerID: 1000,
-		agents: map[string]*Agent{}, nodeByAddr: map[string]int32{}, objRefs: map[string]int{}, released: map[string]int64{}}
+		agents: map[string]*Agent{}, nodeByAddr: map[string]int32{}, objRefs: map[string]int{}, released: map[string]int64{},
+		leases: map[string]Lease{}}
 }
 
 // Topic returns the topic by name.
@@ -182,6 +186,12 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 			}
 		case ReplaceChunks:
 			results[i].Err = s.replaceChunks(en.TimeMs, op)
+		case AcquireLease:
+			results[i].Err = s.acquireLease(en.Writer, en.TimeMs, op)
+		case ReleaseLease:
+			s.releaseLease(en.Writer, op)
+		case CleanChunks:
+			results[i].Err = s.cleanChunks(en.TimeMs, op)
 		}
 	}
 	return results

@@ -100,6 +100,7 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 		maxBytes  int64
 		logAppend bool
 		found     bool
+		compacted bool
 	)
 	s.log.View(func(st *meta.State) {
 		t := st.Topic(topic)
@@ -110,6 +111,7 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 		maxBytes = t.ConfigInt("max.message.bytes")
 		ts, _ := t.Config("message.timestamp.type")
 		logAppend = ts == "LogAppendTime"
+		compacted = t.Compacts()
 	})
 	if !found {
 		return nil, meta.ErrUnknownTopic
@@ -130,6 +132,11 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 		if h.IsTransactional() || h.IsControl() {
 			return fmt.Errorf("%w: transactional batches are not supported yet", batch.ErrInvalidRecord)
 		}
+		if compacted {
+			if err := checkKeys(b); err != nil {
+				return err
+			}
+		}
 		batches = append(batches, tiered.Batch{Data: b, Header: h})
 		records += int(h.NumRecords)
 		return nil
@@ -144,6 +151,25 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 	s.metrics.produceBytes.Add(float64(len(rp.Records)))
 	s.metrics.produceRecs.Add(float64(records))
 	return tk, nil
+}
+
+// maxKeyCheckBytes bounds a batch decompressed to check its keys.
+const maxKeyCheckBytes = 64 << 20
+
+// checkKeys refuses a batch with a record without a key, which a
+// compacted topic could never clean, as Kafka does. It is the one place
+// the produce path decodes records, and only for compacted topics.
+func checkKeys(b []byte) error {
+	recs, err := batch.Records(b, maxKeyCheckBytes)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Key == nil {
+			return fmt.Errorf("%w: compacted topic cannot accept message without key", batch.ErrInvalidRecord)
+		}
+	}
+	return nil
 }
 
 type errTooLarge struct {

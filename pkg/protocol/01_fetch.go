@@ -137,6 +137,13 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 			}
 			got, next := tiered.FromOffset(data, offset, limit-int64(len(out)), total == 0 && out == nil)
 			if len(got) == 0 {
+				if next < 0 {
+					// Key compaction dropped every batch from offset to the
+					// chunk's end: go on with the next chunk, as Kafka reads
+					// on into the next segment.
+					offset = max(offset, c.NextOffset)
+					continue
+				}
 				break
 			}
 			if out == nil {

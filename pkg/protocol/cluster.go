@@ -52,7 +52,7 @@ func (s *Server) coordinatorOf(group string) broker {
 	for i, b := range bs {
 		addrs[i] = b.addr()
 	}
-	owner := rendezvous(group, addrs)
+	owner := Rendezvous(group, addrs)
 	for _, b := range bs {
 		if b.addr() == owner {
 			return b

@@ -2,10 +2,10 @@ package protocol
 
 import "hash/fnv"
 
-// rendezvous picks the owner of key among candidates by highest random
+// Rendezvous picks the owner of key among candidates by highest random
 // weight: every agent computes the same owner from the same live set, and
 // when one agent leaves only the keys it owned move.
-func rendezvous(key string, candidates []string) string {
+func Rendezvous(key string, candidates []string) string {
 	best, bestScore := "", uint64(0)
 	for _, c := range candidates {
 		h := fnv.New64a()

@@ -11,9 +11,9 @@ func TestRendezvous(t *testing.T) {
 	count := map[string]int{}
 	for i := 0; i < 4000; i++ {
 		g := fmt.Sprint("group-", i)
-		owners[g] = rendezvous(g, agents)
+		owners[g] = Rendezvous(g, agents)
 		count[owners[g]]++
-		if again := rendezvous(g, []string{"d", "c", "b", "a"}); again != owners[g] {
+		if again := Rendezvous(g, []string{"d", "c", "b", "a"}); again != owners[g] {
 			t.Fatalf("%s: owner depends on candidate order: %s vs %s", g, owners[g], again)
 		}
 	}
@@ -24,11 +24,11 @@ func TestRendezvous(t *testing.T) {
 	}
 	// Removing an agent moves only its own groups.
 	for g, owner := range owners {
-		if now := rendezvous(g, []string{"a", "b", "d"}); owner != "c" && now != owner {
+		if now := Rendezvous(g, []string{"a", "b", "d"}); owner != "c" && now != owner {
 			t.Fatalf("%s moved from %s to %s when c left", g, owner, now)
 		}
 	}
-	if rendezvous("g", nil) != "" {
+	if Rendezvous("g", nil) != "" {
 		t.Fatal("no candidates must give no owner")
 	}
 }

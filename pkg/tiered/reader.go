@@ -45,14 +45,51 @@ func (r *Reader) Chunk(ctx context.Context, c meta.Chunk) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tiered: read %s: %w", c.Object, err)
 		}
-		if int64(len(b)) != c.Len {
-			return nil, fmt.Errorf("%w: %s: short range read", ErrCorruptSegment, c.Object)
-		}
-		if err := patchOffsets(b, c.BaseOffset, c.NextOffset); err != nil {
-			return nil, fmt.Errorf("%s: %w", c.Object, err)
+		if err := FinishChunk(b, c); err != nil {
+			return nil, err
 		}
 		return b, nil
 	})
+}
+
+// CleanedPrefix starts the key of every object key compaction writes.
+// Their batches carry their real base offsets, with gaps where superseded
+// records were dropped; every other object holds batches as producers sent
+// them, whose offsets follow from the chunk's base.
+const CleanedPrefix = "cln/"
+
+// FinishChunk checks the bytes read for chunk c and gives its batches their
+// final base offsets and leader epoch, in place.
+func FinishChunk(b []byte, c meta.Chunk) error {
+	if int64(len(b)) != c.Len {
+		return fmt.Errorf("%w: %s: short range read", ErrCorruptSegment, c.Object)
+	}
+	var err error
+	if strings.HasPrefix(c.Object, CleanedPrefix) {
+		err = checkOffsets(b, c.BaseOffset, c.NextOffset)
+	} else {
+		err = patchOffsets(b, c.BaseOffset, c.NextOffset)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.Object, err)
+	}
+	return nil
+}
+
+// checkOffsets checks that the batches of a cleaned chunk ascend within
+// [base, next) and resets their leader epoch.
+func checkOffsets(b []byte, base, next int64) error {
+	off := base
+	for len(b) > 0 {
+		h, err := batch.ParseHeader(b)
+		if err != nil || h.Size() < batch.HeaderSize || h.Size() > len(b) || h.BaseOffset < off || h.LastOffsetDelta < 0 || h.NextOffset() > next {
+			return fmt.Errorf("%w: cleaned batch at offset %d", ErrCorruptSegment, off)
+		}
+		batch.SetPartitionLeaderEpoch(b, 0)
+		off = h.NextOffset()
+		b = b[h.Size():]
+	}
+	return nil
 }
 
 // load returns a private copy of the chunk's bytes, unpatched.
@@ -93,9 +130,11 @@ func patchOffsets(b []byte, base, next int64) error {
 }
 
 // FromOffset returns the whole batches of a patched chunk starting with the
-// one that holds offset, up to maxBytes. When atLeastOne, the first batch is
-// returned even if it alone exceeds maxBytes (Kafka's KIP-74 rule). It also
-// returns the offset after the last batch returned.
+// first that ends after offset, up to maxBytes. When atLeastOne, the first
+// batch is returned even if it alone exceeds maxBytes (Kafka's KIP-74 rule).
+// It also returns the offset after the last batch returned: offset itself
+// when maxBytes stopped the first batch, and -1 when no batch ends after
+// offset (a cleaned chunk's tail).
 func FromOffset(chunk []byte, offset, maxBytes int64, atLeastOne bool) ([]byte, int64) {
 	start, end := -1, 0
 	next := int64(-1)
@@ -122,7 +161,7 @@ func FromOffset(chunk []byte, offset, maxBytes int64, atLeastOne bool) ([]byte, 
 		next = h.NextOffset()
 	}
 	if start < 0 {
-		return nil, offset
+		return nil, -1
 	}
 	return chunk[start:end:end], next
 }

@@ -244,6 +244,8 @@ func TestFromOffset(t *testing.T) {
 	}
 	s0, s1, s2 := sizes[0], sizes[1], sizes[2]
 	all := s0 + s1 + s2
+	// As key compaction leaves it: [10,13), a gap where [13,14) was, [14,20).
+	gapped := append(bytes.Clone(chunk[:s0]), chunk[s0+s1:]...)
 	span := func(from, to int) []byte { // batches [from, to)
 		start := int64(0)
 		for _, s := range sizes[:from] {
@@ -271,8 +273,9 @@ func TestFromOffset(t *testing.T) {
 		{"at the second batch", chunk, 13, all, false, span(1, 3), 20},
 		{"inside the last batch", chunk, 15, all, true, span(2, 3), 20},
 		{"last offset", chunk, 19, all, false, span(2, 3), 20},
-		{"at the end", chunk, 20, all, true, nil, 20},
-		{"past the end", chunk, 25, all, true, nil, 25},
+		{"at the end", chunk, 20, all, true, nil, -1},
+		{"past the end", chunk, 25, all, true, nil, -1},
+		{"in a cleaned gap returns the batch after it", gapped, 13, all, false, span(2, 3), 20},
 		{"maxBytes fits two batches exactly", chunk, 10, s0 + s1, false, span(0, 2), 14},
 		{"maxBytes one short of two batches", chunk, 10, s0 + s1 - 1, false, span(0, 1), 13},
 		{"maxBytes one short of all", chunk, 11, all - 1, true, span(0, 2), 14},
@@ -281,7 +284,7 @@ func TestFromOffset(t *testing.T) {
 		{"oversize first batch without atLeastOne", chunk, 10, s0 - 1, false, nil, 10},
 		{"zero maxBytes with atLeastOne", chunk, 14, 0, true, span(2, 3), 20},
 		{"zero maxBytes without atLeastOne", chunk, 14, 0, false, nil, 14},
-		{"empty chunk", nil, 0, all, true, nil, 0},
+		{"empty chunk", nil, 0, all, true, nil, -1},
 		{"trailing partial batch ignored", append(bytes.Clone(chunk), chunk[:s0-1]...), 10, 2 * all, false, chunk, 20},
 		{"trailing partial header ignored", append(bytes.Clone(chunk), 1, 2, 3), 13, 2 * all, false, span(1, 3), 20},
 		{"corrupt batch length stops the walk", append(bytes.Clone(span(0, 1)), negativeLength(span(1, 2))...), 10, all, false, span(0, 1), 13},
@@ -404,5 +407,43 @@ func TestReaderWholeSegments(t *testing.T) {
 	}
 	if n := f.Calls(objstore.OpGetRange) - before; n != 1 {
 		t.Errorf("%d ranged GETs for a non-segment object, want 1", n)
+	}
+}
+
+func TestFinishCleanedChunk(t *testing.T) {
+	// A cleaned chunk [10,30): batches at 10 (3 offsets) and 20 (2).
+	b0, b1 := mkBatch(t, "a", 3, 0).Data, mkBatch(t, "b", 2, 0).Data
+	batch.SetBaseOffset(b0, 10)
+	batch.SetBaseOffset(b1, 20)
+	batch.SetPartitionLeaderEpoch(b1, 7)
+	chunk := append(bytes.Clone(b0), b1...)
+	c := meta.Chunk{Object: CleanedPrefix + "x", Len: int64(len(chunk)), BaseOffset: 10, NextOffset: 30}
+	got := bytes.Clone(chunk)
+	if err := FinishChunk(got, c); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := batch.ParseHeader(got[len(b0):]); h.BaseOffset != 20 || h.PartitionLeaderEpoch != 0 {
+		t.Fatalf("second batch at %d, epoch %d: offsets must be kept, the epoch reset", h.BaseOffset, h.PartitionLeaderEpoch)
+	}
+	for _, bad := range []meta.Chunk{
+		{Object: c.Object, Len: c.Len, BaseOffset: 11, NextOffset: 30}, // a batch before the chunk
+		{Object: c.Object, Len: c.Len, BaseOffset: 10, NextOffset: 21}, // a batch past its end
+		{Object: c.Object, Len: c.Len - 1, BaseOffset: 10, NextOffset: 30},
+	} {
+		if err := FinishChunk(bytes.Clone(chunk)[:min(len(chunk), int(bad.Len))], bad); !errors.Is(err, ErrCorruptSegment) {
+			t.Errorf("chunk %+v: err %v, want ErrCorruptSegment", bad, err)
+		}
+	}
+	overlap := append(bytes.Clone(b1), b0...) // descending offsets
+	if err := FinishChunk(overlap, meta.Chunk{Object: c.Object, Len: int64(len(overlap)), BaseOffset: 10, NextOffset: 30}); !errors.Is(err, ErrCorruptSegment) {
+		t.Errorf("descending batches: err %v, want ErrCorruptSegment", err)
+	}
+	// An ingestion chunk's offsets still come from the chunk's base.
+	plain := bytes.Clone(chunk)
+	if err := FinishChunk(plain, meta.Chunk{Object: "seg/x", Len: int64(len(plain)), BaseOffset: 100, NextOffset: 105}); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := batch.ParseHeader(plain[len(b0):]); h.BaseOffset != 103 {
+		t.Fatalf("ingestion batch patched to %d, want 103", h.BaseOffset)
 	}
 }

@@ -1,0 +1,346 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bargehq/barge/pkg/meta"
+	"github.com/bargehq/barge/pkg/objstore"
+)
+
+// openLogAs is openLog for one of several agents on one bucket.
+func openLogAs(t *testing.T, store objstore.Store, writer string) *meta.Log {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	l, err := meta.Open(ctx, store, meta.Options{WriterID: writer, PollInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return l
+}
+
+// gatedStore holds every GetRange until the gate opens, so a compactor
+// that got its leases is still at work when the other asks for them.
+type gatedStore struct {
+	Store
+	gate chan struct{}
+}
+
+func (g *gatedStore) GetRange(ctx context.Context, key string, off, length int64) ([]byte, error) {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.Store.GetRange(ctx, key, off, length)
+}
+
+// countingLog signals each AcquireLease entry it appends.
+type countingLog struct {
+	*meta.Log
+	acquired chan struct{}
+}
+
+func (c *countingLog) Append(ctx context.Context, ops ...meta.Op) ([]meta.Result, error) {
+	res, err := c.Log.Append(ctx, ops...)
+	if _, ok := ops[0].(meta.AcquireLease); ok {
+		c.acquired <- struct{}{}
+	}
+	return res, err
+}
+
+// logHistory folds the whole log in the bucket and checks what leases
+// promise: a job's grants to different writers never overlap in time, and
+// every ReplaceChunks was appended by the holder of its topic's
+// "compact/<topic>" lease and accepted. It returns the accepted replaces
+// the granted first acquisitions (renewals not counted) per writer, and
+// the state at the end of the log.
+func logHistory(t *testing.T, store objstore.Store) (replaces int, grants map[string]int, st *meta.State) {
+	t.Helper()
+	ctx := context.Background()
+	infos, err := store.List(ctx, "meta/log/", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct {
+		holder      string
+		from, until int64
+		open        bool // not released yet
+	}
+	spans := map[string][]*span{}
+	grants = map[string]int{}
+	st = meta.NewState()
+	for i, info := range infos {
+		b, err := store.Get(ctx, info.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		en, err := meta.DecodeEntry(b)
+		if err != nil {
+			t.Fatalf("%s: %v", info.Key, err)
+		}
+		for _, op := range en.Ops {
+			if rc, ok := op.(meta.ReplaceChunks); ok {
+				job := "compact/" + st.TopicByID(rc.Topic).Name
+				if l, ok := st.Lease(job); !ok || l.Holder != en.Writer || !l.Held(en.TimeMs) {
+					t.Errorf("%s: %s replaced chunks of %s without its lease (%+v)", info.Key, en.Writer, job, l)
+				}
+			}
+		}
+		res := st.Apply(uint64(i+1), en)
+		for j, op := range en.Ops {
+			switch op := op.(type) {
+			case meta.ReplaceChunks:
+				if res[j].Err != nil {
+					t.Errorf("%s: ReplaceChunks by %s: %v", info.Key, en.Writer, res[j].Err)
+				} else {
+					replaces++
+				}
+			case meta.AcquireLease:
+				if res[j].Err != nil {
+					continue
+				}
+				ss := spans[op.Job]
+				if n := len(ss); n > 0 && ss[n-1].holder == en.Writer && ss[n-1].open && en.TimeMs < ss[n-1].until {
+					ss[n-1].until = en.TimeMs + op.DurationMs // a renewal
+					continue
+				}
+				spans[op.Job] = append(ss, &span{holder: en.Writer, from: en.TimeMs, until: en.TimeMs + op.DurationMs, open: true})
+				grants[en.Writer]++
+			case meta.ReleaseLease:
+				if ss := spans[op.Job]; len(ss) > 0 && ss[len(ss)-1].holder == en.Writer && ss[len(ss)-1].open {
+					ss[len(ss)-1].until = min(ss[len(ss)-1].until, en.TimeMs)
+					ss[len(ss)-1].open = false
+				}
+			}
+		}
+	}
+	for job, ss := range spans {
+		for i := 1; i < len(ss); i++ {
+			if prev, cur := ss[i-1], ss[i]; prev.holder != cur.holder && cur.from < prev.until {
+				t.Errorf("%s: held by %s from %d while %s held it until %d", job, cur.holder, cur.from, prev.holder, prev.until)
+			}
+		}
+	}
+	return replaces, grants, st
+}
+
+// commitSmall commits n ingestion objects, each with a batch of every
+// partition of the topics.
+func commitSmall(t *testing.T, l *meta.Log, store objstore.Store, tag string, n int, topics []meta.TopicID, partitions int32) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		var obj []byte
+		var parts []meta.CommitPart
+		for _, id := range topics {
+			for p := range partitions {
+				b := mkBatch(t, fmt.Sprintf("%s-%d-%x-%d", tag, i, id[0], p), 2)
+				parts = append(parts, meta.CommitPart{Topic: id, Partition: p, Batches: []meta.CommitBatch{
+					{Pos: int64(len(obj)), Len: int64(len(b)), Records: 2, MaxTimestamp: 1, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}}})
+				obj = append(obj, b...)
+			}
+		}
+		key := fmt.Sprintf("seg/%s-%d", tag, i)
+		if err := store.Put(ctx, key, obj); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append(ctx, meta.Commit{Object: key, Size: int64(len(obj)), Parts: parts}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Two agents that both think they own every compaction job: per round,
+// one gets the leases and compacts while the other is refused, so every
+// run is replaced exactly once, with no conflicting outputs.
+func TestCompactLeasedTwoAgents(t *testing.T) {
+	const rounds, perRound, partitions = 3, 4, 2
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	l1 := openLogAs(t, store, "w1")
+	topics := []meta.TopicID{{1}, {2}, {3}}
+	for i, id := range topics {
+		if _, err := l1.Append(ctx, meta.CreateTopic{Name: fmt.Sprint("t", i), ID: id, Partitions: partitions}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l2 := openLogAs(t, store, "w2")
+	logs := []*countingLog{{l1, make(chan struct{}, 16)}, {l2, make(chan struct{}, 16)}}
+	var runners []*Runner
+	var gates []*gatedStore
+	for i, l := range logs {
+		g := &gatedStore{Store: store}
+		gates = append(gates, g)
+		runners = append(runners, New(Config{WriterID: fmt.Sprint("w", i+1), CompactionTarget: 1 << 20, LeaseDuration: time.Minute}, l, g, nil))
+	}
+	total := 0
+	for round := range rounds {
+		commitSmall(t, l1, store, fmt.Sprint("r", round), perRound, topics, partitions)
+		// Both see the new chunks before either starts.
+		var seq1 uint64
+		l1.View(func(st *meta.State) { seq1 = st.Seq })
+		for {
+			var seq2 uint64
+			l2.View(func(st *meta.State) { seq2 = st.Seq })
+			if seq2 >= seq1 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		for _, g := range gates {
+			g.gate = make(chan struct{})
+		}
+		var wg sync.WaitGroup
+		counts := make([]int, 2)
+		errs := make([]error, 2)
+		for i, r := range runners {
+			wg.Go(func() { counts[i], errs[i] = r.Compact(ctx) })
+		}
+		// Both have asked before either reads a byte.
+		for _, l := range logs {
+			select {
+			case <-l.acquired:
+			case <-time.After(10 * time.Second):
+				t.Fatal("a runner never asked for its leases")
+			}
+		}
+		for _, g := range gates {
+			close(g.gate)
+		}
+		wg.Wait()
+		for i := range runners {
+			if errs[i] != nil {
+				t.Fatalf("round %d: runner %d: %v", round, i+1, errs[i])
+			}
+		}
+		if want := perRound * partitions * len(topics); counts[0]+counts[1] != want {
+			t.Fatalf("round %d: replaced %v chunks, want %d in all", round, counts, want)
+		}
+		total += counts[0] + counts[1]
+		t.Logf("round %d: chunks replaced per runner %v", round, counts)
+	}
+	replaces, grants, st := logHistory(t, store)
+	cmp, err := store.List(ctx, "cmp/", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One accepted replace per partition per round, and no other output.
+	if want := rounds * partitions * len(topics); replaces != want || len(cmp) != want {
+		t.Fatalf("%d accepted replaces and %d cmp/ objects, want %d", replaces, len(cmp), want)
+	}
+	// Each round, each topic's job was granted once.
+	if n := grants["w1"] + grants["w2"]; n != rounds*len(topics) {
+		t.Fatalf("compaction leases granted %v, want %d in all", grants, rounds*len(topics))
+	}
+	for i := range topics {
+		for p, part := range st.Topic(fmt.Sprint("t", i)).Partitions {
+			for _, c := range part.Chunks {
+				if !strings.HasPrefix(c.Object, "cmp/") {
+					t.Errorf("t%d/%d still has %s", i, p, c.Object)
+				}
+			}
+		}
+		if l, ok := st.Lease(fmt.Sprint("compact/t", i)); ok {
+			t.Errorf("compact/t%d still leased: %+v", i, l)
+		}
+	}
+}
+
+// A job that outlasts a third of the lease keeps it by renewal: another
+// agent is refused until it ends and released it.
+func TestLeaseRenewedWhileRunning(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	const d = 500 * time.Millisecond
+	r1 := New(Config{LeaseDuration: d}, openLogAs(t, store, "w1"), store, nil)
+	r2 := New(Config{LeaseDuration: d}, openLogAs(t, store, "w2"), store, nil)
+	running, finish := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- r1.leased(ctx, []string{"job"}, func(ctx context.Context, _ string) error {
+			close(running)
+			select {
+			case <-finish:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	<-running
+	deadline := time.Now().Add(3 * d)
+	for time.Now().Before(deadline) {
+		ran := false
+		if err := r2.leased(ctx, []string{"job"}, func(context.Context, string) error { ran = true; return nil }); err != nil || ran {
+			t.Fatalf("the other agent ran the job while it was leased (%v)", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(finish)
+	if err := <-done; err != nil {
+		t.Fatalf("leased job: %v", err)
+	}
+	// Released: the other agent gets it at once, without waiting for expiry.
+	ran := false
+	if err := r2.leased(ctx, []string{"job"}, func(context.Context, string) error { ran = true; return nil }); err != nil || !ran {
+		t.Fatalf("after release: ran %v, %v", ran, err)
+	}
+}
+
+// failingRenewals lets the first AcquireLease entry through and fails the
+// others, as a bucket outage would.
+type failingRenewals struct {
+	*meta.Log
+	mu   sync.Mutex
+	seen int
+}
+
+func (f *failingRenewals) Append(ctx context.Context, ops ...meta.Op) ([]meta.Result, error) {
+	if _, ok := ops[0].(meta.AcquireLease); ok {
+		f.mu.Lock()
+		f.seen++
+		n := f.seen
+		f.mu.Unlock()
+		if n > 1 {
+			return nil, meta.ErrUnavailable
+		}
+	}
+	return f.Log.Append(ctx, ops...)
+}
+
+// A job whose lease cannot be renewed stops before the lease ends by this
+// agent's clock; the other jobs of the call are skipped.
+func TestLeaseLostStopsJob(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMemory()
+	l := openLogAs(t, store, "w1")
+	r := New(Config{LeaseDuration: 300 * time.Millisecond}, &failingRenewals{Log: l}, store, nil)
+	var lease meta.Lease
+	var stoppedMs int64
+	var ran []string
+	err := r.leased(ctx, []string{"a", "b"}, func(ctx context.Context, job string) error {
+		ran = append(ran, job)
+		l.View(func(st *meta.State) { lease, _ = st.Lease(job) })
+		<-ctx.Done()
+		stoppedMs = time.Now().UnixMilli()
+		return ctx.Err()
+	})
+	if !errors.Is(err, errLeaseLost) || len(ran) != 1 {
+		t.Fatalf("err %v, ran %v; want a lost lease and only the first job", err, ran)
+	}
+	// The timer fires at the lease's end by this clock; allow for
+	// scheduling on a busy machine, not for another lease duration.
+	t.Logf("stopped %dms after the lease's end", stoppedMs-lease.UntilMs)
+	if stoppedMs > lease.UntilMs+250 {
+		t.Fatalf("job stopped at %d, lease ended at %d", stoppedMs, lease.UntilMs)
+	}
+}

@@ -1,0 +1,169 @@
+package meta
+
+// Key compaction (cleanup.policy=compact): CleanChunks swaps runs of a
+// partition's chunks for chunks of new objects that hold the same offset
+// ranges with the superseded records left out, and moves the partition's
+// clean/dirty boundary. Unlike ReplaceChunks' outputs, a cleaned chunk's
+// batches keep their real base offsets and may leave gaps between them, so
+// readers must trust the offsets stored in the batches (tiered.CleanedPrefix
+// names such objects).
+//
+// The op is all or nothing: if any run changed since the cleaner read it,
+// or another cleaner moved the boundary past this one's, Apply rejects it
+// with ErrConflict and releases every output, as ReplaceChunks does.
+
+const kindCleanChunks = 17
+
+// CleanRun is one run of chunks a cleaner rewrote.
+type CleanRun struct {
+	Inputs []ChunkRef
+	Output Chunk
+}
+
+// CleanChunks records one key-compaction pass over a partition.
+type CleanChunks struct {
+	Topic     TopicID
+	Partition int32
+	Runs      []CleanRun // ascending, not overlapping; unchanged runs are left out
+	// CleanedTo is the first offset the pass did not clean (Kafka's cleaner
+	// checkpoint): records from it on are the dirty head.
+	CleanedTo int64
+	// DeleteHorizon is the earliest time (unix ms) at which a tombstone the
+	// cleaned part still holds may be dropped, or 0 if it holds none; a
+	// cleaner runs again then even if nothing is dirty.
+	DeleteHorizon int64
+}
+
+func (CleanChunks) kind() uint8 { return kindCleanChunks }
+
+func (s *State) cleanChunks(nowMs int64, op CleanChunks) error {
+	if err := s.tryClean(nowMs, op); err != nil {
+		for _, r := range op.Runs {
+			if r.Output.Object != "" && s.objRefs[r.Output.Object] == 0 {
+				s.release(nowMs, r.Output.Object)
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *State) tryClean(nowMs int64, op CleanChunks) error {
+	var p *Partition
+	if t := s.byID[op.Topic]; t != nil {
+		p = t.Partition(op.Partition)
+	}
+	if p == nil || op.CleanedTo < p.CleanedTo || op.CleanedTo > p.HighWatermark || op.DeleteHorizon < 0 {
+		return ErrConflict
+	}
+	at := make([]int, len(op.Runs))
+	next := 0 // the first chunk index the next run may start at
+	outputs := map[string]bool{}
+	for k, r := range op.Runs {
+		i, err := s.findRun(p, r.Inputs, r.Output)
+		if err != nil || i < next || outputs[r.Output.Object] {
+			return ErrConflict
+		}
+		outputs[r.Output.Object] = true
+		at[k], next = i, i+len(r.Inputs)
+	}
+	// Back to front, so that the indexes of the runs before stay valid.
+	for k := len(op.Runs) - 1; k >= 0; k-- {
+		s.swapRun(nowMs, p, at[k], len(op.Runs[k].Inputs), op.Runs[k].Output)
+	}
+	p.CleanedTo = op.CleanedTo
+	p.DeleteHorizon = op.DeleteHorizon
+	return nil
+}
+
+func encodeCleanOp(e *encoder, op Op) bool {
+	c, ok := op.(CleanChunks)
+	if !ok {
+		return false
+	}
+	e.id(c.Topic)
+	e.svar(int64(c.Partition))
+	e.uvar(uint64(len(c.Runs)))
+	for _, r := range c.Runs {
+		e.uvar(uint64(len(r.Inputs)))
+		for _, in := range r.Inputs {
+			e.str(in.Object)
+			e.svar(in.Pos)
+			e.svar(in.Len)
+			e.svar(in.BaseOffset)
+			e.svar(in.NextOffset)
+		}
+		o := r.Output
+		e.str(o.Object)
+		e.svar(o.Pos)
+		e.svar(o.Len)
+		e.svar(o.BaseOffset)
+		e.svar(o.NextOffset)
+		e.svar(o.MaxTimestamp)
+	}
+	e.svar(c.CleanedTo)
+	e.svar(c.DeleteHorizon)
+	return true
+}
+
+func decodeCleanOp(d *decoder, k uint8) (Op, bool) {
+	if k != kindCleanChunks {
+		return nil, false
+	}
+	op := CleanChunks{Topic: d.id(), Partition: d.i32()}
+	nr := d.count(7)
+	op.Runs = make([]CleanRun, 0, nr)
+	for i := 0; i < nr && d.err == nil; i++ {
+		ni := d.count(6)
+		r := CleanRun{Inputs: make([]ChunkRef, 0, ni)}
+		for j := 0; j < ni && d.err == nil; j++ {
+			r.Inputs = append(r.Inputs, ChunkRef{Object: d.str(), Pos: d.svar(), Len: d.svar(), BaseOffset: d.svar(), NextOffset: d.svar()})
+		}
+		r.Output = Chunk{Object: d.str(), Pos: d.svar(), Len: d.svar(), BaseOffset: d.svar(), NextOffset: d.svar(), MaxTimestamp: d.svar()}
+		op.Runs = append(op.Runs, r)
+	}
+	op.CleanedTo, op.DeleteHorizon = d.svar(), d.svar()
+	return op, true
+}
+
+// Snapshot cleaner section (version 6): the partitions whose clean/dirty
+// boundary or delete horizon is set, as topic id, partition, boundary,
+// horizon, sorted by topic name and partition.
+func (s *State) encodeCleaner(e *encoder) {
+	type entry struct {
+		id   TopicID
+		part int
+		p    *Partition
+	}
+	var set []entry
+	for _, n := range s.TopicNames() {
+		t := s.topics[n]
+		for i, p := range t.Partitions {
+			if p.CleanedTo != 0 || p.DeleteHorizon != 0 {
+				set = append(set, entry{t.ID, i, p})
+			}
+		}
+	}
+	e.uvar(uint64(len(set)))
+	for _, x := range set {
+		e.id(x.id)
+		e.svar(int64(x.part))
+		e.svar(x.p.CleanedTo)
+		e.svar(x.p.DeleteHorizon)
+	}
+}
+
+func (s *State) decodeCleaner(d *decoder) {
+	n := d.count(19)
+	for i := 0; i < n && d.err == nil; i++ {
+		id, part := d.id(), d.i32()
+		cleaned, horizon := d.svar(), d.svar()
+		t := s.byID[id]
+		if t == nil || t.Partition(part) == nil {
+			d.fail("cleaner partition")
+			return
+		}
+		p := t.Partitions[part]
+		p.CleanedTo, p.DeleteHorizon = cleaned, horizon
+	}
+}

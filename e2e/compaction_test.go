@@ -12,9 +12,9 @@ import (
 	"github.com/bargehq/barge/pkg/meta"
 )
 
-// metaState opens the bucket's metadata log read-only and returns the
-// size of a snapshot of its state and the chunks of topic.
-func metaState(t *testing.T, b harness.Backend, topic string) (snapBytes, chunks int) {
+// viewBucketState opens the bucket's metadata log read-only and calls fn
+// with its state.
+func viewBucketState(t *testing.T, b harness.Backend, fn func(*meta.State)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -22,7 +22,14 @@ func metaState(t *testing.T, b harness.Backend, topic string) (snapBytes, chunks
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.View(func(st *meta.State) {
+	l.View(fn)
+}
+
+// metaState returns the size of a snapshot of the bucket's metadata state
+// and the chunks of topic.
+func metaState(t *testing.T, b harness.Backend, topic string) (snapBytes, chunks int) {
+	t.Helper()
+	viewBucketState(t, b, func(st *meta.State) {
 		snapBytes = len(st.EncodeSnapshot())
 		for _, p := range st.Topic(topic).Partitions {
 			chunks += len(p.Chunks)

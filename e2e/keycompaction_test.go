@@ -162,14 +162,8 @@ func readCompactedKcat(t *testing.T, addr, topic string) compactedRef {
 // clean/dirty boundary and whether every chunk is a cleaned object.
 func cleanerState(t *testing.T, b harness.Backend, topic string) (hw, cleaned []int64, allCleaned bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	l, err := meta.Open(ctx, b.Open(t), meta.Options{WriterID: "probe"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	allCleaned = true
-	l.View(func(st *meta.State) {
+	viewBucketState(t, b, func(st *meta.State) {
 		for _, p := range st.Topic(topic).Partitions {
 			hw = append(hw, p.HighWatermark)
 			cleaned = append(cleaned, p.CleanedTo)

@@ -11,18 +11,8 @@ import (
 	"github.com/bargehq/barge/pkg/objstore"
 )
 
-func openLog(t *testing.T, store objstore.Store) *meta.Log {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	l, err := meta.Open(ctx, store, meta.Options{WriterID: "w"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { l.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return l
-}
+// openLog opens store's metadata log as the only agent, writer "w".
+func openLog(t *testing.T, store objstore.Store) *meta.Log { return openLogAs(t, store, "w") }
 
 func keys(t *testing.T, store objstore.Store) []string {
 	t.Helper()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bargehq/barge/internal/harness"
 	"github.com/bargehq/barge/pkg/meta"
 	"github.com/bargehq/barge/pkg/objstore"
 )
@@ -55,82 +56,6 @@ func (c *countingLog) Append(ctx context.Context, ops ...meta.Op) ([]meta.Result
 		c.acquired <- struct{}{}
 	}
 	return res, err
-}
-
-// logHistory folds the whole log in the bucket and checks what leases
-// promise: a job's grants to different writers never overlap in time, and
-// every ReplaceChunks was appended by the holder of its topic's
-// "compact/<topic>" lease and accepted. It returns the accepted replaces
-// the granted first acquisitions (renewals not counted) per writer, and
-// the state at the end of the log.
-func logHistory(t *testing.T, store objstore.Store) (replaces int, grants map[string]int, st *meta.State) {
-	t.Helper()
-	ctx := context.Background()
-	infos, err := store.List(ctx, "meta/log/", "", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type span struct {
-		holder      string
-		from, until int64
-		open        bool // not released yet
-	}
-	spans := map[string][]*span{}
-	grants = map[string]int{}
-	st = meta.NewState()
-	for i, info := range infos {
-		b, err := store.Get(ctx, info.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		en, err := meta.DecodeEntry(b)
-		if err != nil {
-			t.Fatalf("%s: %v", info.Key, err)
-		}
-		for _, op := range en.Ops {
-			if rc, ok := op.(meta.ReplaceChunks); ok {
-				job := "compact/" + st.TopicByID(rc.Topic).Name
-				if l, ok := st.Lease(job); !ok || l.Holder != en.Writer || !l.Held(en.TimeMs) {
-					t.Errorf("%s: %s replaced chunks of %s without its lease (%+v)", info.Key, en.Writer, job, l)
-				}
-			}
-		}
-		res := st.Apply(uint64(i+1), en)
-		for j, op := range en.Ops {
-			switch op := op.(type) {
-			case meta.ReplaceChunks:
-				if res[j].Err != nil {
-					t.Errorf("%s: ReplaceChunks by %s: %v", info.Key, en.Writer, res[j].Err)
-				} else {
-					replaces++
-				}
-			case meta.AcquireLease:
-				if res[j].Err != nil {
-					continue
-				}
-				ss := spans[op.Job]
-				if n := len(ss); n > 0 && ss[n-1].holder == en.Writer && ss[n-1].open && en.TimeMs < ss[n-1].until {
-					ss[n-1].until = en.TimeMs + op.DurationMs // a renewal
-					continue
-				}
-				spans[op.Job] = append(ss, &span{holder: en.Writer, from: en.TimeMs, until: en.TimeMs + op.DurationMs, open: true})
-				grants[en.Writer]++
-			case meta.ReleaseLease:
-				if ss := spans[op.Job]; len(ss) > 0 && ss[len(ss)-1].holder == en.Writer && ss[len(ss)-1].open {
-					ss[len(ss)-1].until = min(ss[len(ss)-1].until, en.TimeMs)
-					ss[len(ss)-1].open = false
-				}
-			}
-		}
-	}
-	for job, ss := range spans {
-		for i := 1; i < len(ss); i++ {
-			if prev, cur := ss[i-1], ss[i]; prev.holder != cur.holder && cur.from < prev.until {
-				t.Errorf("%s: held by %s from %d while %s held it until %d", job, cur.holder, cur.from, prev.holder, prev.until)
-			}
-		}
-	}
-	return replaces, grants, st
 }
 
 // commitSmall commits n ingestion objects, each with a batch of every
@@ -228,7 +153,16 @@ func TestCompactLeasedTwoAgents(t *testing.T) {
 		total += counts[0] + counts[1]
 		t.Logf("round %d: chunks replaced per runner %v", round, counts)
 	}
-	replaces, grants, st := logHistory(t, store)
+	h := harness.ReadLeaseHistory(t, store)
+	replaces, st := h.Replaces, h.Final
+	grants := map[string]int{}
+	for job, ws := range h.Grants {
+		for w, n := range ws {
+			if strings.HasPrefix(job, "compact/") {
+				grants[w] += n
+			}
+		}
+	}
 	cmp, err := store.List(ctx, "cmp/", "", 0)
 	if err != nil {
 		t.Fatal(err)

@@ -85,21 +85,7 @@ func encodeCleanOp(e *encoder, op Op) bool {
 	e.svar(int64(c.Partition))
 	e.uvar(uint64(len(c.Runs)))
 	for _, r := range c.Runs {
-		e.uvar(uint64(len(r.Inputs)))
-		for _, in := range r.Inputs {
-			e.str(in.Object)
-			e.svar(in.Pos)
-			e.svar(in.Len)
-			e.svar(in.BaseOffset)
-			e.svar(in.NextOffset)
-		}
-		o := r.Output
-		e.str(o.Object)
-		e.svar(o.Pos)
-		e.svar(o.Len)
-		e.svar(o.BaseOffset)
-		e.svar(o.NextOffset)
-		e.svar(o.MaxTimestamp)
+		encodeRun(e, r.Inputs, r.Output)
 	}
 	e.svar(c.CleanedTo)
 	e.svar(c.DeleteHorizon)
@@ -114,12 +100,8 @@ func decodeCleanOp(d *decoder, k uint8) (Op, bool) {
 	nr := d.count(7)
 	op.Runs = make([]CleanRun, 0, nr)
 	for i := 0; i < nr && d.err == nil; i++ {
-		ni := d.count(6)
-		r := CleanRun{Inputs: make([]ChunkRef, 0, ni)}
-		for j := 0; j < ni && d.err == nil; j++ {
-			r.Inputs = append(r.Inputs, ChunkRef{Object: d.str(), Pos: d.svar(), Len: d.svar(), BaseOffset: d.svar(), NextOffset: d.svar()})
-		}
-		r.Output = Chunk{Object: d.str(), Pos: d.svar(), Len: d.svar(), BaseOffset: d.svar(), NextOffset: d.svar(), MaxTimestamp: d.svar()}
+		var r CleanRun
+		r.Inputs, r.Output = decodeRun(d)
 		op.Runs = append(op.Runs, r)
 	}
 	op.CleanedTo, op.DeleteHorizon = d.svar(), d.svar()

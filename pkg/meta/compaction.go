@@ -114,22 +114,36 @@ func encodeCompactionOp(e *encoder, op Op) bool {
 	}
 	e.id(r.Topic)
 	e.svar(int64(r.Partition))
-	e.uvar(uint64(len(r.Inputs)))
-	for _, in := range r.Inputs {
+	encodeRun(e, r.Inputs, r.Output)
+	return true
+}
+
+// encodeRun writes a run of input chunks and the chunk replacing them.
+func encodeRun(e *encoder, inputs []ChunkRef, o Chunk) {
+	e.uvar(uint64(len(inputs)))
+	for _, in := range inputs {
 		e.str(in.Object)
 		e.svar(in.Pos)
 		e.svar(in.Len)
 		e.svar(in.BaseOffset)
 		e.svar(in.NextOffset)
 	}
-	o := r.Output
 	e.str(o.Object)
 	e.svar(o.Pos)
 	e.svar(o.Len)
 	e.svar(o.BaseOffset)
 	e.svar(o.NextOffset)
 	e.svar(o.MaxTimestamp)
-	return true
+}
+
+// decodeRun reads what encodeRun wrote.
+func decodeRun(d *decoder) ([]ChunkRef, Chunk) {
+	n := d.count(6)
+	inputs := make([]ChunkRef, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		inputs = append(inputs, ChunkRef{Object: d.str(), Pos: d.svar(), Len: d.svar(), BaseOffset: d.svar(), NextOffset: d.svar()})
+	}
+	return inputs, Chunk{Object: d.str(), Pos: d.svar(), Len: d.svar(), BaseOffset: d.svar(), NextOffset: d.svar(), MaxTimestamp: d.svar()}
 }
 
 func decodeCompactionOp(d *decoder, k uint8) (Op, bool) {
@@ -137,11 +151,6 @@ func decodeCompactionOp(d *decoder, k uint8) (Op, bool) {
 		return nil, false
 	}
 	op := ReplaceChunks{Topic: d.id(), Partition: d.i32()}
-	n := d.count(6)
-	op.Inputs = make([]ChunkRef, 0, n)
-	for i := 0; i < n && d.err == nil; i++ {
-		op.Inputs = append(op.Inputs, ChunkRef{Object: d.str(), Pos: d.svar(), Len: d.svar(), BaseOffset: d.svar(), NextOffset: d.svar()})
-	}
-	op.Output = Chunk{Object: d.str(), Pos: d.svar(), Len: d.svar(), BaseOffset: d.svar(), NextOffset: d.svar(), MaxTimestamp: d.svar()}
+	op.Inputs, op.Output = decodeRun(d)
 	return op, true
 }

@@ -1,0 +1,102 @@
+package harness
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/bargehq/barge/pkg/meta"
+	"github.com/bargehq/barge/pkg/objstore"
+)
+
+// LeaseHistory is what a whole metadata log says about the jobs.
+type LeaseHistory struct {
+	Replaces int                       // accepted ReplaceChunks
+	Grants   map[string]map[string]int // job → writer → leases granted (renewals not counted)
+	Addrs    map[string]string         // writer → the address it heartbeats
+	Final    *meta.State               // the state at the end of the log
+}
+
+// ReadLeaseHistory reads every entry of store's metadata log (none may
+// have been trimmed) and folds it, failing the test where the log shows
+// what leases rule out: a job granted to one writer while another held
+// it, a ReplaceChunks appended without its topic's "compact/<topic>"
+// lease, or one the state rejected.
+func ReadLeaseHistory(t testing.TB, store objstore.Store) LeaseHistory {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	infos, err := store.List(ctx, "meta/log/", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct {
+		holder      string
+		from, until int64
+		open        bool // not released yet
+	}
+	spans := map[string][]*span{}
+	h := LeaseHistory{Grants: map[string]map[string]int{}, Addrs: map[string]string{}, Final: meta.NewState()}
+	st := h.Final
+	for i, info := range infos {
+		if info.Key != meta.EntryKey(uint64(i+1)) {
+			t.Fatalf("log entry %d is %s: the log was trimmed", i+1, info.Key)
+		}
+		data, err := store.Get(ctx, info.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		en, err := meta.DecodeEntry(data)
+		if err != nil {
+			t.Fatalf("%s: %v", info.Key, err)
+		}
+		for _, op := range en.Ops {
+			if rc, ok := op.(meta.ReplaceChunks); ok {
+				job := "compact/" + st.TopicByID(rc.Topic).Name
+				if l, ok := st.Lease(job); !ok || l.Holder != en.Writer || !l.Held(en.TimeMs) {
+					t.Errorf("%s: %s replaced chunks of %s without its lease (%+v)", info.Key, en.Writer, job, l)
+				}
+			}
+		}
+		res := st.Apply(uint64(i+1), en)
+		for j, op := range en.Ops {
+			switch op := op.(type) {
+			case meta.AgentHeartbeat:
+				h.Addrs[en.Writer] = op.Addr
+			case meta.ReplaceChunks:
+				if res[j].Err != nil {
+					t.Errorf("%s: ReplaceChunks by %s: %v", info.Key, en.Writer, res[j].Err)
+				} else {
+					h.Replaces++
+				}
+			case meta.AcquireLease:
+				if res[j].Err != nil {
+					continue
+				}
+				ss := spans[op.Job]
+				if n := len(ss); n > 0 && ss[n-1].holder == en.Writer && ss[n-1].open && en.TimeMs < ss[n-1].until {
+					ss[n-1].until = en.TimeMs + op.DurationMs // a renewal
+					continue
+				}
+				spans[op.Job] = append(ss, &span{holder: en.Writer, from: en.TimeMs, until: en.TimeMs + op.DurationMs, open: true})
+				if h.Grants[op.Job] == nil {
+					h.Grants[op.Job] = map[string]int{}
+				}
+				h.Grants[op.Job][en.Writer]++
+			case meta.ReleaseLease:
+				if ss := spans[op.Job]; len(ss) > 0 && ss[len(ss)-1].holder == en.Writer && ss[len(ss)-1].open {
+					ss[len(ss)-1].until = min(ss[len(ss)-1].until, en.TimeMs)
+					ss[len(ss)-1].open = false
+				}
+			}
+		}
+	}
+	for job, ss := range spans {
+		for i := 1; i < len(ss); i++ {
+			if prev, cur := ss[i-1], ss[i]; prev.holder != cur.holder && cur.from < prev.until {
+				t.Errorf("%s: granted to %s at %d while %s held it until %d", job, cur.holder, cur.from, prev.holder, prev.until)
+			}
+		}
+	}
+	return h
+}

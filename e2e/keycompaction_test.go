@@ -270,10 +270,27 @@ func TestKeyCompaction(t *testing.T) {
 		t.Fatalf("kcat after compaction:\n%s", d)
 	}
 	t.Logf("after compaction: %d records of %d updates, %d of them tombstones", keys, updates, tombstones)
+	// ListOffsets by timestamp finds the first record kept, not a
+	// superseded one.
+	adm := kadm.NewClient(client(t, a.Addr))
+	byTime, err := adm.ListOffsetsAfterMilli(ctx, 0, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byTime.Each(func(o kadm.ListedOffset) {
+		first := int64(-1)
+		for off := range ref[o.Partition] {
+			if first < 0 || off < first {
+				first = off
+			}
+		}
+		if o.Err != nil || o.Offset != first {
+			t.Errorf("%d: offset for timestamp 0 is %d (%v), want the first kept record's, %d", o.Partition, o.Offset, o.Err, first)
+		}
+	})
 
 	// Phase 2: tombstones for every tenth key; a short delete.retention.ms
 	// and a max.compaction.lag.ms that forces passes below the dirty ratio.
-	adm := kadm.NewClient(client(t, a.Addr))
 	rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{
 		{Op: kadm.SetConfig, Name: "delete.retention.ms", Value: kadm.StringPtr("2000")},
 		{Op: kadm.SetConfig, Name: "max.compaction.lag.ms", Value: kadm.StringPtr("1000")},

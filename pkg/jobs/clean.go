@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -20,8 +21,8 @@ import (
 // it. A pass over a partition is due when the dirty head's share of the
 // cleanable bytes reaches min.cleanable.dirty.ratio, when a dirty chunk is
 // older than max.compaction.lag.ms, or when a tombstone's delete horizon
-// has passed. Chunks with records newer than min.compaction.lag.ms are not
-// cleanable, and neither is anything after them.
+// has passed. A dirty chunk with records newer than min.compaction.lag.ms
+// is not cleanable, and neither is anything after it.
 //
 // A pass maps each key of the dirty head to its newest offset, then
 // rewrites the whole cleanable log in runs of at most CompactionTarget
@@ -29,9 +30,10 @@ import (
 // their base offsets and offset ranges (KAFKA-5443: a consumer moves past a
 // batch by its last offset, even when its last record is gone), and each is
 // recompressed with its own codec, its CRC recomputed. A run nothing
-// changed in is left alone. The outputs (cln/ objects, whose batches carry
-// real offsets) and the new boundary go into one CleanChunks entry, which
-// the state rejects if any run changed meanwhile.
+// changed in is left alone. Each output (a cln/ object, whose batches
+// carry real offsets) is committed by a CleanChunks op as soon as it is
+// written, rejected by the state if its run changed meanwhile; a last op
+// moves the boundary once every run was taken.
 //
 // Tombstones (records with a null value) stay delete.retention.ms after a
 // pass first keeps them, so that consumers reading from the start see the
@@ -68,6 +70,7 @@ type cleanPlan struct {
 	partition int32
 	chunks    []meta.Chunk // from the log start up to the first uncleanable chunk
 	dirty     int          // index of the first chunk with dirty records
+	cleanedTo int64        // the partition's clean/dirty boundary
 	retention int64        // delete.retention.ms
 }
 
@@ -93,8 +96,14 @@ func (r *Runner) Clean(ctx context.Context, now time.Time) (int, error) {
 		r.log.View(func(st *meta.State) { plans = cleanPlans(st, strings.TrimPrefix(job, "clean/"), nowMs) })
 		for _, plan := range plans {
 			ok, err := r.cleanOne(ctx, plan, nowMs)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if err != nil {
-				return err
+				// One partition's trouble (a batch it cannot decode, a
+				// failed read) must not keep the others dirty.
+				r.cfg.Logger.Warn("key compaction", "job", job, "partition", plan.partition, "err", err)
+				continue
 			}
 			if ok {
 				cleaned++
@@ -130,14 +139,18 @@ func planClean(t *meta.Topic, p *meta.Partition, nowMs int64) (cleanPlan, bool) 
 	if err != nil {
 		minRatio = 0.5
 	}
-	u := 0 // the first uncleanable chunk
-	for u < len(p.Chunks) && p.Chunks[u].MaxTimestamp <= nowMs-minLag {
-		u++
-	}
 	firstDirty := max(p.CleanedTo, p.LogStart)
-	d := 0
-	for d < u && p.Chunks[d].NextOffset <= firstDirty {
+	d := 0 // the first chunk with dirty records
+	for d < len(p.Chunks) && p.Chunks[d].NextOffset <= firstDirty {
 		d++
+	}
+	// The first uncleanable chunk: as in Kafka, only the dirty head waits
+	// for min.compaction.lag.ms, so that a clean chunk with a timestamp in
+	// the future cannot hold everything after it back.
+	u := len(p.Chunks)
+	if minLag > 0 {
+		for u = d; u < len(p.Chunks) && p.Chunks[u].MaxTimestamp <= nowMs-minLag; u++ {
+		}
 	}
 	var clean, dirty int64
 	for i, c := range p.Chunks[:u] {
@@ -154,7 +167,8 @@ func planClean(t *meta.Topic, p *meta.Partition, nowMs int64) (cleanPlan, bool) 
 	if !due && !tombstones {
 		return cleanPlan{}, false
 	}
-	return cleanPlan{topic: t.ID, chunks: p.Chunks[:u:u], dirty: d, retention: t.ConfigInt("delete.retention.ms")}, true
+	return cleanPlan{topic: t.ID, chunks: p.Chunks[:u:u], dirty: d, cleanedTo: p.CleanedTo,
+		retention: t.ConfigInt("delete.retention.ms")}, true
 }
 
 // keyMap maps a key's 128-bit hash to the newest offset holding the key.
@@ -221,8 +235,14 @@ func (r *Runner) cleanOne(ctx context.Context, plan cleanPlan, nowMs int64) (boo
 		}
 	}
 
-	op := meta.CleanChunks{Topic: plan.topic, Partition: plan.partition, CleanedTo: plan.chunks[end-1].NextOffset}
+	// Each rewritten run is committed as soon as its object is written, so
+	// that no output waits for a long pass (the orphan sweep deletes
+	// unreferenced objects past --orphan-grace) and a run changed by
+	// another job meanwhile costs only itself. That is safe because a
+	// record only goes once a newer one of its key is committed. The
+	// boundary moves last, and only if every run was taken.
 	f := filter{keys: keys, nowMs: nowMs, retention: plan.retention}
+	taken := true
 	for from := 0; from < end; {
 		to, size := from, int64(0)
 		for to < end && (to == from || size+plan.chunks[to].Len <= r.cfg.CompactionTarget) {
@@ -234,18 +254,30 @@ func (r *Runner) cleanOne(ctx context.Context, plan cleanPlan, nowMs int64) (boo
 			return false, err
 		}
 		if run != nil {
-			op.Runs = append(op.Runs, *run)
+			ok, err := r.appendClean(ctx, meta.CleanChunks{Topic: plan.topic, Partition: plan.partition, Runs: []meta.CleanRun{*run}})
+			if err != nil {
+				return false, err
+			}
+			taken = taken && ok
 		}
 		from = to
 	}
-	op.DeleteHorizon = f.horizon
+	if !taken {
+		return false, nil // the next pass cleans what changed
+	}
+	return r.appendClean(ctx, meta.CleanChunks{Topic: plan.topic, Partition: plan.partition, Boundary: true,
+		CleanedTo: max(plan.cleanedTo, plan.chunks[end-1].NextOffset), DeleteHorizon: f.horizon})
+}
+
+// appendClean appends op and reports whether the state took it.
+func (r *Runner) appendClean(ctx context.Context, op meta.CleanChunks) (bool, error) {
 	res, err := r.log.Append(ctx, op)
 	if err != nil {
 		return false, fmt.Errorf("key compaction: append: %w", err)
 	}
 	if errors.Is(res[0].Err, meta.ErrConflict) {
-		r.cfg.Logger.Debug("key compaction conflict", "partition", plan.partition)
-		return false, nil // the state released the outputs
+		r.cfg.Logger.Debug("key compaction conflict", "partition", op.Partition)
+		return false, nil // the state released the output
 	}
 	return res[0].Err == nil, res[0].Err
 }
@@ -255,9 +287,11 @@ func (r *Runner) cleanOne(ctx context.Context, plan cleanPlan, nowMs int64) (boo
 func (r *Runner) cleanRun(ctx context.Context, plan cleanPlan, chunks []meta.Chunk, f *filter) (*meta.CleanRun, error) {
 	var out []byte
 	count, changed := 0, false
-	maxTs := int64(-1)
+	maxTs := int64(-1) // of the records kept: ListOffsets and retention trust it
 	for ci, c := range chunks {
-		maxTs = max(maxTs, c.MaxTimestamp)
+		// Only the cleaner sets the delete horizon bit; a producer's is
+		// not believed (it would let tombstones go at once).
+		trusted := strings.HasPrefix(c.Object, tiered.CleanedPrefix)
 		b, err := r.readChunk(ctx, c)
 		if err != nil {
 			return nil, err
@@ -269,7 +303,7 @@ func (r *Runner) cleanRun(ctx context.Context, plan cleanPlan, chunks []meta.Chu
 			if err != nil {
 				return fmt.Errorf("key compaction: batch at offset %d: %w", h.BaseOffset, err)
 			}
-			nb, same, err := f.batch(raw, h, recs)
+			nb, same, err := f.batch(raw, h, recs, trusted)
 			if err != nil {
 				return err
 			}
@@ -284,6 +318,9 @@ func (r *Runner) cleanRun(ctx context.Context, plan cleanPlan, chunks []meta.Chu
 				if nb, err = emptyBatch(h); err != nil {
 					return err
 				}
+			}
+			if nh, _ := batch.ParseHeader(nb); nh.NumRecords > 0 {
+				maxTs = max(maxTs, nh.MaxTimestamp)
 			}
 			out = append(out, nb...)
 			count++
@@ -320,11 +357,12 @@ type filter struct {
 
 // batch returns the batch as the pass keeps it: raw itself when nothing
 // changes (same), a rebuilt batch, or nil when no record stays.
-func (f *filter) batch(raw []byte, h batch.Header, recs []batch.Record) (out []byte, same bool, err error) {
+func (f *filter) batch(raw []byte, h batch.Header, recs []batch.Record, trusted bool) (out []byte, same bool, err error) {
 	if h.IsControl() {
 		return raw, true, nil // not produced today; kept as Kafka keeps markers it cannot judge
 	}
-	hadHorizon := h.Attributes&attrDeleteHorizon != 0
+	flagged := h.Attributes&attrDeleteHorizon != 0
+	hadHorizon := flagged && trusted
 	horizon := int64(0)
 	if hadHorizon {
 		horizon = h.FirstTimestamp
@@ -339,7 +377,7 @@ func (f *filter) batch(raw []byte, h batch.Header, recs []batch.Record) (out []b
 			continue
 		}
 		if rec.Value == nil {
-			if hadHorizon && f.nowMs >= horizon {
+			if hadHorizon && horizon != math.MaxInt64 && f.nowMs >= horizon {
 				continue
 			}
 			tombstones = true
@@ -348,13 +386,16 @@ func (f *filter) batch(raw []byte, h batch.Header, recs []batch.Record) (out []b
 	}
 	if tombstones {
 		if !hadHorizon {
-			horizon = f.nowMs + f.retention
+			horizon = math.MaxInt64 // delete.retention.ms near Long.MAX: never
+			if f.retention < math.MaxInt64-f.nowMs {
+				horizon = f.nowMs + f.retention
+			}
 		}
 		if f.horizon == 0 || horizon < f.horizon {
 			f.horizon = max(horizon, 1)
 		}
 	}
-	if len(f.kept) == len(recs) && tombstones == hadHorizon {
+	if len(f.kept) == len(recs) && tombstones == hadHorizon && flagged == hadHorizon {
 		return raw, true, nil
 	}
 	if len(f.kept) == 0 {
@@ -363,16 +404,17 @@ func (f *filter) batch(raw []byte, h batch.Header, recs []batch.Record) (out []b
 	// Timestamps are deltas from the first timestamp, which now holds
 	// either the delete horizon or the first kept record's time.
 	abs := make([]int64, len(f.kept))
-	first := int64(-1)
+	first, last := int64(math.MaxInt64), int64(math.MinInt64)
 	for i, rec := range f.kept {
 		abs[i] = h.FirstTimestamp + rec.TimestampDelta
-		if first < 0 || abs[i] < first {
-			first = abs[i]
-		}
+		first, last = min(first, abs[i]), max(last, abs[i])
 	}
 	nh := h
 	nh.Attributes &^= attrDeleteHorizon
 	nh.FirstTimestamp = first
+	if h.TimestampType() == 0 { // CreateTime: the newest record kept
+		nh.MaxTimestamp = last
+	}
 	if tombstones {
 		nh.Attributes |= attrDeleteHorizon
 		nh.FirstTimestamp = horizon
@@ -390,5 +432,6 @@ func (f *filter) batch(raw []byte, h batch.Header, recs []batch.Record) (out []b
 // emptyBatch returns h's offset range as a batch with no records.
 func emptyBatch(h batch.Header) ([]byte, error) {
 	h.Attributes &^= attrDeleteHorizon
+	h.FirstTimestamp = h.MaxTimestamp
 	return batch.Build(h, batch.None, nil)
 }

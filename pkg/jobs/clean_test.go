@@ -240,3 +240,98 @@ func TestCleanDueRules(t *testing.T) {
 		})
 	}
 }
+
+// produceFlagged commits a batch whose producer set the delete-horizon
+// attribute bit itself, with a first timestamp long past.
+func produceFlagged(t *testing.T, l *meta.Log, store objstore.Store, id meta.TopicID, ts int64) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := batch.Build(batch.Header{PartitionLeaderEpoch: -1, Attributes: attrDeleteHorizon, FirstTimestamp: 1, MaxTimestamp: ts,
+		ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}, batch.None, []batch.Record{{Key: []byte("x"), TimestampDelta: ts - 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, "seg/flagged", append(make([]byte, 8), b...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, meta.Commit{Object: "seg/flagged", Size: int64(len(b)) + 8, Parts: []meta.CommitPart{{Topic: id, Partition: 0,
+		Batches: []meta.CommitBatch{{Pos: 8, Len: int64(len(b)), Records: 1, MaxTimestamp: ts, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}}}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCleanTombstoneEdges(t *testing.T) {
+	ctx := context.Background()
+	const base = 1_000_000
+	open := func(t *testing.T, configs map[string]string) (*meta.Log, objstore.Store, meta.TopicID, *Runner) {
+		store := objstore.NewMemory()
+		l := openLog(t, store)
+		id := meta.TopicID{9}
+		configs["cleanup.policy"] = "compact"
+		if _, err := l.Append(ctx, meta.CreateTopic{Name: "c", ID: id, Partitions: 1, Configs: configs}); err != nil {
+			t.Fatal(err)
+		}
+		return l, store, id, New(Config{WriterID: "w", CompactionTarget: 1}, l, store, nil) // a run per chunk
+	}
+	t.Run("delete.retention.ms of Long.MAX keeps tombstones", func(t *testing.T) {
+		l, store, id, r := open(t, map[string]string{"delete.retention.ms": "9223372036854775807"})
+		produceKeyed(t, l, store, id, 0, batch.None, base, []kv{{key: "a", value: "1"}, {key: "b", tombstone: true}})
+		for _, at := range []int64{base + 100, base + 1e12} {
+			if _, err := r.Clean(ctx, time.UnixMilli(at)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := readKeyed(t, l, store, id); len(got) != 2 || !got[1].tombstone {
+			t.Fatalf("records %v, want both, the tombstone kept", got)
+		}
+	})
+	t.Run("a producer's delete horizon bit is not believed", func(t *testing.T) {
+		l, store, id, r := open(t, map[string]string{"delete.retention.ms": "1000"})
+		produceFlagged(t, l, store, id, base)
+		if _, err := r.Clean(ctx, time.UnixMilli(base+100)); err != nil {
+			t.Fatal(err)
+		}
+		got := readKeyed(t, l, store, id)
+		if len(got) != 1 || !got[0].tombstone || got[0].ts != base {
+			t.Fatalf("records %v, want the tombstone at %d kept for delete.retention.ms", got, base)
+		}
+		if _, err := r.Clean(ctx, time.UnixMilli(base+1101)); err != nil {
+			t.Fatal(err)
+		}
+		if got := readKeyed(t, l, store, id); len(got) != 0 {
+			t.Fatalf("records %v after delete.retention.ms, want none", got)
+		}
+	})
+	t.Run("a clean chunk from the future does not hold the dirty head back", func(t *testing.T) {
+		l, store, id, r := open(t, map[string]string{"min.cleanable.dirty.ratio": "0"})
+		produceKeyed(t, l, store, id, 0, batch.None, base+1e9, []kv{{key: "a", value: "future"}})
+		if n, err := r.Clean(ctx, time.UnixMilli(base)); err != nil || n != 1 {
+			t.Fatalf("first pass: %d, %v", n, err)
+		}
+		if _, err := l.Append(ctx, meta.SetTopicConfigs{Topic: id, Configs: map[string]string{
+			"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0", "min.compaction.lag.ms": "1000"}}); err != nil {
+			t.Fatal(err)
+		}
+		produceKeyed(t, l, store, id, 1, batch.None, base+100, []kv{{key: "a", value: "now"}})
+		if n, err := r.Clean(ctx, time.UnixMilli(base+2000)); err != nil || n != 1 {
+			t.Fatalf("second pass: %d, %v", n, err)
+		}
+		if got := readKeyed(t, l, store, id); len(got) != 1 || got[1].value != "now" {
+			t.Fatalf("records %v, want only the newer a", got)
+		}
+	})
+	t.Run("cleaned chunks carry the newest kept timestamp", func(t *testing.T) {
+		l, store, id, r := open(t, map[string]string{"min.cleanable.dirty.ratio": "0"})
+		produceKeyed(t, l, store, id, 0, batch.None, base, []kv{{key: "a", value: "1"}, {key: "b", value: "1"}})
+		produceKeyed(t, l, store, id, 1, batch.None, base+500, []kv{{key: "b", value: "2"}})
+		if _, err := r.Clean(ctx, time.UnixMilli(base+1000)); err != nil {
+			t.Fatal(err)
+		}
+		var chunks []meta.Chunk
+		l.View(func(st *meta.State) { chunks = st.TopicByID(id).Partition(0).Chunks })
+		// The first run kept a (at base) and dropped b (at base+1).
+		if len(chunks) == 0 || chunks[0].MaxTimestamp != base {
+			t.Fatalf("chunks %+v: the first should end at timestamp %d", chunks, base)
+		}
+	})
+}

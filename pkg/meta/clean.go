@@ -25,6 +25,9 @@ type CleanChunks struct {
 	Topic     TopicID
 	Partition int32
 	Runs      []CleanRun // ascending, not overlapping; unchanged runs are left out
+	// Boundary says the op ends a pass: CleanedTo and DeleteHorizon are
+	// set. A pass commits its runs as it writes them, then the boundary.
+	Boundary bool
 	// CleanedTo is the first offset the pass did not clean (Kafka's cleaner
 	// checkpoint): records from it on are the dirty head.
 	CleanedTo int64
@@ -53,7 +56,7 @@ func (s *State) tryClean(nowMs int64, op CleanChunks) error {
 	if t := s.byID[op.Topic]; t != nil {
 		p = t.Partition(op.Partition)
 	}
-	if p == nil || op.CleanedTo < p.CleanedTo || op.CleanedTo > p.HighWatermark || op.DeleteHorizon < 0 {
+	if p == nil || op.Boundary && (op.CleanedTo < p.CleanedTo || op.CleanedTo > p.HighWatermark || op.DeleteHorizon < 0) {
 		return ErrConflict
 	}
 	at := make([]int, len(op.Runs))
@@ -71,8 +74,10 @@ func (s *State) tryClean(nowMs int64, op CleanChunks) error {
 	for k := len(op.Runs) - 1; k >= 0; k-- {
 		s.swapRun(nowMs, p, at[k], len(op.Runs[k].Inputs), op.Runs[k].Output)
 	}
-	p.CleanedTo = op.CleanedTo
-	p.DeleteHorizon = op.DeleteHorizon
+	if op.Boundary {
+		p.CleanedTo = op.CleanedTo
+		p.DeleteHorizon = op.DeleteHorizon
+	}
 	return nil
 }
 
@@ -87,6 +92,7 @@ func encodeCleanOp(e *encoder, op Op) bool {
 	for _, r := range c.Runs {
 		encodeRun(e, r.Inputs, r.Output)
 	}
+	e.bool(c.Boundary)
 	e.svar(c.CleanedTo)
 	e.svar(c.DeleteHorizon)
 	return true
@@ -104,6 +110,7 @@ func decodeCleanOp(d *decoder, k uint8) (Op, bool) {
 		r.Inputs, r.Output = decodeRun(d)
 		op.Runs = append(op.Runs, r)
 	}
+	op.Boundary = d.bool()
 	op.CleanedTo, op.DeleteHorizon = d.svar(), d.svar()
 	return op, true
 }

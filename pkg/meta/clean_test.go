@@ -15,7 +15,7 @@ func TestCleanChunks(t *testing.T) {
 	in := refsOf(s, p0, 0, 3)
 
 	// Two runs, the middle chunk left alone; the boundary and horizon move.
-	op := CleanChunks{Topic: id, CleanedTo: 6, DeleteHorizon: 900, Runs: []CleanRun{
+	op := CleanChunks{Topic: id, Boundary: true, CleanedTo: 6, DeleteHorizon: 900, Runs: []CleanRun{
 		{Inputs: in[:1], Output: out("cln/a", 0, 3)},
 		{Inputs: in[2:], Output: out("cln/b", 5, 6)},
 	}}
@@ -38,12 +38,12 @@ func TestCleanChunks(t *testing.T) {
 	}{
 		{"a run changed", CleanChunks{Topic: id, CleanedTo: 6, Runs: []CleanRun{
 			{Inputs: in[:1], Output: out("cln/c", 0, 3)}}}},
-		{"boundary moves back", CleanChunks{Topic: id, CleanedTo: 5, Runs: []CleanRun{
+		{"boundary moves back", CleanChunks{Topic: id, Boundary: true, CleanedTo: 5, Runs: []CleanRun{
 			{Inputs: refsOf(s, p0, 1, 2), Output: out("cln/d", 3, 5)}}}},
 		{"runs out of order", CleanChunks{Topic: id, CleanedTo: 6, Runs: []CleanRun{
 			{Inputs: refsOf(s, p0, 1, 2), Output: out("cln/e", 3, 5)},
 			{Inputs: refsOf(s, p0, 0, 1), Output: out("cln/f", 0, 3)}}}},
-		{"boundary past the high watermark", CleanChunks{Topic: id, CleanedTo: 7}},
+		{"boundary past the high watermark", CleanChunks{Topic: id, Boundary: true, CleanedTo: 7}},
 		{"unknown partition", CleanChunks{Topic: id, Partition: 9, CleanedTo: 6}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -92,7 +92,7 @@ func entryCases() []struct {
 			ReplaceChunks{Inputs: []ChunkRef{}},
 		}}},
 		{"clean chunks", &Entry{Writer: "a", Tag: 15, Ops: []Op{
-			CleanChunks{Topic: testID(1), Partition: 3, CleanedTo: 9, DeleteHorizon: 1700000000000, Runs: []CleanRun{
+			CleanChunks{Topic: testID(1), Partition: 3, Boundary: true, CleanedTo: 9, DeleteHorizon: 1700000000000, Runs: []CleanRun{
 				{Inputs: []ChunkRef{{"seg/a", 8, 100, 0, 5}}, Output: Chunk{Object: "cln/x", Pos: 8, Len: 60, BaseOffset: 0, NextOffset: 5, MaxTimestamp: 3}},
 				{Inputs: []ChunkRef{{"cmp/b", 8, 50, 5, 7}, {"seg/c", 0, 1, 7, 9}}, Output: Chunk{Object: "cln/y", Pos: 8, Len: 20, BaseOffset: 5, NextOffset: 9}},
 			}},

@@ -56,7 +56,7 @@ func historyEntries() []*Entry {
 		&Entry{Writer: "a", TimeMs: t, Ops: []Op{AcquireLease{Job: "compact/orders", DurationMs: 120000},
 			AcquireLease{Job: "collect", DurationMs: 1000}, ReleaseLease{Job: "collect"}}},
 		&Entry{Writer: "b", TimeMs: t, Ops: []Op{AcquireLease{Job: "retention/events", DurationMs: 60000}}},
-		&Entry{Writer: "b", TimeMs: t, Ops: []Op{CleanChunks{Topic: events, Partition: 2, CleanedTo: 1, DeleteHorizon: t + 5}}},
+		&Entry{Writer: "b", TimeMs: t, Ops: []Op{CleanChunks{Topic: events, Partition: 2, Boundary: true, CleanedTo: 1, DeleteHorizon: t + 5}}},
 	)
 	return ens
 }

@@ -78,14 +78,12 @@ func (s *Server) listOffset(ctx context.Context, topic string, partition int32, 
 			offset, timestamp = -1, -1
 		default:
 			offset, timestamp = -1, -1
-			// The first chunk may straddle the log start and hold the
-			// only match below it: then the next matching chunk has it.
+			// Usually the first candidate holds the answer, but it may
+			// straddle the log start and hold the only match below it,
+			// so the candidates are read in order until one matches.
 			for _, c := range p.Chunks {
 				if c.MaxTimestamp >= ts {
 					chunks = append(chunks, c)
-					if len(chunks) == 2 {
-						break
-					}
 				}
 			}
 		}
@@ -127,7 +125,7 @@ func searchTimestamp(chunk []byte, ts, from int64) (int64, int64, error) {
 		b := chunk[:h.Size()]
 		chunk = chunk[h.Size():]
 		if ts == listMaxTime && h.MaxTimestamp <= bestTs || ts != listMaxTime && h.MaxTimestamp < ts ||
-			h.BaseOffset+int64(h.LastOffsetDelta) < from {
+			h.BaseOffset+int64(h.LastOffsetDelta) < from || h.NumRecords == 0 { // emptied by key compaction
 			continue
 		}
 		if h.TimestampType() == 1 { // LogAppendTime: every record has the batch time

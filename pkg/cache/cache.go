@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,6 +117,27 @@ func (c *Cache) releaseLocked(key string) {
 	}
 }
 
+// loadTimeout bounds a shared load, which no single caller can cancel.
+const loadTimeout = 2 * time.Minute
+
+// shared runs fn once for all callers asking for key at the same time. fn
+// runs detached from any one caller's context (bounded by loadTimeout), so
+// that one consumer giving up does not fail the others waiting on the same
+// read; each caller still returns as soon as its own ctx ends.
+func (c *Cache) shared(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
+	ch := c.sf.DoChan(key, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
+		return fn(lctx)
+	})
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // Range returns n bytes at off of object key, calling load on a miss. The
 // returned slice is shared: callers must not modify it. load's result is
 // what gets cached, so it must already be in the form readers want.
@@ -144,7 +166,7 @@ func (c *Cache) Range(ctx context.Context, key string, off, n int64, load func(c
 		return b, nil
 	}
 	c.misses.Inc()
-	v, err, _ := c.sf.Do(rk, func() (any, error) {
+	v, err := c.shared(ctx, rk, func(ctx context.Context) (any, error) {
 		c.loads.Inc()
 		b, err := load(ctx)
 		if err != nil {
@@ -174,7 +196,7 @@ func (c *Cache) Object(ctx context.Context, key string, load func(context.Contex
 	if ok {
 		return obj, nil
 	}
-	v, err, _ := c.sf.Do("object:"+key, func() (any, error) {
+	v, err := c.shared(ctx, "object:"+key, func(ctx context.Context) (any, error) {
 		c.loads.Inc()
 		b, err := load(ctx)
 		if err != nil {

@@ -221,6 +221,41 @@ func TestRangeSingleFlight(t *testing.T) {
 	}
 }
 
+// The first caller of a shared load giving up fails neither the load nor
+// the callers still waiting on it, and it returns at once.
+func TestSharedLoadOutlivesFirstCaller(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, _ := newCache(t, 0)
+		release := make(chan struct{})
+		load := func(ctx context.Context) ([]byte, error) {
+			select {
+			case <-release:
+				return []byte("shared"), nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var firstErr, secondErr error
+		var got []byte
+		var wg sync.WaitGroup
+		wg.Go(func() { _, firstErr = c.Range(ctx, "obj", 0, 6, load) })
+		synctest.Wait()
+		wg.Go(func() { got, secondErr = c.Range(context.Background(), "obj", 0, 6, load) })
+		synctest.Wait()
+		cancel()
+		synctest.Wait()
+		if !errors.Is(firstErr, context.Canceled) {
+			t.Fatalf("cancelled caller got %v, want context.Canceled at once", firstErr)
+		}
+		close(release)
+		wg.Wait()
+		if secondErr != nil || string(got) != "shared" {
+			t.Fatalf("second caller got %q, %v after the first gave up", got, secondErr)
+		}
+	})
+}
+
 // A Range on an object announced with Expect waits for PutObject and serves
 // it from memory; after Abandon it loads; a cancelled reader stops waiting.
 func TestRangeWaitsForExpectedObject(t *testing.T) {

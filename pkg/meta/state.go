@@ -18,6 +18,7 @@ var (
 	ErrInvalidPartitions    = errors.New("meta: invalid partition count")
 	ErrOutOfOrderSequence   = errors.New("meta: out of order sequence number")
 	ErrInvalidProducerEpoch = errors.New("meta: invalid producer epoch")
+	ErrInvalidBatch         = errors.New("meta: batch with no records or no bytes")
 )
 
 // producerExpiryMs is Kafka's producer.id.expiration.ms default: an
@@ -247,6 +248,14 @@ func (s *State) commit(nowMs int64, op Commit) [][]BatchResult {
 		}
 		extend := false // may the next accepted batch extend the last chunk?
 		for j, b := range part.Batches {
+			if b.Records <= 0 || b.Len <= 0 || b.Pos < 0 {
+				// Only a faulty writer sends this; taking it would move
+				// the high watermark back. Refused like a bad sequence,
+				// so the log goes on for everyone.
+				res[j].Err = ErrInvalidBatch
+				extend = false
+				continue
+			}
 			dupOffset, err := p.checkProducer(nowMs, b)
 			if err != nil {
 				res[j].Err = err

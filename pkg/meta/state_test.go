@@ -629,3 +629,22 @@ func TestCreateTopicCopiesConfigs(t *testing.T) {
 		t.Fatalf("retention.ms = %q (set %v) after the caller changed its map", v, set)
 	}
 }
+
+// A batch without records or bytes (only a faulty writer sends one) is
+// refused on its own and the rest of the commit applies.
+func TestCommitRefusesEmptyBatches(t *testing.T) {
+	s := stateWith(t, 1)
+	id := testID(1)
+	applyAt(s, 1, commitOf("o1", part(id, 0, plain(0, 10, 3))))
+	r := applyAt(s, 2, commitOf("o2", part(id, 0, plain(0, 10, 0), plain(10, 0, 2), plain(-1, 10, 2), plain(20, 10, -5), plain(30, 10, 2))))
+	res := r[0].Parts[0]
+	for i, want := range []error{ErrInvalidBatch, ErrInvalidBatch, ErrInvalidBatch, ErrInvalidBatch, nil} {
+		if !errors.Is(res[i].Err, want) {
+			t.Errorf("batch %d: %v, want %v", i, res[i].Err, want)
+		}
+	}
+	p := partition(t, s, "t", 0)
+	if p.HighWatermark != 5 || res[4].BaseOffset != 3 || len(p.Chunks) != 2 || p.Chunks[1].Pos != 30 {
+		t.Fatalf("high watermark %d, base %d, chunks %+v", p.HighWatermark, res[4].BaseOffset, p.Chunks)
+	}
+}

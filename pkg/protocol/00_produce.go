@@ -101,6 +101,7 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 		logAppend bool
 		found     bool
 		compacted bool
+		recodeTo  = batch.Codec(-1) // compression.type, if not "producer"
 	)
 	s.log.View(func(st *meta.State) {
 		t := st.Topic(topic)
@@ -112,6 +113,8 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 		ts, _ := t.Config("message.timestamp.type")
 		logAppend = ts == "LogAppendTime"
 		compacted = t.Compacts()
+		ct, _ := t.Config("compression.type")
+		recodeTo = topicCodec(ct)
 	})
 	if !found {
 		return nil, meta.ErrUnknownTopic
@@ -137,6 +140,11 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 				return err
 			}
 		}
+		if recodeTo >= 0 && h.Codec() != recodeTo {
+			if b, h, err = recode(b, h, recodeTo); err != nil {
+				return err
+			}
+		}
 		batches = append(batches, tiered.Batch{Data: b, Header: h})
 		records += int(h.NumRecords)
 		return nil
@@ -153,14 +161,50 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 	return tk, nil
 }
 
-// maxKeyCheckBytes bounds a batch decompressed to check its keys.
-const maxKeyCheckBytes = 64 << 20
+// maxDecodeBytes bounds a batch the produce path decompresses: to check
+// its keys or to recompress it.
+const maxDecodeBytes = 64 << 20
+
+// topicCodec returns the codec a topic's compression.type asks batches to
+// be stored with, or -1 for "producer": as sent.
+func topicCodec(compressionType string) batch.Codec {
+	switch compressionType {
+	case "uncompressed":
+		return batch.None
+	case "gzip":
+		return batch.Gzip
+	case "snappy":
+		return batch.Snappy
+	case "lz4":
+		return batch.LZ4
+	case "zstd":
+		return batch.Zstd
+	}
+	return -1
+}
+
+// recode rewrites a batch with codec, as Kafka does for a topic whose
+// compression.type is not the producer's: the same records, header fields
+// and sequence numbers, a new CRC. It costs a decode and an encode, which
+// is why "producer" (the default) is the fast path.
+func recode(b []byte, h batch.Header, codec batch.Codec) ([]byte, batch.Header, error) {
+	recs, err := batch.Records(b, maxDecodeBytes)
+	if err != nil {
+		return nil, h, err
+	}
+	nb, err := batch.Build(h, codec, recs)
+	if err != nil {
+		return nil, h, err
+	}
+	nh, err := batch.Validate(nb)
+	return nb, nh, err
+}
 
 // checkKeys refuses a batch with a record without a key, which a
 // compacted topic could never clean, as Kafka does. It is the one place
 // the produce path decodes records, and only for compacted topics.
 func checkKeys(b []byte) error {
-	recs, err := batch.Records(b, maxKeyCheckBytes)
+	recs, err := batch.Records(b, maxDecodeBytes)
 	if err != nil {
 		return err
 	}

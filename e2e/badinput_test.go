@@ -178,6 +178,10 @@ func badCRC(ctx context.Context, t *testing.T, addr string) {
 	if code := produceRaw(ctx, t, cl, "crc", b[:len(b)-3]); code != kerr.CorruptMessage.Code {
 		t.Errorf("truncated batch: %v, want CORRUPT_MESSAGE", kerr.ErrorForCode(code))
 	}
+	two := append(buildBatch(t, 10), buildBatch(t, 10)...)
+	if code := produceRaw(ctx, t, cl, "crc", two); code != kerr.InvalidRecord.Code {
+		t.Errorf("two batches for one partition: %v, want INVALID_RECORD", kerr.ErrorForCode(code))
+	}
 	if ends := endOffsets(t, addr, "crc"); ends[0] != 0 {
 		t.Errorf("high watermark %d after rejected batches, want 0", ends[0])
 	}

@@ -125,6 +125,11 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 	var batches []tiered.Batch
 	records := 0
 	err := batch.Split(rp.Records, func(b []byte, _ batch.Header) error {
+		if len(batches) == 1 {
+			// Kafka's rule for magic 2: one batch per partition per
+			// request, so that a request's outcome is one batch's.
+			return fmt.Errorf("%w: more than one record batch for a partition in one produce request", batch.ErrInvalidRecord)
+		}
 		if int64(len(b)) > maxBytes {
 			return errTooLarge{size: len(b), max: maxBytes}
 		}

@@ -3,13 +3,16 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/bargehq/barge/internal/harness"
 )
@@ -52,6 +55,26 @@ func TestTopicCompressionType(t *testing.T) {
 				if c := r.Attrs.CompressionType(); c != tc.want {
 					t.Fatalf("offset %d stored with codec %d, want %d", i, c, tc.want)
 				}
+			}
+			// A client too old for zstd (Fetch below v10, Kafka 2.0's v8
+			// here) gets Kafka's error for zstd batches, the rest as usual.
+			old := client(t, a.Addr, kgo.MaxVersions(kversion.V2_0_0()), kgo.ConsumeTopics(tc.topic),
+				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+			for seen := 0; seen == 0; {
+				fs := old.PollFetches(ctx)
+				if ctx.Err() != nil {
+					t.Fatal("the old client got neither records nor an error")
+				}
+				fs.EachError(func(_ string, _ int32, err error) {
+					if tc.want != 4 || !errors.Is(err, kerr.UnsupportedCompressionType) {
+						t.Fatalf("old client: %v", err)
+					}
+					seen++
+				})
+				if n := fs.NumRecords(); n > 0 && tc.want == 4 {
+					t.Fatalf("old client got %d zstd records", n)
+				}
+				seen += fs.NumRecords()
 			}
 			out := kcat(t, time.Minute, nil, "-b", a.Addr, "-C", "-t", tc.topic, "-e", "-o", "beginning", "-q",
 				"-X", "check.crcs=true", "-f", `%k=%s\n`)

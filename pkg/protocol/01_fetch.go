@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/bargehq/barge/pkg/batch"
 	"github.com/bargehq/barge/pkg/meta"
 	"github.com/bargehq/barge/pkg/tiered"
 )
@@ -42,6 +43,21 @@ func handleFetch(ctx context.Context, s *Server, req *kmsg.FetchRequest) kmsg.Re
 			return resp
 		}
 	}
+}
+
+// firstZstd returns the position of the first zstd batch in b, or -1.
+func firstZstd(b []byte) int {
+	for pos := 0; pos+batch.HeaderSize <= len(b); {
+		h, err := batch.ParseHeader(b[pos:])
+		if err != nil || h.Size() < batch.HeaderSize {
+			return -1
+		}
+		if h.Codec() == batch.Zstd {
+			return pos
+		}
+		pos += h.Size()
+	}
+	return -1
 }
 
 type fetchPlan struct {
@@ -145,6 +161,21 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 					continue
 				}
 				break
+			}
+			if req.Version < 10 {
+				// zstd came with Fetch v10 (KIP-110): an older client gets
+				// what comes before the first zstd batch, or Kafka's error.
+				if i := firstZstd(got); i >= 0 {
+					got = got[:i:i]
+					if out == nil && len(got) == 0 {
+						pl.p.ErrorCode = kerr.UnsupportedCompressionType.Code
+						stop = true
+					}
+					if len(got) > 0 {
+						out = append(out[:len(out):len(out)], got...)
+					}
+					break
+				}
 			}
 			if out == nil {
 				out = got // the common case: one chunk, no copy

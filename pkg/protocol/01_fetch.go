@@ -19,28 +19,42 @@ import (
 // never reach the bucket), and returned as whole batches: a fetch from the
 // middle of a batch returns the whole batch, and the first batch is returned
 // even above MaxBytes (KIP-74). At the high watermark the request waits for
-// new commits up to MaxWaitMillis or until MinBytes are available. Fetch
-// sessions (KIP-227, v7+) are not kept: every answer has session id 0, which
-// tells clients to send full requests. v12: flexible; v13: topic ids.
+// new commits up to MaxWaitMillis or until MinBytes are available. v7:
+// incremental fetch sessions (fetch_sessions.go); v12: flexible; v13: topic
+// ids.
 func init() { register(1, 4, 16, deferred(handleFetch)) }
 
 func handleFetch(ctx context.Context, s *Server, req *kmsg.FetchRequest) kmsg.Response {
+	full, sess, errResp := s.beginSession(req)
+	if errResp != nil {
+		return errResp
+	}
+	answer := func(resp *kmsg.FetchResponse) kmsg.Response {
+		if sess != nil {
+			resp.SessionID = sess.id
+			sess.trim(req.Version, resp)
+		}
+		return resp
+	}
+	if sess != nil {
+		defer sess.mu.Unlock() // beginSession locked it
+	}
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	for {
 		changed := s.log.Changed() // before reading, so no commit is missed
-		resp, n, stop := s.fetchOnce(ctx, req)
+		resp, n, stop := s.fetchOnce(ctx, full)
 		if stop || n >= int64(req.MinBytes) || !time.Now().Before(deadline) {
 			s.metrics.fetchBytes.Add(float64(n))
-			return resp
+			return answer(resp)
 		}
 		select {
 		case <-changed:
 		case <-timer.C:
 			deadline = time.Now()
 		case <-ctx.Done():
-			return resp
+			return answer(resp)
 		}
 	}
 }

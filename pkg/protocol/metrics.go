@@ -14,6 +14,7 @@ type metrics struct {
 	produceBytes prometheus.Counter
 	fetchBytes   prometheus.Counter
 	produceRecs  prometheus.Counter
+	incremental  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -31,9 +32,11 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help: "Records accepted from producers."}),
 		fetchBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_fetch_bytes_total",
 			Help: "Record batch bytes sent to consumers."}),
+		incremental: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_fetch_session_requests_total",
+			Help: "Fetch requests answered incrementally, from a fetch session (KIP-227)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.seconds, m.unsupported, m.produceBytes, m.produceRecs, m.fetchBytes)
+		reg.MustRegister(m.requests, m.seconds, m.unsupported, m.produceBytes, m.produceRecs, m.fetchBytes, m.incremental)
 	}
 	return m
 }

@@ -54,6 +54,7 @@ type Server struct {
 	producers producerIDs
 	groups    *coordinator
 	metrics   metrics
+	sessions  fetchSessions // their own lock
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}

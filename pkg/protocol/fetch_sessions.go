@@ -1,0 +1,260 @@
+package protocol
+
+import (
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Incremental fetch sessions (KIP-227, Fetch v7+). A consumer of many
+// partitions sends them all once; the agent keeps them with their fetch
+// offsets under a session id, and later requests carry only what changed
+// (new offsets, added and forgotten partitions). Answers then carry only
+// the partitions with something to say: records, an error, or a new high
+// watermark or log start. On 10,000 idle partitions this turns each poll
+// from a 10,000-partition request and answer into nearly empty ones.
+//
+// Sessions live in the agent that created them, as in Kafka they live in
+// one broker; a client that reaches another agent, or whose session was
+// evicted, gets FETCH_SESSION_ID_NOT_FOUND and starts a new one.
+
+// maxFetchSessions bounds the sessions an agent keeps, as Kafka's
+// max.incremental.fetch.session.cache.slots (1000) does; the least
+// recently used one goes first.
+const maxFetchSessions = 1000
+
+// Session epochs with a meaning of their own (FetchMetadata in Kafka).
+const (
+	sessionInitialEpoch = 0  // create a session from this full request
+	sessionFinalEpoch   = -1 // no session: a full request, full answer
+)
+
+// sessionKey names a partition as the request does: by topic id from v13,
+// by name before.
+type sessionKey struct {
+	id        [16]byte
+	topic     string
+	partition int32
+}
+
+// sessionPart is a partition of a session: what the client last asked for
+// and what it was last told.
+type sessionPart struct {
+	key         sessionKey
+	fetchOffset int64
+	maxBytes    int32
+	epoch       int32 // CurrentLeaderEpoch
+	told        bool  // answered at least once
+	hw          int64
+	logStart    int64
+}
+
+type fetchSession struct {
+	mu    sync.Mutex
+	id    int32
+	epoch int32 // the epoch the next request must carry
+	parts []*sessionPart
+	index map[sessionKey]int
+	used  time.Time
+}
+
+// fetchSessions is the agent's session cache.
+type fetchSessions struct {
+	mu     sync.Mutex
+	nextID int32
+	byID   map[int32]*fetchSession
+}
+
+// get returns the session or nil; it counts as a use.
+func (fs *fetchSessions) get(id int32) *fetchSession {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	s := fs.byID[id]
+	if s != nil {
+		s.used = time.Now()
+	}
+	return s
+}
+
+func (fs *fetchSessions) remove(id int32) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	delete(fs.byID, id)
+}
+
+// create makes a session, evicting the least recently used one when full.
+func (fs *fetchSessions) create() *fetchSession {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.byID == nil {
+		fs.byID = map[int32]*fetchSession{}
+	}
+	if len(fs.byID) >= maxFetchSessions {
+		var oldest *fetchSession
+		for _, s := range fs.byID {
+			if oldest == nil || s.used.Before(oldest.used) {
+				oldest = s
+			}
+		}
+		delete(fs.byID, oldest.id)
+	}
+	for {
+		fs.nextID++
+		if fs.nextID <= 0 {
+			fs.nextID = 1 // 0 means "no session"
+		}
+		if fs.byID[fs.nextID] == nil {
+			break
+		}
+	}
+	s := &fetchSession{id: fs.nextID, epoch: 1, index: map[sessionKey]int{}, used: time.Now()}
+	fs.byID[s.id] = s
+	return s
+}
+
+func keyOf(version int16, topic string, id [16]byte, partition int32) sessionKey {
+	if version >= 13 {
+		return sessionKey{id: id, partition: partition}
+	}
+	return sessionKey{topic: topic, partition: partition}
+}
+
+// update folds a request's partitions and forgotten topics into the
+// session.
+func (s *fetchSession) update(req *kmsg.FetchRequest) {
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			k := keyOf(req.Version, t.Topic, t.TopicID, p.Partition)
+			if i, ok := s.index[k]; ok {
+				sp := s.parts[i]
+				sp.fetchOffset, sp.maxBytes, sp.epoch = p.FetchOffset, p.PartitionMaxBytes, p.CurrentLeaderEpoch
+				continue
+			}
+			s.index[k] = len(s.parts)
+			s.parts = append(s.parts, &sessionPart{key: k, fetchOffset: p.FetchOffset, maxBytes: p.PartitionMaxBytes, epoch: p.CurrentLeaderEpoch})
+		}
+	}
+	forget := map[sessionKey]bool{}
+	for _, t := range req.ForgottenTopics {
+		for _, p := range t.Partitions {
+			forget[keyOf(req.Version, t.Topic, t.TopicID, p)] = true
+		}
+	}
+	if len(forget) == 0 {
+		return
+	}
+	kept := s.parts[:0]
+	clear(s.index)
+	for _, sp := range s.parts {
+		if !forget[sp.key] {
+			s.index[sp.key] = len(kept)
+			kept = append(kept, sp)
+		}
+	}
+	clear(s.parts[len(kept):])
+	s.parts = kept
+}
+
+// request returns the full request the session stands for: every
+// partition, grouped by topic in the order first added.
+func (s *fetchSession) request(req *kmsg.FetchRequest) *kmsg.FetchRequest {
+	full := *req
+	full.Topics = nil
+	full.ForgottenTopics = nil
+	at := map[sessionKey]int{} // topic (partition -1) → index in full.Topics
+	for _, sp := range s.parts {
+		tk := sp.key
+		tk.partition = -1
+		i, ok := at[tk]
+		if !ok {
+			i = len(full.Topics)
+			at[tk] = i
+			t := kmsg.NewFetchRequestTopic()
+			t.Topic, t.TopicID = sp.key.topic, sp.key.id
+			full.Topics = append(full.Topics, t)
+		}
+		p := kmsg.NewFetchRequestTopicPartition()
+		p.Partition, p.FetchOffset, p.PartitionMaxBytes, p.CurrentLeaderEpoch = sp.key.partition, sp.fetchOffset, sp.maxBytes, sp.epoch
+		full.Topics[i].Partitions = append(full.Topics[i].Partitions, p)
+	}
+	return &full
+}
+
+// trim drops from an answer to the session's full request the partitions
+// with nothing new for the client (no records, no error, the same high
+// watermark and log start as last told), and remembers what it tells.
+// The first answer of a session is whole.
+func (s *fetchSession) trim(version int16, resp *kmsg.FetchResponse) {
+	topics := resp.Topics[:0]
+	for _, t := range resp.Topics {
+		parts := t.Partitions[:0]
+		for _, p := range t.Partitions {
+			i, ok := s.index[keyOf(version, t.Topic, t.TopicID, p.Partition)]
+			if !ok {
+				continue
+			}
+			sp := s.parts[i]
+			if sp.told && len(p.RecordBatches) == 0 && p.ErrorCode == 0 && p.HighWatermark == sp.hw && p.LogStartOffset == sp.logStart {
+				continue
+			}
+			sp.told, sp.hw, sp.logStart = true, p.HighWatermark, p.LogStartOffset
+			parts = append(parts, p)
+		}
+		if len(parts) > 0 {
+			t.Partitions = parts
+			topics = append(topics, t)
+		}
+	}
+	resp.Topics = topics
+}
+
+// beginSession works out which session a Fetch request belongs to. It
+// returns the full request to answer and the session (nil: sessionless),
+// or an answer carrying a session error.
+func (s *Server) beginSession(req *kmsg.FetchRequest) (*kmsg.FetchRequest, *fetchSession, *kmsg.FetchResponse) {
+	if req.Version < 7 {
+		return req, nil, nil
+	}
+	switch {
+	case req.SessionEpoch == sessionFinalEpoch:
+		if req.SessionID != 0 {
+			s.sessions.remove(req.SessionID)
+		}
+		return req, nil, nil
+	case req.SessionEpoch == sessionInitialEpoch:
+		if req.SessionID != 0 {
+			s.sessions.remove(req.SessionID)
+		}
+		if req.ReplicaID >= 0 {
+			return req, nil, nil // not a consumer
+		}
+		sess := s.sessions.create()
+		sess.mu.Lock()
+		sess.update(req)
+		return sess.request(req), sess, nil
+	}
+	sess := s.sessions.get(req.SessionID)
+	if sess == nil {
+		return nil, nil, sessionError(req, kerr.FetchSessionIDNotFound.Code)
+	}
+	sess.mu.Lock()
+	if req.SessionEpoch != sess.epoch {
+		sess.mu.Unlock()
+		return nil, nil, sessionError(req, kerr.InvalidFetchSessionEpoch.Code)
+	}
+	sess.epoch++
+	if sess.epoch < 1 {
+		sess.epoch = 1 // after MaxInt32, as Kafka wraps
+	}
+	sess.update(req)
+	s.metrics.incremental.Inc()
+	return sess.request(req), sess, nil
+}
+
+func sessionError(req *kmsg.FetchRequest, code int16) *kmsg.FetchResponse {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	resp.ErrorCode = code
+	return resp
+}

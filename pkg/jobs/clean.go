@@ -50,6 +50,10 @@ const DefaultCleanerKeys = 1 << 20
 // maxCleanBatch bounds a decompressed batch the cleaner decodes.
 const maxCleanBatch = 64 << 20
 
+// maxHeldDirty bounds the dirty chunks a pass keeps between reading them
+// for the key map and rewriting them.
+const maxHeldDirty = 64 << 20
+
 // attrDeleteHorizon is the batch attribute bit (KIP-534) saying the first
 // timestamp holds the time the batch's tombstones may be dropped.
 const attrDeleteHorizon = 0x40
@@ -213,10 +217,18 @@ func eachBatch(chunk []byte, fn func(b []byte, h batch.Header, recs []batch.Reco
 func (r *Runner) cleanOne(ctx context.Context, plan cleanPlan, nowMs int64) (bool, error) {
 	keys := newKeyMap()
 	end := len(plan.chunks) // one past the last chunk this pass cleans
+	// The dirty chunks read for the map are kept for the rewrite, up to
+	// maxHeldDirty bytes, so that a dirty head that fits costs one GET per
+	// chunk, not two.
+	held, heldBytes := map[meta.ChunkRef][]byte{}, int64(0)
 	for i := plan.dirty; i < len(plan.chunks); i++ {
 		b, err := r.readChunk(ctx, plan.chunks[i])
 		if err != nil {
 			return false, err
+		}
+		if heldBytes+int64(len(b)) <= maxHeldDirty {
+			held[plan.chunks[i].Ref()] = b
+			heldBytes += int64(len(b))
 		}
 		err = eachBatch(b, func(_ []byte, h batch.Header, recs []batch.Record) error {
 			for _, rec := range recs {
@@ -249,7 +261,7 @@ func (r *Runner) cleanOne(ctx context.Context, plan cleanPlan, nowMs int64) (boo
 			size += plan.chunks[to].Len
 			to++
 		}
-		run, err := r.cleanRun(ctx, plan, plan.chunks[from:to], &f)
+		run, err := r.cleanRun(ctx, plan, plan.chunks[from:to], held, &f)
 		if err != nil {
 			return false, err
 		}
@@ -284,7 +296,7 @@ func (r *Runner) appendClean(ctx context.Context, op meta.CleanChunks) (bool, er
 
 // cleanRun rewrites one run of chunks and returns it as the op lists it,
 // or nil if nothing in it changed.
-func (r *Runner) cleanRun(ctx context.Context, plan cleanPlan, chunks []meta.Chunk, f *filter) (*meta.CleanRun, error) {
+func (r *Runner) cleanRun(ctx context.Context, plan cleanPlan, chunks []meta.Chunk, held map[meta.ChunkRef][]byte, f *filter) (*meta.CleanRun, error) {
 	var out []byte
 	count, changed := 0, false
 	maxTs := int64(-1) // of the records kept: ListOffsets and retention trust it
@@ -292,12 +304,15 @@ func (r *Runner) cleanRun(ctx context.Context, plan cleanPlan, chunks []meta.Chu
 		// Only the cleaner sets the delete horizon bit; a producer's is
 		// not believed (it would let tombstones go at once).
 		trusted := strings.HasPrefix(c.Object, tiered.CleanedPrefix)
-		b, err := r.readChunk(ctx, c)
-		if err != nil {
-			return nil, err
+		b, ok := held[c.Ref()]
+		if !ok {
+			var err error
+			if b, err = r.readChunk(ctx, c); err != nil {
+				return nil, err
+			}
 		}
 		pos := 0
-		err = batch.Split(b, func(raw []byte, h batch.Header) error {
+		err := batch.Split(b, func(raw []byte, h batch.Header) error {
 			pos += len(raw)
 			recs, err := batch.Records(raw, maxCleanBatch)
 			if err != nil {

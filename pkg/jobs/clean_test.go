@@ -133,11 +133,17 @@ func TestCleanKeepsNewestPerKey(t *testing.T) {
 		t.Fatalf("reference has %d keys", len(want))
 	}
 
-	r := New(Config{WriterID: "w", CompactionTarget: 4 << 10, CleanerBackoff: time.Second}, l, store, nil)
+	counted := objstore.NewFaulty(store)
+	r := New(Config{WriterID: "w", CompactionTarget: 4 << 10, CleanerBackoff: time.Second}, l, counted, nil)
 	now := time.UnixMilli(base + 10_000)
 	n, err := r.Clean(ctx, now)
 	if err != nil || n != 1 {
 		t.Fatalf("clean: %d partitions, %v", n, err)
+	}
+	// The dirty head (40 chunks, all of it here) is read once, not once
+	// for the key map and again for the rewrite.
+	if gets := counted.Calls(objstore.OpGetRange); gets != 40 {
+		t.Errorf("%d ranged GETs for a pass over 40 chunks, want 40", gets)
 	}
 	got := readKeyed(t, l, store, id)
 	if !maps.Equal(got, want) {

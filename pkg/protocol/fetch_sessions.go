@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -24,6 +25,12 @@ import (
 // max.incremental.fetch.session.cache.slots (1000) does; the least
 // recently used one goes first.
 const maxFetchSessions = 1000
+
+// maxSessionPartitions bounds the partitions all sessions hold together
+// (about 100 bytes each), so that a thousand consumers of 10,000
+// partitions each cannot take a gigabyte; the least recently used
+// sessions go first.
+const maxSessionPartitions = 1 << 20
 
 // Session epochs with a meaning of their own (FetchMetadata in Kafka).
 const (
@@ -58,6 +65,7 @@ type fetchSession struct {
 	parts []*sessionPart
 	index map[sessionKey]int
 	used  time.Time
+	size  atomic.Int64 // len(parts), read without mu by the cache
 }
 
 // fetchSessions is the agent's session cache.
@@ -91,7 +99,7 @@ func (fs *fetchSessions) create() *fetchSession {
 	if fs.byID == nil {
 		fs.byID = map[int32]*fetchSession{}
 	}
-	if len(fs.byID) >= maxFetchSessions {
+	for len(fs.byID) > 0 && (len(fs.byID) >= maxFetchSessions || fs.partitions() > maxSessionPartitions) {
 		var oldest *fetchSession
 		for _, s := range fs.byID {
 			if oldest == nil || s.used.Before(oldest.used) {
@@ -112,6 +120,15 @@ func (fs *fetchSessions) create() *fetchSession {
 	s := &fetchSession{id: fs.nextID, epoch: 1, index: map[sessionKey]int{}, used: time.Now()}
 	fs.byID[s.id] = s
 	return s
+}
+
+// partitions returns how many partitions the sessions hold; fs.mu held.
+func (fs *fetchSessions) partitions() int64 {
+	var n int64
+	for _, s := range fs.byID {
+		n += s.size.Load()
+	}
+	return n
 }
 
 func keyOf(version int16, topic string, id [16]byte, partition int32) sessionKey {
@@ -136,6 +153,7 @@ func (s *fetchSession) update(req *kmsg.FetchRequest) {
 			s.parts = append(s.parts, &sessionPart{key: k, fetchOffset: p.FetchOffset, maxBytes: p.PartitionMaxBytes, epoch: p.CurrentLeaderEpoch})
 		}
 	}
+	defer func() { s.size.Store(int64(len(s.parts))) }()
 	forget := map[sessionKey]bool{}
 	for _, t := range req.ForgottenTopics {
 		for _, p := range t.Partitions {

@@ -28,6 +28,15 @@ func TestFetchSessionCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	if len(fs.byID) != maxFetchSessions {
 		t.Errorf("%d sessions cached, want %d", len(fs.byID), maxFetchSessions)
 	}
+	// Sessions holding more partitions than the bound in all give way too.
+	for _, s := range fs.byID {
+		s.size.Store(maxSessionPartitions / maxFetchSessions * 2)
+	}
+	fs.create()
+	if len(fs.byID) > maxFetchSessions/2+1 {
+		t.Errorf("%d sessions of %d partitions each survive, want at most %d partitions in all",
+			len(fs.byID), maxSessionPartitions/maxFetchSessions*2, maxSessionPartitions)
+	}
 	fs.nextID = -1 // wraps past MaxInt32
 	if s := fs.create(); s.id <= 0 {
 		t.Errorf("session id %d", s.id)

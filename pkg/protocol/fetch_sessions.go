@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,12 +21,22 @@ import (
 //
 // Sessions live in the agent that created them, as in Kafka they live in
 // one broker; a client that reaches another agent, or whose session was
-// evicted, gets FETCH_SESSION_ID_NOT_FOUND and starts a new one.
+// evicted, gets FETCH_SESSION_ID_NOT_FOUND and starts a new one. Ids are
+// random, so that a client cannot meet another's session by accident.
+// Partitions that returned records move to the end of their session, as
+// in Kafka, so that a backlog on the first partitions cannot starve the
+// rest once MaxBytes is reached.
 
 // maxFetchSessions bounds the sessions an agent keeps, as Kafka's
-// max.incremental.fetch.session.cache.slots (1000) does; the least
-// recently used one goes first.
+// max.incremental.fetch.session.cache.slots (1000) does. When the cache is
+// full, a session idle for sessionIdleEvict makes room; if none is, the
+// new client fetches without a session, as Kafka answers, rather than
+// evicting a session in use (which would only send its client back here).
 const maxFetchSessions = 1000
+
+// sessionIdleEvict is how long a session must go unused before a new one
+// may take its place (Kafka's eviction of stale sessions, 120 s).
+const sessionIdleEvict = 2 * time.Minute
 
 // maxSessionPartitions bounds the partitions all sessions hold together
 // (about 100 bytes each), so that a thousand consumers of 10,000
@@ -59,20 +71,20 @@ type sessionPart struct {
 }
 
 type fetchSession struct {
-	mu    sync.Mutex
-	id    int32
-	epoch int32 // the epoch the next request must carry
-	parts []*sessionPart
-	index map[sessionKey]int
-	used  time.Time
-	size  atomic.Int64 // len(parts), read without mu by the cache
+	mu      sync.Mutex
+	id      int32
+	usesIDs bool  // created by a v13+ request: partitions keyed by topic id
+	epoch   int32 // the epoch the next request must carry
+	parts   []*sessionPart
+	index   map[sessionKey]int
+	used    time.Time
+	size    atomic.Int64 // len(parts), read without mu by the cache
 }
 
 // fetchSessions is the agent's session cache.
 type fetchSessions struct {
-	mu     sync.Mutex
-	nextID int32
-	byID   map[int32]*fetchSession
+	mu   sync.Mutex
+	byID map[int32]*fetchSession
 }
 
 // get returns the session or nil; it counts as a use.
@@ -92,32 +104,31 @@ func (fs *fetchSessions) remove(id int32) {
 	delete(fs.byID, id)
 }
 
-// create makes a session, evicting the least recently used one when full.
-func (fs *fetchSessions) create() *fetchSession {
+// create makes a session for size partitions, or returns nil when the
+// cache is full of sessions in use.
+func (fs *fetchSessions) create(size int, usesIDs bool) *fetchSession {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if fs.byID == nil {
 		fs.byID = map[int32]*fetchSession{}
 	}
-	for len(fs.byID) > 0 && (len(fs.byID) >= maxFetchSessions || fs.partitions() > maxSessionPartitions) {
+	for len(fs.byID) >= maxFetchSessions || fs.partitions()+int64(size) > maxSessionPartitions {
 		var oldest *fetchSession
 		for _, s := range fs.byID {
 			if oldest == nil || s.used.Before(oldest.used) {
 				oldest = s
 			}
 		}
+		if oldest == nil || time.Since(oldest.used) < sessionIdleEvict {
+			return nil
+		}
 		delete(fs.byID, oldest.id)
 	}
-	for {
-		fs.nextID++
-		if fs.nextID <= 0 {
-			fs.nextID = 1 // 0 means "no session"
-		}
-		if fs.byID[fs.nextID] == nil {
-			break
-		}
+	id := rand.Int32N(math.MaxInt32-1) + 1 // 0 means "no session"
+	for fs.byID[id] != nil {
+		id = rand.Int32N(math.MaxInt32-1) + 1
 	}
-	s := &fetchSession{id: fs.nextID, epoch: 1, index: map[sessionKey]int{}, used: time.Now()}
+	s := &fetchSession{id: id, usesIDs: usesIDs, epoch: 1, index: map[sessionKey]int{}, used: time.Now()}
 	fs.byID[s.id] = s
 	return s
 }
@@ -176,35 +187,33 @@ func (s *fetchSession) update(req *kmsg.FetchRequest) {
 }
 
 // request returns the full request the session stands for: every
-// partition, grouped by topic in the order first added.
+// partition, in the session's order, a topic entry for each run of one
+// topic's partitions (a topic may appear more than once, as in Kafka).
 func (s *fetchSession) request(req *kmsg.FetchRequest) *kmsg.FetchRequest {
 	full := *req
 	full.Topics = nil
 	full.ForgottenTopics = nil
-	at := map[sessionKey]int{} // topic (partition -1) → index in full.Topics
-	for _, sp := range s.parts {
-		tk := sp.key
-		tk.partition = -1
-		i, ok := at[tk]
-		if !ok {
-			i = len(full.Topics)
-			at[tk] = i
+	for i, sp := range s.parts {
+		if i == 0 || sp.key.topic != s.parts[i-1].key.topic || sp.key.id != s.parts[i-1].key.id {
 			t := kmsg.NewFetchRequestTopic()
 			t.Topic, t.TopicID = sp.key.topic, sp.key.id
 			full.Topics = append(full.Topics, t)
 		}
 		p := kmsg.NewFetchRequestTopicPartition()
 		p.Partition, p.FetchOffset, p.PartitionMaxBytes, p.CurrentLeaderEpoch = sp.key.partition, sp.fetchOffset, sp.maxBytes, sp.epoch
-		full.Topics[i].Partitions = append(full.Topics[i].Partitions, p)
+		t := &full.Topics[len(full.Topics)-1]
+		t.Partitions = append(t.Partitions, p)
 	}
 	return &full
 }
 
 // trim drops from an answer to the session's full request the partitions
 // with nothing new for the client (no records, no error, the same high
-// watermark and log start as last told), and remembers what it tells.
+// watermark and log start as last told), remembers what it tells, and
+// moves the partitions that returned records to the end of the session.
 // The first answer of a session is whole.
 func (s *fetchSession) trim(version int16, resp *kmsg.FetchResponse) {
+	var served []*sessionPart
 	topics := resp.Topics[:0]
 	for _, t := range resp.Topics {
 		parts := t.Partitions[:0]
@@ -218,6 +227,12 @@ func (s *fetchSession) trim(version int16, resp *kmsg.FetchResponse) {
 				continue
 			}
 			sp.told, sp.hw, sp.logStart = true, p.HighWatermark, p.LogStartOffset
+			if p.ErrorCode != 0 {
+				sp.hw, sp.logStart = -1, -1 // told again once it recovers
+			}
+			if len(p.RecordBatches) > 0 {
+				served = append(served, sp)
+			}
 			parts = append(parts, p)
 		}
 		if len(parts) > 0 {
@@ -226,11 +241,29 @@ func (s *fetchSession) trim(version int16, resp *kmsg.FetchResponse) {
 		}
 	}
 	resp.Topics = topics
+	if len(served) == 0 {
+		return
+	}
+	moved := make(map[*sessionPart]bool, len(served))
+	for _, sp := range served {
+		moved[sp] = true
+	}
+	order := make([]*sessionPart, 0, len(s.parts))
+	for _, sp := range s.parts {
+		if !moved[sp] {
+			order = append(order, sp)
+		}
+	}
+	s.parts = append(order, served...)
+	for i, sp := range s.parts {
+		s.index[sp.key] = i
+	}
 }
 
 // beginSession works out which session a Fetch request belongs to. It
 // returns the full request to answer and the session (nil: sessionless),
-// or an answer carrying a session error.
+// locked until the answer is trimmed, or an answer carrying a session
+// error.
 func (s *Server) beginSession(req *kmsg.FetchRequest) (*kmsg.FetchRequest, *fetchSession, *kmsg.FetchResponse) {
 	if req.Version < 7 {
 		return req, nil, nil
@@ -245,10 +278,17 @@ func (s *Server) beginSession(req *kmsg.FetchRequest) (*kmsg.FetchRequest, *fetc
 		if req.SessionID != 0 {
 			s.sessions.remove(req.SessionID)
 		}
-		if req.ReplicaID >= 0 {
-			return req, nil, nil // not a consumer
+		size := 0
+		for _, t := range req.Topics {
+			size += len(t.Partitions)
 		}
-		sess := s.sessions.create()
+		if req.ReplicaID >= 0 || size == 0 {
+			return req, nil, nil // not a consumer, or nothing to keep
+		}
+		sess := s.sessions.create(size, req.Version >= 13)
+		if sess == nil {
+			return req, nil, nil // the cache is full of sessions in use
+		}
 		sess.mu.Lock()
 		sess.update(req)
 		return sess.request(req), sess, nil
@@ -262,12 +302,26 @@ func (s *Server) beginSession(req *kmsg.FetchRequest) (*kmsg.FetchRequest, *fetc
 		sess.mu.Unlock()
 		return nil, nil, sessionError(req, kerr.InvalidFetchSessionEpoch.Code)
 	}
+	if sess.usesIDs != (req.Version >= 13) {
+		// The session's partitions are keyed one way and the request
+		// names them the other (the client changed versions).
+		sess.mu.Unlock()
+		s.sessions.remove(sess.id)
+		return nil, nil, sessionError(req, kerr.FetchSessionTopicIDError.Code)
+	}
 	sess.epoch++
 	if sess.epoch < 1 {
 		sess.epoch = 1 // after MaxInt32, as Kafka wraps
 	}
 	sess.update(req)
 	s.metrics.incremental.Inc()
+	if len(sess.parts) == 0 {
+		// Everything forgotten: Kafka closes the session and answers
+		// without one.
+		sess.mu.Unlock()
+		s.sessions.remove(sess.id)
+		return req, nil, nil
+	}
 	return sess.request(req), sess, nil
 }
 

@@ -1,45 +1,108 @@
 package protocol
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// The cache keeps maxFetchSessions sessions and evicts the least recently
-// used; ids are never 0 and never reused while live.
-func TestFetchSessionCacheEvictsLeastRecentlyUsed(t *testing.T) {
+// A full cache makes room only by evicting a session idle for
+// sessionIdleEvict; with every session in use a new client goes without
+// one. Ids are random, positive and distinct.
+func TestFetchSessionCache(t *testing.T) {
 	var fs fetchSessions
-	first := fs.create()
-	second := fs.create()
-	for range maxFetchSessions - 2 {
-		fs.create()
+	ids := map[int32]bool{}
+	var first *fetchSession
+	for i := range maxFetchSessions {
+		s := fs.create(1, false)
+		if s == nil || s.id <= 0 || ids[s.id] {
+			t.Fatalf("session %d: %+v", i, s)
+		}
+		ids[s.id] = true
+		if first == nil {
+			first = s
+		}
 	}
-	first.used = time.Now().Add(-time.Hour)
-	second.used = time.Now().Add(time.Hour) // recently used
-	third := fs.create()
-	if fs.get(first.id) != nil {
-		t.Error("the least recently used session survived a full cache")
+	if s := fs.create(1, false); s != nil {
+		t.Fatal("a full cache of sessions in use evicted one")
 	}
-	if fs.get(second.id) == nil || fs.get(third.id) == nil {
-		t.Error("a recent session was evicted")
+	first.used = time.Now().Add(-sessionIdleEvict - time.Second)
+	if s := fs.create(1, false); s == nil || fs.get(first.id) != nil {
+		t.Fatal("an idle session did not make room")
 	}
-	if len(fs.byID) != maxFetchSessions {
-		t.Errorf("%d sessions cached, want %d", len(fs.byID), maxFetchSessions)
-	}
-	// Sessions holding more partitions than the bound in all give way too.
+	// The partition bound: sessions in use holding it all leave no room.
 	for _, s := range fs.byID {
 		s.size.Store(maxSessionPartitions / maxFetchSessions * 2)
 	}
-	fs.create()
-	if len(fs.byID) > maxFetchSessions/2+1 {
-		t.Errorf("%d sessions of %d partitions each survive, want at most %d partitions in all",
-			len(fs.byID), maxSessionPartitions/maxFetchSessions*2, maxSessionPartitions)
+	fs.remove(first.id)
+	if s := fs.create(1, false); s != nil {
+		t.Fatal("a session was made past the partition bound")
 	}
-	fs.nextID = -1 // wraps past MaxInt32
-	if s := fs.create(); s.id <= 0 {
-		t.Errorf("session id %d", s.id)
+}
+
+// trim: the first answer is whole; then only partitions with records, an
+// error, or a new high watermark or log start; an error is told again when
+// it clears; partitions that returned records move to the end, and the
+// full request follows the new order.
+func TestFetchSessionTrim(t *testing.T) {
+	s := &fetchSession{index: map[sessionKey]int{}}
+	req := kmsg.NewPtrFetchRequest()
+	req.Version = 12
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "a"
+	for p := range int32(3) {
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition = p
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	s.update(req)
+	answer := func(hw [3]int64, records [3]bool, errs [3]int16) []int32 {
+		resp := kmsg.NewPtrFetchResponse()
+		t := kmsg.NewFetchResponseTopic()
+		t.Topic = "a"
+		for p := range int32(3) {
+			rp := kmsg.NewFetchResponseTopicPartition()
+			rp.Partition, rp.HighWatermark, rp.ErrorCode = p, hw[p], errs[p]
+			if records[p] {
+				rp.RecordBatches = []byte{1}
+			}
+			t.Partitions = append(t.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, t)
+		s.trim(12, resp)
+		var got []int32
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				got = append(got, p.Partition)
+			}
+		}
+		return got
+	}
+	check := func(what string, got []int32, want ...int32) {
+		t.Helper()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: answered %v, want %v", what, got, want)
+		}
+	}
+	check("first answer", answer([3]int64{5, 5, 5}, [3]bool{}, [3]int16{}), 0, 1, 2)
+	check("nothing new", answer([3]int64{5, 5, 5}, [3]bool{}, [3]int16{}))
+	check("new high watermark", answer([3]int64{5, 6, 5}, [3]bool{}, [3]int16{}), 1)
+	check("an error", answer([3]int64{5, 6, 5}, [3]bool{}, [3]int16{0, 0, 3}), 2)
+	check("the error cleared", answer([3]int64{5, 6, 5}, [3]bool{}, [3]int16{}), 2)
+	check("records in 0", answer([3]int64{5, 6, 5}, [3]bool{true}, [3]int16{}), 0)
+	full := s.request(req)
+	var order []int32
+	for _, t := range full.Topics {
+		for _, p := range t.Partitions {
+			order = append(order, p.Partition)
+		}
+	}
+	check("order after serving 0", order, 1, 2, 0)
+	if len(full.Topics) != 1 {
+		t.Errorf("one topic's partitions in %d entries", len(full.Topics))
 	}
 }
 

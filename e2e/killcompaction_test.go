@@ -3,7 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"syscall"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,6 +51,52 @@ func unreferencedWithin(t *testing.T, b harness.Backend, d time.Duration) (n int
 	return n, nil
 }
 
+// putHolder stands between an agent and MinIO and passes everything
+// through, except that the first PUT whose path holds match is stored and
+// then never answered: the object is in the bucket, and its writer is
+// still waiting to hear so when the test kills it. landed is closed once
+// that object is stored.
+type putHolder struct {
+	srv    *httptest.Server
+	match  string
+	once   sync.Once
+	landed chan struct{}
+}
+
+func newPutHolder(t *testing.T, target, match string) *putHolder {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &putHolder{match: match, landed: make(chan struct{})}
+	// The Host header stays the proxy's, which the agent signed.
+	pass := httputil.NewSingleHostReverseProxy(u)
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		held := false
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, match) {
+			h.once.Do(func() { held = true })
+		}
+		if !held {
+			pass.ServeHTTP(w, r)
+			return
+		}
+		out := r.Clone(r.Context())
+		out.URL.Scheme, out.URL.Host, out.RequestURI = u.Scheme, u.Host, ""
+		resp, err := http.DefaultTransport.RoundTrip(out)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			close(h.landed)
+		}
+		<-r.Context().Done() // the writer dies waiting
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
 // TestKillMidCompaction: an agent is killed while a compaction pass is
 // writing cmp/ objects. After a restart no record is lost or duplicated,
 // the next passes finish the job, and any output whose ReplaceChunks never
@@ -76,26 +127,23 @@ func TestKillMidCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Compact with a long grace. Freeze the agent (SIGSTOP) at each new
-	// output until one is caught between its PUT and its ReplaceChunks,
-	// then kill -9 it there.
-	a = startAgent(t, b, 5*time.Millisecond, "--compaction-interval=100ms", "--retention-check-interval=100ms", "--collect-grace=1h", "--orphan-grace=1h", "--job-lease=2s")
-	orphans, seen := 0, 0
-	for orphans == 0 && seen < partitions {
-		harness.Eventually(t, time.Minute, func() bool { return len(b.List(t, "cmp/")) > seen }, "no new compaction output")
-		if err := syscall.Kill(a.Pid(), syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
-		seen = len(b.List(t, "cmp/"))
-		orphans, _ = unreferencedWithin(t, b, 2*time.Second) // 0 if frozen mid-append
-		if orphans == 0 {
-			if err := syscall.Kill(a.Pid(), syscall.SIGCONT); err != nil {
-				t.Fatal(err)
-			}
-		}
+	// Compact through a proxy that stores the first output and never
+	// answers its PUT, and kill -9 the agent there: between the output's
+	// PUT and its ReplaceChunks.
+	m := harness.StartMinIO(t)
+	holder := newPutHolder(t, m.Endpoint, "/cmp/")
+	proxied := strings.Replace(b.URL, url.QueryEscape(m.Endpoint), url.QueryEscape(holder.srv.URL), 1)
+	a = harness.StartAgent(t, harness.AgentConfig{Store: proxied, Env: b.Env, FlushInterval: 5 * time.Millisecond,
+		Args: []string{"--compaction-interval=100ms", "--retention-check-interval=100ms", "--collect-grace=1h", "--orphan-grace=1h", "--job-lease=2s"}})
+	select {
+	case <-holder.landed:
+	case <-ctx.Done():
+		t.Fatal("no compaction output was written")
 	}
 	a.Kill()
-	t.Logf("killed with %d cmp/ objects, %d of them unreferenced", seen, orphans)
+	if n := unreferenced(t, b); n != 1 {
+		t.Fatalf("%d unreferenced objects after the kill, want the one output whose replace never landed", n)
+	}
 
 	// The restarted agent has a new writer id: it waits for the killed
 	// one's compaction lease to run out, so the lease is short.

@@ -46,7 +46,7 @@ func lastBytes(b []byte, n int) []byte {
 // agent's directory, what `barge agent` uses with no flags) and on MinIO.
 func TestKcatRoundTrip(t *testing.T) {
 	if _, err := exec.LookPath("kcat"); err != nil {
-		t.Skip("kcat not installed")
+		t.Fatal("kcat not installed: `make test` installs it (apt-get install kcat)")
 	}
 	backends := []harness.Backend{{Name: "embedded"}, harness.MinIOBackend(t)}
 	for _, b := range backends {

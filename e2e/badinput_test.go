@@ -34,6 +34,7 @@ func TestBadInput(t *testing.T) {
 			t.Run("fewer partitions", func(t *testing.T) { fewerPartitions(ctx, t, a.Addr) })
 			t.Run("record too large", func(t *testing.T) { recordTooLarge(ctx, t, a.Addr) })
 			t.Run("bad crc", func(t *testing.T) { badCRC(ctx, t, a.Addr) })
+			t.Run("timestamps out of bounds", func(t *testing.T) { timestampsOutOfBounds(ctx, t, a.Addr) })
 			t.Run("unknown api and version", func(t *testing.T) { unknownAPI(t, a.Addr) })
 			t.Run("garbage frames", func(t *testing.T) { garbageFrames(t, a.Addr) })
 		})
@@ -184,6 +185,35 @@ func badCRC(ctx context.Context, t *testing.T, addr string) {
 	}
 	if ends := endOffsets(t, addr, "crc"); ends[0] != 0 {
 		t.Errorf("high watermark %d after rejected batches, want 0", ends[0])
+	}
+}
+
+// timestampsOutOfBounds: a CreateTime topic refuses records further ahead
+// of the agent's clock than message.timestamp.after.max.ms (Kafka 4.0's
+// default, an hour) or further behind than message.timestamp.before.max.ms
+// with INVALID_TIMESTAMP; a LogAppendTime topic takes them.
+func timestampsOutOfBounds(ctx context.Context, t *testing.T, addr string) {
+	createTopic(t, addr, "stamps", 1, map[string]*string{"message.timestamp.before.max.ms": kmsg.StringPtr("60000")})
+	createTopic(t, addr, "stamped", 1, map[string]*string{"message.timestamp.type": kmsg.StringPtr("LogAppendTime")})
+	cl := client(t, addr)
+	now := time.Now().UnixMilli()
+	for _, tc := range []struct {
+		topic string
+		ts    int64
+		want  int16
+	}{
+		{"stamps", now + 2*time.Hour.Milliseconds(), kerr.InvalidTimestamp.Code},
+		{"stamps", now - 10*time.Minute.Milliseconds(), kerr.InvalidTimestamp.Code},
+		{"stamps", now, 0},
+		{"stamps", now + 10*time.Minute.Milliseconds(), 0},
+		{"stamped", now + 2*time.Hour.Milliseconds(), 0},
+	} {
+		if code := produceRaw(ctx, t, cl, tc.topic, timedBatch(t, batch.None, -1, 0, tc.ts)); code != tc.want {
+			t.Errorf("%s at %+d ms: %v, want %v", tc.topic, tc.ts-now, kerr.ErrorForCode(code), kerr.ErrorForCode(tc.want))
+		}
+	}
+	if ends := endOffsets(t, addr, "stamps"); ends[0] != 2 {
+		t.Errorf("high watermark %d, want 2 (the records within bounds)", ends[0])
 	}
 }
 

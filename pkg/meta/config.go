@@ -76,7 +76,7 @@ var TopicConfigs = []TopicConfig{
 	{Name: "max.compaction.lag.ms", Default: "9223372036854775807", Check: isLong(1)},
 	{Name: "max.message.bytes", Default: "1048588", Check: isLong(0)},
 	{Name: "message.downconversion.enable", Default: "true", Check: isBool, Inert: true},
-	{Name: "message.timestamp.after.max.ms", Default: "9223372036854775807", Check: isLong(0)},
+	{Name: "message.timestamp.after.max.ms", Default: "3600000", Check: isLong(0)}, // Kafka 4.0's
 	{Name: "message.timestamp.before.max.ms", Default: "9223372036854775807", Check: isLong(0)},
 	{Name: "message.timestamp.difference.max.ms", Default: "9223372036854775807", Check: isLong(0)},
 	{Name: "message.timestamp.type", Default: "CreateTime", Check: oneOf("CreateTime", "LogAppendTime")},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -102,6 +103,7 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 		found     bool
 		compacted bool
 		recodeTo  = batch.Codec(-1) // compression.type, if not "producer"
+		tsBounds  timestampBounds
 	)
 	s.log.View(func(st *meta.State) {
 		t := st.Topic(topic)
@@ -115,6 +117,7 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 		compacted = t.Compacts()
 		ct, _ := t.Config("compression.type")
 		recodeTo = topicCodec(ct)
+		tsBounds = topicTimestampBounds(t)
 	})
 	if !found {
 		return nil, meta.ErrUnknownTopic
@@ -135,6 +138,9 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 		}
 		h, err := batch.Validate(b)
 		if err != nil {
+			return err
+		}
+		if err := tsBounds.check(h, time.Now().UnixMilli()); err != nil {
 			return err
 		}
 		if h.IsTransactional() || h.IsControl() {
@@ -164,6 +170,44 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 	s.metrics.produceBytes.Add(float64(len(rp.Records)))
 	s.metrics.produceRecs.Add(float64(records))
 	return tk, nil
+}
+
+// errInvalidTimestamp is INVALID_TIMESTAMP.
+var errInvalidTimestamp = errors.New("timestamp out of range")
+
+// timestampBounds are a CreateTime topic's message.timestamp.before.max.ms
+// and message.timestamp.after.max.ms (each also bounded by the older
+// message.timestamp.difference.max.ms); -1: none.
+type timestampBounds struct{ before, after int64 }
+
+func topicTimestampBounds(t *meta.Topic) timestampBounds {
+	if ts, _ := t.Config("message.timestamp.type"); ts == "LogAppendTime" {
+		return timestampBounds{-1, -1} // the agent's clock replaces them
+	}
+	diff := t.ConfigInt("message.timestamp.difference.max.ms")
+	b := timestampBounds{min(t.ConfigInt("message.timestamp.before.max.ms"), diff), min(t.ConfigInt("message.timestamp.after.max.ms"), diff)}
+	if b.before == math.MaxInt64 {
+		b.before = -1
+	}
+	if b.after == math.MaxInt64 {
+		b.after = -1
+	}
+	return b
+}
+
+// check refuses a batch whose newest record is further ahead of nowMs than
+// after allows, or whose first record is further behind than before
+// allows. Kafka checks every record; the header's first and newest
+// timestamps bound them without decoding (a record older than the first
+// needs a negative delta, which producers do not write).
+func (b timestampBounds) check(h batch.Header, nowMs int64) error {
+	if b.after >= 0 && h.MaxTimestamp > nowMs && h.MaxTimestamp-nowMs > b.after {
+		return fmt.Errorf("%w: timestamp %d is more than message.timestamp.after.max.ms %d ahead of the broker's clock", errInvalidTimestamp, h.MaxTimestamp, b.after)
+	}
+	if b.before >= 0 && h.FirstTimestamp < nowMs && nowMs-h.FirstTimestamp > b.before {
+		return fmt.Errorf("%w: timestamp %d is more than message.timestamp.before.max.ms %d behind the broker's clock", errInvalidTimestamp, h.FirstTimestamp, b.before)
+	}
+	return nil
 }
 
 // maxDecodeBytes bounds a batch the produce path decompresses: to check

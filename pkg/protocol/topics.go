@@ -54,6 +54,8 @@ func errorCode(err error) int16 {
 		return 0
 	case errors.As(err, new(errTooLarge)):
 		return kerr.MessageTooLarge.Code
+	case errors.Is(err, errInvalidTimestamp):
+		return kerr.InvalidTimestamp.Code
 	case errors.Is(err, meta.ErrUnknownTopic):
 		return kerr.UnknownTopicOrPartition.Code
 	case errors.Is(err, meta.ErrTopicExists):

@@ -34,6 +34,12 @@ type Options struct {
 	PollInterval  time.Duration // how often to look for other agents' entries
 	SnapshotEvery uint64        // take a snapshot after every N-th slot this agent writes
 	MaxAttempts   int           // conditional-write attempts per entry on bucket errors
+	// CallTimeout bounds each bucket call, so that a hung connection
+	// fails an attempt (which is retried, then reported) instead of
+	// stalling every append and the tailing behind it for good. It also
+	// bounds how late a commit can land after its segment was written,
+	// which the orphan sweep's grace relies on.
+	CallTimeout time.Duration
 	// Retention is how long entries a snapshot covers stay in the bucket
 	// (trim.go). A writer whose view of the tail is older than half of it
 	// re-reads the log before it appends; 0 means entries are never
@@ -54,6 +60,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 8
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 30 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -98,7 +107,7 @@ func (p *Pending) Wait(ctx context.Context) ([]Result, error) {
 // Open loads the newest snapshot and replays the entries after it.
 func Open(ctx context.Context, store objstore.Store, opts Options) (*Log, error) {
 	opts.defaults()
-	l := &Log{store: store, opts: opts, state: NewState(), changed: make(chan struct{}), reqs: make(chan *Pending, 1024)}
+	l := &Log{store: objstore.WithCallTimeout(store, opts.CallTimeout), opts: opts, state: NewState(), changed: make(chan struct{}), reqs: make(chan *Pending, 1024)}
 	for attempt := 1; ; attempt++ {
 		if err := l.loadSnapshot(ctx); err != nil {
 			return nil, err

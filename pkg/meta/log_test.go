@@ -617,3 +617,22 @@ func benchLog(b *testing.B, n int, withSnap bool) objstore.Store {
 	}
 	return store
 }
+
+// A bucket call that hangs fails its attempt after CallTimeout, so an
+// append reports ErrUnavailable instead of stalling the log for good.
+func TestAppendHungBucketTimesOut(t *testing.T) {
+	mem := objstore.NewMemory()
+	f := objstore.NewFaulty(mem)
+	l := openLog(t, f, Options{MaxAttempts: 2, CallTimeout: 20 * time.Millisecond})
+	defer runLog(t, l)()
+	f.SetDelay(objstore.OpPutIfAbsent, time.Hour) // a blackholed connection
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := l.Append(ctx, ReserveProducers{Count: 1}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("append against a hung bucket: %v, want ErrUnavailable", err)
+	}
+	f.SetDelay(objstore.OpPutIfAbsent, 0)
+	if _, err := l.Append(ctx, ReserveProducers{Count: 1}); err != nil {
+		t.Fatalf("append after the bucket answers again: %v", err)
+	}
+}

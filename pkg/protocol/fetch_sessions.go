@@ -133,6 +133,13 @@ func (fs *fetchSessions) create(size int, usesIDs bool) *fetchSession {
 	return s
 }
 
+// total returns how many partitions the sessions hold.
+func (fs *fetchSessions) total() int64 {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.partitions()
+}
+
 // partitions returns how many partitions the sessions hold; fs.mu held.
 func (fs *fetchSessions) partitions() int64 {
 	var n int64
@@ -321,6 +328,14 @@ func (s *Server) beginSession(req *kmsg.FetchRequest) (*kmsg.FetchRequest, *fetc
 		sess.mu.Unlock()
 		s.sessions.remove(sess.id)
 		return req, nil, nil
+	}
+	if s.sessions.total() > maxSessionPartitions {
+		// Grown past the cache's bound: answered whole, without a
+		// session, as a client whose session could not be made is.
+		full := sess.request(req)
+		sess.mu.Unlock()
+		s.sessions.remove(sess.id)
+		return full, nil, nil
 	}
 	return sess.request(req), sess, nil
 }

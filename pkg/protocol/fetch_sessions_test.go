@@ -138,3 +138,37 @@ func TestFetchSessionUpdate(t *testing.T) {
 		t.Fatalf("partitions %+v", p)
 	}
 }
+
+// A session that grows past the cache's partition bound through
+// incremental adds is closed: that request is answered whole, without a
+// session.
+func TestFetchSessionGrownPastBound(t *testing.T) {
+	srv := &Server{metrics: newMetrics(nil)}
+	req := func(epoch, id int32, parts ...int32) *kmsg.FetchRequest {
+		r := kmsg.NewPtrFetchRequest()
+		r.Version, r.ReplicaID, r.SessionEpoch, r.SessionID = 12, -1, epoch, id
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "a"
+		for _, p := range parts {
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.Partition = p
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		r.Topics = append(r.Topics, rt)
+		return r
+	}
+	_, sess, errResp := srv.beginSession(req(0, 0, 0))
+	if sess == nil || errResp != nil {
+		t.Fatalf("no session: %v", errResp)
+	}
+	sess.mu.Unlock()
+	other := srv.sessions.create(1, false) // another consumer's, holding the rest of the bound
+	other.size.Store(maxSessionPartitions - 1)
+	full, again, errResp := srv.beginSession(req(1, sess.id, 1))
+	if again != nil || errResp != nil || len(full.Topics) != 1 || len(full.Topics[0].Partitions) != 2 {
+		t.Fatalf("grown session: session %v, answer %v, request %+v", again, errResp, full.Topics)
+	}
+	if srv.sessions.get(sess.id) != nil {
+		t.Fatal("the grown session is still cached")
+	}
+}

@@ -40,8 +40,8 @@ const sessionIdleEvict = 2 * time.Minute
 
 // maxSessionPartitions bounds the partitions all sessions hold together
 // (about 100 bytes each), so that a thousand consumers of 10,000
-// partitions each cannot take a gigabyte; the least recently used
-// sessions go first.
+// partitions each cannot take a gigabyte. Idle sessions make room as
+// above; past it, clients fetch without a session.
 const maxSessionPartitions = 1 << 20
 
 // Session epochs with a meaning of their own (FetchMetadata in Kafka).

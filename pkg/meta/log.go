@@ -40,6 +40,12 @@ type Options struct {
 	// bounds how late a commit can land after its segment was written,
 	// which the orphan sweep's grace relies on.
 	CallTimeout time.Duration
+	// MaxQueueWait fails ops that waited this long for their entry to be
+	// written (the bucket was failing meanwhile) instead of writing them
+	// late. With CallTimeout and MaxAttempts it bounds how long after
+	// Submit an op can land: an ingest commit must land well within
+	// --orphan-grace of its segment, or the sweep may have deleted it.
+	MaxQueueWait time.Duration
 	// Retention is how long entries a snapshot covers stay in the bucket
 	// (trim.go). A writer whose view of the tail is older than half of it
 	// re-reads the log before it appends; 0 means entries are never
@@ -63,6 +69,9 @@ func (o *Options) defaults() {
 	}
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = 30 * time.Second
+	}
+	if o.MaxQueueWait <= 0 {
+		o.MaxQueueWait = 2 * time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -88,6 +97,7 @@ type Log struct {
 
 // Pending is a submitted append.
 type Pending struct {
+	queued  time.Time
 	ops     []Op
 	done    chan struct{}
 	results []Result
@@ -226,7 +236,7 @@ func (l *Log) failQueued(err error) {
 
 // Submit queues ops for the next entry without waiting.
 func (l *Log) Submit(ops ...Op) *Pending {
-	p := &Pending{ops: ops, done: make(chan struct{})}
+	p := &Pending{queued: time.Now(), ops: ops, done: make(chan struct{})}
 	l.reqs <- p
 	return p
 }
@@ -240,6 +250,18 @@ func (l *Log) Append(ctx context.Context, ops ...Op) ([]Result, error) {
 var ErrUnavailable = errors.New("meta: log unavailable")
 
 func (l *Log) write(ctx context.Context, batch []*Pending) {
+	fresh := batch[:0]
+	for _, p := range batch {
+		if time.Since(p.queued) > l.opts.MaxQueueWait {
+			p.err = fmt.Errorf("%w: waited %v for the bucket", ErrUnavailable, time.Since(p.queued).Round(time.Millisecond))
+			close(p.done)
+			continue
+		}
+		fresh = append(fresh, p)
+	}
+	if batch = fresh; len(batch) == 0 {
+		return
+	}
 	en := &Entry{Writer: l.opts.WriterID, Tag: rand.Uint64(), TimeMs: time.Now().UnixMilli()}
 	for _, p := range batch {
 		en.Ops = append(en.Ops, p.ops...)

@@ -636,3 +636,28 @@ func TestAppendHungBucketTimesOut(t *testing.T) {
 		t.Fatalf("append after the bucket answers again: %v", err)
 	}
 }
+
+// Ops that waited longer than MaxQueueWait behind a slow bucket fail
+// rather than land late; the write in flight still lands.
+func TestAppendQueuedTooLongFails(t *testing.T) {
+	f := objstore.NewFaulty(objstore.NewMemory())
+	l := openLog(t, f, Options{MaxQueueWait: 50 * time.Millisecond})
+	defer runLog(t, l)()
+	f.SetDelay(objstore.OpPutIfAbsent, 2*time.Second)
+	first := l.Submit(ReserveProducers{Count: 1})
+	deadline := time.Now().Add(30 * time.Second)
+	for f.Calls(objstore.OpPutIfAbsent) == 0 { // the first entry is being written
+		if time.Now().After(deadline) {
+			t.Fatal("the first entry was never written")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	second := l.Submit(ReserveProducers{Count: 1})
+	ctx := context.Background()
+	if _, err := first.Wait(ctx); err != nil {
+		t.Fatalf("the entry in flight: %v", err)
+	}
+	if _, err := second.Wait(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("the op queued behind it for most of 2 s: %v, want ErrUnavailable", err)
+	}
+}

@@ -60,6 +60,26 @@ func consumeKeyed(t *testing.T, addr, topic string, want int) map[string]string 
 	return got
 }
 
+// produceSmallObjects produces rounds of perPart records to every
+// partition, ten partitions per request, so that the agent writes many
+// small ingestion objects, each with a little of several partitions.
+func produceSmallObjects(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, partitions, rounds, perPart int) {
+	t.Helper()
+	for r := range rounds {
+		for g := 0; g < partitions; g += 10 {
+			var recs []*kgo.Record
+			for p := g; p < min(g+10, partitions); p++ {
+				for i := range perPart {
+					recs = append(recs, &kgo.Record{Topic: topic, Partition: int32(p), Value: fmt.Appendf(nil, "r%d-p%d-%d", r, p, i)})
+				}
+			}
+			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+		}
+	}
+}
+
 // TestFileCompaction: many small multi-partition ingestion objects are
 // merged into one object per partition; consumers read the same records
 // at the same offsets, the ingestion objects are collected and the
@@ -76,19 +96,7 @@ func TestFileCompaction(t *testing.T) {
 	cl := client(t, a.Addr, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	for r := range rounds {
-		for g := 0; g < partitions; g += 10 {
-			var recs []*kgo.Record
-			for p := g; p < g+10; p++ {
-				for i := range perPart {
-					recs = append(recs, &kgo.Record{Topic: "cmp", Partition: int32(p), Value: fmt.Appendf(nil, "r%d-p%d-%d", r, p, i)})
-				}
-			}
-			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-				t.Fatalf("produce: %v", err)
-			}
-		}
-	}
+	produceSmallObjects(ctx, t, cl, "cmp", partitions, rounds, perPart)
 	total := partitions * rounds * perPart
 	before := consumeKeyed(t, a.Addr, "cmp", total)
 	segBefore := len(b.List(t, "seg/"))

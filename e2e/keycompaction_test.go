@@ -330,17 +330,7 @@ func TestKeyCompaction(t *testing.T) {
 	}
 
 	// The ingestion objects the cleaned ones replaced leave the bucket.
-	harness.Eventually(t, time.Minute, func() bool {
-		now := b.List(t, "seg/")
-		for _, k := range seg {
-			for _, n := range now {
-				if n == k {
-					return false
-				}
-			}
-		}
-		return true
-	}, "replaced ingestion objects were never collected")
+	waitDeleted(t, b, seg, "replaced ingestion objects were never collected")
 
 	// A compacted topic refuses a record without a key, as Kafka does.
 	res := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("no key")})

@@ -109,17 +109,7 @@ func TestKillMidCompaction(t *testing.T) {
 	cl := client(t, a.Addr, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	for r := range rounds {
-		for g := 0; g < partitions; g += 10 {
-			var recs []*kgo.Record
-			for p := g; p < g+10; p++ {
-				recs = append(recs, &kgo.Record{Topic: "kc", Partition: int32(p), Value: fmt.Appendf(nil, "r%d-p%d", r, p)})
-			}
-			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-				t.Fatalf("produce: %v", err)
-			}
-		}
-	}
+	produceSmallObjects(ctx, t, cl, "kc", partitions, rounds, 1)
 	total := partitions * rounds
 	ends := endOffsets(t, a.Addr, "kc")
 	before := consumeKeyed(t, a.Addr, "kc", total)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -112,6 +113,26 @@ func TestOneObjectPerFlush(t *testing.T) {
 }
 
 // diffKeys returns the keys of after that are not in before, in order.
+// waitDeleted waits until none of keys is in bucket b any more.
+func waitDeleted(t *testing.T, b harness.Backend, keys []string, msg string) {
+	t.Helper()
+	gone, prefixes := map[string]bool{}, map[string]bool{}
+	for _, k := range keys {
+		gone[k] = true
+		prefixes[k[:strings.IndexByte(k, '/')+1]] = true
+	}
+	harness.Eventually(t, time.Minute, func() bool {
+		for prefix := range prefixes {
+			for _, k := range b.List(t, prefix) {
+				if gone[k] {
+					return false
+				}
+			}
+		}
+		return true
+	}, "%s", msg)
+}
+
 func diffKeys(before, after []string) []string {
 	old := map[string]bool{}
 	for _, k := range before {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -306,15 +305,7 @@ func TestRetentionCollectsObjects(t *testing.T) {
 		starts := startOffsets(t, adm, "ret")
 		return starts[0] == 3 && starts[1] == 3
 	}, "log starts never moved past the expired records")
-	harness.Eventually(t, time.Minute, func() bool {
-		keys := b.List(t, "seg/")
-		for _, k := range oldObjects {
-			if slices.Contains(keys, k) {
-				return false
-			}
-		}
-		return true
-	}, "objects of expired data were never deleted")
+	waitDeleted(t, b, oldObjects, "objects of expired data were never deleted")
 	if got := startOffsets(t, adm, "ret"); got[0] != 3 || got[1] != 3 {
 		t.Fatalf("log starts %v, want 3 (the live records must stay)", got)
 	}
@@ -334,27 +325,14 @@ func TestRetentionCollectsObjects(t *testing.T) {
 	createTopic(t, a.Addr, "gone", 1, nil)
 	before := b.List(t, "seg/")
 	produceAt(ctx, t, cl, "gone", 0, 3, time.Now())
-	var goneObjects []string
-	for _, k := range b.List(t, "seg/") {
-		if !slices.Contains(before, k) {
-			goneObjects = append(goneObjects, k)
-		}
-	}
+	goneObjects := diffKeys(before, b.List(t, "seg/"))
 	if len(goneObjects) == 0 {
 		t.Fatal("producing to gone wrote no object")
 	}
 	if rs, err := adm.DeleteTopics(ctx, "gone"); err != nil || rs.Error() != nil {
 		t.Fatalf("delete topic: %v %v", err, rs.Error())
 	}
-	harness.Eventually(t, time.Minute, func() bool {
-		keys := b.List(t, "seg/")
-		for _, k := range goneObjects {
-			if slices.Contains(keys, k) {
-				return false
-			}
-		}
-		return true
-	}, "objects of a deleted topic were never deleted")
+	waitDeleted(t, b, goneObjects, "objects of a deleted topic were never deleted")
 	if got := startOffsets(t, adm, "ret"); got[0] != 3 || got[1] != 3 {
 		t.Fatalf("log starts %v after deleting another topic", got)
 	}
@@ -459,15 +437,7 @@ func TestRetentionTwoAgents(t *testing.T) {
 		}
 		return true
 	}, "log starts never moved past the expired records on every topic")
-	harness.Eventually(t, time.Minute, func() bool {
-		keys := b.List(t, "seg/")
-		for _, k := range oldObjects {
-			if slices.Contains(keys, k) {
-				return false
-			}
-		}
-		return true
-	}, "objects of expired data were never deleted")
+	waitDeleted(t, b, oldObjects, "objects of expired data were never deleted")
 	var moves []float64
 	for _, a := range agents {
 		moves = append(moves, scrape(t, a.HTTPAddr)["barge_retention_log_start_moves_total"])

@@ -16,19 +16,13 @@ type Cache struct {
 	lru *ristretto.Cache[string, []byte]
 	sf  singleflight.Group
 
-	mu          sync.Mutex
-	recent      map[string][]byte
-	expected    map[string]chan struct{} // objects being committed: closed by PutObject or Abandon
-	order       []string                 // FIFO of recent keys
-	recentBytes int64
-	recentMax   int64
+	mu       sync.Mutex
+	recent   fifo                     // the newest objects (PutObject)
+	expected map[string]chan struct{} // objects being committed: closed by PutObject or Abandon
 
-	// Whole objects read from the bucket (Object), FIFO, apart from the
-	// newest objects so that catch-up reads never push those out.
-	whole      map[string][]byte
-	wholeOrder []string
-	wholeBytes int64
-	wholeMax   int64
+	// Whole objects read from the bucket (Object), apart from the newest
+	// objects so that catch-up reads never push those out.
+	whole fifo
 
 	hits, misses, loads prometheus.Counter
 }
@@ -47,15 +41,13 @@ func New(maxBytes int64, reg prometheus.Registerer) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{
-		lru:       lru,
-		recent:    map[string][]byte{},
-		expected:  map[string]chan struct{}{},
-		recentMax: maxBytes / 2,
-		whole:     map[string][]byte{},
-		wholeMax:  maxBytes / 4,
-		hits:      prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_cache_hits_total", Help: "Segment range reads served from memory."}),
-		misses:    prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_cache_misses_total", Help: "Segment range reads that had to load from the bucket."}),
-		loads:     prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_cache_loads_total", Help: "Bucket reads made for misses (after single-flight)."}),
+		lru:      lru,
+		recent:   newFIFO(maxBytes / 2),
+		expected: map[string]chan struct{}{},
+		whole:    newFIFO(maxBytes / 4),
+		hits:     prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_cache_hits_total", Help: "Segment range reads served from memory."}),
+		misses:   prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_cache_misses_total", Help: "Segment range reads that had to load from the bucket."}),
+		loads:    prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_cache_loads_total", Help: "Bucket reads made for misses (after single-flight)."}),
 	}
 	if reg != nil {
 		reg.MustRegister(c.hits, c.misses, c.loads)
@@ -72,22 +64,7 @@ func (c *Cache) PutObject(key string, data []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.releaseLocked(key)
-	if int64(len(data)) > c.recentMax {
-		return
-	}
-	if _, ok := c.recent[key]; ok {
-		return
-	}
-	c.recent[key] = data
-	c.order = append(c.order, key)
-	c.recentBytes += int64(len(data))
-	for c.recentBytes > c.recentMax && len(c.order) > 0 {
-		old := c.order[0]
-		c.order[0] = ""
-		c.order = c.order[1:]
-		c.recentBytes -= int64(len(c.recent[old]))
-		delete(c.recent, old)
-	}
+	c.recent.add(key, data)
 }
 
 // Expect announces that PutObject(key, ...) will follow: the object is
@@ -143,7 +120,7 @@ func (c *Cache) shared(ctx context.Context, key string, fn func(context.Context)
 // what gets cached, so it must already be in the form readers want.
 func (c *Cache) Range(ctx context.Context, key string, off, n int64, load func(context.Context) ([]byte, error)) ([]byte, error) {
 	c.mu.Lock()
-	obj, ok := c.recent[key]
+	obj, ok := c.recent.m[key]
 	wait := c.expected[key]
 	c.mu.Unlock()
 	if !ok && wait != nil {
@@ -153,7 +130,7 @@ func (c *Cache) Range(ctx context.Context, key string, off, n int64, load func(c
 			return nil, ctx.Err()
 		}
 		c.mu.Lock()
-		obj, ok = c.recent[key]
+		obj, ok = c.recent.m[key]
 		c.mu.Unlock()
 	}
 	if ok && off+n <= int64(len(obj)) {
@@ -188,9 +165,9 @@ func (c *Cache) Range(ctx context.Context, key string, off, n int64, load func(c
 // partition costs one per partition.
 func (c *Cache) Object(ctx context.Context, key string, load func(context.Context) ([]byte, error)) ([]byte, error) {
 	c.mu.Lock()
-	obj, ok := c.recent[key]
+	obj, ok := c.recent.m[key]
 	if !ok {
-		obj, ok = c.whole[key]
+		obj, ok = c.whole.m[key]
 	}
 	c.mu.Unlock()
 	if ok {
@@ -204,22 +181,38 @@ func (c *Cache) Object(ctx context.Context, key string, load func(context.Contex
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if _, ok := c.whole[key]; !ok && int64(len(b)) <= c.wholeMax {
-			c.whole[key] = b
-			c.wholeOrder = append(c.wholeOrder, key)
-			c.wholeBytes += int64(len(b))
-			for c.wholeBytes > c.wholeMax && len(c.wholeOrder) > 0 {
-				old := c.wholeOrder[0]
-				c.wholeOrder[0] = ""
-				c.wholeOrder = c.wholeOrder[1:]
-				c.wholeBytes -= int64(len(c.whole[old]))
-				delete(c.whole, old)
-			}
-		}
+		c.whole.add(key, b)
 		return b, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return v.([]byte), nil
+}
+
+// fifo holds objects up to a byte bound, dropping the oldest first.
+type fifo struct {
+	m          map[string][]byte
+	order      []string
+	bytes, max int64
+}
+
+func newFIFO(max int64) fifo { return fifo{m: map[string][]byte{}, max: max} }
+
+// add holds data under key unless it is held already or alone exceeds
+// the bound.
+func (f *fifo) add(key string, data []byte) {
+	if _, ok := f.m[key]; ok || int64(len(data)) > f.max {
+		return
+	}
+	f.m[key] = data
+	f.order = append(f.order, key)
+	f.bytes += int64(len(data))
+	for f.bytes > f.max && len(f.order) > 0 {
+		old := f.order[0]
+		f.order[0] = ""
+		f.order = f.order[1:]
+		f.bytes -= int64(len(f.m[old]))
+		delete(f.m, old)
+	}
 }

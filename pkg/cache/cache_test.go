@@ -98,8 +98,8 @@ func TestPutObjectEvictsOldest(t *testing.T) {
 		t.Errorf("after d: want b evicted, c and d held")
 	}
 	c.mu.Lock()
-	if c.recentBytes != 2*size || len(c.recent) != 2 || len(c.order) != 2 {
-		t.Errorf("accounting: %d bytes, %d objects, %d in order; want %d, 2, 2", c.recentBytes, len(c.recent), len(c.order), 2*size)
+	if c.recent.bytes != 2*size || len(c.recent.m) != 2 || len(c.recent.order) != 2 {
+		t.Errorf("accounting: %d bytes, %d objects, %d in order; want %d, 2, 2", c.recent.bytes, len(c.recent.m), len(c.recent.order), 2*size)
 	}
 	c.mu.Unlock()
 

@@ -3,8 +3,8 @@ package meta
 import (
 	"errors"
 	"maps"
-	"slices"
 	"sort"
+	"strings"
 )
 
 // Topic configs, the log start offset and the lifetime of segment objects.
@@ -203,16 +203,21 @@ func (t *Topic) RetentionStart(p *Partition, nowMs int64) int64 {
 
 // Deletes reports whether the topic's cleanup.policy includes delete:
 // retention and DeleteRecords apply to it.
-func (t *Topic) Deletes() bool {
-	policy, _ := t.Config("cleanup.policy")
-	return slices.Contains(SplitList(policy), "delete")
-}
+func (t *Topic) Deletes() bool { return t.hasPolicy("delete") }
 
 // Compacts reports whether the topic's cleanup.policy includes compact:
-// key compaction applies to it and its records need keys.
-func (t *Topic) Compacts() bool {
+// key compaction applies to it and its records need keys. Produce asks
+// for every partition, so it does not allocate.
+func (t *Topic) Compacts() bool { return t.hasPolicy("compact") }
+
+func (t *Topic) hasPolicy(name string) bool {
 	policy, _ := t.Config("cleanup.policy")
-	return slices.Contains(SplitList(policy), "compact")
+	for p := range strings.SplitSeq(policy, ",") {
+		if strings.TrimSpace(p) == name {
+			return true
+		}
+	}
+	return false
 }
 
 func encodeJobOp(e *encoder, op Op) bool {

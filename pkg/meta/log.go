@@ -90,6 +90,7 @@ type Log struct {
 	changed chan struct{}
 
 	reqs      chan *Pending
+	syncs     chan chan error // SyncTail's requests
 	snapshots sync.WaitGroup
 	lastOwnMs atomic.Int64 // when this agent's last entry was applied
 	lastSync  time.Time    // Run's goroutine: when the tail was last known (read or appended)
@@ -117,7 +118,8 @@ func (p *Pending) Wait(ctx context.Context) ([]Result, error) {
 // Open loads the newest snapshot and replays the entries after it.
 func Open(ctx context.Context, store objstore.Store, opts Options) (*Log, error) {
 	opts.defaults()
-	l := &Log{store: objstore.WithCallTimeout(store, opts.CallTimeout), opts: opts, state: NewState(), changed: make(chan struct{}), reqs: make(chan *Pending, 1024)}
+	l := &Log{store: objstore.WithCallTimeout(store, opts.CallTimeout), opts: opts, state: NewState(), changed: make(chan struct{}),
+		reqs: make(chan *Pending, 1024), syncs: make(chan chan error, 64)}
 	for attempt := 1; ; attempt++ {
 		if err := l.loadSnapshot(ctx); err != nil {
 			return nil, err
@@ -218,6 +220,23 @@ func (l *Log) Run(ctx context.Context) {
 			if err := l.catchUp(ctx); err != nil && ctx.Err() == nil {
 				l.opts.Logger.Warn("tailing the metadata log", "err", err)
 			}
+		case w := <-l.syncs:
+			// Every waiter queued now is answered by one read of the
+			// tail that starts after it asked.
+			waiters := []chan error{w}
+			for len(waiters) < cap(l.syncs) {
+				select {
+				case w := <-l.syncs:
+					waiters = append(waiters, w)
+					continue
+				default:
+				}
+				break
+			}
+			err := l.catchUp(ctx)
+			for _, w := range waiters {
+				w <- err
+			}
 		}
 	}
 }
@@ -239,6 +258,42 @@ func (l *Log) Submit(ops ...Op) *Pending {
 	p := &Pending{queued: time.Now(), ops: ops, done: make(chan struct{})}
 	l.reqs <- p
 	return p
+}
+
+// ErrBusy is TrySubmit's answer when the append queue is full.
+var ErrBusy = errors.New("meta: log append queue full")
+
+// TrySubmit is Submit for callers that must not block (they hold a lock
+// that orders their ops): it fails with ErrBusy instead of waiting for room
+// in the queue.
+func (l *Log) TrySubmit(ops ...Op) (*Pending, error) {
+	p := &Pending{queued: time.Now(), ops: ops, done: make(chan struct{})}
+	select {
+	case l.reqs <- p:
+		return p, nil
+	default:
+		return nil, ErrBusy
+	}
+}
+
+// SyncTail reads the log's tail now and returns once every entry that
+// existed when it was called is applied (or reading failed, or ctx ended).
+// An agent calls it before answering from a view that may lag: before
+// saying an offset does not exist, or serving a group it just came to
+// coordinate. Concurrent calls share one read.
+func (l *Log) SyncTail(ctx context.Context) error {
+	w := make(chan error, 1)
+	select {
+	case l.syncs <- w:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-w:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Append writes ops to the log and returns their results once applied.

@@ -661,3 +661,35 @@ func TestAppendQueuedTooLongFails(t *testing.T) {
 		t.Fatalf("the op queued behind it for most of 2 s: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestSyncTail: an agent that polls rarely sees another agent's entry as
+// soon as it asks for the tail.
+func TestSyncTail(t *testing.T) {
+	store := objstore.NewMemory()
+	slow, _ := startLog(t, store, Options{WriterID: "slow", PollInterval: time.Hour})
+	fast, _ := startLog(t, store, Options{WriterID: "fast"})
+	if _, err := fast.Append(context.Background(), CreateTopic{Name: "t", ID: TopicID{1}, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if seqOf(slow) != 0 {
+		t.Fatalf("the slow log applied slot %d before asking", seqOf(slow))
+	}
+	if err := slow.SyncTail(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := seqOf(slow); got != seqOf(fast) {
+		t.Fatalf("after SyncTail the slow log is at %d, the tail at %d", got, seqOf(fast))
+	}
+}
+
+// TestTrySubmitFull: TrySubmit never blocks; a full queue is ErrBusy.
+func TestTrySubmitFull(t *testing.T) {
+	l := openLog(t, objstore.NewMemory(), Options{WriterID: "w"}) // not running: nothing drains the queue
+	var err error
+	for i := 0; i <= cap(l.reqs) && err == nil; i++ {
+		_, err = l.TrySubmit(ReserveProducers{Count: 1})
+	}
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("TrySubmit on a full queue: %v, want ErrBusy", err)
+	}
+}

@@ -137,7 +137,7 @@ func TestKillMidCompaction(t *testing.T) {
 
 	// The restarted agent has a new writer id: it waits for the killed
 	// one's compaction lease to run out, so the lease is short.
-	a = startAgent(t, b, 5*time.Millisecond, "--compaction-interval=100ms", "--retention-check-interval=100ms", "--collect-grace=1s", "--orphan-grace=5s", "--job-lease=2s")
+	a = startAgent(t, b, 5*time.Millisecond, "--compaction-interval=100ms", "--retention-check-interval=100ms", "--collect-grace=1s", "--orphan-grace=5s", "--write-timeout=2s", "--job-lease=2s")
 	harness.Eventually(t, 2*time.Minute, func() bool {
 		return len(b.List(t, "seg/")) == 0 && len(b.List(t, "cmp/")) >= partitions && unreferenced(t, b) == 0
 	}, "compaction not finished or orphans left")

@@ -89,7 +89,7 @@ func TestOrphanSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a := startAgent(t, b, 5*time.Millisecond, "--orphan-grace=2s", "--retention-check-interval=200ms", "--compaction-interval=0")
+	a := startAgent(t, b, 5*time.Millisecond, "--orphan-grace=3s", "--write-timeout=2s", "--retention-check-interval=200ms", "--compaction-interval=0")
 	createTopic(t, a.Addr, "orph", 2, nil)
 	cl := client(t, a.Addr)
 	for i := range 20 {
@@ -117,7 +117,7 @@ func TestOrphanSweep(t *testing.T) {
 	if err != nil {
 		t.Fatalf("segment key %s: %v", newest, err)
 	}
-	harness.Eventually(t, time.Minute, func() bool { return time.Since(time.UnixMilli(ms)) > 2*time.Second },
+	harness.Eventually(t, time.Minute, func() bool { return time.Since(time.UnixMilli(ms)) > 3*time.Second },
 		"the segments never became older than the grace period")
 	late := fmt.Sprintf("seg/%013d-dead-000003", time.Now().Add(-time.Hour).UnixMilli())
 	if err := store.Put(ctx, late, []byte("never committed")); err != nil {

@@ -7,6 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bargehq/barge/pkg/jobs"
+	"github.com/bargehq/barge/pkg/meta"
+	"github.com/bargehq/barge/pkg/protocol"
 )
 
 // config is every setting of the agent, with its defaults in one place.
@@ -36,6 +40,10 @@ type config struct {
 	MetaRetention     time.Duration
 	MetaSnapEvery     uint64
 	JobLease          time.Duration
+	WriteTimeout      time.Duration
+	MaxTopicParts     int
+	MaxParts          int
+	ProducerExpiry    time.Duration
 }
 
 // parseConfig fills the config from flags, then from BARGE_* variables
@@ -61,7 +69,11 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.RetentionCheck, "retention-check-interval", 5*time.Minute, "how often to apply retention.ms and retention.bytes and collect released objects (log.retention.check.interval.ms)")
 	fs.DurationVar(&c.CollectGrace, "collect-grace", 10*time.Minute, "how long an object no partition refers to stays in the bucket before it is deleted, so reads in flight finish")
 	fs.DurationVar(&c.CompactionEvery, "compaction-interval", 5*time.Minute, "how often to merge small ingestion objects' chunks into per-partition objects (0: never)")
-	fs.DurationVar(&c.OrphanGrace, "orphan-grace", 10*time.Minute, "how old (by the time in its name) a seg/, cmp/ or cln/ object no partition refers to and not released must be before it is deleted as an orphan; must exceed the longest produce-to-commit time and the longest time from writing a compaction output to its commit (0: never)")
+	fs.DurationVar(&c.OrphanGrace, "orphan-grace", 10*time.Minute, "how old a seg/, cmp/ or cln/ object no partition refers to and not released must be before the metadata log condemns it as an orphan and it is deleted; must exceed --write-timeout (0: never)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", jobs.DefaultWriteTimeout, "how long a segment may take from its seal to its commit, and a job's output from its write to its log entry, before the agent gives up (producers get a retriable error); no commit lands later")
+	fs.IntVar(&c.MaxTopicParts, "max-partitions-per-topic", protocol.DefaultMaxPartitionsPerTopic, "the most partitions one topic may have (CreateTopics, CreatePartitions and auto-creation get INVALID_PARTITIONS past it)")
+	fs.IntVar(&c.MaxParts, "max-partitions", protocol.DefaultMaxPartitions, "the most partitions all topics may have together (KIP-578's max.partitions; POLICY_VIOLATION past it)")
+	fs.DurationVar(&c.ProducerExpiry, "producer-id-expiration", 24*time.Hour, "drop the state of an idempotent producer silent this long (producer.id.expiration.ms); at most 24h")
 	fs.DurationVar(&c.MetaRetention, "meta-retention", time.Hour, "how long metadata log entries a snapshot covers stay in the bucket before the trim job deletes them; a writer that has not read the log for half of it re-reads before appending (0: never delete)")
 	fs.Uint64Var(&c.MetaSnapEvery, "meta-snapshot-entries", 1000, "metadata log entries between snapshots")
 	fs.DurationVar(&c.CleanerBackoff, "cleaner-backoff", 15*time.Second, "how often key compaction looks for compacted topics' partitions due for cleaning (log.cleaner.backoff.ms; 0: never)")
@@ -113,6 +125,27 @@ func (c *config) finish() error {
 	}
 	if c.JobLease < time.Millisecond {
 		return fmt.Errorf("job-lease must be at least 1ms")
+	}
+	if c.WriteTimeout <= 0 {
+		return fmt.Errorf("write-timeout must be positive")
+	}
+	if c.OrphanGrace > 0 && c.OrphanGrace <= c.WriteTimeout {
+		// Correctness does not rest on it (the log condemns orphans
+		// before they go), but a shorter grace would condemn segments
+		// whose commits are still within their time and fail their
+		// produces.
+		return fmt.Errorf("orphan-grace (%v) must exceed write-timeout (%v), the longest a segment may take to commit", c.OrphanGrace, c.WriteTimeout)
+	}
+	if c.MaxTopicParts < 1 || c.MaxTopicParts > meta.HardMaxPartitionsPerTopic || c.MaxParts < 1 || c.MaxParts > meta.HardMaxPartitions {
+		return fmt.Errorf("max-partitions-per-topic must be in [1, %d] and max-partitions in [1, %d]", meta.HardMaxPartitionsPerTopic, meta.HardMaxPartitions)
+	}
+	if c.DefaultPartitions > c.MaxTopicParts {
+		return fmt.Errorf("default-partitions (%d) exceeds max-partitions-per-topic (%d)", c.DefaultPartitions, c.MaxTopicParts)
+	}
+	if c.ProducerExpiry <= 0 || c.ProducerExpiry > 24*time.Hour {
+		// The state machine treats a producer silent for a day as
+		// unknown, whatever this says.
+		return fmt.Errorf("producer-id-expiration must be in (0, 24h]")
 	}
 	if c.GroupInitialDelay < 0 {
 		return fmt.Errorf("group-initial-rebalance-delay must not be negative")

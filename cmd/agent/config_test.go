@@ -44,6 +44,10 @@ func TestConfigDefaults(t *testing.T) {
 		JobLease:          2 * time.Minute,
 		CleanerBackoff:    15 * time.Second,
 		CleanerKeys:       1 << 20,
+		WriteTimeout:      2 * time.Minute,
+		MaxTopicParts:     10_000,
+		MaxParts:          200_000,
+		ProducerExpiry:    24 * time.Hour,
 	}
 	if c != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -82,6 +86,10 @@ func TestConfigFromEnv(t *testing.T) {
 		"BARGE_JOB_LEASE":                        "30s",
 		"BARGE_CLEANER_BACKOFF":                  "0s",
 		"BARGE_CLEANER_KEYS":                     "1000",
+		"BARGE_WRITE_TIMEOUT":                    "30s",
+		"BARGE_MAX_PARTITIONS_PER_TOPIC":         "500",
+		"BARGE_MAX_PARTITIONS":                   "5000",
+		"BARGE_PRODUCER_ID_EXPIRATION":           "1h",
 		"LISTEN":                                 ":1", // not ours
 	}))
 	if err != nil {
@@ -109,6 +117,10 @@ func TestConfigFromEnv(t *testing.T) {
 		MetaSnapEvery:     50,
 		JobLease:          30 * time.Second,
 		CleanerKeys:       1000,
+		WriteTimeout:      30 * time.Second,
+		MaxTopicParts:     500,
+		MaxParts:          5000,
+		ProducerExpiry:    time.Hour,
 	}
 	if c != want {
 		t.Errorf("from env\n got %+v\nwant %+v", c, want)
@@ -217,6 +229,12 @@ func TestConfigInvalid(t *testing.T) {
 		{"bad env bool", nil, map[string]string{"BARGE_AUTO_CREATE_TOPICS": "maybe"}, "BARGE_AUTO_CREATE_TOPICS"},
 		{"bad env integer", nil, map[string]string{"BARGE_FLUSH_BYTES": "8MiB"}, "BARGE_FLUSH_BYTES"},
 		{"env zero partitions", nil, map[string]string{"BARGE_DEFAULT_PARTITIONS": "0"}, "positive"},
+		{"orphan grace within the write timeout", []string{"-orphan-grace", "1m", "-write-timeout", "1m"}, nil, "must exceed write-timeout"},
+		{"zero write timeout", []string{"-write-timeout", "0"}, nil, "write-timeout"},
+		{"partitions per topic past the state's bound", []string{"-max-partitions-per-topic", "2000000"}, nil, "max-partitions-per-topic"},
+		{"partitions past the state's bound", []string{"-max-partitions", "100000000"}, nil, "max-partitions"},
+		{"default partitions past the limit", []string{"-default-partitions", "20", "-max-partitions-per-topic", "10"}, nil, "default-partitions"},
+		{"producer expiration past a day", []string{"-producer-id-expiration", "48h"}, nil, "producer-id-expiration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := parseConfig(tc.args, env(tc.env))

@@ -70,7 +70,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 
 	start := time.Now()
 	mlog, err := meta.Open(ctx, store, meta.Options{WriterID: writerID, PollInterval: cfg.MetaPoll,
-		SnapshotEvery: cfg.MetaSnapEvery, Retention: cfg.MetaRetention, Logger: logger})
+		SnapshotEvery: cfg.MetaSnapEvery, Retention: cfg.MetaRetention, MaxQueueWait: cfg.WriteTimeout, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -79,6 +79,15 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	go func() { mlog.Run(logCtx); close(logDone) }()
 	defer func() { stopLog(); <-logDone }()
 	logger.Info("metadata log loaded", "took", time.Since(start).Round(time.Millisecond))
+	registerLogMetrics(reg, mlog)
+	var ready atomic.Bool
+	httpSrv, err := startHTTP(cfg.HTTP, reg, func() bool { return ready.Load() && mlog.Stalled() == nil }, logger)
+	if err != nil {
+		return err
+	}
+	if err := waitUnstalled(ctx, mlog, logger); err != nil {
+		return err
+	}
 	// Registering gives this agent its broker id (kept per advertised
 	// address across restarts) and makes it live for the others.
 	reg0, err := mlog.Append(ctx, meta.AgentHeartbeat{Addr: cfg.Advertise})
@@ -86,7 +95,13 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return fmt.Errorf("registering in the metadata log: %w", err)
 	}
 	nodeID := reg0[0].NodeID
+	for range 2 { // announce, then raise the format if every live agent has announced it
+		if err := mlog.StepFormat(ctx, time.Now(), agentTTL); err != nil {
+			return fmt.Errorf("cluster format: %w", err)
+		}
+	}
 	go heartbeat(logCtx, mlog, cfg.Advertise, logger)
+	go stepFormat(logCtx, mlog, logger)
 
 	pageCache, err := cache.New(cfg.CacheBytes, reg)
 	if err != nil {
@@ -94,7 +109,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	defer pageCache.Close()
 	ingest := tiered.NewIngest(tiered.IngestConfig{FlushInterval: cfg.FlushInterval, FlushBytes: cfg.FlushBytes,
-		WriterID: writerID, Logger: logger}, store, mlog, pageCache, reg)
+		WriteTimeout: cfg.WriteTimeout, WriterID: writerID, Logger: logger}, store, mlog, pageCache, reg)
 	reader := tiered.NewReader(store, pageCache)
 	if cfg.CacheBytes/4 >= 4*cfg.FlushBytes {
 		// The quarter of the cache for segments read whole holds at
@@ -106,6 +121,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	srv := protocol.New(protocol.Config{
 		NodeID: nodeID, AdvertisedHost: host, AdvertisedPort: port, ClusterID: clusterID,
 		AutoCreateTopics: cfg.AutoCreateTopics, DefaultPartitions: int32(cfg.DefaultPartitions), Logger: logger,
+		MaxPartitionsPerTopic: int32(cfg.MaxTopicParts), MaxPartitions: cfg.MaxParts,
 		GroupInitialRebalanceDelay: cfg.GroupInitialDelay, AgentTTL: agentTTL,
 	}, mlog, ingest, reader, reg)
 
@@ -114,19 +130,13 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		ingest.Close()
 		return err
 	}
-	var ready atomic.Bool
-	httpSrv, err := startHTTP(cfg.HTTP, reg, &ready, logger)
-	if err != nil {
-		ln.Close()
-		ingest.Close()
-		return err
-	}
 	go expireOffsets(logCtx, srv, cfg.OffsetsRetention, cfg.OffsetsCheck, logger)
 	if cfg.Jobs {
 		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, OrphanGrace: cfg.OrphanGrace, Owns: srv.Owns, Logger: logger,
 			CompactionInterval: cfg.CompactionEvery, CompactionTarget: cfg.CompactionTarget, WriterID: writerID,
 			CleanerBackoff: cfg.CleanerBackoff, CleanerKeys: cfg.CleanerKeys,
-			MetaRetention: cfg.MetaRetention, MetaSnapshotEvery: cfg.MetaSnapEvery, LeaseDuration: cfg.JobLease}, mlog, store, reg)
+			MetaRetention: cfg.MetaRetention, MetaSnapshotEvery: cfg.MetaSnapEvery, LeaseDuration: cfg.JobLease,
+			WriteTimeout: cfg.WriteTimeout, ProducerExpiry: cfg.ProducerExpiry}, mlog, store, reg)
 		// Stopped before the log, so that the jobs' leases are released
 		// in it rather than left to run out.
 		jobsCtx, stopJobs := context.WithCancel(logCtx)
@@ -182,6 +192,66 @@ func heartbeat(ctx context.Context, mlog *meta.Log, addr string, logger *slog.Lo
 	})
 }
 
+// stepFormat moves the cluster format toward this build's (meta/format.go):
+// it announces what this agent understands, and raises the format once
+// every live agent has.
+func stepFormat(ctx context.Context, mlog *meta.Log, logger *slog.Logger) {
+	jobs.Every(ctx, heartbeatInterval, func(ctx context.Context) {
+		if err := mlog.StepFormat(ctx, time.Now(), agentTTL); err != nil && ctx.Err() == nil {
+			logger.Warn("cluster format", "err", err)
+		}
+	})
+}
+
+// waitUnstalled holds the start-up of an agent whose metadata log stopped
+// at an entry it cannot read (a newer build wrote it): it serves nothing
+// but /healthz (and /readyz, which says not ready) and says, every
+// minute, which format it needs, until the entry reads (a bad read healed)
+// or the agent is stopped to be upgraded.
+func waitUnstalled(ctx context.Context, mlog *meta.Log, logger *slog.Logger) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var said time.Time
+	for {
+		st := mlog.Stalled()
+		if st == nil {
+			return nil
+		}
+		if time.Since(said) >= time.Minute {
+			logger.Error("not serving: the metadata log holds an entry this agent cannot read; upgrade it", "slot", st.Seq, "err", st.Err)
+			said = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// registerLogMetrics exports the metadata log's format and health.
+func registerLogMetrics(reg prometheus.Registerer, mlog *meta.Log) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "barge_meta_format",
+			Help: "The cluster format version of the metadata log, as this agent has applied it."}, func() float64 {
+			var f meta.Format
+			mlog.View(func(st *meta.State) { f = st.Format() })
+			return float64(f)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "barge_meta_max_format",
+			Help: "The newest cluster format version this agent understands."}, func() float64 { return float64(mlog.MaxFormat()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "barge_meta_stalled",
+			Help: "1 while the metadata log is stopped at an entry this agent cannot read (it needs an upgrade)."}, func() float64 {
+			if mlog.Stalled() != nil {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "barge_meta_applied_slot",
+			Help: "The last metadata-log slot this agent applied."}, func() float64 { return float64(mlog.Seq()) }),
+	)
+}
+
 // expireOffsets deletes expired group offsets every interval.
 func expireOffsets(ctx context.Context, srv *protocol.Server, retention, interval time.Duration, logger *slog.Logger) {
 	jobs.Every(ctx, interval, func(ctx context.Context) {
@@ -194,7 +264,7 @@ func expireOffsets(ctx context.Context, srv *protocol.Server, retention, interva
 	})
 }
 
-func startHTTP(addr string, reg *prometheus.Registry, ready *atomic.Bool, logger *slog.Logger) (*http.Server, error) {
+func startHTTP(addr string, reg *prometheus.Registry, ready func() bool, logger *slog.Logger) (*http.Server, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -210,7 +280,7 @@ func startHTTP(addr string, reg *prometheus.Registry, ready *atomic.Bool, logger
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
+		if !ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}

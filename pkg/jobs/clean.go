@@ -261,17 +261,11 @@ func (r *Runner) cleanOne(ctx context.Context, plan cleanPlan, nowMs int64) (boo
 			size += plan.chunks[to].Len
 			to++
 		}
-		run, err := r.cleanRun(ctx, plan, plan.chunks[from:to], held, &f)
+		ok, err := r.cleanAndAppend(ctx, plan, plan.chunks[from:to], held, &f)
 		if err != nil {
 			return false, err
 		}
-		if run != nil {
-			ok, err := r.appendClean(ctx, meta.CleanChunks{Topic: plan.topic, Partition: plan.partition, Runs: []meta.CleanRun{*run}})
-			if err != nil {
-				return false, err
-			}
-			taken = taken && ok
-		}
+		taken = taken && ok
 		from = to
 	}
 	if !taken {
@@ -281,14 +275,27 @@ func (r *Runner) cleanOne(ctx context.Context, plan cleanPlan, nowMs int64) (boo
 		CleanedTo: max(plan.cleanedTo, plan.chunks[end-1].NextOffset), DeleteHorizon: f.horizon})
 }
 
+// cleanAndAppend rewrites one run and swaps it in, within the write
+// timeout, and reports whether the state took it (true when nothing in it
+// changed).
+func (r *Runner) cleanAndAppend(ctx context.Context, plan cleanPlan, chunks []meta.Chunk, held map[meta.ChunkRef][]byte, f *filter) (bool, error) {
+	ctx, cancel, since := r.writing(ctx)
+	defer cancel()
+	run, err := r.cleanRun(ctx, plan, chunks, held, f)
+	if err != nil || run == nil {
+		return err == nil, err
+	}
+	return r.appendClean(ctx, meta.CleanChunks{Topic: plan.topic, Partition: plan.partition, Runs: []meta.CleanRun{*run}, Since: since})
+}
+
 // appendClean appends op and reports whether the state took it.
 func (r *Runner) appendClean(ctx context.Context, op meta.CleanChunks) (bool, error) {
 	res, err := r.log.Append(ctx, op)
 	if err != nil {
 		return false, fmt.Errorf("key compaction: append: %w", err)
 	}
-	if errors.Is(res[0].Err, meta.ErrConflict) {
-		r.cfg.Logger.Debug("key compaction conflict", "partition", op.Partition)
+	if errors.Is(res[0].Err, meta.ErrConflict) || errors.Is(res[0].Err, meta.ErrCondemned) {
+		r.cfg.Logger.Debug("key compaction conflict", "partition", op.Partition, "err", res[0].Err)
 		return false, nil // the state released the output
 	}
 	return res[0].Err == nil, res[0].Err

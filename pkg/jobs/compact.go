@@ -137,6 +137,8 @@ func compactable(chunks []meta.Chunk, target int64) [][]meta.Chunk {
 // compactOne writes the run's output object and replaces the run with it.
 // It reports whether the state accepted the replacement.
 func (r *Runner) compactOne(ctx context.Context, run compactRun) (bool, error) {
+	ctx, cancel, since := r.writing(ctx)
+	defer cancel()
 	var data []byte
 	batches := 0
 	maxTs := int64(-1)
@@ -158,7 +160,7 @@ func (r *Runner) compactOne(ctx context.Context, run compactRun) (bool, error) {
 	if err := r.store.Put(ctx, key, obj); err != nil {
 		return false, fmt.Errorf("compaction: write %s: %w", key, err)
 	}
-	op := meta.ReplaceChunks{Topic: run.topic, Partition: run.partition,
+	op := meta.ReplaceChunks{Topic: run.topic, Partition: run.partition, Since: since,
 		Output: meta.Chunk{Object: key, Pos: part.Pos, Len: part.Len, BaseOffset: run.chunks[0].BaseOffset,
 			NextOffset: run.chunks[len(run.chunks)-1].NextOffset, MaxTimestamp: maxTs}}
 	for _, c := range run.chunks {
@@ -170,8 +172,8 @@ func (r *Runner) compactOne(ctx context.Context, run compactRun) (bool, error) {
 		// an accepted one is in use, so the object is left alone.
 		return false, fmt.Errorf("compaction: append: %w", err)
 	}
-	if errors.Is(res[0].Err, meta.ErrConflict) {
-		r.cfg.Logger.Debug("compaction conflict", "object", key)
+	if errors.Is(res[0].Err, meta.ErrConflict) || errors.Is(res[0].Err, meta.ErrCondemned) {
+		r.cfg.Logger.Debug("compaction conflict", "object", key, "err", res[0].Err)
 		return false, nil // released by the state; collection deletes it
 	}
 	return res[0].Err == nil, res[0].Err

@@ -61,7 +61,19 @@ type Config struct {
 
 	MetaRetention     time.Duration // how long trimmed-away log entries stay; 0: no trimming
 	MetaSnapshotEvery uint64        // entries between the trim job's snapshots (0: the log's own)
+
+	// WriteTimeout bounds the time from starting to write a job's output
+	// object to its op landing in the log (the agent's --write-timeout,
+	// which OrphanGrace exceeds).
+	WriteTimeout time.Duration
+	// ProducerExpiry is producer.id.expiration.ms: idempotent producers
+	// silent for this long are dropped from the state (ExpireProducers);
+	// 0: never.
+	ProducerExpiry time.Duration
 }
+
+// DefaultWriteTimeout is the agent's default --write-timeout.
+const DefaultWriteTimeout = 2 * time.Minute
 
 // maxOpsPerEntry bounds one log entry of a pass.
 const maxOpsPerEntry = 1000
@@ -77,6 +89,8 @@ type Runner struct {
 	trimmed   prometheus.Counter
 	leases    *prometheus.CounterVec
 	cleaned   prometheus.Counter
+	condemned prometheus.Counter
+	expired   prometheus.Counter
 	objects   atomic.Int64 // names compacted objects
 }
 
@@ -97,6 +111,9 @@ func New(cfg Config, log Log, store Store, reg prometheus.Registerer) *Runner {
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = DefaultLeaseDuration
 	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
 	cfg.LeaseDuration = max(cfg.LeaseDuration, 3*time.Millisecond) // leases are whole ms, renewed every third
 	r := &Runner{cfg: cfg, log: log, store: store,
 		advanced: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_retention_log_start_moves_total",
@@ -111,6 +128,10 @@ func New(cfg Config, log Log, store Store, reg prometheus.Registerer) *Runner {
 			Help: "Job leases this agent asked for before running a job, by outcome: granted, or held by another agent."}, []string{"outcome"}),
 		cleaned: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_cleaned_partitions_total",
 			Help: "Key-compaction passes over a partition of a compacted topic this agent committed."}),
+		condemned: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_condemned_objects_total",
+			Help: "Orphan objects the metadata log condemned at this agent's request, to be deleted."}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_expired_producers_total",
+			Help: "Idempotent producer states (per partition) dropped at this agent's request after producer.id.expiration.ms."}),
 	}
 	if reg != nil {
 		released := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "barge_released_objects",
@@ -119,7 +140,7 @@ func New(cfg Config, log Log, store Store, reg prometheus.Registerer) *Runner {
 			log.View(func(st *meta.State) { n = st.ReleasedCount() })
 			return float64(n)
 		})
-		reg.MustRegister(r.advanced, r.collected, r.compacted, r.trimmed, r.cleaned, r.leases, released)
+		reg.MustRegister(r.advanced, r.collected, r.compacted, r.trimmed, r.cleaned, r.leases, r.condemned, r.expired, released)
 	}
 	return r
 }
@@ -147,6 +168,11 @@ func (r *Runner) Run(ctx context.Context) {
 			r.cfg.Logger.Warn("collection", "err", err)
 		} else if n > 0 {
 			r.cfg.Logger.Info("collected objects", "objects", n)
+		}
+		if n, err := r.ExpireProducers(ctx, now); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Warn("expiring producers", "err", err)
+		} else if n > 0 {
+			r.cfg.Logger.Info("expired idempotent producers", "states", n)
 		}
 		if st, err := r.TrimMeta(ctx, now); err != nil && ctx.Err() == nil {
 			r.cfg.Logger.Warn("metadata log trim", "err", err)
@@ -315,50 +341,135 @@ func (r *Runner) collect(ctx context.Context, now time.Time) (int, error) {
 	return orphans + len(done), err
 }
 
-// sweepOrphans deletes the seg/, cmp/ and cln/ objects no chunk refers to and
-// the released list does not hold, named (by their leading unix-ms
-// timestamp) more than OrphanGrace before now: segments whose commit never
-// landed (an agent died between PUT and commit) and compaction outputs
-// whose ReplaceChunks never applied. The bucket is listed before the
-// state is read, so an object whose commit applied before the listing is
-// seen as referenced; one still waiting for its commit is younger than
-// OrphanGrace. It returns how many it deleted.
+// sweepOrphans deletes the seg/, cmp/ and cln/ objects that no chunk
+// refers to and the released list does not hold, once they are older than
+// OrphanGrace: segments whose commit never landed (an agent died between
+// PUT and commit) and compaction outputs whose op never applied. It
+// returns how many it deleted.
+//
+// The view it reads may lag, and a commit may be about to land, so it
+// never deletes on its own judgement: the metadata log decides
+// (meta/condemn.go). Candidates are condemned by one entry, and only the
+// objects that entry's result lists are deleted; from then on the state
+// refuses any op that would make them referenced. An object condemned a
+// pass ago is deleted once more (deletes are idempotent, so a failed one
+// is retried) and then forgotten. Age is the later of the time in the
+// key (the writer's clock) and the bucket's LastModified (the bucket's),
+// so neither clock alone can make a young object look old.
 func (r *Runner) sweepOrphans(ctx context.Context, now time.Time) (int, error) {
 	if r.cfg.OrphanGrace <= 0 {
 		return 0, nil
 	}
-	cutoff := now.Add(-r.cfg.OrphanGrace).UnixMilli()
+	var format meta.Format
+	var condemned []meta.CondemnedObject
+	r.log.View(func(st *meta.State) { format, condemned = st.Format(), st.Condemned() })
+	if format < meta.Format2 {
+		return 0, nil // condemning needs Format2; older clusters keep their orphans until then
+	}
+	n := 0
+	var forget []string
+	for _, c := range condemned {
+		if len(forget) == maxOpsPerEntry || c.CondemnMs > now.Add(-r.cfg.Interval).UnixMilli() {
+			break // the rest were condemned this pass, or wait for the next entry
+		}
+		if err := r.store.Delete(ctx, c.Key); err != nil {
+			return n, err
+		}
+		forget = append(forget, c.Key)
+	}
+	if len(forget) > 0 {
+		if _, err := r.log.Append(ctx, meta.ForgetObjects{Keys: forget}); err != nil {
+			return n, err
+		}
+	}
+
+	cutoff := now.Add(-r.cfg.OrphanGrace)
 	var old []string
 	for _, prefix := range []string{ingestPrefix, compactPrefix, tiered.CleanedPrefix} {
 		infos, err := r.store.List(ctx, prefix, "", 0)
 		if err != nil {
-			return 0, err
+			return n, err
 		}
 		for _, o := range infos {
 			name := strings.TrimPrefix(o.Key, prefix)
 			ms, err := strconv.ParseInt(name[:strings.IndexByte(name+"-", '-')], 10, 64)
-			if err != nil || ms >= cutoff {
-				continue // not ours to judge, or young
+			if err != nil {
+				continue // not ours to judge
 			}
-			old = append(old, o.Key)
+			written := time.UnixMilli(ms)
+			if o.Modified.After(written) {
+				written = o.Modified
+			}
+			if written.Before(cutoff) {
+				old = append(old, o.Key)
+			}
 		}
 	}
-	var orphans []string
+	var candidates []string
 	r.log.View(func(st *meta.State) {
 		for _, k := range old {
-			if st.ObjectRefs(k) == 0 && !st.IsReleased(k) {
-				orphans = append(orphans, k)
+			if st.ObjectRefs(k) == 0 && !st.IsReleased(k) && !st.IsCondemned(k) {
+				candidates = append(candidates, k)
 			}
 		}
 	})
-	n := 0
-	for _, k := range orphans {
-		if err := r.store.Delete(ctx, k); err != nil {
+	for len(candidates) > 0 {
+		batch := candidates[:min(len(candidates), maxOpsPerEntry)]
+		candidates = candidates[len(batch):]
+		res, err := r.log.Append(ctx, meta.CondemnObjects{Keys: batch})
+		if err != nil {
 			return n, err
 		}
-		n++
-		r.collected.Inc()
-		r.cfg.Logger.Info("deleted orphan object", "key", k)
+		r.condemned.Add(float64(len(res[0].Keys)))
+		for _, k := range res[0].Keys { // condemned: no op can refer to them now
+			if err := r.store.Delete(ctx, k); err != nil {
+				return n, err // deleted, and forgotten, next pass
+			}
+			n++
+			r.collected.Inc()
+			r.cfg.Logger.Info("deleted orphan object", "key", k)
+		}
 	}
 	return n, nil
+}
+
+// ExpireProducers drops the state of idempotent producers not heard from
+// for ProducerExpiry (Kafka's producer.id.expiration.ms), if this agent
+// owns "expire-producers" and gets its lease. The cutoff is in the op, so
+// every agent drops the same ones. It returns how many states went.
+func (r *Runner) ExpireProducers(ctx context.Context, now time.Time) (int, error) {
+	if r.cfg.ProducerExpiry <= 0 || !r.cfg.Owns("expire-producers") {
+		return 0, nil
+	}
+	cutoff := now.Add(-r.cfg.ProducerExpiry).UnixMilli()
+	due := false
+	r.log.View(func(st *meta.State) {
+		oldest := st.OldestProducerMs()
+		due = st.Format() >= meta.Format2 && oldest >= 0 && oldest < cutoff
+	})
+	if !due {
+		return 0, nil
+	}
+	n := 0
+	err := r.leased(ctx, []string{"expire-producers"}, func(ctx context.Context, _ string) error {
+		res, err := r.log.Append(ctx, meta.ExpireProducers{BeforeMs: cutoff})
+		if err == nil {
+			n = res[0].Expired
+			r.expired.Add(float64(n))
+		}
+		return err
+	})
+	return n, err
+}
+
+// writing returns the context to write a job's output object and append
+// the op that refers to it under, bounded by WriteTimeout so that the op
+// lands within OrphanGrace of the write or not at all, and the slot the
+// log had applied before the write, which the op carries as Since
+// (meta/condemn.go).
+func (r *Runner) writing(ctx context.Context) (context.Context, context.CancelFunc, uint64) {
+	var since uint64
+	r.log.View(func(st *meta.State) { since = st.Seq })
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.WriteTimeout)
+	return wctx, cancel, since
 }

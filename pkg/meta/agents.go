@@ -10,8 +10,6 @@ import (
 // address a broker id that survives restarts (a restarted agent at the same
 // address takes over the id), so clients see stable node ids.
 
-const kindAgentHeartbeat = 10
-
 // agentForgetMs is how long an agent unheard of stays in the state.
 const agentForgetMs = 60 * 60 * 1000
 
@@ -30,6 +28,9 @@ type Agent struct {
 	Zone   string
 	NodeID int32
 	LastMs int64 // writer time of its newest entry
+	// MaxFormat is the newest cluster format it announced it understands
+	// (format.go); 0 if it never did.
+	MaxFormat Format
 }
 
 // heard notes an entry by writer at timeMs.
@@ -51,6 +52,9 @@ func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) i
 		// it. Agents silent for an hour are forgotten.
 		if other != writer && (a.Addr == op.Addr || timeMs-a.LastMs > agentForgetMs) {
 			delete(s.agents, other)
+			if s.format >= Format2 && a.Addr != op.Addr {
+				s.forgetAddr(a.Addr)
+			}
 		}
 	}
 	a := s.agents[writer]
@@ -60,6 +64,20 @@ func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) i
 	}
 	a.Addr, a.Zone, a.NodeID, a.LastMs = op.Addr, op.Zone, id, max(a.LastMs, timeMs)
 	return id
+}
+
+// forgetAddr drops an address's broker id once no agent has it, so that
+// the table follows the agents as instances come and go instead of growing
+// with every address ever seen (Format2: before it, ids were kept forever,
+// and agents of one cluster must agree). An agent that comes back at the
+// address after an hour gets a new id.
+func (s *State) forgetAddr(addr string) {
+	for _, a := range s.agents {
+		if a.Addr == addr {
+			return
+		}
+	}
+	delete(s.nodeByAddr, addr)
 }
 
 // LiveAgents returns the agents heard from within ttlMs of nowMs, by node id.
@@ -82,22 +100,12 @@ func (s *State) AgentByID(id string) (Agent, bool) {
 	return Agent{}, false
 }
 
-func encodeAgentOp(e *encoder, op Op) bool {
-	hb, ok := op.(AgentHeartbeat)
-	if !ok {
-		return false
-	}
-	e.str(hb.Addr)
-	e.str(hb.Zone)
-	return true
+func (op AgentHeartbeat) encode(e *encoder) {
+	e.str(op.Addr)
+	e.str(op.Zone)
 }
 
-func decodeAgentOp(d *decoder, k uint8) (Op, bool) {
-	if k != kindAgentHeartbeat {
-		return nil, false
-	}
-	return AgentHeartbeat{Addr: d.str(), Zone: d.str()}, true
-}
+func decodeAgentHeartbeat(d *decoder) Op { return AgentHeartbeat{Addr: d.str(), Zone: d.str()} }
 
 // Snapshot agents section (version 3): next node id, the address → node id
 // table sorted by address, then the agents sorted by id (id, address, zone,

@@ -12,8 +12,6 @@ package meta
 // or another cleaner moved the boundary past this one's, Apply rejects it
 // with ErrConflict and releases every output, as ReplaceChunks does.
 
-const kindCleanChunks = 17
-
 // CleanRun is one run of chunks a cleaner rewrote.
 type CleanRun struct {
 	Inputs []ChunkRef
@@ -35,20 +33,29 @@ type CleanChunks struct {
 	// cleaned part still holds may be dropped, or 0 if it holds none; a
 	// cleaner runs again then even if nothing is dirty.
 	DeleteHorizon int64
+	// Since is the slot the cleaner had applied before it began writing
+	// the outputs (Format2; condemn.go).
+	Since uint64
 }
 
 func (CleanChunks) kind() uint8 { return kindCleanChunks }
 
 func (s *State) cleanChunks(nowMs int64, op CleanChunks) error {
-	if err := s.tryClean(nowMs, op); err != nil {
-		for _, r := range op.Runs {
-			if r.Output.Object != "" && s.objRefs[r.Output.Object] == 0 {
-				s.release(nowMs, r.Output.Object)
-			}
+	err := error(nil)
+	for _, r := range op.Runs {
+		if s.refused(r.Output.Object, op.Since) {
+			err = ErrCondemned
 		}
-		return err
 	}
-	return nil
+	if err == nil {
+		err = s.tryClean(nowMs, op)
+	}
+	if err != nil {
+		for _, r := range op.Runs {
+			s.releaseUnused(nowMs, r.Output.Object)
+		}
+	}
+	return err
 }
 
 func (s *State) tryClean(nowMs int64, op CleanChunks) error {
@@ -81,27 +88,22 @@ func (s *State) tryClean(nowMs int64, op CleanChunks) error {
 	return nil
 }
 
-func encodeCleanOp(e *encoder, op Op) bool {
-	c, ok := op.(CleanChunks)
-	if !ok {
-		return false
-	}
-	e.id(c.Topic)
-	e.svar(int64(c.Partition))
-	e.uvar(uint64(len(c.Runs)))
-	for _, r := range c.Runs {
+func (op CleanChunks) encode(e *encoder) {
+	e.id(op.Topic)
+	e.svar(int64(op.Partition))
+	e.uvar(uint64(len(op.Runs)))
+	for _, r := range op.Runs {
 		encodeRun(e, r.Inputs, r.Output)
 	}
-	e.bool(c.Boundary)
-	e.svar(c.CleanedTo)
-	e.svar(c.DeleteHorizon)
-	return true
+	e.bool(op.Boundary)
+	e.svar(op.CleanedTo)
+	e.svar(op.DeleteHorizon)
+	if e.format >= Format2 {
+		e.uvar(op.Since)
+	}
 }
 
-func decodeCleanOp(d *decoder, k uint8) (Op, bool) {
-	if k != kindCleanChunks {
-		return nil, false
-	}
+func decodeCleanChunks(d *decoder) Op {
 	op := CleanChunks{Topic: d.id(), Partition: d.i32()}
 	nr := d.count(7)
 	op.Runs = make([]CleanRun, 0, nr)
@@ -112,7 +114,10 @@ func decodeCleanOp(d *decoder, k uint8) (Op, bool) {
 	}
 	op.Boundary = d.bool()
 	op.CleanedTo, op.DeleteHorizon = d.svar(), d.svar()
-	return op, true
+	if d.format >= Format2 {
+		op.Since = d.uvar()
+	}
+	return op
 }
 
 // Snapshot cleaner section (version 6): the partitions whose clean/dirty

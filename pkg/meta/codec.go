@@ -18,7 +18,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ErrCorrupt reports an entry or snapshot whose bytes do not decode.
 var ErrCorrupt = errors.New("meta: corrupt record")
 
-type encoder struct{ b []byte }
+// An encoder writes in one format: the entry's version (or a snapshot's
+// cluster format), which ops consult for fields that format added.
+type encoder struct {
+	b      []byte
+	format Format
+}
 
 func (e *encoder) u8(v uint8)    { e.b = append(e.b, v) }
 func (e *encoder) uvar(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
@@ -26,6 +31,13 @@ func (e *encoder) svar(v int64)  { e.b = binary.AppendVarint(e.b, v) }
 func (e *encoder) i64(v int64)   { e.b = binary.LittleEndian.AppendUint64(e.b, uint64(v)) }
 func (e *encoder) str(s string)  { e.uvar(uint64(len(s))); e.b = append(e.b, s...) }
 func (e *encoder) id(v TopicID)  { e.b = append(e.b, v[:]...) }
+
+func (e *encoder) strs(v []string) {
+	e.uvar(uint64(len(v)))
+	for _, s := range v {
+		e.str(s)
+	}
+}
 
 func (e *encoder) bool(v bool) {
 	if v {
@@ -40,9 +52,13 @@ func (e *encoder) seal() []byte {
 	return binary.LittleEndian.AppendUint32(e.b, crc32.Checksum(e.b, castagnoli))
 }
 
+// A decoder reads bytes of one format (the entry's version) for a reader
+// that understands formats up to max.
 type decoder struct {
-	b   []byte
-	err error
+	b      []byte
+	err    error
+	format Format
+	max    Format
 }
 
 // newDecoder checks the trailing CRC and returns a decoder over the rest.
@@ -54,7 +70,7 @@ func newDecoder(b []byte) (*decoder, error) {
 	if crc32.Checksum(body, castagnoli) != sum {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 	}
-	return &decoder{b: body}, nil
+	return &decoder{b: body, format: Format1, max: MaxFormat}, nil
 }
 
 func (d *decoder) fail(what string) {
@@ -137,6 +153,29 @@ func (d *decoder) str() string {
 	s := string(d.b[:n])
 	d.b = d.b[n:]
 	return s
+}
+
+// strs reads what strs wrote; nil for none.
+func (d *decoder) strs() []string {
+	n := d.count(1)
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		out = append(out, d.str())
+	}
+	return out
+}
+
+// format16 reads a format number.
+func (d *decoder) format16() Format {
+	v := d.uvar()
+	if v > math.MaxUint16 {
+		d.fail("format")
+		return 0
+	}
+	return Format(v)
 }
 
 func (d *decoder) id() TopicID {

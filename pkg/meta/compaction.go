@@ -16,8 +16,6 @@ import "errors"
 // one; an input object that no chunk refers to any more is released and
 // deleted by collection after the grace period.
 
-const kindReplaceChunks = 14
-
 // ErrConflict is ReplaceChunks' answer when the partition no longer holds
 // exactly the input chunks as a contiguous run.
 var ErrConflict = errors.New("meta: chunks changed since the job read them")
@@ -41,18 +39,22 @@ type ReplaceChunks struct {
 	Partition int32
 	Inputs    []ChunkRef
 	Output    Chunk
+	// Since is the slot the compactor had applied before it began writing
+	// Output (Format2; condemn.go).
+	Since uint64
 }
 
 func (ReplaceChunks) kind() uint8 { return kindReplaceChunks }
 
 func (s *State) replaceChunks(nowMs int64, op ReplaceChunks) error {
-	if err := s.tryReplace(nowMs, op); err != nil {
-		if op.Output.Object != "" && s.objRefs[op.Output.Object] == 0 { // a rejected output is garbage
-			s.release(nowMs, op.Output.Object)
-		}
-		return err
+	err := ErrCondemned
+	if !s.refused(op.Output.Object, op.Since) {
+		err = s.tryReplace(nowMs, op)
 	}
-	return nil
+	if err != nil {
+		s.releaseUnused(nowMs, op.Output.Object) // a rejected output is garbage
+	}
+	return err
 }
 
 func (s *State) tryReplace(nowMs int64, op ReplaceChunks) error {
@@ -107,15 +109,13 @@ func (s *State) swapRun(nowMs int64, p *Partition, i, n int, output Chunk) {
 	s.ref(output.Object)
 }
 
-func encodeCompactionOp(e *encoder, op Op) bool {
-	r, ok := op.(ReplaceChunks)
-	if !ok {
-		return false
+func (op ReplaceChunks) encode(e *encoder) {
+	e.id(op.Topic)
+	e.svar(int64(op.Partition))
+	encodeRun(e, op.Inputs, op.Output)
+	if e.format >= Format2 {
+		e.uvar(op.Since)
 	}
-	e.id(r.Topic)
-	e.svar(int64(r.Partition))
-	encodeRun(e, r.Inputs, r.Output)
-	return true
 }
 
 // encodeRun writes a run of input chunks and the chunk replacing them.
@@ -146,11 +146,11 @@ func decodeRun(d *decoder) ([]ChunkRef, Chunk) {
 	return inputs, Chunk{Object: d.str(), Pos: d.svar(), Len: d.svar(), BaseOffset: d.svar(), NextOffset: d.svar(), MaxTimestamp: d.svar()}
 }
 
-func decodeCompactionOp(d *decoder, k uint8) (Op, bool) {
-	if k != kindReplaceChunks {
-		return nil, false
-	}
+func decodeReplaceChunks(d *decoder) Op {
 	op := ReplaceChunks{Topic: d.id(), Partition: d.i32()}
 	op.Inputs, op.Output = decodeRun(d)
-	return op, true
+	if d.format >= Format2 {
+		op.Since = d.uvar()
+	}
+	return op
 }

@@ -1,35 +1,22 @@
 package meta
 
-import (
-	"fmt"
-	"sort"
-)
+import "fmt"
 
-// Entry layout (version 1), the unit appended to the log as one object:
+// Entry layout, the unit appended to the log as one object:
 //
 //	offset  size      field
 //	0       4         magic "BRGE"
-//	4       1         version = 1
+//	4       1         version: the cluster format it is encoded in (format.go)
 //	5       uvarint   writer id length, then bytes (the agent that wrote it)
 //	.       8         tag (random per append; with the writer, recognises a retry)
 //	.       8         unix milliseconds at the writer when encoded
 //	.       uvarint   op count, then each op: 1 byte kind + kind's fields
 //	end-4   4         CRC-32C (Castagnoli) of all bytes before it
 //
-// Op kinds: 1 CreateTopic, 2 DeleteTopic, 3 CreatePartitions, 4 Commit,
-// 5 ReserveProducers, 6 GroupGeneration, 7 CommitOffsets, 8 DeleteGroups,
-// 9 DeleteOffsets (groups.go), 10 AgentHeartbeat (agents.go), 11
-// SetTopicConfigs, 12 AdvanceLogStart, 13 ForgetObjects (retention.go), 14
-// ReplaceChunks (compaction.go), 15 AcquireLease, 16 ReleaseLease (leases.go),
-// 17 CleanChunks (clean.go). New kinds are added, never renumbered.
-//
-// A reader that meets an unknown version or op kind stops and reports
-// ErrCorrupt rather than guess: an agent that is too old must not apply a log
-// it does not understand.
-const (
-	entryMagic   = "BRGE"
-	entryVersion = 1
-)
+// The op kinds are listed in ops.go. A reader that meets a version or an op
+// kind it does not know stops with a *FormatError rather than guess: an
+// agent that is too old must not apply a log it does not understand.
+const entryMagic = "BRGE"
 
 // Entry is one slot of the log.
 type Entry struct {
@@ -39,16 +26,12 @@ type Entry struct {
 	Ops    []Op
 }
 
-// Op is one state change inside an entry.
-type Op interface{ kind() uint8 }
-
-const (
-	kindCreateTopic      = 1
-	kindDeleteTopic      = 2
-	kindCreatePartitions = 3
-	kindCommit           = 4
-	kindReserveProducers = 5
-)
+// Op is one state change inside an entry. Its kind is its number in the
+// registry (ops.go); encode writes its fields in the encoder's format.
+type Op interface {
+	kind() uint8
+	encode(e *encoder)
+}
 
 // CreateTopic creates a topic unless one of that name exists.
 type CreateTopic struct {
@@ -74,6 +57,9 @@ type Commit struct {
 	Object string
 	Size   int64
 	Parts  []CommitPart
+	// Since is the slot the writer had applied before it began writing
+	// the object (Format2; condemn.go).
+	Since uint64
 }
 
 // CommitPart lists one partition's batches in the object, in order.
@@ -102,70 +88,34 @@ func (CreatePartitions) kind() uint8 { return kindCreatePartitions }
 func (Commit) kind() uint8           { return kindCommit }
 func (ReserveProducers) kind() uint8 { return kindReserveProducers }
 
-// Encode returns the entry's bytes.
-func (en *Entry) Encode() []byte {
-	e := encoder{b: make([]byte, 0, 256)}
+// Encode returns the entry's bytes in the newest format this build knows.
+func (en *Entry) Encode() []byte { return en.EncodeAt(MaxFormat) }
+
+// EncodeAt returns the entry's bytes in format f. Fields that f does not
+// have are left out.
+func (en *Entry) EncodeAt(f Format) []byte {
+	e := encoder{b: make([]byte, 0, 256), format: f}
 	e.b = append(e.b, entryMagic...)
-	e.u8(entryVersion)
+	e.u8(uint8(f))
 	e.str(en.Writer)
 	e.i64(int64(en.Tag))
 	e.i64(en.TimeMs)
 	e.uvar(uint64(len(en.Ops)))
 	for _, op := range en.Ops {
 		e.u8(op.kind())
-		switch op := op.(type) {
-		case CreateTopic:
-			e.str(op.Name)
-			e.id(op.ID)
-			e.svar(int64(op.Partitions))
-			e.svar(int64(op.ReplicationFactor))
-			keys := make([]string, 0, len(op.Configs))
-			for k := range op.Configs {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			e.uvar(uint64(len(keys)))
-			for _, k := range keys {
-				e.str(k)
-				e.str(op.Configs[k])
-			}
-		case DeleteTopic:
-			e.id(op.ID)
-		case CreatePartitions:
-			e.id(op.ID)
-			e.svar(int64(op.Count))
-		case Commit:
-			e.str(op.Object)
-			e.svar(op.Size)
-			e.uvar(uint64(len(op.Parts)))
-			for _, p := range op.Parts {
-				e.id(p.Topic)
-				e.svar(int64(p.Partition))
-				e.uvar(uint64(len(p.Batches)))
-				for _, b := range p.Batches {
-					e.svar(b.Pos)
-					e.svar(b.Len)
-					e.svar(int64(b.Records))
-					e.svar(b.MaxTimestamp)
-					e.svar(b.ProducerID)
-					e.svar(int64(b.ProducerEpoch))
-					e.svar(int64(b.BaseSequence))
-				}
-			}
-		case ReserveProducers:
-			e.svar(int64(op.Count))
-		default:
-			if encodeGroupOp(&e, op) || encodeAgentOp(&e, op) || encodeJobOp(&e, op) || encodeCompactionOp(&e, op) || encodeCleanOp(&e, op) || encodeLeaseOp(&e, op) {
-				continue
-			}
-			panic(fmt.Sprintf("meta: unknown op %T", op))
-		}
+		op.encode(&e)
 	}
 	return e.seal()
 }
 
-// DecodeEntry parses bytes written by Encode.
-func DecodeEntry(b []byte) (*Entry, error) {
+// DecodeEntry parses bytes written by Encode, for a reader of MaxFormat.
+func DecodeEntry(b []byte) (*Entry, error) { return decodeEntry(b, MaxFormat) }
+
+// decodeEntry parses an entry for a reader that understands formats up to
+// maxFormat. Bytes that fail the checksum or are not an entry are
+// ErrCorrupt; an entry of a format above maxFormat, or with an op kind the
+// build does not know, is a *FormatError.
+func decodeEntry(b []byte, maxFormat Format) (*Entry, error) {
 	d, err := newDecoder(b)
 	if err != nil {
 		return nil, err
@@ -173,69 +123,34 @@ func DecodeEntry(b []byte) (*Entry, error) {
 	if len(d.b) < 5 || string(d.b[:4]) != entryMagic {
 		return nil, fmt.Errorf("%w: not a log entry", ErrCorrupt)
 	}
-	if v := d.b[4]; v != entryVersion {
+	v := Format(d.b[4])
+	if v < Format1 {
 		return nil, fmt.Errorf("%w: entry version %d", ErrCorrupt, v)
 	}
-	d.b = d.b[5:]
+	if v > maxFormat {
+		return nil, &FormatError{Need: v, What: "a log entry", Max: maxFormat}
+	}
+	d.b, d.format, d.max = d.b[5:], v, maxFormat
 	en := &Entry{Writer: d.str(), Tag: uint64(d.i64()), TimeMs: d.i64()}
 	n := d.count(1)
 	for i := 0; i < n && d.err == nil; i++ {
-		switch k := d.u8(); k {
-		case kindCreateTopic:
-			op := CreateTopic{Name: d.str(), ID: d.id(), Partitions: d.i32(), ReplicationFactor: int16(d.i32())}
-			if nc := d.count(2); nc > 0 {
-				op.Configs = make(map[string]string, nc)
-				for j := 0; j < nc; j++ {
-					k := d.str()
-					op.Configs[k] = d.str()
-				}
-			}
-			en.Ops = append(en.Ops, op)
-		case kindDeleteTopic:
-			en.Ops = append(en.Ops, DeleteTopic{ID: d.id()})
-		case kindCreatePartitions:
-			en.Ops = append(en.Ops, CreatePartitions{ID: d.id(), Count: d.i32()})
-		case kindCommit:
-			op := Commit{Object: d.str(), Size: d.svar()}
-			np := d.count(18)
-			op.Parts = make([]CommitPart, 0, np)
-			for j := 0; j < np && d.err == nil; j++ {
-				p := CommitPart{Topic: d.id(), Partition: d.i32()}
-				nb := d.count(7)
-				p.Batches = make([]CommitBatch, nb)
-				for x := range p.Batches {
-					p.Batches[x] = CommitBatch{Pos: d.svar(), Len: d.svar(), Records: d.i32(), MaxTimestamp: d.svar(),
-						ProducerID: d.svar(), ProducerEpoch: int16(d.i32()), BaseSequence: d.i32()}
-				}
-				op.Parts = append(op.Parts, p)
-			}
-			en.Ops = append(en.Ops, op)
-		case kindReserveProducers:
-			en.Ops = append(en.Ops, ReserveProducers{Count: d.i32()})
-		default:
-			op, ok := decodeGroupOp(d, k)
-			if !ok {
-				op, ok = decodeAgentOp(d, k)
-			}
-			if !ok {
-				op, ok = decodeJobOp(d, k)
-			}
-			if !ok {
-				op, ok = decodeCompactionOp(d, k)
-			}
-			if !ok {
-				op, ok = decodeCleanOp(d, k)
-			}
-			if !ok {
-				op, ok = decodeLeaseOp(d, k)
-			}
-			if !ok {
-				return nil, fmt.Errorf("%w: unknown op kind %d", ErrCorrupt, k)
-			}
-			en.Ops = append(en.Ops, op)
+		k := d.u8()
+		if d.err != nil {
+			break
 		}
+		op, err := decodeOp(d, k)
+		if err != nil {
+			if fe, ok := err.(*FormatError); ok {
+				fe.Max = maxFormat
+			}
+			return nil, err
+		}
+		en.Ops = append(en.Ops, op)
 	}
 	if d.err != nil {
+		if fe, ok := d.err.(*FormatError); ok {
+			return nil, fe
+		}
 		return nil, d.err
 	}
 	if len(d.b) != 0 {
@@ -243,3 +158,73 @@ func DecodeEntry(b []byte) (*Entry, error) {
 	}
 	return en, nil
 }
+
+func (op CreateTopic) encode(e *encoder) {
+	e.str(op.Name)
+	e.id(op.ID)
+	e.svar(int64(op.Partitions))
+	e.svar(int64(op.ReplicationFactor))
+	encodeConfigs(e, op.Configs)
+}
+
+func decodeCreateTopic(d *decoder) Op {
+	return CreateTopic{Name: d.str(), ID: d.id(), Partitions: d.i32(), ReplicationFactor: int16(d.i32()), Configs: decodeConfigs(d)}
+}
+
+func (op DeleteTopic) encode(e *encoder) { e.id(op.ID) }
+
+func decodeDeleteTopic(d *decoder) Op { return DeleteTopic{ID: d.id()} }
+
+func (op CreatePartitions) encode(e *encoder) {
+	e.id(op.ID)
+	e.svar(int64(op.Count))
+}
+
+func decodeCreatePartitions(d *decoder) Op { return CreatePartitions{ID: d.id(), Count: d.i32()} }
+
+func (op Commit) encode(e *encoder) {
+	e.str(op.Object)
+	e.svar(op.Size)
+	e.uvar(uint64(len(op.Parts)))
+	for _, p := range op.Parts {
+		e.id(p.Topic)
+		e.svar(int64(p.Partition))
+		e.uvar(uint64(len(p.Batches)))
+		for _, b := range p.Batches {
+			e.svar(b.Pos)
+			e.svar(b.Len)
+			e.svar(int64(b.Records))
+			e.svar(b.MaxTimestamp)
+			e.svar(b.ProducerID)
+			e.svar(int64(b.ProducerEpoch))
+			e.svar(int64(b.BaseSequence))
+		}
+	}
+	if e.format >= Format2 {
+		e.uvar(op.Since)
+	}
+}
+
+func decodeCommit(d *decoder) Op {
+	op := Commit{Object: d.str(), Size: d.svar()}
+	np := d.count(18)
+	op.Parts = make([]CommitPart, 0, np)
+	for j := 0; j < np && d.err == nil; j++ {
+		p := CommitPart{Topic: d.id(), Partition: d.i32()}
+		nb := d.count(7)
+		p.Batches = make([]CommitBatch, nb)
+		for x := range p.Batches {
+			p.Batches[x] = CommitBatch{Pos: d.svar(), Len: d.svar(), Records: d.i32(), MaxTimestamp: d.svar(),
+				ProducerID: d.svar(), ProducerEpoch: int16(d.i32()), BaseSequence: d.i32()}
+		}
+		op.Parts = append(op.Parts, p)
+	}
+	if d.format >= Format2 {
+		op.Since = d.uvar()
+	}
+	return op
+}
+
+func (op ReserveProducers) encode(e *encoder) { e.svar(int64(op.Count)) }
+
+func decodeReserveProducers(d *decoder) Op { return ReserveProducers{Count: d.i32()} }

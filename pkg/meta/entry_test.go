@@ -203,7 +203,7 @@ func header(version uint8) *encoder {
 
 func TestDecodeEntryRejects(t *testing.T) {
 	sealed := func(build func(e *encoder)) []byte {
-		e := header(entryVersion)
+		e := header(uint8(MaxFormat))
 		build(e)
 		return e.seal()
 	}
@@ -218,12 +218,16 @@ func TestDecodeEntryRejects(t *testing.T) {
 		{"empty", nil},
 		{"only a checksum", reseal(nil)},
 		{"version 0", func() []byte { e := header(0); e.uvar(0); return e.seal() }()},
-		{"version 2", func() []byte { e := header(2); e.uvar(0); return e.seal() }()},
-		{"version 255", func() []byte { e := header(255); e.uvar(0); return e.seal() }()},
 		{"bad magic", reseal(append([]byte("BRGN\x01"), valid[5:len(valid)-4]...))},
 		{"snapshot magic", NewState().EncodeSnapshot()},
-		{"op kind 0", sealed(func(e *encoder) { e.uvar(1); e.u8(0) })},
-		{"op kind 10", sealed(func(e *encoder) { e.uvar(1); e.u8(10); e.svar(3) })},
+		{"op kind 10 truncated", sealed(func(e *encoder) { e.uvar(1); e.u8(10); e.svar(3) })},
+		{"a Format2 op in a Format1 entry", func() []byte {
+			e := header(uint8(Format1))
+			e.uvar(1)
+			e.u8(kindCondemnObjects)
+			e.strs([]string{"seg/x"})
+			return e.seal()
+		}()},
 		{"commit offsets count too large", sealed(func(e *encoder) {
 			e.uvar(1)
 			e.u8(kindCommitOffsets)
@@ -233,15 +237,8 @@ func TestDecodeEntryRejects(t *testing.T) {
 			e.uvar(1 << 30)
 		})},
 		{"group generation truncated", sealed(func(e *encoder) { e.uvar(1); e.u8(kindGroupGeneration); e.str("g"); e.svar(1) })},
-		{"op kind 255", sealed(func(e *encoder) { e.uvar(1); e.u8(255) })},
 		{"lease truncated", sealed(func(e *encoder) { e.uvar(1); e.u8(kindAcquireLease); e.str("job") })},
 		{"lease job longer than input", sealed(func(e *encoder) { e.uvar(1); e.u8(kindReleaseLease); e.uvar(1 << 20) })},
-		{"unknown kind after a good op", sealed(func(e *encoder) {
-			e.uvar(2)
-			e.u8(kindReserveProducers)
-			e.svar(3)
-			e.u8(42)
-		})},
 		{"op count too large", sealed(func(e *encoder) { e.uvar(1 << 40); e.u8(kindReserveProducers); e.svar(3) })},
 		{"op count larger than ops", sealed(func(e *encoder) { e.uvar(2); e.u8(kindReserveProducers); e.svar(3) })},
 		{"int32 out of range", sealed(func(e *encoder) { e.uvar(1); e.u8(kindReserveProducers); e.svar(math.MaxInt32 + 1) })},
@@ -277,6 +274,36 @@ func TestDecodeEntryRejects(t *testing.T) {
 			}
 		})
 	}
+	// Bytes a newer build wrote are not corrupt: they need an upgrade.
+	newer := []struct {
+		name string
+		b    []byte
+		need Format
+	}{
+		{"a newer version", func() []byte { e := header(uint8(MaxFormat) + 1); e.uvar(0); return e.seal() }(), MaxFormat + 1},
+		{"version 255", func() []byte { e := header(255); e.uvar(0); return e.seal() }(), 255},
+		{"op kind 0", sealed(func(e *encoder) { e.uvar(1); e.u8(0) }), 0},
+		{"op kind 255", sealed(func(e *encoder) { e.uvar(1); e.u8(255) }), 0},
+		{"unknown kind after a good op", sealed(func(e *encoder) {
+			e.uvar(2)
+			e.u8(kindReserveProducers)
+			e.svar(3)
+			e.u8(42)
+		}), 0},
+		{"SetFormat above this build", sealed(func(e *encoder) { e.uvar(1); e.u8(kindSetFormat); e.uvar(uint64(MaxFormat) + 1) }), MaxFormat + 1},
+	}
+	for _, tc := range newer {
+		t.Run(tc.name, func(t *testing.T) {
+			en, err := DecodeEntry(tc.b)
+			var fe *FormatError
+			if !errors.As(err, &fe) || en != nil {
+				t.Fatalf("DecodeEntry = %#v, %v; want a FormatError", en, err)
+			}
+			if tc.need != 0 && fe.Need != tc.need || fe.Max != MaxFormat {
+				t.Fatalf("FormatError %+v, want need %d, max %d", fe, tc.need, MaxFormat)
+			}
+		})
+	}
 }
 
 func FuzzDecodeEntry(f *testing.F) {
@@ -299,8 +326,9 @@ func checkEntryBytes(t *testing.T, b []byte) {
 	t.Helper()
 	en, err := DecodeEntry(b)
 	if err != nil {
-		if !errors.Is(err, ErrCorrupt) || en != nil {
-			t.Fatalf("DecodeEntry = %v, %v; want nil, ErrCorrupt", en, err)
+		var fe *FormatError
+		if !errors.Is(err, ErrCorrupt) && !errors.As(err, &fe) || en != nil {
+			t.Fatalf("DecodeEntry = %v, %v; want nil, ErrCorrupt or a FormatError", en, err)
 		}
 		return
 	}

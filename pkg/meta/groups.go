@@ -20,13 +20,6 @@ import (
 // does not advance it.
 var ErrIllegalGeneration = errors.New("meta: illegal generation")
 
-const (
-	kindGroupGeneration = 6
-	kindCommitOffsets   = 7
-	kindDeleteGroups    = 8
-	kindDeleteOffsets   = 9
-)
-
 // GroupGeneration records a completed rebalance: the group's generation,
 // its protocol and its members (none when the group became empty).
 type GroupGeneration struct {
@@ -224,42 +217,34 @@ func (s *State) dropTopicOffsets(id TopicID) {
 	}
 }
 
-func encodeGroupOp(e *encoder, op Op) bool {
-	switch op := op.(type) {
-	case GroupGeneration:
-		e.str(op.Group)
-		e.svar(int64(op.Generation))
-		e.str(op.ProtocolType)
-		e.str(op.Protocol)
-		e.str(op.Leader)
-		e.uvar(uint64(len(op.Members)))
-		for _, m := range op.Members {
-			e.str(m)
-		}
-	case CommitOffsets:
-		e.str(op.Group)
-		e.svar(int64(op.Generation))
-		e.str(op.Member)
-		e.uvar(uint64(len(op.Offsets)))
-		for _, o := range op.Offsets {
-			encodeOffset(e, o)
-		}
-	case DeleteGroups:
-		e.uvar(uint64(len(op.Groups)))
-		for _, g := range op.Groups {
-			e.str(g)
-		}
-	case DeleteOffsets:
-		e.str(op.Group)
-		e.uvar(uint64(len(op.Partitions)))
-		for _, p := range op.Partitions {
-			e.id(p.Topic)
-			e.svar(int64(p.Partition))
-		}
-	default:
-		return false
+func (op GroupGeneration) encode(e *encoder) {
+	e.str(op.Group)
+	e.svar(int64(op.Generation))
+	e.str(op.ProtocolType)
+	e.str(op.Protocol)
+	e.str(op.Leader)
+	e.strs(op.Members)
+}
+
+func (op CommitOffsets) encode(e *encoder) {
+	e.str(op.Group)
+	e.svar(int64(op.Generation))
+	e.str(op.Member)
+	e.uvar(uint64(len(op.Offsets)))
+	for _, o := range op.Offsets {
+		encodeOffset(e, o)
 	}
-	return true
+}
+
+func (op DeleteGroups) encode(e *encoder) { e.strs(op.Groups) }
+
+func (op DeleteOffsets) encode(e *encoder) {
+	e.str(op.Group)
+	e.uvar(uint64(len(op.Partitions)))
+	for _, p := range op.Partitions {
+		e.id(p.Topic)
+		e.svar(int64(p.Partition))
+	}
 }
 
 // Group offset layout: topic id (16), partition, offset, leader epoch
@@ -288,46 +273,32 @@ func decodeOffset(d *decoder) GroupOffset {
 
 const minOffsetSize = 16 + 5
 
-func decodeGroupOp(d *decoder, k uint8) (Op, bool) {
-	switch k {
-	case kindGroupGeneration:
-		op := GroupGeneration{Group: d.str(), Generation: d.i32(), ProtocolType: d.str(), Protocol: d.str(), Leader: d.str()}
-		if n := d.count(1); n > 0 {
-			op.Members = make([]string, n)
-			for i := range op.Members {
-				op.Members[i] = d.str()
-			}
+func decodeGroupGeneration(d *decoder) Op {
+	return GroupGeneration{Group: d.str(), Generation: d.i32(), ProtocolType: d.str(), Protocol: d.str(), Leader: d.str(), Members: d.strs()}
+}
+
+func decodeCommitOffsets(d *decoder) Op {
+	op := CommitOffsets{Group: d.str(), Generation: d.i32(), Member: d.str()}
+	if n := d.count(minOffsetSize); n > 0 {
+		op.Offsets = make([]GroupOffset, n)
+		for i := range op.Offsets {
+			op.Offsets[i] = decodeOffset(d)
 		}
-		return op, true
-	case kindCommitOffsets:
-		op := CommitOffsets{Group: d.str(), Generation: d.i32(), Member: d.str()}
-		if n := d.count(minOffsetSize); n > 0 {
-			op.Offsets = make([]GroupOffset, n)
-			for i := range op.Offsets {
-				op.Offsets[i] = decodeOffset(d)
-			}
-		}
-		return op, true
-	case kindDeleteGroups:
-		var op DeleteGroups
-		if n := d.count(1); n > 0 {
-			op.Groups = make([]string, n)
-			for i := range op.Groups {
-				op.Groups[i] = d.str()
-			}
-		}
-		return op, true
-	case kindDeleteOffsets:
-		op := DeleteOffsets{Group: d.str()}
-		if n := d.count(17); n > 0 {
-			op.Partitions = make([]GroupPartition, n)
-			for i := range op.Partitions {
-				op.Partitions[i] = GroupPartition{Topic: d.id(), Partition: d.i32()}
-			}
-		}
-		return op, true
 	}
-	return nil, false
+	return op
+}
+
+func decodeDeleteGroups(d *decoder) Op { return DeleteGroups{Groups: d.strs()} }
+
+func decodeDeleteOffsets(d *decoder) Op {
+	op := DeleteOffsets{Group: d.str()}
+	if n := d.count(17); n > 0 {
+		op.Partitions = make([]GroupPartition, n)
+		for i := range op.Partitions {
+			op.Partitions[i] = GroupPartition{Topic: d.id(), Partition: d.i32()}
+		}
+	}
+	return op
 }
 
 // Snapshot groups section (version 2): group count, then per group sorted

@@ -29,11 +29,6 @@ import (
 // the job again: only jobs whose holder died mid-run, and that nobody runs
 // afterwards (a deleted topic's), linger, a few bytes each.
 
-const (
-	kindAcquireLease = 15
-	kindReleaseLease = 16
-)
-
 // Lease errors recorded in results.
 var (
 	ErrLeaseHeld    = errors.New("meta: job lease held by another agent")
@@ -89,28 +84,16 @@ func (s *State) Lease(job string) (Lease, bool) {
 	return l, ok
 }
 
-func encodeLeaseOp(e *encoder, op Op) bool {
-	switch op := op.(type) {
-	case AcquireLease:
-		e.str(op.Job)
-		e.svar(op.DurationMs)
-	case ReleaseLease:
-		e.str(op.Job)
-	default:
-		return false
-	}
-	return true
+func (op AcquireLease) encode(e *encoder) {
+	e.str(op.Job)
+	e.svar(op.DurationMs)
 }
 
-func decodeLeaseOp(d *decoder, k uint8) (Op, bool) {
-	switch k {
-	case kindAcquireLease:
-		return AcquireLease{Job: d.str(), DurationMs: d.svar()}, true
-	case kindReleaseLease:
-		return ReleaseLease{Job: d.str()}, true
-	}
-	return nil, false
-}
+func (op ReleaseLease) encode(e *encoder) { e.str(op.Job) }
+
+func decodeAcquireLease(d *decoder) Op { return AcquireLease{Job: d.str(), DurationMs: d.svar()} }
+
+func decodeReleaseLease(d *decoder) Op { return ReleaseLease{Job: d.str()} }
 
 // Snapshot leases section (version 5): the leases sorted by job, each with
 // its holder and end.

@@ -40,17 +40,22 @@ type Options struct {
 	// bounds how late a commit can land after its segment was written,
 	// which the orphan sweep's grace relies on.
 	CallTimeout time.Duration
-	// MaxQueueWait fails ops that waited this long for their entry to be
-	// written (the bucket was failing meanwhile) instead of writing them
-	// late. With CallTimeout and MaxAttempts it bounds how long after
-	// Submit an op can land: an ingest commit must land well within
-	// --orphan-grace of its segment, or the sweep may have deleted it.
+	// MaxQueueWait bounds the time from Submit until an op's entry is
+	// written, whatever the cause (a failing bucket, slots lost to other
+	// writers): an op not written by then fails instead of landing late.
+	// A caller may set an earlier deadline (SubmitBy, Append's context).
+	// It is the agent's write timeout, which --orphan-grace must exceed
+	// so that live produces are not condemned as orphans (condemn.go).
 	MaxQueueWait time.Duration
 	// Retention is how long entries a snapshot covers stay in the bucket
 	// (trim.go). A writer whose view of the tail is older than half of it
 	// re-reads the log before it appends; 0 means entries are never
 	// deleted and no re-read is needed.
 	Retention time.Duration
+	// MaxFormat is the newest cluster format this log understands,
+	// announces and writes (format.go); 0 means the build's MaxFormat. A
+	// lower value makes the log act as an older build, for tests.
+	MaxFormat Format
 	Logger    *slog.Logger
 }
 
@@ -73,6 +78,9 @@ func (o *Options) defaults() {
 	if o.MaxQueueWait <= 0 {
 		o.MaxQueueWait = 2 * time.Minute
 	}
+	if o.MaxFormat == 0 || o.MaxFormat > MaxFormat {
+		o.MaxFormat = MaxFormat
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -93,16 +101,50 @@ type Log struct {
 	syncs     chan chan error // SyncTail's requests
 	snapshots sync.WaitGroup
 	lastOwnMs atomic.Int64 // when this agent's last entry was applied
-	lastSync  time.Time    // Run's goroutine: when the tail was last known (read or appended)
+	seq       atomic.Uint64
+	stall     atomic.Pointer[Stall]
+
+	// Run's goroutine only.
+	lastSync time.Time  // when the tail was last known (read or appended)
+	own      *ownAppend // the entry being appended, if any
+	carry    *Pending   // a Pending that must start the next entry
 }
+
+// ownAppend is the entry Run is appending. Its earlier attempts may have
+// landed although their answers were lost, so every slot read meanwhile is
+// checked for it (Writer and Tag), wherever it is read.
+type ownAppend struct {
+	writer      string
+	tag         uint64
+	seq         uint64   // the slot it was found at, once applied
+	results     []Result // its ops' results there
+	maybeLanded bool     // an attempt failed in a way that may have written it
+	lost        bool     // the state was reloaded past slots that may hold it
+}
+
+// Stall says why the log stopped applying entries: the entry at Seq does
+// not decode (a *FormatError when a newer build wrote it). The agent must
+// not apply past it, nor append, until it can read it.
+type Stall struct {
+	Seq uint64
+	Err error
+	// snapshot: the newest snapshot is of a newer format, so no slot can
+	// be read in its place; only an upgraded build goes on.
+	snapshot bool
+}
+
+// ErrStalled fails appends while the log is stalled.
+var ErrStalled = errors.New("meta: metadata log stalled")
 
 // Pending is a submitted append.
 type Pending struct {
-	queued  time.Time
-	ops     []Op
-	done    chan struct{}
-	results []Result
-	err     error
+	queued   time.Time
+	deadline time.Time // not written by then: fail
+	ops      []Op
+	alone    bool // written in an entry of its own (format ops)
+	done     chan struct{}
+	results  []Result
+	err      error
 }
 
 // Wait blocks until the ops are applied (or failed) and returns their results.
@@ -123,6 +165,9 @@ func Open(ctx context.Context, store objstore.Store, opts Options) (*Log, error)
 	for attempt := 1; ; attempt++ {
 		if err := l.loadSnapshot(ctx); err != nil {
 			return nil, err
+		}
+		if l.Stalled() != nil {
+			return l, nil // the agent starts, and says why it does not serve
 		}
 		err := l.replay(ctx)
 		if err == nil {
@@ -150,6 +195,11 @@ func (l *Log) loadSnapshot(ctx context.Context) error {
 			return fmt.Errorf("meta: read %s: %w", snaps[i].Key, err)
 		}
 		st, err := DecodeSnapshot(b)
+		if l.newerSnapshot(snaps[i].Key, st, err) {
+			// The entries it covers may be gone, and an older snapshot
+			// would only lead to them: wait for an upgrade.
+			return nil
+		}
 		if err != nil {
 			l.opts.Logger.Error("skipping unreadable snapshot", "key", snaps[i].Key, "err", err)
 			continue
@@ -188,10 +238,15 @@ func (l *Log) replay(ctx context.Context) error {
 			if err != nil || seq != l.state.Seq+1 {
 				return fmt.Errorf("%w or stray key at %s (state at %d)", errGap, k.Key, l.state.Seq)
 			}
-			l.applyBytes(seq, bodies[i])
+			if l.applySlot(seq, bodies[i]) != nil {
+				return nil // stalled: the agent starts, and says why it does not serve
+			}
 		}
 	}
-	return l.catchUp(ctx)
+	if err := l.catchUp(ctx); err != nil && l.Stalled() == nil {
+		return err
+	}
+	return nil
 }
 
 // Run appends submitted entries and tails the log until ctx ends.
@@ -205,17 +260,11 @@ func (l *Log) Run(ctx context.Context) {
 			l.snapshots.Wait()
 			return
 		case p := <-l.reqs:
-			batch := []*Pending{p}
-			for len(batch) < 256 { // group commit whatever else is waiting
-				select {
-				case q := <-l.reqs:
-					batch = append(batch, q)
-					continue
-				default:
-				}
-				break
+			l.write(ctx, l.batchFrom(p))
+			for l.carry != nil {
+				p, l.carry = l.carry, nil
+				l.write(ctx, l.batchFrom(p))
 			}
-			l.write(ctx, batch)
 		case <-tick.C:
 			if err := l.catchUp(ctx); err != nil && ctx.Err() == nil {
 				l.opts.Logger.Warn("tailing the metadata log", "err", err)
@@ -241,6 +290,26 @@ func (l *Log) Run(ctx context.Context) {
 	}
 }
 
+// batchFrom group-commits whatever else is waiting after p into one entry,
+// except ops that must be alone: those start an entry of their own.
+func (l *Log) batchFrom(p *Pending) []*Pending {
+	batch := []*Pending{p}
+	for !p.alone && len(batch) < 256 {
+		select {
+		case q := <-l.reqs:
+			if q.alone {
+				l.carry = q
+				return batch
+			}
+			batch = append(batch, q)
+			continue
+		default:
+		}
+		break
+	}
+	return batch
+}
+
 func (l *Log) failQueued(err error) {
 	for {
 		select {
@@ -253,10 +322,25 @@ func (l *Log) failQueued(err error) {
 	}
 }
 
-// Submit queues ops for the next entry without waiting.
-func (l *Log) Submit(ops ...Op) *Pending {
-	p := &Pending{queued: time.Now(), ops: ops, done: make(chan struct{})}
+// Submit queues ops for the next entry without waiting. They fail unless
+// written within MaxQueueWait.
+func (l *Log) Submit(ops ...Op) *Pending { return l.SubmitBy(time.Time{}, ops...) }
+
+// SubmitBy is Submit with a deadline of the caller's (the zero time: none),
+// which wins when it is earlier than MaxQueueWait from now: a segment's
+// commit must land within the agent's write timeout of its seal.
+func (l *Log) SubmitBy(deadline time.Time, ops ...Op) *Pending {
+	p := l.pending(deadline, ops)
 	l.reqs <- p
+	return p
+}
+
+func (l *Log) pending(deadline time.Time, ops []Op) *Pending {
+	now := time.Now()
+	p := &Pending{queued: now, deadline: now.Add(l.opts.MaxQueueWait), ops: ops, done: make(chan struct{})}
+	if !deadline.IsZero() && deadline.Before(p.deadline) {
+		p.deadline = deadline
+	}
 	return p
 }
 
@@ -267,7 +351,7 @@ var ErrBusy = errors.New("meta: log append queue full")
 // that orders their ops): it fails with ErrBusy instead of waiting for room
 // in the queue.
 func (l *Log) TrySubmit(ops ...Op) (*Pending, error) {
-	p := &Pending{queued: time.Now(), ops: ops, done: make(chan struct{})}
+	p := l.pending(time.Time{}, ops)
 	select {
 	case l.reqs <- p:
 		return p, nil
@@ -297,83 +381,167 @@ func (l *Log) SyncTail(ctx context.Context) error {
 }
 
 // Append writes ops to the log and returns their results once applied.
+// ctx's deadline, if any, is the ops' deadline too.
 func (l *Log) Append(ctx context.Context, ops ...Op) ([]Result, error) {
-	return l.Submit(ops...).Wait(ctx)
+	deadline, _ := ctx.Deadline()
+	p := l.pending(deadline, ops)
+	select {
+	case l.reqs <- p:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return p.Wait(ctx)
 }
 
 // ErrUnavailable wraps bucket failures that exhausted the retries.
 var ErrUnavailable = errors.New("meta: log unavailable")
 
+// write appends the batch's ops as one entry at the tail and applies it.
+// It gives up once the oldest op has waited MaxQueueWait, whatever kept it
+// (bucket errors, slots lost to other writers), so that no op lands later
+// than CommitBound after its Submit.
 func (l *Log) write(ctx context.Context, batch []*Pending) {
-	fresh := batch[:0]
-	for _, p := range batch {
-		if time.Since(p.queued) > l.opts.MaxQueueWait {
-			p.err = fmt.Errorf("%w: waited %v for the bucket", ErrUnavailable, time.Since(p.queued).Round(time.Millisecond))
-			close(p.done)
-			continue
-		}
-		fresh = append(fresh, p)
-	}
-	if batch = fresh; len(batch) == 0 {
+	if batch = l.writable(batch); len(batch) == 0 {
 		return
 	}
+	deadline := batch[0].deadline
+	for _, p := range batch[1:] {
+		if p.deadline.Before(deadline) {
+			deadline = p.deadline
+		}
+	}
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	en := &Entry{Writer: l.opts.WriterID, Tag: rand.Uint64(), TimeMs: time.Now().UnixMilli()}
 	for _, p := range batch {
 		en.Ops = append(en.Ops, p.ops...)
 	}
-	data := en.Encode()
+	format := l.state.format
+	data := en.EncodeAt(format)
+	if len(data) > MaxEntryBytes {
+		if len(batch) == 1 {
+			l.fail(batch, fmt.Errorf("meta: ops of %d bytes do not fit in one log entry (%d)", len(data), MaxEntryBytes))
+			return
+		}
+		half := len(batch) / 2 // in order: the first half's entry first
+		l.write(ctx, batch[:half])
+		l.write(ctx, batch[half:])
+		return
+	}
+	l.own = &ownAppend{writer: en.Writer, tag: en.Tag}
+	defer func() { l.own = nil }()
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; {
-		var err error
-		if l.stale() {
+		if o := l.own; o.seq != 0 {
+			l.finish(batch, o.seq, en.TimeMs, o.results) // an earlier attempt landed
+			return
+		} else if o.lost {
+			l.fail(batch, fmt.Errorf("%w: the log was reloaded from a snapshot while this append's outcome was unknown", ErrUnavailable))
+			return
+		}
+		if st := l.Stalled(); st != nil {
+			l.fail(batch, fmt.Errorf("%w at slot %d: %v", ErrStalled, st.Seq, st.Err))
+			return
+		}
+		err := wctx.Err()
+		if err == nil && l.stale() {
 			// The Delta Lake rule: the slot after our view may be one a
-			// trim deleted, so find the tail before writing there.
-			err = l.catchUp(ctx)
-		}
-		seq := l.state.Seq + 1
-		began := time.Now()
-		if err == nil {
-			err = l.store.PutIfAbsent(ctx, EntryKey(seq), data)
-		}
-		if errors.Is(err, objstore.ErrExists) {
-			// Someone took the slot; it may be our own earlier attempt
-			// whose answer was lost.
-			var b []byte
-			b, err = l.store.Get(ctx, EntryKey(seq))
-			if err == nil {
-				if other, derr := DecodeEntry(b); derr == nil && other.Writer == en.Writer && other.Tag == en.Tag {
-					l.finish(batch, seq, en)
-					return
-				}
-				l.applyBytes(seq, b)
+			// trim deleted, so find the tail before writing there. The
+			// tail may hold this very entry.
+			if err = l.catchUp(wctx); err == nil && (l.own.seq != 0 || l.own.lost || l.Stalled() != nil) {
 				continue
 			}
 		}
 		if err == nil {
-			l.lastSync = began
-			l.finish(batch, seq, en)
-			return
-		}
-		if attempt >= l.opts.MaxAttempts || ctx.Err() != nil {
-			for _, p := range batch {
-				p.err = fmt.Errorf("%w: %v", ErrUnavailable, err)
-				close(p.done)
+			if l.state.format != format { // raised by an entry read meanwhile
+				format = l.state.format
+				data = en.EncodeAt(format)
 			}
+			seq := l.state.Seq + 1
+			began := time.Now()
+			err = l.store.PutIfAbsent(wctx, EntryKey(seq), data)
+			switch {
+			case err == nil:
+				l.lastSync = began
+				// Apply what the others will read, not the ops in memory.
+				stored, derr := decodeEntry(data, l.opts.MaxFormat)
+				if derr != nil {
+					panic(fmt.Sprintf("meta: own entry does not decode: %v", derr))
+				}
+				l.finish(batch, seq, en.TimeMs, l.apply(seq, stored))
+				return
+			case errors.Is(err, objstore.ErrExists):
+				// Someone took the slot; it may be our own earlier attempt
+				// whose answer was lost. Either way it is applied, and the
+				// next slot tried: no attempt is spent, but the deadline
+				// holds.
+				var b []byte
+				if b, err = l.store.Get(wctx, EntryKey(seq)); err == nil {
+					l.applySlot(seq, b)
+					continue
+				}
+			default:
+				l.own.maybeLanded = true
+			}
+		}
+		if attempt >= l.opts.MaxAttempts || wctx.Err() != nil {
+			if wctx.Err() != nil && ctx.Err() == nil {
+				err = fmt.Errorf("not written by its deadline (last: %v)", err)
+			}
+			l.fail(batch, fmt.Errorf("%w: %v", ErrUnavailable, err))
 			return
 		}
 		attempt++
-		l.opts.Logger.Warn("metadata log append failed, retrying", "slot", seq, "attempt", attempt, "err", err)
+		l.opts.Logger.Warn("metadata log append failed, retrying", "slot", l.state.Seq+1, "attempt", attempt, "err", err)
+		t := time.NewTimer(backoff)
 		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
+		case <-t.C:
+		case <-wctx.Done():
+			t.Stop()
 		}
 		backoff = min(2*backoff, time.Second)
 	}
 }
 
-func (l *Log) finish(batch []*Pending, seq uint64, en *Entry) {
-	results := l.apply(seq, en)
-	l.lastOwnMs.Store(en.TimeMs)
+// writable fails the Pendings that cannot be written now: queued too long,
+// or holding ops of a format the cluster has not reached.
+func (l *Log) writable(batch []*Pending) []*Pending {
+	fresh := batch[:0]
+	for _, p := range batch {
+		if time.Now().After(p.deadline) {
+			l.fail([]*Pending{p}, fmt.Errorf("%w: waited %v for the bucket", ErrUnavailable, time.Since(p.queued).Round(time.Millisecond)))
+			continue
+		}
+		if err := l.checkFormat(p.ops); err != nil {
+			l.fail([]*Pending{p}, err)
+			continue
+		}
+		fresh = append(fresh, p)
+	}
+	return fresh
+}
+
+// ErrFormat refuses an op that the cluster's format does not have yet.
+var ErrFormat = errors.New("meta: op needs a newer cluster format")
+
+func (l *Log) checkFormat(ops []Op) error {
+	for _, op := range ops {
+		if f := OpFormat(op); f > l.state.format {
+			return fmt.Errorf("%w: %s needs format %d, the cluster is at %d", ErrFormat, OpName(op), f, l.state.format)
+		}
+	}
+	return nil
+}
+
+func (l *Log) fail(batch []*Pending, err error) {
+	for _, p := range batch {
+		p.err = err
+		close(p.done)
+	}
+}
+
+func (l *Log) finish(batch []*Pending, seq uint64, timeMs int64, results []Result) {
+	l.lastOwnMs.Store(timeMs)
 	i := 0
 	for _, p := range batch {
 		j := i + len(p.ops)
@@ -386,13 +554,15 @@ func (l *Log) finish(batch []*Pending, seq uint64, en *Entry) {
 	}
 }
 
-// snapshot writes the state as of now in the background. Only this
-// goroutine mutates the state, so encoding it here needs no lock.
+// snapshot writes the state as of now in the background: a copy is
+// taken here (only this goroutine mutates the state) and encoded there, so
+// a large state does not hold up appends.
 func (l *Log) snapshot() {
-	seq, data := l.state.Seq, l.state.EncodeSnapshot()
+	st := l.state.Clone()
 	l.snapshots.Add(1)
 	go func() {
 		defer l.snapshots.Done()
+		seq, data := st.Seq, st.EncodeSnapshot()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := l.store.Put(ctx, SnapshotKey(seq), data); err != nil {
@@ -412,6 +582,9 @@ func (l *Log) stale() bool {
 // slot may have been trimmed, which a newer snapshot than our state shows,
 // and the state is reloaded from it.
 func (l *Log) catchUp(ctx context.Context) error {
+	if st := l.Stalled(); st != nil && st.snapshot {
+		return st.Err
+	}
 	for {
 		seq := l.state.Seq + 1
 		began := time.Now()
@@ -432,7 +605,9 @@ func (l *Log) catchUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		l.applyBytes(seq, b)
+		if err := l.applySlot(seq, b); err != nil {
+			return err
+		}
 	}
 }
 
@@ -452,12 +627,19 @@ func (l *Log) reloadIfTrimmed(ctx context.Context) (bool, error) {
 			return false, fmt.Errorf("meta: read %s: %w", snaps[i].Key, err)
 		}
 		st, err := DecodeSnapshot(b)
+		if l.newerSnapshot(snaps[i].Key, st, err) {
+			return false, l.Stalled().Err
+		}
 		if err != nil || st.Seq <= l.state.Seq {
 			continue
 		}
 		l.opts.Logger.Info("metadata log trimmed past this agent's view; reloading from snapshot", "from", l.state.Seq, "to", st.Seq)
+		if l.own != nil && l.own.maybeLanded {
+			l.own.lost = true // the slots skipped may hold it
+		}
 		l.mu.Lock()
 		l.state = st
+		l.seq.Store(st.Seq)
 		close(l.changed)
 		l.changed = make(chan struct{})
 		l.mu.Unlock()
@@ -466,20 +648,60 @@ func (l *Log) reloadIfTrimmed(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
-// applyBytes applies a stored entry. An entry that does not decode is
-// applied as empty by every agent alike, so the log never wedges on it.
-func (l *Log) applyBytes(seq uint64, b []byte) {
-	en, err := DecodeEntry(b)
+// applySlot applies the stored entry of slot seq. An entry this log cannot
+// decode is never applied, nor anything after it: the log stalls there
+// (and tries the slot again at every poll, which heals a bad read).
+func (l *Log) applySlot(seq uint64, b []byte) error {
+	en, err := decodeEntry(b, l.opts.MaxFormat)
 	if err != nil {
-		l.opts.Logger.Error("metadata log entry unreadable; applying as empty", "seq", seq, "err", err)
-		en = &Entry{}
+		l.setStall(seq, err)
+		return err
 	}
-	l.apply(seq, en)
+	res := l.apply(seq, en)
+	if o := l.own; o != nil && en.Writer == o.writer && en.Tag == o.tag {
+		o.seq, o.results = seq, res
+	}
+	if l.stall.Load() != nil {
+		l.stall.Store(nil)
+		l.opts.Logger.Info("metadata log resumed", "slot", seq)
+	}
+	return nil
 }
+
+func (l *Log) setStall(seq uint64, err error) { l.stallAt(&Stall{Seq: seq, Err: err}) }
+
+func (l *Log) stallAt(st *Stall) {
+	if old := l.stall.Load(); old != nil && old.Seq == st.Seq && old.Err.Error() == st.Err.Error() {
+		return // said already
+	}
+	l.stall.Store(st)
+	l.opts.Logger.Error("metadata log stalled: not applying this entry or any after it, not appending, not serving",
+		"slot", st.Seq, "err", st.Err, "understands_formats_up_to", l.opts.MaxFormat)
+}
+
+// newerSnapshot reports whether a snapshot read (st or err) is of a format
+// this log does not understand, and stalls the log if so.
+func (l *Log) newerSnapshot(key string, st *State, err error) bool {
+	var fe *FormatError
+	need := Format(0)
+	switch {
+	case errors.As(err, &fe):
+	case err == nil && st.format > l.opts.MaxFormat:
+		need = st.format
+	default:
+		return false
+	}
+	l.stallAt(&Stall{Seq: l.state.Seq + 1, Err: &FormatError{Need: need, What: "the snapshot " + key, Max: l.opts.MaxFormat}, snapshot: true})
+	return true
+}
+
+// Stalled returns why the log stopped applying entries, or nil.
+func (l *Log) Stalled() *Stall { return l.stall.Load() }
 
 func (l *Log) apply(seq uint64, en *Entry) []Result {
 	l.mu.Lock()
 	results := l.state.Apply(seq, en)
+	l.seq.Store(seq)
 	close(l.changed)
 	l.changed = make(chan struct{})
 	l.mu.Unlock()
@@ -504,6 +726,9 @@ func (l *Log) Changed() <-chan struct{} {
 // LastOwnAppend returns when this agent last appended an entry: other
 // agents count any entry as hearing from it.
 func (l *Log) LastOwnAppend() time.Time { return time.UnixMilli(l.lastOwnMs.Load()) }
+
+// Seq returns the last slot applied.
+func (l *Log) Seq() uint64 { return l.seq.Load() }
 
 // WriterID returns the id this agent signs its entries with.
 func (l *Log) WriterID() string { return l.opts.WriterID }

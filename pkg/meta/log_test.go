@@ -637,13 +637,15 @@ func TestAppendHungBucketTimesOut(t *testing.T) {
 	}
 }
 
-// Ops that waited longer than MaxQueueWait behind a slow bucket fail
-// rather than land late; the write in flight still lands.
+// The write loop is bounded by time whatever holds it up: an op not
+// written within MaxQueueWait of its Submit fails, the write in flight
+// included, and nothing it held lands afterwards.
 func TestAppendQueuedTooLongFails(t *testing.T) {
-	f := objstore.NewFaulty(objstore.NewMemory())
+	mem := objstore.NewMemory()
+	f := objstore.NewFaulty(mem)
 	l := openLog(t, f, Options{MaxQueueWait: 50 * time.Millisecond})
 	defer runLog(t, l)()
-	f.SetDelay(objstore.OpPutIfAbsent, 2*time.Second)
+	f.SetDelay(objstore.OpPutIfAbsent, time.Hour)
 	first := l.Submit(ReserveProducers{Count: 1})
 	deadline := time.Now().Add(30 * time.Second)
 	for f.Calls(objstore.OpPutIfAbsent) == 0 { // the first entry is being written
@@ -654,12 +656,60 @@ func TestAppendQueuedTooLongFails(t *testing.T) {
 	}
 	second := l.Submit(ReserveProducers{Count: 1})
 	ctx := context.Background()
-	if _, err := first.Wait(ctx); err != nil {
-		t.Fatalf("the entry in flight: %v", err)
+	if _, err := first.Wait(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("the entry in flight for longer than MaxQueueWait: %v, want ErrUnavailable", err)
 	}
 	if _, err := second.Wait(ctx); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("the op queued behind it for most of 2 s: %v, want ErrUnavailable", err)
+		t.Fatalf("the op queued behind it: %v, want ErrUnavailable", err)
 	}
+	f.SetDelay(objstore.OpPutIfAbsent, 0)
+	if _, err := l.Append(ctx, AgentHeartbeat{Addr: "a:1"}); err != nil {
+		t.Fatalf("append once the bucket answers: %v", err)
+	}
+	for _, en := range logEntries(t, mem) {
+		for _, op := range en.Ops {
+			if _, ok := op.(ReserveProducers); ok {
+				t.Fatalf("a failed op landed: %#v", en)
+			}
+		}
+	}
+}
+
+// Losing slots to other writers counts against the same deadline: a
+// writer that loses every race fails within MaxQueueWait instead of
+// looping for as long as the others write.
+func TestAppendLosingEveryRaceFails(t *testing.T) {
+	mem := objstore.NewMemory()
+	// A rival that takes the slot each time this log is about to write it.
+	rival := &raceLoser{Store: mem}
+	l := openLog(t, rival, Options{WriterID: "loser", MaxQueueWait: 200 * time.Millisecond, PollInterval: time.Hour})
+	defer runLog(t, l)()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // not the deadline under test: a bound on a broken log
+	defer cancel()
+	_, err := l.Append(ctx, ReserveProducers{Count: 1})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("append that lost %d races: %v, want ErrUnavailable", rival.stolen.Load(), err)
+	}
+	if rival.stolen.Load() < 2 {
+		t.Fatalf("the rival took only %d slots", rival.stolen.Load())
+	}
+}
+
+// raceLoser makes every PutIfAbsent of a log entry lose: just before it,
+// another writer's entry takes the key.
+type raceLoser struct {
+	objstore.Store
+	stolen atomic.Int64
+}
+
+func (r *raceLoser) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	if strings.HasPrefix(key, logPrefix) {
+		other := &Entry{Writer: "rival", Tag: uint64(r.stolen.Add(1)), Ops: []Op{ReserveProducers{Count: 1}}}
+		if err := r.Store.PutIfAbsent(ctx, key, other.Encode()); err != nil {
+			return err
+		}
+	}
+	return r.Store.PutIfAbsent(ctx, key, data)
 }
 
 // TestSyncTail: an agent that polls rarely sees another agent's entry as

@@ -23,12 +23,6 @@ import (
 // flight finish) and appended ForgetObjects. The counts are not in
 // snapshots: they are rebuilt from the chunks.
 
-const (
-	kindSetTopicConfigs = 11
-	kindAdvanceLogStart = 12
-	kindForgetObjects   = 13
-)
-
 // ErrOffsetOutOfRange is AdvanceLogStart's answer for an offset past the
 // high watermark.
 var ErrOffsetOutOfRange = errors.New("meta: offset out of range")
@@ -105,6 +99,14 @@ func (s *State) unref(nowMs int64, object string) {
 	s.objRefs[object]--
 	if s.objRefs[object] <= 0 {
 		delete(s.objRefs, object)
+		s.release(nowMs, object)
+	}
+}
+
+// releaseUnused releases object if no chunk refers to it and it is not
+// condemned (the orphan sweep deletes those).
+func (s *State) releaseUnused(nowMs int64, object string) {
+	if object != "" && s.objRefs[object] == 0 && !s.IsCondemned(object) {
 		s.release(nowMs, object)
 	}
 }
@@ -220,41 +222,34 @@ func (t *Topic) hasPolicy(name string) bool {
 	return false
 }
 
-func encodeJobOp(e *encoder, op Op) bool {
-	switch op := op.(type) {
-	case SetTopicConfigs:
-		e.id(op.Topic)
-		encodeConfigs(e, op.Configs)
-	case AdvanceLogStart:
-		e.id(op.Topic)
-		e.svar(int64(op.Partition))
-		e.svar(op.Offset)
-	case ForgetObjects:
-		e.uvar(uint64(len(op.Keys)))
-		for _, k := range op.Keys {
-			e.str(k)
-		}
-	default:
-		return false
-	}
-	return true
+func (op SetTopicConfigs) encode(e *encoder) {
+	e.id(op.Topic)
+	encodeConfigs(e, op.Configs)
 }
 
-func decodeJobOp(d *decoder, k uint8) (Op, bool) {
-	switch k {
-	case kindSetTopicConfigs:
-		return SetTopicConfigs{Topic: d.id(), Configs: decodeConfigs(d)}, true
-	case kindAdvanceLogStart:
-		return AdvanceLogStart{Topic: d.id(), Partition: d.i32(), Offset: d.svar()}, true
-	case kindForgetObjects:
-		n := d.count(1)
-		op := ForgetObjects{Keys: make([]string, 0, n)}
-		for i := 0; i < n && d.err == nil; i++ {
-			op.Keys = append(op.Keys, d.str())
-		}
-		return op, true
+func decodeSetTopicConfigs(d *decoder) Op {
+	return SetTopicConfigs{Topic: d.id(), Configs: decodeConfigs(d)}
+}
+
+func (op AdvanceLogStart) encode(e *encoder) {
+	e.id(op.Topic)
+	e.svar(int64(op.Partition))
+	e.svar(op.Offset)
+}
+
+func decodeAdvanceLogStart(d *decoder) Op {
+	return AdvanceLogStart{Topic: d.id(), Partition: d.i32(), Offset: d.svar()}
+}
+
+func (op ForgetObjects) encode(e *encoder) { e.strs(op.Keys) }
+
+func decodeForgetObjects(d *decoder) Op {
+	n := d.count(1)
+	op := ForgetObjects{Keys: make([]string, 0, n)}
+	for i := 0; i < n && d.err == nil; i++ {
+		op.Keys = append(op.Keys, d.str())
 	}
-	return nil, false
+	return op
 }
 
 func encodeConfigs(e *encoder, configs map[string]string) {

@@ -5,7 +5,7 @@ import (
 	"sort"
 )
 
-// Snapshot layout (version 6), stored as meta/snap/<20-digit seq>:
+// Snapshot layout (version 7), stored as meta/snap/<20-digit seq>:
 //
 //	magic "BRGN", version byte, then: seq (uvarint), next producer id
 //	(varint), the distinct object keys (count, strings) that chunks refer to
@@ -14,22 +14,39 @@ import (
 //	groups (groups.go), then (version 3) the agents (agents.go), then
 //	(version 4) the released objects (retention.go), then (version 5)
 //	the job leases (leases.go), then (version 6) key compaction's
-//	per-partition boundaries (clean.go), and a CRC-32C trailer. Older snapshots,
-//	which end after an earlier section, are still read. Per-object chunk
-//	counts are rebuilt, not stored.
+//	per-partition boundaries (clean.go), then (version 7) the cluster
+//	format, the agents' announced formats and the condemned objects
+//	(format.go), and a CRC-32C trailer. Older snapshots, which end after
+//	an earlier section, are still read. Per-object chunk counts and the
+//	partition count are rebuilt, not stored.
+//
+// A state of cluster format 1 is written as version 6, so that agents
+// built before formats existed can read the snapshots of a cluster they
+// may still be part of (format.go); it holds nothing version 7 adds
+// except the announcements, which their agents repeat.
 //
 // The encoding is deterministic: two agents snapshotting the same state
 // write the same bytes.
 const (
 	snapMagic   = "BRGN"
-	snapVersion = 6
+	snapVersion = 7
 )
+
+// snapVersionFor returns the snapshot version a state of format f is
+// written in.
+func snapVersionFor(f Format) uint8 {
+	if f < Format2 {
+		return 6
+	}
+	return snapVersion
+}
 
 // EncodeSnapshot serialises the state.
 func (s *State) EncodeSnapshot() []byte {
-	e := encoder{b: make([]byte, 0, 4096)}
+	version := snapVersionFor(s.format)
+	e := encoder{b: make([]byte, 0, 4096), format: s.format}
 	e.b = append(e.b, snapMagic...)
-	e.u8(snapVersion)
+	e.u8(version)
 	e.uvar(s.Seq)
 	e.svar(s.nextProducerID)
 
@@ -104,6 +121,9 @@ func (s *State) EncodeSnapshot() []byte {
 	s.encodeReleased(&e)
 	s.encodeLeases(&e)
 	s.encodeCleaner(&e)
+	if version >= 7 {
+		s.encodeFormat(&e)
+	}
 	return e.seal()
 }
 
@@ -117,8 +137,11 @@ func DecodeSnapshot(b []byte) (*State, error) {
 		return nil, fmt.Errorf("%w: not a snapshot", ErrCorrupt)
 	}
 	version := d.b[4]
-	if version < 1 || version > snapVersion {
+	if version < 1 {
 		return nil, fmt.Errorf("%w: snapshot version %d", ErrCorrupt, version)
+	}
+	if version > snapVersion {
+		return nil, &FormatError{What: fmt.Sprintf("a snapshot of version %d", version), Max: MaxFormat}
 	}
 	d.b = d.b[5:]
 	s := NewState()
@@ -171,6 +194,7 @@ func DecodeSnapshot(b []byte) (*State, error) {
 			}
 			t.Partitions = append(t.Partitions, p)
 		}
+		s.partitions += len(t.Partitions)
 		s.topics[t.Name] = t
 		s.byID[t.ID] = t
 	}
@@ -188,6 +212,9 @@ func DecodeSnapshot(b []byte) (*State, error) {
 	}
 	if version >= 6 {
 		s.decodeCleaner(d)
+	}
+	if version >= 7 {
+		s.decodeFormat(d)
 	}
 	s.rebuildRefs()
 	if d.err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -21,14 +22,6 @@ var (
 	ErrInvalidBatch         = errors.New("meta: batch with no records or no bytes")
 )
 
-// producerExpiryMs is Kafka's producer.id.expiration.ms default: an
-// idempotent producer silent for this long is forgotten.
-const producerExpiryMs = 24 * 60 * 60 * 1000
-
-// recentBatches is how many batches per producer and partition are
-// remembered for de-duplication, as in Kafka (max.in.flight 5).
-const recentBatches = 5
-
 // State is everything the log describes. Apply is its only mutator and is a
 // pure function of the state and the entry: no clocks, no I/O, no map order.
 type State struct {
@@ -40,9 +33,13 @@ type State struct {
 	agents         map[string]*Agent // by writer id
 	nodeByAddr     map[string]int32
 	nextNodeID     int32
-	objRefs        map[string]int   // object → chunks referring to it
-	released       map[string]int64 // object → when no chunk referred to it any more
-	leases         map[string]Lease // job → its lease (leases.go)
+	objRefs        map[string]int          // object → chunks referring to it
+	released       map[string]int64        // object → when no chunk referred to it any more
+	leases         map[string]Lease        // job → its lease (leases.go)
+	format         Format                  // the cluster format (format.go)
+	condemned      map[string]condemnation // orphans condemned, not yet forgotten (condemn.go)
+	commitFloor    uint64                  // ops whose Since is below it are refused (condemn.go)
+	partitions     int                     // of all topics, against MaxPartitions (bounds.go)
 }
 
 // Topic is one topic and its partitions.
@@ -73,17 +70,6 @@ type Chunk struct {
 	MaxTimestamp int64
 }
 
-type producerState struct {
-	epoch  int16
-	lastMs int64
-	recent []seqRange // oldest first, at most recentBatches
-}
-
-type seqRange struct {
-	first, last int32
-	baseOffset  int64
-}
-
 // Result is the outcome of one op, in the order of the entry's ops.
 type Result struct {
 	Err             error
@@ -92,6 +78,8 @@ type Result struct {
 	OffsetErrs      []error         // CommitOffsets: per offset (unknown topics)
 	NodeID          int32           // AgentHeartbeat: the writer's broker id
 	LogStart        int64           // AdvanceLogStart: the log start after it
+	Keys            []string        // CondemnObjects: the objects it condemned
+	Expired         int             // ExpireProducers: producer states dropped
 }
 
 // BatchResult is the fate of one committed batch.
@@ -104,7 +92,7 @@ type BatchResult struct {
 func NewState() *State {
 	return &State{topics: map[string]*Topic{}, byID: map[TopicID]*Topic{}, groups: map[string]*Group{}, nextProducerID: 1000,
 		agents: map[string]*Agent{}, nodeByAddr: map[string]int32{}, objRefs: map[string]int{}, released: map[string]int64{},
-		leases: map[string]Lease{}}
+		leases: map[string]Lease{}, format: Format1, condemned: map[string]condemnation{}}
 }
 
 // Topic returns the topic by name.
@@ -153,6 +141,7 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 			if t := s.byID[op.ID]; t != nil {
 				delete(s.topics, t.Name)
 				delete(s.byID, t.ID)
+				s.partitions -= len(t.Partitions)
 				s.dropChunks(en.TimeMs, t)
 				s.dropTopicOffsets(t.ID)
 			} else {
@@ -163,8 +152,7 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 		case Commit:
 			results[i].Parts = s.commit(en.TimeMs, op)
 		case ReserveProducers:
-			results[i].FirstProducerID = s.nextProducerID
-			s.nextProducerID += int64(max(op.Count, 0))
+			results[i].FirstProducerID, results[i].Err = s.reserveProducers(op)
 		case GroupGeneration:
 			results[i].Err = s.groupGeneration(op)
 		case CommitOffsets:
@@ -184,6 +172,7 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 		case ForgetObjects:
 			for _, k := range op.Keys {
 				delete(s.released, k)
+				s.forgetCondemned(k)
 			}
 		case ReplaceChunks:
 			results[i].Err = s.replaceChunks(en.TimeMs, op)
@@ -193,6 +182,14 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 			s.releaseLease(en.Writer, op)
 		case CleanChunks:
 			results[i].Err = s.cleanChunks(en.TimeMs, op)
+		case AnnounceFormat:
+			s.announceFormat(en.Writer, op)
+		case SetFormat:
+			s.setFormat(op)
+		case CondemnObjects:
+			results[i].Keys = s.condemnObjects(seq, en.TimeMs, op)
+		case ExpireProducers:
+			results[i].Expired = s.expireProducers(op)
 		}
 	}
 	return results
@@ -202,18 +199,24 @@ func (s *State) createTopic(op CreateTopic) error {
 	if s.topics[op.Name] != nil || s.byID[op.ID] != nil {
 		return ErrTopicExists
 	}
-	if op.Partitions < 1 {
-		return ErrInvalidPartitions
+	if err := CheckTopicName(op.Name); err != nil {
+		return err
+	}
+	if err := s.checkPartitions(0, op.Partitions); err != nil {
+		return err
 	}
 	// Copy the configs: the op's map belongs to the caller (or the entry).
 	t := &Topic{Name: op.Name, ID: op.ID, ReplicationFactor: op.ReplicationFactor, Configs: maps.Clone(op.Configs)}
-	t.grow(op.Partitions)
+	s.grow(t, op.Partitions)
 	s.topics[t.Name] = t
 	s.byID[t.ID] = t
 	return nil
 }
 
-func (t *Topic) grow(n int32) {
+// grow adds partitions up to n, which checkPartitions has bounded.
+func (s *State) grow(t *Topic, n int32) {
+	s.partitions += int(n) - len(t.Partitions)
+	t.Partitions = slices.Grow(t.Partitions, int(n)-len(t.Partitions))
 	for int32(len(t.Partitions)) < n {
 		t.Partitions = append(t.Partitions, &Partition{})
 	}
@@ -227,12 +230,25 @@ func (s *State) createPartitions(op CreatePartitions) error {
 	if op.Count <= int32(len(t.Partitions)) {
 		return ErrInvalidPartitions
 	}
-	t.grow(op.Count)
+	if err := s.checkPartitions(len(t.Partitions), op.Count); err != nil {
+		return err
+	}
+	s.grow(t, op.Count)
 	return nil
 }
 
 func (s *State) commit(nowMs int64, op Commit) [][]BatchResult {
 	out := make([][]BatchResult, len(op.Parts))
+	if s.refused(op.Object, op.Since) {
+		for i, part := range op.Parts {
+			out[i] = make([]BatchResult, len(part.Batches))
+			for j := range out[i] {
+				out[i][j].Err = ErrCondemned
+			}
+		}
+		s.releaseUnused(nowMs, op.Object)
+		return out
+	}
 	for i, part := range op.Parts {
 		res := make([]BatchResult, len(part.Batches))
 		out[i] = res
@@ -248,7 +264,7 @@ func (s *State) commit(nowMs int64, op Commit) [][]BatchResult {
 		}
 		extend := false // may the next accepted batch extend the last chunk?
 		for j, b := range part.Batches {
-			if b.Records <= 0 || b.Len <= 0 || b.Pos < 0 {
+			if b.Records <= 0 || b.Len <= 0 || b.Pos < 0 || b.Len > op.Size-b.Pos || p.HighWatermark > math.MaxInt64-int64(b.Records) {
 				// Only a faulty writer sends this; taking it would move
 				// the high watermark back. Refused like a bad sequence,
 				// so the log goes on for everyone.
@@ -285,71 +301,6 @@ func (s *State) commit(nowMs int64, op Commit) [][]BatchResult {
 			extend = j+1 < len(part.Batches) && part.Batches[j+1].Pos == b.Pos+b.Len
 		}
 	}
-	if s.objRefs[op.Object] == 0 && op.Object != "" {
-		s.release(nowMs, op.Object) // nothing in it was accepted
-	}
+	s.releaseUnused(nowMs, op.Object) // if nothing in it was accepted
 	return out
-}
-
-// checkProducer applies Kafka's idempotence rules. It returns the original
-// base offset (>= 0) for a duplicate, -1 for a new batch, or an error.
-func (p *Partition) checkProducer(nowMs int64, b CommitBatch) (int64, error) {
-	if b.ProducerID < 0 {
-		return -1, nil
-	}
-	ps := p.producers[b.ProducerID]
-	if ps != nil && nowMs-ps.lastMs > producerExpiryMs {
-		ps = nil
-	}
-	if ps == nil {
-		return -1, nil // a producer we do not know may start anywhere
-	}
-	if b.ProducerEpoch < ps.epoch {
-		return -1, ErrInvalidProducerEpoch
-	}
-	last := lastSeq(b)
-	if b.ProducerEpoch == ps.epoch {
-		for _, r := range ps.recent {
-			if r.first == b.BaseSequence && r.last == last {
-				return r.baseOffset, nil
-			}
-		}
-		next := int32(0) // after MaxInt32 comes 0; prev+1 would overflow to MinInt32
-		if prev := ps.recent[len(ps.recent)-1].last; prev != math.MaxInt32 {
-			next = prev + 1
-		}
-		if b.BaseSequence != next {
-			return -1, ErrOutOfOrderSequence
-		}
-		return -1, nil
-	}
-	if b.BaseSequence != 0 { // a new epoch starts at sequence 0
-		return -1, ErrOutOfOrderSequence
-	}
-	return -1, nil
-}
-
-func lastSeq(b CommitBatch) int32 {
-	// Sequences wrap at MaxInt32 like Kafka's.
-	return int32((int64(b.BaseSequence) + int64(b.Records) - 1) % (math.MaxInt32 + 1))
-}
-
-func (p *Partition) recordProducer(nowMs int64, b CommitBatch, base int64) {
-	if b.ProducerID < 0 {
-		return
-	}
-	if p.producers == nil {
-		p.producers = map[int64]*producerState{}
-	}
-	ps := p.producers[b.ProducerID]
-	if ps == nil || ps.epoch != b.ProducerEpoch || nowMs-ps.lastMs > producerExpiryMs {
-		ps = &producerState{epoch: b.ProducerEpoch}
-		p.producers[b.ProducerID] = ps
-	}
-	ps.lastMs = max(ps.lastMs, nowMs)
-	if len(ps.recent) == recentBatches {
-		copy(ps.recent, ps.recent[1:])
-		ps.recent = ps.recent[:recentBatches-1]
-	}
-	ps.recent = append(ps.recent, seqRange{first: b.BaseSequence, last: lastSeq(b), baseOffset: base})
 }

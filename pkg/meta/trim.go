@@ -64,14 +64,14 @@ func (l *Log) Trim(ctx context.Context, now time.Time, retention time.Duration, 
 			have = append(have, snap{seq, o.Key, o.Modified})
 		}
 	}
-	var seq uint64
-	var data []byte
+	var taken *State
 	l.View(func(st *State) {
 		if st.Seq > 0 && (len(have) == 0 || st.Seq >= have[len(have)-1].seq+every) {
-			seq, data = st.Seq, st.EncodeSnapshot()
+			taken = st.Clone() // encoded outside the lock, which appends need
 		}
 	})
-	if data != nil {
+	if taken != nil {
+		seq, data := taken.Seq, taken.EncodeSnapshot()
 		if err := l.store.Put(ctx, SnapshotKey(seq), data); err != nil {
 			return stats, fmt.Errorf("meta: write snapshot: %w", err)
 		}

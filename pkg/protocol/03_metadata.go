@@ -89,15 +89,17 @@ func (s *Server) autoCreate(ctx context.Context, topics []kmsg.MetadataRequestTo
 	var ops []meta.Op
 	s.log.View(func(st *meta.State) {
 		seen := map[string]bool{}
+		added := 0
 		for _, rt := range topics {
 			if rt.Topic == nil || seen[*rt.Topic] || st.Topic(*rt.Topic) != nil {
 				continue
 			}
 			name := *rt.Topic
 			seen[name] = true
-			if validateTopicName(name) != nil || collides(st, name) != "" {
+			if validateTopicName(name) != nil || collides(st, name) != "" || s.checkPartitionLimits(st, 0, s.cfg.DefaultPartitions, added) != nil {
 				continue
 			}
+			added += int(s.cfg.DefaultPartitions)
 			ops = append(ops, meta.CreateTopic{Name: name, ID: meta.TopicID(uuid.New()),
 				Partitions: s.cfg.DefaultPartitions, ReplicationFactor: s.cfg.DefaultReplicas})
 		}

@@ -28,13 +28,14 @@ func handleCreateTopics(ctx context.Context, s *Server, req *kmsg.CreateTopicsRe
 	var ops []meta.Op
 	var opIndex []int // response index of each op
 	seen := map[string]int{}
+	added := 0 // partitions the request's earlier topics add
 	s.log.View(func(st *meta.State) {
 		for i, rt := range req.Topics {
 			t := &resp.Topics[i]
 			*t = kmsg.NewCreateTopicsResponseTopic()
 			t.Topic = rt.Topic
 			seen[rt.Topic]++
-			op, err := s.checkNewTopic(st, rt)
+			op, err := s.checkNewTopic(st, rt, added)
 			switch {
 			case seen[rt.Topic] > 1:
 				t.ErrorCode, t.ErrorMessage = kerr.InvalidRequest.Code, strp("topic named more than once in the request")
@@ -42,6 +43,7 @@ func handleCreateTopics(ctx context.Context, s *Server, req *kmsg.CreateTopicsRe
 				t.ErrorCode, t.ErrorMessage = err.code, strp(err.msg)
 			default:
 				t.NumPartitions, t.ReplicationFactor, t.TopicID = op.Partitions, op.ReplicationFactor, op.ID
+				added += int(op.Partitions)
 				t.Configs = describeNewTopicConfigs(op.Configs)
 				if !req.ValidateOnly {
 					ops = append(ops, op)
@@ -69,7 +71,7 @@ type codedError struct {
 	msg  string
 }
 
-func (s *Server) checkNewTopic(st *meta.State, rt kmsg.CreateTopicsRequestTopic) (meta.CreateTopic, *codedError) {
+func (s *Server) checkNewTopic(st *meta.State, rt kmsg.CreateTopicsRequestTopic, added int) (meta.CreateTopic, *codedError) {
 	op := meta.CreateTopic{Name: rt.Topic, ID: meta.TopicID(uuid.New()), Partitions: rt.NumPartitions, ReplicationFactor: rt.ReplicationFactor}
 	if err := validateTopicName(rt.Topic); err != nil {
 		return op, &codedError{kerr.InvalidTopicException.Code, err.Error()}
@@ -98,6 +100,12 @@ func (s *Server) checkNewTopic(st *meta.State, rt kmsg.CreateTopicsRequestTopic)
 	}
 	if op.ReplicationFactor <= 0 {
 		return op, &codedError{kerr.InvalidReplicationFactor.Code, "Replication factor must be larger than 0."}
+	}
+	if err := s.checkPartitionLimits(st, 0, op.Partitions, added); err != nil {
+		return op, err
+	}
+	if len(rt.Configs) > len(meta.TopicConfigs) {
+		return op, &codedError{kerr.InvalidConfig.Code, fmt.Sprintf("%d configs given; a topic has %d.", len(rt.Configs), len(meta.TopicConfigs))}
 	}
 	for _, c := range rt.Configs {
 		if c.Value == nil {

@@ -20,6 +20,7 @@ func handleCreatePartitions(ctx context.Context, s *Server, req *kmsg.CreatePart
 	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
 	var ops []meta.Op
 	var opIndex []int
+	added := 0
 	s.log.View(func(st *meta.State) {
 		for i, rt := range req.Topics {
 			t := kmsg.NewCreatePartitionsResponseTopic()
@@ -37,9 +38,16 @@ func handleCreatePartitions(ctx context.Context, s *Server, req *kmsg.CreatePart
 			case rt.Assignment != nil && len(rt.Assignment) != int(rt.Count)-len(topic.Partitions):
 				t.ErrorCode = kerr.InvalidReplicaAssignment.Code
 				t.ErrorMessage = strp("Increasing the number of partitions needs an assignment for each new partition.")
-			case !req.ValidateOnly:
-				ops = append(ops, meta.CreatePartitions{ID: topic.ID, Count: rt.Count})
-				opIndex = append(opIndex, i)
+			default:
+				if err := s.checkPartitionLimits(st, int32(len(topic.Partitions)), rt.Count, added); err != nil {
+					t.ErrorCode, t.ErrorMessage = err.code, strp(err.msg)
+					break
+				}
+				added += int(rt.Count) - len(topic.Partitions)
+				if !req.ValidateOnly {
+					ops = append(ops, meta.CreatePartitions{ID: topic.ID, Count: rt.Count})
+					opIndex = append(opIndex, i)
+				}
 			}
 			resp.Topics = append(resp.Topics, t)
 		}

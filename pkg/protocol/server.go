@@ -30,9 +30,13 @@ type Config struct {
 	AutoCreateTopics  bool
 	DefaultPartitions int32 // num.partitions
 	DefaultReplicas   int16 // default.replication.factor
-	MaxRequestBytes   int32 // socket.request.max.bytes
-	MaxInflight       int   // pipelined requests per connection
-	Logger            *slog.Logger
+	// MaxPartitionsPerTopic and MaxPartitions bound what CreateTopics,
+	// CreatePartitions and auto-creation may make (limits.go).
+	MaxPartitionsPerTopic int32
+	MaxPartitions         int
+	MaxRequestBytes       int32 // socket.request.max.bytes
+	MaxInflight           int   // pipelined requests per connection
+	Logger                *slog.Logger
 
 	// GroupInitialRebalanceDelay is group.initial.rebalance.delay.ms: how
 	// long the first rebalance of an empty group waits for more members
@@ -81,6 +85,12 @@ func New(cfg Config, log *meta.Log, ingest *tiered.Ingest, reader *tiered.Reader
 	}
 	if cfg.DefaultReplicas <= 0 {
 		cfg.DefaultReplicas = 1
+	}
+	if cfg.MaxPartitionsPerTopic <= 0 {
+		cfg.MaxPartitionsPerTopic = DefaultMaxPartitionsPerTopic
+	}
+	if cfg.MaxPartitions <= 0 {
+		cfg.MaxPartitions = DefaultMaxPartitions
 	}
 	s := &Server{cfg: cfg, log: log, ingest: ingest, reader: reader, conns: map[*conn]struct{}{}}
 	s.producers.log = log

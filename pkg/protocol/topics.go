@@ -3,7 +3,6 @@ package protocol
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -13,27 +12,9 @@ import (
 	"github.com/bargehq/barge/pkg/tiered"
 )
 
-// maxTopicNameLen is Kafka's limit (249, so that partition directory names
-// stay under 255 bytes on the brokers of old).
-const maxTopicNameLen = 249
-
-// validateTopicName applies Kafka's rules (org.apache.kafka.common.internals.Topic).
-func validateTopicName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("topic name is illegal, it can't be empty")
-	case name == "." || name == "..":
-		return errors.New("topic name cannot be \".\" or \"..\"")
-	case len(name) > maxTopicNameLen:
-		return fmt.Errorf("topic name is illegal, it can't be longer than %d characters", maxTopicNameLen)
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return fmt.Errorf("topic name %q is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'", name)
-		}
-	}
-	return nil
-}
+// validateTopicName applies Kafka's rules, the same the state machine
+// enforces.
+func validateTopicName(name string) error { return meta.CheckTopicName(name) }
 
 // collides reports an existing topic whose name differs only in '.' versus
 // '_', which Kafka forbids because metric names would clash.
@@ -74,7 +55,15 @@ func errorCode(err error) int16 {
 		return kerr.UnsupportedCompressionType.Code
 	case errors.Is(err, batch.ErrInvalidRecord):
 		return kerr.InvalidRecord.Code
-	case errors.Is(err, tiered.ErrStorage), errors.Is(err, meta.ErrUnavailable):
+	case errors.Is(err, meta.ErrInvalidTopicName):
+		return kerr.InvalidTopicException.Code
+	case errors.Is(err, meta.ErrLimit):
+		return kerr.PolicyViolation.Code
+	case errors.Is(err, tiered.ErrStorage), errors.Is(err, meta.ErrUnavailable), errors.Is(err, meta.ErrStalled),
+		errors.Is(err, meta.ErrCondemned), errors.Is(err, meta.ErrBusy), errors.Is(err, meta.ErrFormat):
+		// Retriable: the records were not stored; the client sends them
+		// again (a condemned segment's commit lost its race with the
+		// orphan sweep).
 		return kerr.KafkaStorageError.Code
 	case errors.Is(err, tiered.ErrClosed):
 		return kerr.NotLeaderForPartition.Code // the agent is going away: look elsewhere

@@ -42,8 +42,13 @@ type IngestConfig struct {
 	FlushBytes    int64         // or once this many bytes are buffered
 	MaxInflight   int           // sealed segments uploading at once
 	PutAttempts   int           // tries per segment PUT before failing it
-	WriterID      string        // names this agent's objects
-	Logger        *slog.Logger
+	// WriteTimeout bounds a segment from its seal to its commit landing
+	// (the agent's --write-timeout): past it the upload or the commit is
+	// given up and its producers get a retriable error, so that no commit
+	// lands later than --orphan-grace after its object was written.
+	WriteTimeout time.Duration
+	WriterID     string // names this agent's objects
+	Logger       *slog.Logger
 }
 
 // Ingest is the one buffer every connection and partition appends to.
@@ -76,6 +81,8 @@ type segment struct {
 	size     int64
 	timer    *time.Timer
 	sealAt   time.Time
+	deadline time.Time // sealAt + WriteTimeout
+	since    uint64    // the log slot applied at the seal, before the upload began
 	key      string
 	obj      []byte
 	commit   meta.Commit
@@ -118,6 +125,9 @@ func NewIngest(cfg IngestConfig, store objstore.Store, log *meta.Log, c *cache.C
 	}
 	if cfg.PutAttempts <= 0 {
 		cfg.PutAttempts = 5
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 2 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -205,6 +215,8 @@ func (in *Ingest) sealLocked() {
 	in.cur = nil
 	seg.timer.Stop()
 	seg.sealAt = time.Now()
+	seg.deadline = seg.sealAt.Add(in.cfg.WriteTimeout)
+	seg.since = in.log.Seq()
 	in.sealed <- seg
 	go in.upload(seg)
 }
@@ -289,19 +301,21 @@ func (in *Ingest) upload(seg *segment) {
 	obj = appendFooter(obj, footer)
 	seg.obj = obj
 	seg.key = fmt.Sprintf("seg/%013d-%s-%06d", seg.appendMs, in.cfg.WriterID, in.objects.Add(1)%1_000_000)
-	seg.commit.Object, seg.commit.Size = seg.key, int64(len(obj))
+	seg.commit.Object, seg.commit.Size, seg.commit.Since = seg.key, int64(len(obj)), seg.since
 	in.metrics.flushBytes.Observe(float64(len(obj)))
 	in.metrics.flushBatches.Observe(float64(nb))
 
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel2 := context.WithDeadline(ctx, seg.deadline)
 		err := in.store.Put(ctx, seg.key, obj)
+		cancel2()
 		cancel()
 		if err == nil {
 			return
 		}
-		if attempt >= in.cfg.PutAttempts {
+		if attempt >= in.cfg.PutAttempts || !time.Now().Add(backoff).Before(seg.deadline) {
 			in.cfg.Logger.Error("segment upload failed", "key", seg.key, "attempts", attempt, "err", err)
 			seg.err = fmt.Errorf("%w: %v", ErrStorage, err)
 			return
@@ -326,7 +340,7 @@ func (in *Ingest) commitLoop() {
 		// Fetches wake as soon as the commit applies, before finishLoop
 		// can publish the object: have them wait for it, not GET it.
 		in.cache.Expect(seg.key)
-		in.finishing <- pendingCommit{seg: seg, p: in.log.Submit(seg.commit)}
+		in.finishing <- pendingCommit{seg: seg, p: in.log.SubmitBy(seg.deadline, seg.commit)}
 	}
 }
 

@@ -1,0 +1,155 @@
+package meta
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/bargehq/barge/pkg/objstore"
+)
+
+const testTTL = 10 * time.Second
+
+func register(t *testing.T, l *Log, addr string) {
+	t.Helper()
+	if _, err := l.Append(context.Background(), AgentHeartbeat{Addr: addr}); err != nil {
+		t.Fatalf("register %s: %v", addr, err)
+	}
+}
+
+func stepFormat(t *testing.T, l *Log, now time.Time) {
+	t.Helper()
+	if err := l.StepFormat(context.Background(), now, testTTL); err != nil {
+		t.Fatalf("StepFormat: %v", err)
+	}
+}
+
+func formatOf(l *Log) (f Format) {
+	l.View(func(s *State) { f = s.Format() })
+	return f
+}
+
+// A rolling upgrade: while an agent of the old build is live the cluster
+// stays at the old format, and the old agent reads everything; once it is
+// gone the new agents raise the format; an old build that comes back stops
+// at the first entry it cannot read, says what it needs, and an upgraded
+// build goes on from there with the same state as the others.
+func TestFormatRatchet(t *testing.T) {
+	store := objstore.NewMemory()
+	ctx := context.Background()
+	newer, _ := startLog(t, store, Options{WriterID: "new", PollInterval: 5 * time.Millisecond})
+	old, stopOld := startLog(t, store, Options{WriterID: "old", PollInterval: 5 * time.Millisecond, MaxFormat: Format1})
+	register(t, newer, "new:9092")
+	register(t, old, "old:9092")
+
+	now := time.Now()
+	for range 3 {
+		stepFormat(t, newer, now)
+		stepFormat(t, old, now)
+	}
+	if f := formatOf(newer); f != Format1 {
+		t.Fatalf("cluster at format %d with an agent of format 1 live", f)
+	}
+	if _, err := newer.Append(ctx, CreateTopic{Name: "t", ID: testID(1), Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newer.Append(ctx, CondemnObjects{Keys: []string{"seg/x"}}); !errors.Is(err, ErrFormat) {
+		t.Fatalf("a Format2 op in a Format1 cluster: %v, want ErrFormat", err)
+	}
+	eventually(t, "the old agent to read the new one's entries", func() bool { return seqOf(old) == seqOf(newer) })
+	if old.Stalled() != nil {
+		t.Fatalf("the old agent stalled in a Format1 cluster: %v", old.Stalled().Err)
+	}
+	stopOld()
+
+	// The old agent is gone: an hour later it is not live, and the
+	// format moves on.
+	later := now.Add(time.Hour)
+	stepFormat(t, newer, later)
+	if f := formatOf(newer); f != Format2 {
+		t.Fatalf("format %d after the old agent left, want 2", f)
+	}
+	if r, err := newer.Append(ctx, CondemnObjects{Keys: []string{"seg/x"}}); err != nil || len(r[0].Keys) != 1 {
+		t.Fatalf("a Format2 op once the cluster is at Format2: %v %v", r, err)
+	}
+
+	// The old build comes back: it stops where the format moved.
+	back := openLog(t, store, Options{WriterID: "old-again", MaxFormat: Format1})
+	defer runLog(t, back)()
+	st := back.Stalled()
+	var fe *FormatError
+	if st == nil || !errors.As(st.Err, &fe) || fe.Need != Format2 {
+		t.Fatalf("an old build reading a Format2 log: stall %+v, want a FormatError needing 2", st)
+	}
+	if seqOf(back) != st.Seq-1 {
+		t.Fatalf("the old build applied up to %d, stalled at %d: it must stop before the entry", seqOf(back), st.Seq)
+	}
+	if _, err := back.Append(ctx, AgentHeartbeat{Addr: "old:9092"}); !errors.Is(err, ErrStalled) {
+		t.Fatalf("append on a stalled log: %v, want ErrStalled", err)
+	}
+
+	// Upgraded, it resumes from the same bucket with nothing to repair.
+	upgraded, _ := startLog(t, store, Options{WriterID: "old-upgraded"})
+	if upgraded.Stalled() != nil {
+		t.Fatalf("the upgraded build stalled: %v", upgraded.Stalled().Err)
+	}
+	if !bytes.Equal(snapOf(upgraded), snapOf(newer)) {
+		t.Fatal("the upgraded agent's state differs from the others'")
+	}
+}
+
+// An old build that is running when the cluster's format moves (it was
+// not heard from, so it did not count) stalls while running, and a newer
+// build of the log starting on the same bucket resumes.
+func TestOldAgentStallsWhileRunning(t *testing.T) {
+	store := objstore.NewMemory()
+	newer, _ := startLog(t, store, Options{WriterID: "new", PollInterval: 5 * time.Millisecond})
+	old, _ := startLog(t, store, Options{WriterID: "old", PollInterval: 5 * time.Millisecond, MaxFormat: Format1})
+	register(t, newer, "new:9092")
+	register(t, old, "old:9092")
+	later := time.Now().Add(time.Hour) // the old agent's last entry is an hour old by then
+	stepFormat(t, newer, later)
+	stepFormat(t, newer, later)
+	if formatOf(newer) != Format2 {
+		t.Fatal("setup: format did not move")
+	}
+	eventually(t, "the old agent to stall", func() bool { return old.Stalled() != nil })
+	if err := old.SyncTail(context.Background()); err == nil {
+		t.Fatal("SyncTail on a stalled log reported success")
+	}
+}
+
+// A retried append whose first attempt landed although its answer was
+// lost must not be written twice, even when the retry first catches up
+// with the log (a stale view, the Delta Lake rule) and so reads its own
+// entry there rather than in a 412.
+func TestRetryDuringStaleCatchUpCommitsOnce(t *testing.T) {
+	mem := objstore.NewMemory()
+	f := objstore.NewFaulty(mem)
+	// A tiny retention makes every attempt's view stale.
+	l := openLog(t, f, Options{WriterID: "w", Retention: time.Nanosecond, PollInterval: time.Hour})
+	defer runLog(t, l)()
+	f.LoseNth(objstore.OpPutIfAbsent, 1)
+	r, err := l.Append(context.Background(), ReserveProducers{Count: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, en := range logEntries(t, mem) {
+		for _, op := range en.Ops {
+			if _, ok := op.(ReserveProducers); ok {
+				n++
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("the op is in the log %d times, want once", n)
+	}
+	var next int64
+	l.View(func(s *State) { next = s.nextProducerID })
+	if next != r[0].FirstProducerID+7 {
+		t.Fatalf("ids reserved up to %d, the op's range ends at %d", next, r[0].FirstProducerID+7)
+	}
+}

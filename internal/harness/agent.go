@@ -15,17 +15,31 @@ import (
 )
 
 var (
-	agentBuildOnce sync.Once
-	agentBuildDir  string
-	agentBin       string
-	agentBuildErr  error
+	agentBuildMu  sync.Mutex
+	agentBuildDir string
+	agentBuilds   = map[string]*agentBuild{} // by ldflags
 )
+
+type agentBuild struct {
+	once sync.Once
+	bin  string
+	err  error
+}
 
 // AgentBinary builds ./cmd/agent once per test process and returns the
 // binary's path. A failed build fails the test with the compiler output.
 func AgentBinary(t testing.TB) string {
 	t.Helper()
-	bin, err := BuildAgent()
+	return AgentBinaryWith(t, "")
+}
+
+// AgentBinaryWith is AgentBinary for a build with the given -ldflags, such
+// as an agent made to act as an older build:
+//
+//	-X github.com/bargehq/barge/pkg/meta.maxFormatOverride=1
+func AgentBinaryWith(t testing.TB, ldflags string) string {
+	t.Helper()
+	bin, err := buildAgent(ldflags)
 	if err != nil {
 		t.Fatalf("harness: %v", err)
 	}
@@ -35,24 +49,36 @@ func AgentBinary(t testing.TB) string {
 // BuildAgent is AgentBinary for programs that are not tests (cmd/bench):
 // it builds ./cmd/agent once per process and returns the binary's path or
 // the build error. Shutdown removes the build directory.
-func BuildAgent() (string, error) {
-	agentBuildOnce.Do(func() {
+func BuildAgent() (string, error) { return buildAgent("") }
+
+func buildAgent(ldflags string) (string, error) {
+	agentBuildMu.Lock()
+	b := agentBuilds[ldflags]
+	if b == nil {
+		b = &agentBuild{}
+		agentBuilds[ldflags] = b
+	}
+	if agentBuildDir == "" {
 		dir, err := os.MkdirTemp("", "barge-agent-build-")
 		if err != nil {
-			agentBuildErr = err
-			return
+			agentBuildMu.Unlock()
+			return "", err
 		}
 		agentBuildDir = dir
-		bin := filepath.Join(dir, "barge-agent")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/agent")
+	}
+	dir, n := agentBuildDir, len(agentBuilds)
+	agentBuildMu.Unlock()
+	b.once.Do(func() {
+		bin := filepath.Join(dir, fmt.Sprintf("barge-agent-%d", n))
+		cmd := exec.Command("go", "build", "-o", bin, "-ldflags", ldflags, "./cmd/agent")
 		cmd.Dir = RepoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
-			agentBuildErr = fmt.Errorf("go build ./cmd/agent: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build -ldflags %q ./cmd/agent: %v\n%s", ldflags, err, out)
 			return
 		}
-		agentBin = bin
+		b.bin = bin
 	})
-	return agentBin, agentBuildErr
+	return b.bin, b.err
 }
 
 func removeAgentBuild() {
@@ -74,6 +100,9 @@ type AgentConfig struct {
 	Args []string
 	// Binary overrides the agent binary (default AgentBinary(t)).
 	Binary string
+	// Unready starts an agent that is expected not to become ready: it
+	// waits for /healthz instead of /readyz.
+	Unready bool
 }
 
 // Agent is one running agent process. Its methods are not safe for
@@ -219,6 +248,9 @@ func (a *Agent) launch() error {
 
 func (a *Agent) waitReady() error {
 	url := "http://" + a.HTTPAddr + "/readyz"
+	if a.Config.Unready {
+		url = "http://" + a.HTTPAddr + "/healthz"
+	}
 	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(60 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -298,6 +330,29 @@ func (a *Agent) Restart(t testing.TB) {
 	a.Kill()
 	a.start(t)
 }
+
+// RestartAs restarts the agent with another binary (an upgrade) and
+// readiness expectation, keeping its ports, directory and flags.
+func (a *Agent) RestartAs(t testing.TB, binary string, unready bool) {
+	t.Helper()
+	a.Kill()
+	a.bin, a.Config.Binary, a.Config.Unready = binary, binary, unready
+	a.start(t)
+}
+
+// Ready reports whether the agent's /readyz answers 200 now.
+func (a *Agent) Ready() bool {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + a.HTTPAddr + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Log returns the agent's output so far.
+func (a *Agent) Log() string { return tail(a.LogPath, 1<<30) }
 
 // ExitCode returns the exit code of the last process, or -1 while it runs
 // or when it was killed by a signal.

@@ -218,19 +218,20 @@ func compactable(chunks []meta.Chunk, target int64) [][]meta.Chunk {
 // closed says a chunk left alone follows it.
 func stretchRuns(chunks []meta.Chunk, closed bool, target int64) [][]meta.Chunk {
 	ingest := func(c meta.Chunk) bool { return strings.HasPrefix(c.Object, ingestPrefix) }
-	if runs := packRuns(chunks, target, ingest); len(runs) > 0 {
+	if runs := packRuns(chunks, target, ingest); len(runs) > 0 { // rule 1
 		return runs
 	}
-	if closed {
+	if closed { // rule 2
 		return packRuns(chunks, target, func(meta.Chunk) bool { return true })
 	}
 	levels := make([]int, len(chunks))
 	for i, c := range chunks {
 		levels[i] = chunkLevel(c.Len, target)
 	}
-	if runs := absorbRuns(chunks, levels, target); len(runs) > 0 {
+	if runs := absorbRuns(chunks, levels, target); len(runs) > 0 { // rule 3
 		return runs
 	}
+	// Rule 4: the chunks of a level are consecutive now.
 	var runs [][]meta.Chunk
 	for i := 0; i < len(chunks); {
 		j := i
@@ -245,8 +246,8 @@ func stretchRuns(chunks []meta.Chunk, closed bool, target int64) [][]meta.Chunk 
 	return runs
 }
 
-// packRuns returns the runs of at least two consecutive chunks that in
-// merges, each at most target bytes.
+// packRuns returns runs of at least two consecutive chunks for which in
+// holds, each of at most target bytes.
 func packRuns(chunks []meta.Chunk, target int64, in func(meta.Chunk) bool) [][]meta.Chunk {
 	var runs [][]meta.Chunk
 	for i := 0; i < len(chunks); {

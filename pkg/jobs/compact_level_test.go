@@ -70,17 +70,12 @@ func testLeveledBound(t *testing.T, bucket objstore.Store) {
 			if p == 0 && pass%100 == 50 {
 				n = 700 // a burst: one chunk over target/8
 			}
-			recs := make([]batch.Record, n)
-			for i := range recs {
-				v := fmt.Sprintf("%d-%d%s", p, len(want[p]), strings.Repeat(".", rng.IntN(20)))
-				want[p] = append(want[p], v)
-				recs[i] = batch.Record{OffsetDelta: int32(i), Value: []byte(v)}
+			values := make([]string, n)
+			for i := range values {
+				values[i] = fmt.Sprintf("%d-%d%s", p, len(want[p])+i, strings.Repeat(".", rng.IntN(20)))
 			}
-			b, err := batch.Build(batch.Header{PartitionLeaderEpoch: -1, FirstTimestamp: 1, MaxTimestamp: 1,
-				ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}, batch.None, recs)
-			if err != nil {
-				t.Fatal(err)
-			}
+			want[p] = append(want[p], values...)
+			b := valuesBatch(t, values)
 			parts = append(parts, meta.CommitPart{Topic: id, Partition: p, Batches: []meta.CommitBatch{{Pos: int64(len(obj)),
 				Len: int64(len(b)), Records: int32(n), MaxTimestamp: 1, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}}})
 			obj = append(obj, b...)

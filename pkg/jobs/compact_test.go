@@ -17,9 +17,19 @@ import (
 
 func mkBatch(t *testing.T, tag string, n int) []byte {
 	t.Helper()
-	recs := make([]batch.Record, n)
-	for i := range recs {
-		recs[i] = batch.Record{OffsetDelta: int32(i), Value: fmt.Appendf(nil, "%s/%d", tag, i)}
+	values := make([]string, n)
+	for i := range values {
+		values[i] = fmt.Sprintf("%s/%d", tag, i)
+	}
+	return valuesBatch(t, values)
+}
+
+// valuesBatch returns a batch holding values, as a producer sends it.
+func valuesBatch(t *testing.T, values []string) []byte {
+	t.Helper()
+	recs := make([]batch.Record, len(values))
+	for i, v := range values {
+		recs[i] = batch.Record{OffsetDelta: int32(i), Value: []byte(v)}
 	}
 	b, err := batch.Build(batch.Header{PartitionLeaderEpoch: -1, FirstTimestamp: 1, MaxTimestamp: 1,
 		ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}, batch.None, recs)

@@ -96,6 +96,26 @@ func stable(t *testing.T, c *coordinator, group string) *kmsg.JoinGroupResponse 
 	return j
 }
 
+// leaveGroup sends a LeaveGroup for one member.
+func leaveGroup(t *testing.T, c *coordinator, group, member string) {
+	t.Helper()
+	m := kmsg.NewLeaveGroupRequestMember()
+	m.MemberID = member
+	if code, codes := c.leave(group, []kmsg.LeaveGroupRequestMember{m}); code != 0 || codes[0] != 0 {
+		t.Fatalf("%s: leave: %d %v", group, code, codes)
+	}
+}
+
+// rejoinsAtThree checks that a group that had a synced generation (1) and
+// then became empty (2) is joined at generation 3, whether from memory or
+// from the log.
+func rejoinsAtThree(t *testing.T, c *coordinator, group string) {
+	t.Helper()
+	if j := joined(t, c, group); j.Generation != 3 {
+		t.Fatalf("%s joined again at generation %d, want 3", group, j.Generation)
+	}
+}
+
 func groupCount(c *coordinator) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -112,19 +132,21 @@ func TestGroupsFreedWhenEmpty(t *testing.T) {
 	const groups = 3000
 	for i := range groups {
 		name := fmt.Sprint("g", i)
-		j := stable(t, c, name)
-		m := kmsg.NewLeaveGroupRequestMember()
-		m.MemberID = j.MemberID
-		if code, codes := c.leave(name, []kmsg.LeaveGroupRequestMember{m}); code != 0 || codes[0] != 0 {
-			t.Fatalf("%s: leave: %d %v", name, code, codes)
+		j := joined(t, c, name)
+		ans := leaderSync(c, name, j)
+		if ans.code != 0 {
+			t.Fatalf("%s: sync: %v", name, kerr.ErrorForCode(ans.code))
 		}
+		// As SyncGroup answers once the generation is logged, so that
+		// the log's queue does not fill up.
+		if _, err := ans.wait.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		leaveGroup(t, c, name, j.MemberID)
 	}
 	harness.Eventually(t, time.Minute, func() bool { return groupCount(c) == 0 },
 		"empty groups still in memory")
-	// Generation 1 was the sync's, 2 the empty group's.
-	if j := joined(t, c, "g7"); j.Generation != 3 {
-		t.Fatalf("rejoined at generation %d, want 3", j.Generation)
-	}
+	rejoinsAtThree(t, c, "g7")
 }
 
 // A group that became empty stays in memory until its last generation is
@@ -136,18 +158,13 @@ func TestGroupKeptUntilGenerationLogged(t *testing.T) {
 		s, l := groupServer(t, false) // the log applies nothing yet
 		c := s.groups
 		for _, name := range []string{"g", "h"} {
-			j := stable(t, c, name)
-			m := kmsg.NewLeaveGroupRequestMember()
-			m.MemberID = j.MemberID
-			c.leave(name, []kmsg.LeaveGroupRequestMember{m})
+			leaveGroup(t, c, name, stable(t, c, name).MemberID)
 		}
 		synctest.Wait()
 		if n := groupCount(c); n != 2 {
 			t.Fatalf("%d groups in memory, want both: their generations are not in the log yet", n)
 		}
-		if j := joined(t, c, "h"); j.Generation != 3 {
-			t.Fatalf("joined at generation %d, want 3", j.Generation)
-		}
+		rejoinsAtThree(t, c, "h") // from memory
 		runLog(t, l)
 		synctest.Wait()
 		c.mu.Lock()
@@ -156,9 +173,7 @@ func TestGroupKeptUntilGenerationLogged(t *testing.T) {
 		if g != nil || h == nil {
 			t.Fatalf("in memory once logged: g %v, h %v; want only h, which has a member", g != nil, h != nil)
 		}
-		if j := joined(t, c, "g"); j.Generation != 3 {
-			t.Fatalf("g joined again at generation %d, want 3", j.Generation)
-		}
+		rejoinsAtThree(t, c, "g") // from the log
 	})
 }
 
@@ -202,9 +217,7 @@ func TestGroupTimersFreeMemory(t *testing.T) {
 		if n != 1 || pending != 0 {
 			t.Fatalf("%d groups in memory, %d pending ids in the live one; want only it, with none", n, pending)
 		}
-		if j := joined(t, c, "s7"); j.Generation != 3 {
-			t.Fatalf("s7 joined again at generation %d, want 3 (after the sync's and the empty one)", j.Generation)
-		}
+		rejoinsAtThree(t, c, "s7")
 	})
 }
 

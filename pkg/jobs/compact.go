@@ -16,18 +16,65 @@ import (
 // partitions each, so a partition's log is spread over many small chunks:
 // a cold read makes a GET per chunk and the log's state lists each one.
 // For every partition of the topics it owns ("compact/<topic>"), a pass
-// looks for runs of at least two consecutive small chunks (each under
-// CompactionTarget/8, in ingestion objects, together at most
-// CompactionTarget), copies their bytes unchanged (batches as producers
-// sent them, base offset 0: readers patch offsets from the chunk) into one
-// cmp/ object with the segment format, and appends ReplaceChunks. The
-// state rejects the op if the run changed meanwhile (retention, another
-// compactor); the output is then released and collected like any other
-// object no chunk refers to. On success the inputs lose their references
-// and are collected after the grace period when nothing else holds them.
+// merges runs of consecutive small chunks (seg/ or cmp/, each under
+// CompactionTarget/F, F = compactionFanout = 8), copying their bytes
+// unchanged (batches as producers sent them, base offset 0: readers patch
+// offsets from the chunk) into one cmp/ object with the segment format,
+// and appends ReplaceChunks. The state rejects the op if the run changed
+// meanwhile (retention, another compactor); the output is then released
+// and collected like any other object no chunk refers to. On success the
+// inputs lose their references and are collected after the grace period
+// when nothing else holds them.
+//
+// Which runs merge is size-tiered, so that the chunks per partition are
+// bounded by bytes, not by age. With T = CompactionTarget, a chunk of at
+// least T/F is left alone, and so is any cln/ chunk (key compaction's,
+// whose batches carry their own offsets); both split the rest into
+// stretches no run crosses. A smaller chunk's level is L ≥ 1 where
+// T/F^(L+1) ≤ size < T/F^L, so lower levels hold larger chunks; every
+// chunk holds a batch header, so the levels go down to K = level(61
+// bytes): K = 6 for the default 64 MiB, 3 for 64 KiB. Each pass applies
+// these rules, the first that applies per stretch, round after round until
+// none does (among the chunks there were when it began, so that a busy
+// partition cannot keep it going):
+//
+//  1. Leaving the ingestion objects: consecutive seg/ chunks are merged
+//     (up to T), whatever their sizes, so that an ingestion object is
+//     freed by the first pass after each partition in it has had another
+//     chunk; waiting for a level to fill would keep whole flushes of every
+//     other partition in the bucket that long.
+//  2. A stretch followed by a chunk left alone is closed: nothing will be
+//     appended to it, so it is merged whole (in runs up to T).
+//  3. In the open stretch, the one at the end of the log, a chunk at a
+//     lower level than the chunk before it absorbs the run of smaller
+//     chunks (higher levels) right before it.
+//  4. F consecutive chunks of one level, the oldest of that level, are
+//     merged; the output, at least F times the level's floor, is one level
+//     lower.
+//
+// Invariant after a pass: no two seg/ chunks are adjacent, every closed
+// stretch is one chunk, and in the open stretch no chunk is at a lower
+// level than the one before it and fewer than F share a level.
+// So a partition holds at most (F-1)·K chunks under T/F in its open
+// stretch (42 at the defaults) plus one per chunk left alone (each closes
+// at most one stretch), and at most F·bytes/T chunks of T/F or more.
+//
+// Write amplification: rule 1 rewrites a byte once. Rule 4 and rule 3 (for
+// the smaller chunks) move the chunk holding it to a lower level, so at
+// most K times. Rule 3 may rewrite the absorbing chunk's bytes at the same
+// level, but once per level at most: afterwards the chunk before it is at
+// its level or lower, and the chunk before a chunk only ever moves lower
+// (merges grow chunks; retention takes the oldest). Rule 2 applies once.
+// So a byte is rewritten at most 2K+2 times, about K+1 when chunks arrive
+// at steady sizes and rule 3 does not fire. (A partition compacted before
+// levels existed first converges to the invariant, at the cost of more.)
 
 // DefaultCompactionTarget is the size compacted objects grow to.
 const DefaultCompactionTarget = 64 << 20
+
+// compactionFanout is how many chunks of one level make one of the next,
+// and T/compactionFanout the size from which a chunk is left alone.
+const compactionFanout = 8
 
 const (
 	ingestPrefix  = "seg/"
@@ -59,7 +106,7 @@ func (r *Runner) Compact(ctx context.Context) (int, error) {
 	owned := r.ownedTopics("compact/")
 	r.log.View(func(st *meta.State) {
 		for _, n := range owned {
-			if len(r.compactRuns(st, n)) > 0 {
+			if len(r.compactRuns(st, n, nil)) > 0 {
 				jobs = append(jobs, "compact/"+n)
 			}
 		}
@@ -73,47 +120,83 @@ func (r *Runner) Compact(ctx context.Context) (int, error) {
 	return replaced, err
 }
 
-// compactRuns returns the runs of topic name's partitions to compact.
-func (r *Runner) compactRuns(st *meta.State, name string) []compactRun {
+// compactRuns returns the runs of topic name's partitions to compact,
+// among each partition's chunks below ends[partition] if ends is set.
+func (r *Runner) compactRuns(st *meta.State, name string, ends []int64) []compactRun {
 	t := st.Topic(name)
 	if t == nil {
 		return nil
 	}
 	var runs []compactRun
 	for i, p := range t.Partitions {
-		for _, cs := range compactable(p.Chunks, r.cfg.CompactionTarget) {
+		chunks := p.Chunks
+		if ends != nil {
+			if i >= len(ends) {
+				break // created since the pass began
+			}
+			n := 0
+			for n < len(chunks) && chunks[n].NextOffset <= ends[i] {
+				n++
+			}
+			chunks = chunks[:n:n]
+		}
+		for _, cs := range compactable(chunks, r.cfg.CompactionTarget) {
 			runs = append(runs, compactRun{topic: t.ID, partition: int32(i), chunks: cs})
 		}
 	}
 	return runs
 }
 
-// compactTopic compacts one topic's runs, as they are now that this agent
-// holds the lease: the previous holder's replacements are in the state.
+// compactTopic compacts one topic, as it is now that this agent holds the
+// lease (the previous holder's replacements are in the state), round
+// after round until no rule applies to the chunks it had at the start.
 func (r *Runner) compactTopic(ctx context.Context, name string) (int, error) {
-	var runs []compactRun
-	r.log.View(func(st *meta.State) { runs = r.compactRuns(st, name) })
+	var ends []int64
+	r.log.View(func(st *meta.State) {
+		if t := st.Topic(name); t != nil {
+			for _, p := range t.Partitions {
+				end := int64(0)
+				if len(p.Chunks) > 0 {
+					end = p.Chunks[len(p.Chunks)-1].NextOffset
+				}
+				ends = append(ends, end)
+			}
+		}
+	})
 	replaced := 0
-	for _, run := range runs {
-		if ctx.Err() != nil {
-			return replaced, ctx.Err()
+	for {
+		var runs []compactRun
+		r.log.View(func(st *meta.State) { runs = r.compactRuns(st, name, ends) })
+		taken := 0
+		for _, run := range runs {
+			if ctx.Err() != nil {
+				return replaced, ctx.Err()
+			}
+			ok, err := r.compactOne(ctx, run)
+			if err != nil {
+				return replaced, err
+			}
+			if ok {
+				taken++
+				replaced += len(run.chunks)
+				r.compacted.Add(float64(len(run.chunks)))
+			}
 		}
-		ok, err := r.compactOne(ctx, run)
-		if err != nil {
-			return replaced, err
-		}
-		if ok {
-			replaced += len(run.chunks)
-			r.compacted.Add(float64(len(run.chunks)))
+		// Every taken run removed a chunk, so the rounds end; a round
+		// that lost every run to a conflict leaves the rest to the next
+		// pass.
+		if taken == 0 {
+			return replaced, nil
 		}
 	}
-	return replaced, nil
 }
 
-// compactable returns the runs of chunks worth replacing.
+// compactable returns the runs of chunks to merge now: the first of the
+// rules in the comment above that applies, per stretch.
 func compactable(chunks []meta.Chunk, target int64) [][]meta.Chunk {
 	small := func(c meta.Chunk) bool {
-		return strings.HasPrefix(c.Object, ingestPrefix) && c.Len < target/8
+		return c.Len < target/compactionFanout &&
+			(strings.HasPrefix(c.Object, ingestPrefix) || strings.HasPrefix(c.Object, compactPrefix))
 	}
 	var runs [][]meta.Chunk
 	for i := 0; i < len(chunks); {
@@ -121,8 +204,59 @@ func compactable(chunks []meta.Chunk, target int64) [][]meta.Chunk {
 			i++
 			continue
 		}
+		j := i
+		for j < len(chunks) && small(chunks[j]) {
+			j++
+		}
+		runs = append(runs, stretchRuns(chunks[i:j:j], j < len(chunks), target)...)
+		i = j
+	}
+	return runs
+}
+
+// stretchRuns returns the runs to merge in a stretch of small chunks;
+// closed says a chunk left alone follows it.
+func stretchRuns(chunks []meta.Chunk, closed bool, target int64) [][]meta.Chunk {
+	ingest := func(c meta.Chunk) bool { return strings.HasPrefix(c.Object, ingestPrefix) }
+	if runs := packRuns(chunks, target, ingest); len(runs) > 0 { // rule 1
+		return runs
+	}
+	if closed { // rule 2
+		return packRuns(chunks, target, func(meta.Chunk) bool { return true })
+	}
+	levels := make([]int, len(chunks))
+	for i, c := range chunks {
+		levels[i] = chunkLevel(c.Len, target)
+	}
+	if runs := absorbRuns(chunks, levels, target); len(runs) > 0 { // rule 3
+		return runs
+	}
+	// Rule 4: the chunks of a level are consecutive now.
+	var runs [][]meta.Chunk
+	for i := 0; i < len(chunks); {
+		j := i
+		for j < len(chunks) && levels[j] == levels[i] {
+			j++
+		}
+		for ; i+compactionFanout <= j; i += compactionFanout {
+			runs = append(runs, chunks[i:i+compactionFanout:i+compactionFanout])
+		}
+		i = j
+	}
+	return runs
+}
+
+// packRuns returns runs of at least two consecutive chunks for which in
+// holds, each of at most target bytes.
+func packRuns(chunks []meta.Chunk, target int64, in func(meta.Chunk) bool) [][]meta.Chunk {
+	var runs [][]meta.Chunk
+	for i := 0; i < len(chunks); {
+		if !in(chunks[i]) {
+			i++
+			continue
+		}
 		j, size := i, int64(0)
-		for j < len(chunks) && small(chunks[j]) && size+chunks[j].Len <= target {
+		for j < len(chunks) && in(chunks[j]) && size+chunks[j].Len <= target {
 			size += chunks[j].Len
 			j++
 		}
@@ -132,6 +266,41 @@ func compactable(chunks []meta.Chunk, target int64) [][]meta.Chunk {
 		i = max(j, i+1)
 	}
 	return runs
+}
+
+// absorbRuns returns, for each chunk at a lower level than the one before
+// it, the run of that chunk and the smaller chunks right before it (up to
+// target bytes).
+func absorbRuns(chunks []meta.Chunk, levels []int, target int64) [][]meta.Chunk {
+	var runs [][]meta.Chunk
+	start := 0 // runs do not overlap
+	for i := 1; i < len(chunks); i++ {
+		if levels[i-1] <= levels[i] {
+			continue
+		}
+		j, size := i, chunks[i].Len
+		for j > start && levels[j-1] > levels[i] && size+chunks[j-1].Len <= target {
+			j--
+			size += chunks[j].Len
+		}
+		if j < i { // else chunk i-1 ends this round's previous run
+			runs = append(runs, chunks[j:i+1:i+1])
+			start = i + 1
+		}
+	}
+	return runs
+}
+
+// chunkLevel returns the level of a chunk of n bytes: 0 from target/F up
+// (left alone), else L with target/F^(L+1) ≤ n < target/F^L.
+func chunkLevel(n, target int64) int {
+	floor := target / compactionFanout
+	level := 0
+	for n < floor && floor > 0 {
+		floor /= compactionFanout
+		level++
+	}
+	return level
 }
 
 // compactOne writes the run's output object and replaces the run with it.

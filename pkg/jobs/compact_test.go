@@ -17,9 +17,19 @@ import (
 
 func mkBatch(t *testing.T, tag string, n int) []byte {
 	t.Helper()
-	recs := make([]batch.Record, n)
-	for i := range recs {
-		recs[i] = batch.Record{OffsetDelta: int32(i), Value: fmt.Appendf(nil, "%s/%d", tag, i)}
+	values := make([]string, n)
+	for i := range values {
+		values[i] = fmt.Sprintf("%s/%d", tag, i)
+	}
+	return valuesBatch(t, values)
+}
+
+// valuesBatch returns a batch holding values, as a producer sends it.
+func valuesBatch(t *testing.T, values []string) []byte {
+	t.Helper()
+	recs := make([]batch.Record, len(values))
+	for i, v := range values {
+		recs[i] = batch.Record{OffsetDelta: int32(i), Value: []byte(v)}
 	}
 	b, err := batch.Build(batch.Header{PartitionLeaderEpoch: -1, FirstTimestamp: 1, MaxTimestamp: 1,
 		ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}, batch.None, recs)
@@ -109,30 +119,69 @@ func TestCompactMergesSmallChunks(t *testing.T) {
 }
 
 func TestCompactableRuns(t *testing.T) {
+	// Target 6400: chunks from 800 bytes are left alone; level 1 is
+	// [100, 800), level 2 [12, 100).
 	c := func(obj string, n int64) meta.Chunk { return meta.Chunk{Object: obj, Len: n} }
-	chunks := []meta.Chunk{c("seg/a", 10), c("seg/b", 10), c("cmp/c", 10), c("seg/d", 10), c("seg/e", 200),
-		c("seg/f", 10), c("seg/g", 60), c("seg/h", 60), c("seg/i", 60)}
-	runs := compactable(chunks, 800) // small: under 100
-	var got []string
-	for _, r := range runs {
-		var names []string
-		for _, c := range r {
-			names = append(names, c.Object)
+	cmps := func(n int, size int64) []meta.Chunk {
+		var cs []meta.Chunk
+		for i := range n {
+			cs = append(cs, c(fmt.Sprintf("cmp/%d", i), size))
 		}
-		got = append(got, strings.Join(names, ","))
+		return cs
 	}
-	if want := "seg/a,seg/b|seg/f,seg/g,seg/h,seg/i"; strings.Join(got, "|") != want {
-		t.Fatalf("runs %v, want %s", got, want)
+	for _, tc := range []struct {
+		name   string
+		chunks []meta.Chunk
+		want   string
+	}{
+		{"ingestion runs first, whatever their sizes",
+			[]meta.Chunk{c("seg/a", 10), c("seg/b", 500), c("cmp/c", 50), c("seg/d", 10), c("cmp/e", 50), c("seg/f", 20), c("seg/g", 30)},
+			"seg/a,seg/b|seg/f,seg/g"},
+		{"a stretch closed by a chunk left alone merges whole",
+			[]meta.Chunk{c("cmp/a", 50), c("seg/b", 300), c("cmp/c", 20), c("cmp/big", 800), c("cmp/d", 50), c("cmp/e", 50)},
+			"cmp/a,seg/b,cmp/c"},
+		{"and so does one closed by key compaction's output",
+			[]meta.Chunk{c("cmp/a", 50), c("cmp/b", 50), c("cln/c", 10), c("cmp/d", 50)},
+			"cmp/a,cmp/b"},
+		{"a larger chunk absorbs the smaller ones before it",
+			[]meta.Chunk{c("cmp/a", 300), c("cmp/b", 50), c("cmp/c", 20), c("cmp/d", 200), c("cmp/e", 50)},
+			"cmp/b,cmp/c,cmp/d"},
+		{"fewer than eight of a level wait", cmps(7, 50), ""},
+		{"the oldest eight of a level merge", append(cmps(9, 50), c("cmp/x", 20)), "cmp/0,cmp/1,cmp/2,cmp/3,cmp/4,cmp/5,cmp/6,cmp/7"},
+		{"chunks left alone are left alone", []meta.Chunk{c("seg/a", 800), c("seg/b", 900), c("cmp/c", 6400)}, ""},
+	} {
+		var got []string
+		for _, r := range compactable(tc.chunks, 6400) {
+			var names []string
+			for _, c := range r {
+				names = append(names, c.Object)
+			}
+			got = append(got, strings.Join(names, ","))
+		}
+		if g := strings.Join(got, "|"); g != tc.want {
+			t.Errorf("%s: runs %q, want %q", tc.name, g, tc.want)
+		}
 	}
-	if runs := compactable(chunks[5:], 160); len(runs) != 0 { // under 20: only seg/f
-		t.Fatalf("runs %v, want none", runs)
-	}
-	// A run stops at the target: 8 × 90 then 2 × 90.
+	// A run of ingestion chunks stops at the target: 8 × 790 then 2 × 790.
 	var many []meta.Chunk
 	for range 10 {
-		many = append(many, c("seg/x", 90))
+		many = append(many, c("seg/x", 790))
 	}
-	if runs := compactable(many, 800); len(runs) != 2 || len(runs[0]) != 8 || len(runs[1]) != 2 {
+	if runs := compactable(many, 6400); len(runs) != 2 || len(runs[0]) != 8 || len(runs[1]) != 2 {
 		t.Fatalf("capped runs: %d", len(runs))
+	}
+}
+
+func TestChunkLevel(t *testing.T) {
+	for _, tc := range []struct {
+		n, target int64
+		want      int
+	}{
+		{8 << 20, 64 << 20, 0}, {8<<20 - 1, 64 << 20, 1}, {1 << 20, 64 << 20, 1}, {1<<20 - 1, 64 << 20, 2},
+		{batch.HeaderSize, 64 << 20, 6}, {batch.HeaderSize, 64 << 10, 3}, {5, 16, 0}, {1, 16, 1},
+	} {
+		if got := chunkLevel(tc.n, tc.target); got != tc.want {
+			t.Errorf("chunkLevel(%d, %d) = %d, want %d", tc.n, tc.target, got, tc.want)
+		}
 	}
 }

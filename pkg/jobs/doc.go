@@ -22,9 +22,10 @@
 // and deletes the entries the snapshots cover once older than
 // MetaRetention; see meta/trim.go for why that is safe.
 //
-// File compaction copies runs of small chunks of ingestion objects into
-// one object per partition and appends ReplaceChunks, which the state
-// rejects if the run changed meanwhile; see compact.go.
+// File compaction copies runs of small chunks into one object per
+// partition, size-tiered so that a partition's chunks stay bounded by its
+// bytes, and appends ReplaceChunks, which the state rejects if the run
+// changed meanwhile; see compact.go.
 //
 // Key compaction ("clean/<topic>", Kafka's log cleaner) keeps the newest
 // record per key of topics whose cleanup.policy includes compact, at their

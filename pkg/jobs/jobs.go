@@ -121,7 +121,7 @@ func New(cfg Config, log Log, store Store, reg prometheus.Registerer) *Runner {
 		collected: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_collected_objects_total",
 			Help: "Segment objects this agent deleted because no partition referred to them any more."}),
 		compacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_compacted_chunks_total",
-			Help: "Chunks of small ingestion objects this agent replaced by compacted objects."}),
+			Help: "Small chunks this agent replaced by compacted objects (file compaction)."}),
 		trimmed: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_meta_trimmed_entries_total",
 			Help: "Metadata log entries this agent deleted because a snapshot covered them."}),
 		leases: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "barge_job_leases_total",

@@ -29,10 +29,29 @@ import (
 //	PreparingRebalance ──nobody rejoined──▶ Empty;  Empty ──DeleteGroups──▶ Dead
 //
 // One mutex guards every group: the work under it is small and never waits
-// for I/O (log appends are submitted under it, to keep their order, and
-// waited for outside it). Session, rebalance and initial-delay timers are
+// for I/O. Log appends are submitted under it, so that a commit checked
+// against a generation reaches the log after that generation and before
+// the next, and waited for outside it. They are submitted with TrySubmit,
+// which never waits for room in the log's queue: when it is full, the
+// commit or the leader's sync that needed the append is answered
+// COORDINATOR_NOT_AVAILABLE, which clients retry (Kafka's answer when the
+// offsets topic cannot take an append in time), instead of every group
+// stalling behind the lock. Session, rebalance and initial-delay timers are
 // time.AfterFunc callbacks that re-check, under the mutex, that they still
 // belong to the current state.
+//
+// A group's memory is freed once it is idle: Empty, with no members and
+// no member id handed out, and its last generation applied to the log's
+// state. newGroup starts a group from the logged generation, so freeing it
+// earlier, while that generation waits in the log's queue, would let a new
+// incarnation reuse generation numbers. The coordinator frees a group at
+// the end of whatever left it idle (a leave, a timer, a refused join, a
+// commit from outside group management) or, while a generation's append
+// is in flight, once that is done (logGeneration). A generation whose
+// append failed is forgotten with the group, as an agent restart would
+// forget it; should it land after all (an unknown outcome), the next
+// generation logged is refused and the group rebalances past it
+// (generationFailed).
 
 type groupState int8
 
@@ -83,6 +102,7 @@ type group struct {
 	timerSeq       uint64      // bumped whenever timer is replaced
 	initialDelay   bool        // in group.initial.rebalance.delay
 	newMemberAdded bool
+	logging        *meta.Pending // the last generation's append, until done
 }
 
 type member struct {
@@ -141,6 +161,14 @@ func (c *coordinator) newGroup(name string) *group {
 }
 
 func (g *group) alive() bool { return g.c.groups[g.name] == g }
+
+// release frees the group's memory if it is idle (see the top of the file).
+func (c *coordinator) release(g *group) {
+	if g.alive() && g.state == groupEmpty && len(g.members) == 0 && len(g.pending) == 0 && g.logging == nil {
+		g.stopTimer()
+		delete(c.groups, g.name)
+	}
+}
 
 func newMemberID(prefix string) string {
 	if prefix == "" {
@@ -370,7 +398,13 @@ func (g *group) completeJoin() {
 	g.generation++
 	if len(g.members) == 0 {
 		g.state, g.protocol, g.leader = groupEmpty, "", ""
-		g.logGeneration()
+		if _, err := g.logGeneration(); err != nil {
+			// Nobody was given this generation: the group stays at the
+			// logged one, and the next rebalance takes this number.
+			g.generation--
+			g.c.s.cfg.Logger.Warn("logging empty group generation", "group", g.name, "err", err)
+		}
+		g.c.release(g)
 		return
 	}
 	g.c.s.cfg.Logger.Info("group rebalanced", "group", g.name, "generation", g.generation, "members", len(g.members))
@@ -400,14 +434,32 @@ func (g *group) completeJoin() {
 	})
 }
 
-// logGeneration submits the current generation to the metadata log.
-func (g *group) logGeneration() *meta.Pending {
+// logGeneration submits the current generation to the metadata log, or
+// fails with meta.ErrBusy if the log's queue is full.
+func (g *group) logGeneration() (*meta.Pending, error) {
 	op := meta.GroupGeneration{Group: g.name, Generation: g.generation, ProtocolType: g.protocolType,
 		Protocol: g.protocol, Leader: g.leader, Members: g.memberIDs()}
 	if len(op.Members) == 0 {
 		op.Members = nil
 	}
-	return g.c.s.log.Submit(op)
+	p, err := g.c.s.log.TrySubmit(op)
+	if err != nil {
+		return nil, err
+	}
+	g.logging = p
+	// The log finishes every op it takes, applied or failed (or failed
+	// when it stops), so this ends; at most one per generation in the
+	// log's queue.
+	go func() {
+		p.Wait(context.Background())
+		g.c.mu.Lock()
+		defer g.c.mu.Unlock()
+		if g.logging == p {
+			g.logging = nil
+			g.c.release(g)
+		}
+	}()
+	return p, nil
 }
 
 // removeMember drops a member, answering whatever it waits for with code.
@@ -523,6 +575,7 @@ func (c *coordinator) join(req *kmsg.JoinGroupRequest, cl clientInfo) (*kmsg.Joi
 		}
 		g = c.newGroup(req.Group)
 	}
+	defer c.release(g) // a join refused may leave a new group idle
 	if g.state == groupDead {
 		return errJoin(req, kerr.CoordinatorNotAvailable.Code), nil
 	}
@@ -550,6 +603,7 @@ func (c *coordinator) join(req *kmsg.JoinGroupRequest, cl clientInfo) (*kmsg.Joi
 				if g.alive() && g.pending[id] != nil {
 					delete(g.pending, id)
 					g.tryCompleteJoin()
+					c.release(g)
 				}
 			})
 			resp := errJoin(req, kerr.MemberIDRequired.Code)
@@ -696,10 +750,23 @@ func (c *coordinator) sync(req *kmsg.SyncGroupRequest) (syncAnswer, chan syncAns
 			o.assignment = a.MemberAssignment
 		}
 	}
+	wait, err := g.logGeneration()
+	if err != nil {
+		// As Kafka does when storing a generation fails: the members
+		// waiting are told, and the group rebalances.
+		c.s.cfg.Logger.Warn("logging group generation", "group", g.name, "generation", g.generation, "err", err)
+		for _, o := range g.members {
+			if o.sync != nil {
+				o.sync <- syncAnswer{code: kerr.CoordinatorNotAvailable.Code}
+				o.sync = nil
+			}
+		}
+		g.prepareRebalance()
+		return syncAnswer{}, ch, g
+	}
 	g.state = groupStable
 	g.stopTimer()
 	g.pendingSync = nil
-	wait := g.logGeneration()
 	for _, o := range g.members {
 		if o.sync != nil {
 			o.sync <- syncAnswer{assignment: o.assignment, wait: wait}
@@ -801,12 +868,14 @@ func (c *coordinator) leave(group string, members []kmsg.LeaveGroupRequestMember
 	if changed {
 		g.afterRemoval()
 	}
+	c.release(g)
 	return 0, codes
 }
 
 // commit validates an offset commit against the group in memory, as
 // Kafka's validateOffsetCommit, and submits it to the log under the lock
-// so that it precedes any later generation of the group in the log.
+// so that it precedes any later generation of the group in the log. A
+// full queue answers COORDINATOR_NOT_AVAILABLE.
 func (c *coordinator) commit(req *kmsg.OffsetCommitRequest, op meta.CommitOffsets) (int16, *meta.Pending) {
 	if req.Group == "" {
 		return kerr.InvalidGroupID.Code, nil
@@ -820,6 +889,7 @@ func (c *coordinator) commit(req *kmsg.OffsetCommitRequest, op meta.CommitOffset
 		}
 		g = c.newGroup(req.Group)
 	}
+	defer c.release(g) // commits from outside group management leave it idle
 	switch {
 	case g.state == groupDead:
 		return kerr.CoordinatorNotAvailable.Code, nil
@@ -846,7 +916,11 @@ func (c *coordinator) commit(req *kmsg.OffsetCommitRequest, op meta.CommitOffset
 	default:
 		return kerr.UnknownMemberID.Code, nil
 	}
-	return 0, c.s.log.Submit(op)
+	p, err := c.s.log.TrySubmit(op)
+	if err != nil {
+		return kerr.CoordinatorNotAvailable.Code, nil
+	}
+	return 0, p
 }
 
 // snapshot of one group for DescribeGroups and ListGroups.

@@ -42,9 +42,21 @@ func handleFetch(ctx context.Context, s *Server, req *kmsg.FetchRequest) kmsg.Re
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
+	synced := false
 	for {
 		changed := s.log.Changed() // before reading, so no commit is missed
-		resp, n, stop := s.fetchOnce(ctx, full)
+		resp, n, stop, ahead := s.fetchOnce(ctx, full)
+		if len(ahead) > 0 && !synced {
+			// Past this view's high watermark: the data may be in the
+			// log already (lag.go).
+			synced = true
+			if s.syncTail(ctx) {
+				continue
+			}
+			for _, p := range ahead {
+				p.ErrorCode = kerr.KafkaStorageError.Code
+			}
+		}
 		if stop || n >= int64(req.MinBytes) || !time.Now().Before(deadline) {
 			s.metrics.fetchBytes.Add(float64(n))
 			return answer(resp)
@@ -81,12 +93,16 @@ type fetchPlan struct {
 	chunks   []meta.Chunk
 }
 
-// fetchOnce builds one answer. It returns the bytes it holds and whether
-// the request should be answered now regardless (an error to report).
-func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.FetchResponse, int64, bool) {
+// fetchOnce builds one answer. It returns the bytes it holds, whether
+// the request should be answered now regardless (an error to report), and
+// the partitions whose answer the log's tail may change: unknown ones and
+// those answered OFFSET_OUT_OF_RANGE for an offset past the view's high
+// watermark.
+func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.FetchResponse, int64, bool, []*kmsg.FetchResponseTopicPartition) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
 	var plans []fetchPlan
+	var ahead []*kmsg.FetchResponseTopicPartition
 	stop := false
 	s.log.View(func(st *meta.State) {
 		for i := range req.Topics {
@@ -121,12 +137,16 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 						p.ErrorCode = kerr.UnknownTopicID.Code
 					}
 					stop = true
+					ahead = append(ahead, p) // created after this view, perhaps
 					continue
 				}
 				p.HighWatermark, p.LastStableOffset, p.LogStartOffset = part.HighWatermark, part.HighWatermark, part.LogStart
 				if rp.FetchOffset < part.LogStart || rp.FetchOffset > part.HighWatermark {
 					p.ErrorCode = kerr.OffsetOutOfRange.Code
 					stop = true
+					if rp.FetchOffset > part.HighWatermark {
+						ahead = append(ahead, p)
+					}
 					continue
 				}
 				if rp.FetchOffset == part.HighWatermark {
@@ -207,5 +227,5 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 		total += int64(len(out))
 		remaining -= int64(len(out))
 	}
-	return resp, total, stop
+	return resp, total, stop, ahead
 }

@@ -16,12 +16,17 @@ import (
 // or of an unknown topic, gets offset -1 and no error, as in Kafka; no
 // topics (v2+) means every committed offset of the group. RequireStable
 // (v7) needs nothing: there are no pending transactional commits.
-// v2: all topics, top-level error; v5: leader epoch; v6: flexible;
+// A coordinator answers only after reading the log's tail (lag.go): it
+// may have just become the group's coordinator, and the commits of the
+// agent that was are in the log, not in its view. If it cannot read the
+// tail, COORDINATOR_LOAD_IN_PROGRESS, as a Kafka coordinator still loading
+// the group; clients retry. v2: all topics, top-level error; v5: leader
+// epoch; v6: flexible;
 // v8: several groups per request (KIP-709); v9: KIP-848 member epoch
 // (ignored: classic groups only).
 func init() { register(9, 1, 9, deferred(handleOffsetFetch)) }
 
-func handleOffsetFetch(_ context.Context, s *Server, req *kmsg.OffsetFetchRequest) kmsg.Response {
+func handleOffsetFetch(ctx context.Context, s *Server, req *kmsg.OffsetFetchRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
 	groups := req.Groups
 	if req.Version < 8 {
@@ -35,14 +40,20 @@ func handleOffsetFetch(_ context.Context, s *Server, req *kmsg.OffsetFetchReques
 		}
 		groups = []kmsg.OffsetFetchRequestGroup{g}
 	}
+	synced := s.syncTail(ctx)
 	s.log.View(func(st *meta.State) {
 		for _, rg := range groups {
 			resp.Groups = append(resp.Groups, fetchGroupOffsets(st, rg))
 		}
 	})
 	for i := range resp.Groups {
-		if g := &resp.Groups[i]; g.ErrorCode == 0 && !s.coordinates(g.Group) {
+		g := &resp.Groups[i]
+		switch {
+		case g.ErrorCode != 0:
+		case !s.coordinates(g.Group):
 			g.ErrorCode, g.Topics = kerr.NotCoordinator.Code, nil
+		case !synced:
+			g.ErrorCode, g.Topics = kerr.CoordinatorLoadInProgress.Code, nil
 		}
 	}
 	if req.Version < 8 {

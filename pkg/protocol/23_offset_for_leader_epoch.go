@@ -14,11 +14,14 @@ import (
 // offset of epoch 0 is the high watermark. A client asking about a later
 // epoch than ours gets UNDEFINED (-1, -1); one whose current epoch is newer
 // than ours gets UNKNOWN_LEADER_EPOCH, as from a lagging Kafka leader.
-// v4: flexible.
+// The high watermark is read after the log's tail (lag.go): an end offset
+// below the client's position reads as truncation; if the tail cannot be
+// read, KAFKA_STORAGE_ERROR, which clients retry. v4: flexible.
 func init() { register(23, 2, 4, deferred(handleOffsetForLeaderEpoch)) }
 
-func handleOffsetForLeaderEpoch(_ context.Context, s *Server, req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
+func handleOffsetForLeaderEpoch(ctx context.Context, s *Server, req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	synced := s.syncTail(ctx)
 	s.log.View(func(st *meta.State) {
 		for _, rt := range req.Topics {
 			t := kmsg.NewOffsetForLeaderEpochResponseTopic()
@@ -33,6 +36,8 @@ func handleOffsetForLeaderEpoch(_ context.Context, s *Server, req *kmsg.OffsetFo
 					part = topic.Partition(rp.Partition)
 				}
 				switch {
+				case !synced:
+					p.ErrorCode = kerr.KafkaStorageError.Code
 				case part == nil:
 					p.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				case rp.CurrentLeaderEpoch > 0:

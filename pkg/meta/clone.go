@@ -16,18 +16,16 @@ func (s *State) Clone() *State {
 	for name, t := range s.topics {
 		ct := &Topic{Name: t.Name, ID: t.ID, ReplicationFactor: t.ReplicationFactor, Configs: maps.Clone(t.Configs),
 			Partitions: make([]*Partition, len(t.Partitions))}
+		slab := make([]Partition, len(t.Partitions)) // one allocation for a topic's partitions
 		for i, p := range t.Partitions {
-			cp := *p
-			cp.Chunks = slices.Clone(p.Chunks)
-			if p.producers != nil {
-				cp.producers = make(map[int64]*producerState, len(p.producers))
-				for id, ps := range p.producers {
-					cps := *ps
-					cps.recent = slices.Clone(ps.recent)
-					cp.producers[id] = &cps
-				}
-			}
-			ct.Partitions[i] = &cp
+			cp := &slab[i]
+			*cp = *p
+			// Apply never changes a chunk an earlier entry made: it
+			// appends (beyond this copy's length), or replaces the
+			// slice. So the chunks are shared, capped at their length.
+			cp.Chunks = p.Chunks[:len(p.Chunks):len(p.Chunks)]
+			cp.producers = maps.Clone(p.producers) // of values
+			ct.Partitions[i] = cp
 		}
 		c.topics[name] = ct
 		c.byID[ct.ID] = ct
@@ -36,16 +34,8 @@ func (s *State) Clone() *State {
 	for name, g := range s.groups {
 		cg := *g
 		cg.Members = slices.Clone(g.Members)
-		if g.offsets != nil {
-			cg.offsets = make(map[GroupPartition]GroupOffset, len(g.offsets))
-			for k, o := range g.offsets {
-				if o.Metadata != nil {
-					m := *o.Metadata
-					o.Metadata = &m
-				}
-				cg.offsets[k] = o
-			}
-		}
+		cg.offsets = maps.Clone(g.offsets) // Metadata strings are never changed in place
+
 		c.groups[name] = &cg
 	}
 	c.agents = make(map[string]*Agent, len(s.agents))

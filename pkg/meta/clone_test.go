@@ -2,6 +2,7 @@ package meta
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"testing"
 )
@@ -56,7 +57,9 @@ func TestCloneIsIndependent(t *testing.T) {
 		AcquireLease{Job: "compact/orders", DurationMs: 1}, DeleteGroups{Groups: []string{"g1"}},
 		SetTopicConfigs{Topic: testID(1), Configs: map[string]string{"retention.ms": "1"}},
 		AdvanceLogStart{Topic: testID(1), Partition: 0, Offset: 3}, ExpireProducers{BeforeMs: 1 << 41})
-	partition(t, s, "events", 0).Chunks[0].Len++ // in place, as commits extend a chunk
+	// Commits that append chunks and extend the ones they append.
+	applyAt(s, 1<<40, commitOf("seg/more", part(testID(2), 0, plain(0, 10, 1), plain(10, 10, 1), plain(20, 10, 1))))
+	applyAt(s, 1<<40, commitOf("seg/more2", part(testID(2), 0, plain(0, 10, 1), plain(10, 10, 1))))
 	if got := c.EncodeSnapshot(); !bytes.Equal(got, want) {
 		t.Fatal("changing the state changed its clone")
 	}
@@ -80,5 +83,46 @@ func TestNodeIDsForgottenWithAgents(t *testing.T) {
 		if len(s.nodeByAddr) != want {
 			t.Fatalf("format %d: %d addresses remembered, want %d", f, len(s.nodeByAddr), want)
 		}
+	}
+}
+
+// bigState is a state of 20,000 partitions with 50 chunks and a producer
+// each, and a thousand groups: what a snapshot of a busy cluster encodes.
+func bigState(b *testing.B) *State {
+	s := NewState()
+	for ti := range 20 {
+		id := TopicID{byte(ti), 1}
+		apply(s, CreateTopic{Name: string(rune('a'+ti)) + "-topic", ID: id, Partitions: 1000})
+		for c := range 50 {
+			var parts []CommitPart
+			for p := range int32(1000) {
+				parts = append(parts, part(id, p, idem(int64(1000+p), 0, int32(c), 1)))
+			}
+			apply(s, commitOf(fmt.Sprintf("seg/%02d-%03d", ti, c), parts...))
+		}
+	}
+	for g := range 1000 {
+		apply(s, CommitOffsets{Group: fmt.Sprintf("g%d", g), Generation: -1, Offsets: []GroupOffset{{Topic: TopicID{0, 1}, Offset: 1}}})
+	}
+	return s
+}
+
+// What a snapshot costs the log's goroutine now (a clone) against what it
+// cost before (encoding the whole state there):
+//
+//	go test -run X -bench 'Snapshot' -benchmem ./pkg/meta/
+func BenchmarkSnapshotClone(b *testing.B) {
+	s := bigState(b)
+	b.ResetTimer()
+	for b.Loop() {
+		_ = s.Clone()
+	}
+}
+
+func BenchmarkSnapshotEncode(b *testing.B) {
+	s := bigState(b)
+	b.ResetTimer()
+	for b.Loop() {
+		_ = s.EncodeSnapshot()
 	}
 }

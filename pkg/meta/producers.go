@@ -26,10 +26,26 @@ const recentBatches = 5
 // exhaust the id space.
 const maxReserveProducers = 1 << 20
 
+// producerState is a value, held by value in the partitions' maps, so that
+// a copy of a map (State.Clone) shares nothing with it.
 type producerState struct {
 	epoch  int16
+	n      uint8 // batches in recent
 	lastMs int64
-	recent []seqRange // oldest first, at most recentBatches
+	recent [recentBatches]seqRange // oldest first
+}
+
+// batches returns the remembered batches, oldest first.
+func (ps *producerState) batches() []seqRange { return ps.recent[:ps.n] }
+
+// remember adds a batch, forgetting the oldest past recentBatches.
+func (ps *producerState) remember(r seqRange) {
+	if int(ps.n) == recentBatches {
+		copy(ps.recent[:], ps.recent[1:])
+		ps.n--
+	}
+	ps.recent[ps.n] = r
+	ps.n++
 }
 
 type seqRange struct {
@@ -108,11 +124,8 @@ func (p *Partition) checkProducer(nowMs int64, b CommitBatch) (int64, error) {
 	if b.ProducerID < 0 {
 		return -1, nil
 	}
-	ps := p.producers[b.ProducerID]
-	if ps != nil && nowMs-ps.lastMs > producerExpiryMs {
-		ps = nil
-	}
-	if ps == nil {
+	ps, known := p.producers[b.ProducerID]
+	if !known || nowMs-ps.lastMs > producerExpiryMs {
 		return -1, nil // a producer we do not know may start anywhere
 	}
 	if b.ProducerEpoch < ps.epoch {
@@ -120,13 +133,13 @@ func (p *Partition) checkProducer(nowMs int64, b CommitBatch) (int64, error) {
 	}
 	last := lastSeq(b)
 	if b.ProducerEpoch == ps.epoch {
-		for _, r := range ps.recent {
+		for _, r := range ps.batches() {
 			if r.first == b.BaseSequence && r.last == last {
 				return r.baseOffset, nil
 			}
 		}
 		next := int32(0) // after MaxInt32 comes 0; prev+1 would overflow to MinInt32
-		if prev := ps.recent[len(ps.recent)-1].last; prev != math.MaxInt32 {
+		if prev := ps.recent[ps.n-1].last; prev != math.MaxInt32 {
 			next = prev + 1
 		}
 		if b.BaseSequence != next {
@@ -150,17 +163,13 @@ func (p *Partition) recordProducer(nowMs int64, b CommitBatch, base int64) {
 		return
 	}
 	if p.producers == nil {
-		p.producers = map[int64]*producerState{}
+		p.producers = map[int64]producerState{}
 	}
-	ps := p.producers[b.ProducerID]
-	if ps == nil || ps.epoch != b.ProducerEpoch || nowMs-ps.lastMs > producerExpiryMs {
-		ps = &producerState{epoch: b.ProducerEpoch}
-		p.producers[b.ProducerID] = ps
+	ps, ok := p.producers[b.ProducerID]
+	if !ok || ps.epoch != b.ProducerEpoch || nowMs-ps.lastMs > producerExpiryMs {
+		ps = producerState{epoch: b.ProducerEpoch}
 	}
 	ps.lastMs = max(ps.lastMs, nowMs)
-	if len(ps.recent) == recentBatches {
-		copy(ps.recent, ps.recent[1:])
-		ps.recent = ps.recent[:recentBatches-1]
-	}
-	ps.recent = append(ps.recent, seqRange{first: b.BaseSequence, last: lastSeq(b), baseOffset: base})
+	ps.remember(seqRange{first: b.BaseSequence, last: lastSeq(b), baseOffset: base})
+	p.producers[b.ProducerID] = ps
 }

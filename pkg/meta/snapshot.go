@@ -107,8 +107,8 @@ func (s *State) EncodeSnapshot() []byte {
 				e.svar(id)
 				e.svar(int64(ps.epoch))
 				e.svar(ps.lastMs)
-				e.uvar(uint64(len(ps.recent)))
-				for _, r := range ps.recent {
+				e.uvar(uint64(ps.n))
+				for _, r := range ps.batches() {
 					e.svar(int64(r.first))
 					e.svar(int64(r.last))
 					e.svar(r.baseOffset)
@@ -175,18 +175,18 @@ func DecodeSnapshot(b []byte) (*State, error) {
 					BaseOffset: d.svar(), NextOffset: d.svar(), MaxTimestamp: d.svar()}
 			}
 			if npr := d.count(4); npr > 0 {
-				p.producers = make(map[int64]*producerState, npr)
+				p.producers = make(map[int64]producerState, npr)
 				for k := 0; k < npr && d.err == nil; k++ {
 					id := d.svar()
-					ps := &producerState{epoch: int16(d.i32()), lastMs: d.svar()}
+					ps := producerState{epoch: int16(d.i32()), lastMs: d.svar()}
 					nr := d.count(3)
 					if nr > recentBatches {
 						d.fail("producer state")
 					}
 					for x := 0; x < nr && d.err == nil; x++ {
-						ps.recent = append(ps.recent, seqRange{first: d.i32(), last: d.i32(), baseOffset: d.svar()})
+						ps.remember(seqRange{first: d.i32(), last: d.i32(), baseOffset: d.svar()})
 					}
-					if len(ps.recent) == 0 {
+					if ps.n == 0 {
 						d.fail("producer state")
 					}
 					p.producers[id] = ps

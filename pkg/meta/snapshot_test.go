@@ -252,13 +252,41 @@ func TestDecodeSnapshotCorrupt(t *testing.T) {
 // A producer remembers at most recentBatches batches; a snapshot that
 // claims more is not one this version wrote.
 func TestDecodeSnapshotTooManyRecentBatches(t *testing.T) {
-	s := stateWith(t, 1)
-	p := partition(t, s, "t", 0)
-	p.producers = map[int64]*producerState{7: {epoch: 1, lastMs: 5}, 8: {epoch: 1, lastMs: 5, recent: []seqRange{{1, 1, 1}}}}
-	for i := range int32(recentBatches + 1) {
-		p.producers[7].recent = append(p.producers[7].recent, seqRange{first: i, last: i, baseOffset: int64(i)})
+	// A version 6 snapshot of one topic of one partition whose producer
+	// claims recentBatches+1 batches, written field by field.
+	e := encoder{}
+	e.b = append(e.b, snapMagic...)
+	e.u8(6)
+	e.uvar(1)    // seq
+	e.svar(1000) // next producer id
+	e.uvar(0)    // objects
+	e.uvar(1)    // topics
+	e.str("t")
+	e.id(testID(1))
+	e.svar(1) // replication factor
+	e.uvar(0) // configs
+	e.uvar(1) // partitions
+	e.svar(0) // log start
+	e.svar(0) // high watermark
+	e.uvar(0) // chunks
+	e.uvar(1) // producers
+	e.svar(7) // id
+	e.svar(1) // epoch
+	e.svar(5) // last ms
+	e.uvar(recentBatches + 1)
+	for i := range int64(recentBatches + 1) {
+		e.svar(i)
+		e.svar(i)
+		e.svar(i)
 	}
-	if _, err := DecodeSnapshot(s.EncodeSnapshot()); !errors.Is(err, ErrCorrupt) {
+	e.uvar(0) // groups
+	e.svar(0) // next node id
+	e.uvar(0) // addresses
+	e.uvar(0) // agents
+	e.uvar(0) // released
+	e.uvar(0) // leases
+	e.uvar(0) // cleaner
+	if _, err := DecodeSnapshot(e.seal()); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("err = %v, want ErrCorrupt", err)
 	}
 }
@@ -307,7 +335,7 @@ func checkSnapshotBytes(t *testing.T, b []byte) {
 			for id, ps := range p.producers {
 				batches = append(batches,
 					CommitBatch{Pos: 1, Len: 1, Records: 1, ProducerID: id, ProducerEpoch: ps.epoch, BaseSequence: ps.recent[0].first},
-					CommitBatch{Pos: 2, Len: 1, Records: 1, ProducerID: id, ProducerEpoch: ps.epoch, BaseSequence: ps.recent[len(ps.recent)-1].last + 1})
+					CommitBatch{Pos: 2, Len: 1, Records: 1, ProducerID: id, ProducerEpoch: ps.epoch, BaseSequence: ps.recent[ps.n-1].last + 1})
 			}
 			parts = append(parts, CommitPart{Topic: tp.ID, Partition: int32(i), Batches: batches})
 		}

@@ -58,7 +58,7 @@ type Partition struct {
 	Chunks        []Chunk // ascending and contiguous in offsets
 	CleanedTo     int64   // key compaction's clean/dirty boundary (clean.go)
 	DeleteHorizon int64   // when the cleaned part's first tombstone may go (clean.go)
-	producers     map[int64]*producerState
+	producers     map[int64]producerState
 }
 
 // Chunk is a run of contiguous batches of one partition in one object.
@@ -288,6 +288,9 @@ func (s *State) commit(nowMs int64, op Commit) [][]BatchResult {
 			p.HighWatermark += int64(b.Records)
 			p.recordProducer(nowMs, b, base)
 			if n := len(p.Chunks); extend && n > 0 {
+				// Only a chunk this op appended is extended: no chunk an
+				// earlier entry made is ever changed in place, which lets
+				// State.Clone share the chunk slices.
 				c := &p.Chunks[n-1]
 				c.Len += b.Len
 				c.NextOffset = p.HighWatermark

@@ -13,10 +13,17 @@
 // chunk up before it was dropped) finish, and then appends ForgetObjects so
 // the released list stays small. A delete that fails is retried on the
 // next pass; deleting an object twice is harmless. The same pass sweeps
-// orphans: seg/ and cmp/ objects that no chunk refers to and that are not
-// released, whose key's leading unix-ms timestamp is older than OrphanGrace — segments whose commit never landed (an agent died between the
-// PUT and the commit) and compaction outputs whose ReplaceChunks never
-// applied. A segment still waiting for its commit is younger than that.
+// orphans: seg/, cmp/ and cln/ objects that no chunk refers to and that are
+// not released, older than OrphanGrace (by the later of the time in the
+// key and the bucket's LastModified) — segments whose commit never landed
+// (an agent died between the PUT and the commit) and compaction outputs
+// whose op never applied. The sweep does not trust its view of the state:
+// it has the log condemn them first and deletes only what the log
+// condemned, and the state refuses any commit of a condemned object
+// (meta/condemn.go), so a commit landing late loses instead of pointing at
+// a deleted object. Condemning needs cluster Format2; before it, orphans
+// stay. ExpireProducers ("expire-producers") drops idempotent producers
+// silent for ProducerExpiry from the state.
 //
 // Metadata-log trimming ("meta-compaction", TrimMeta) snapshots the log
 // and deletes the entries the snapshots cover once older than

@@ -166,6 +166,13 @@ type conn struct {
 	// peer's host, for group members. Written once before any handler runs.
 	client     clientInfo
 	sawRequest bool
+
+	// change is the log append of the newest state-changing request read
+	// on this connection that may not be applied yet, and commitsOnly says
+	// whether every such request since the last wait was an OffsetCommit
+	// (order.go). Read loop only.
+	change      *meta.Pending
+	commitsOnly bool
 }
 
 type connKey struct{}
@@ -239,7 +246,10 @@ func (c *conn) readLoop(ctx context.Context) error {
 		if req == nil {
 			close(in.done) // answered with a pre-encoded error
 		} else {
-			finish := handle(ctx, c.s, req)
+			if err := c.awaitChange(ctx, in.key); err != nil {
+				return err
+			}
+			finish := c.phaseOne(ctx, in.key, handle, req)
 			go func() {
 				in.resp = finish()
 				close(in.done)

@@ -52,11 +52,7 @@ func TestOrderedOffsetCommits(t *testing.T) {
 					reqs = append(reqs, req)
 				}
 				for i, body := range c.roundTrip(t, reqs) {
-					resp := kmsg.NewPtrOffsetCommitResponse()
-					resp.Version = 7
-					if err := resp.ReadFrom(body); err != nil {
-						t.Fatalf("run %d: commit %d: %v", run, i+1, err)
-					}
+					resp := answer(t, reqs[i], body).(*kmsg.OffsetCommitResponse)
 					if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
 						t.Fatalf("run %d: commit %d: %v", run, i+1, kerr.ErrorForCode(code))
 					}
@@ -92,40 +88,25 @@ func TestOrderedCreatePartitionsAndProduce(t *testing.T) {
 				ct := kmsg.NewCreateTopicsRequestTopic()
 				ct.Topic, ct.NumPartitions, ct.ReplicationFactor = topic, 1, 1
 				create.Topics = append(create.Topics, ct)
-				reqs := []kmsg.Request{create, produceTo(t, topic, 0)}
+				reqs := []kmsg.Request{create, produceTo(topic, 0, buildBatch(t, 10))}
 				for p := int32(1); p <= grow; p++ {
 					cp := kmsg.NewPtrCreatePartitionsRequest()
 					cp.Version, cp.TimeoutMillis = 1, 30000
 					rt := kmsg.NewCreatePartitionsRequestTopic()
 					rt.Topic, rt.Count = topic, p+1
 					cp.Topics = append(cp.Topics, rt)
-					reqs = append(reqs, cp, produceTo(t, topic, p))
+					reqs = append(reqs, cp, produceTo(topic, p, buildBatch(t, 10)))
 				}
 				c := dialRaw(t, a.Addr)
 				c.SetDeadline(time.Now().Add(2 * time.Minute))
 				for i, body := range c.roundTrip(t, reqs) {
 					var code int16
-					switch req := reqs[i].(type) {
-					case *kmsg.CreateTopicsRequest:
-						resp := kmsg.NewPtrCreateTopicsResponse()
-						resp.Version = req.Version
-						if err := resp.ReadFrom(body); err != nil {
-							t.Fatal(err)
-						}
+					switch resp := answer(t, reqs[i], body).(type) {
+					case *kmsg.CreateTopicsResponse:
 						code = resp.Topics[0].ErrorCode
-					case *kmsg.CreatePartitionsRequest:
-						resp := kmsg.NewPtrCreatePartitionsResponse()
-						resp.Version = req.Version
-						if err := resp.ReadFrom(body); err != nil {
-							t.Fatal(err)
-						}
+					case *kmsg.CreatePartitionsResponse:
 						code = resp.Topics[0].ErrorCode
-					case *kmsg.ProduceRequest:
-						resp := kmsg.NewPtrProduceResponse()
-						resp.Version = req.Version
-						if err := resp.ReadFrom(body); err != nil {
-							t.Fatal(err)
-						}
+					case *kmsg.ProduceResponse:
 						code = resp.Topics[0].Partitions[0].ErrorCode
 					}
 					if code != 0 {
@@ -144,18 +125,29 @@ func TestOrderedCreatePartitionsAndProduce(t *testing.T) {
 	}
 }
 
-// produceTo is an acks=all Produce of one record to one partition.
-func produceTo(t *testing.T, topic string, partition int32) *kmsg.ProduceRequest {
+// produceTo is an acks=all Produce of one batch to one partition.
+func produceTo(topic string, partition int32, batch []byte) *kmsg.ProduceRequest {
 	req := kmsg.NewPtrProduceRequest()
 	req.Version = 8 // the newest without flexible headers
 	req.Acks, req.TimeoutMillis = -1, 30000
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = topic
 	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Partition, rp.Records = partition, buildBatch(t, 10)
+	rp.Partition, rp.Records = partition, batch
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 	return req
+}
+
+// answer decodes body as the answer to req.
+func answer(t *testing.T, req kmsg.Request, body []byte) kmsg.Response {
+	t.Helper()
+	resp := req.ResponseKind()
+	resp.SetVersion(req.GetVersion())
+	if err := resp.ReadFrom(body); err != nil {
+		t.Fatalf("decoding the %s answer: %v", kmsg.NameForKey(req.Key()), err)
+	}
+	return resp
 }
 
 // roundTrip writes every request (non-flexible versions) in one write, with
@@ -163,21 +155,7 @@ func produceTo(t *testing.T, topic string, partition int32) *kmsg.ProduceRequest
 // in request order.
 func (c *rawConn) roundTrip(t *testing.T, reqs []kmsg.Request) [][]byte {
 	t.Helper()
-	var b []byte
-	for i, req := range reqs {
-		start := len(b)
-		b = binary.BigEndian.AppendUint32(b, 0)
-		b = binary.BigEndian.AppendUint16(b, uint16(req.Key()))
-		b = binary.BigEndian.AppendUint16(b, uint16(req.GetVersion()))
-		b = binary.BigEndian.AppendUint32(b, uint32(i))
-		b = binary.BigEndian.AppendUint16(b, 0xffff) // null client id
-		b = req.AppendTo(b)
-		binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
-	}
-	// From another goroutine: the agent stops reading while its answers
-	// wait for us to read them.
-	written := make(chan error, 1)
-	go func() { _, err := c.Write(b); written <- err }()
+	written := c.sendAll(reqs, 0)
 	out := make([][]byte, len(reqs))
 	for i := range reqs {
 		corr, body := c.recv(t)
@@ -190,4 +168,32 @@ func (c *rawConn) roundTrip(t *testing.T, reqs []kmsg.Request) [][]byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// sendAll writes the requests (non-flexible versions) in one write, with
+// correlation ids from corr on, from another goroutine: the agent stops
+// reading while its answers wait for us to read them. The channel yields
+// the write's error.
+func (c *rawConn) sendAll(reqs []kmsg.Request, corr int32) <-chan error {
+	b := frames(reqs, corr)
+	written := make(chan error, 1)
+	go func() { _, err := c.Write(b); written <- err }()
+	return written
+}
+
+// frames encodes requests as a client sends them, with header v1 (a null
+// client id) and correlation ids from corr on.
+func frames(reqs []kmsg.Request, corr int32) []byte {
+	var b []byte
+	for i, req := range reqs {
+		start := len(b)
+		b = binary.BigEndian.AppendUint32(b, 0)
+		b = binary.BigEndian.AppendUint16(b, uint16(req.Key()))
+		b = binary.BigEndian.AppendUint16(b, uint16(req.GetVersion()))
+		b = binary.BigEndian.AppendUint32(b, uint32(corr+int32(i)))
+		b = binary.BigEndian.AppendUint16(b, 0xffff)
+		b = req.AppendTo(b)
+		binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	}
+	return b
 }

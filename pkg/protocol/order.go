@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -32,11 +31,13 @@ import (
 //     in phase one, committed in seal order) and never holds up later
 //     requests until its flush, which would end pipelining.
 //
-// If a change is not applied within orderWait (the bucket is down), the
-// connection is closed rather than running later requests out of order; by
-// then a client with Kafka's request.timeout.ms has given up on the earlier
-// request, and it retries the later ones on a new connection.
-const orderWait = 30 * time.Second
+// If a change is not applied within Config.OrderWait (30 s: the bucket is
+// down), the connection is closed rather than running later requests out
+// of order; by then a client with Kafka's request.timeout.ms (30 s) has
+// given up on the earlier request, and it retries the later ones on a new
+// connection. A change that fails (the log gives up after its bounded
+// retries) counts as done: the requests after it run and see the state
+// without it, as they would in Kafka.
 
 var errOrderWait = errors.New("an earlier request's change was not applied in time")
 
@@ -95,7 +96,7 @@ func (c *conn) awaitChange(ctx context.Context, key int16) error {
 	if c.change == nil || key == kmsg.OffsetCommit.Int16() && c.commitsOnly {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, orderWait)
+	wctx, cancel := context.WithTimeout(ctx, c.s.cfg.OrderWait)
 	defer cancel()
 	// The log finishes one agent's submissions in the order they were
 	// made, so the last being done means every earlier one is.
@@ -103,7 +104,7 @@ func (c *conn) awaitChange(ctx context.Context, key int16) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w (%v)", errOrderWait, orderWait)
+		return fmt.Errorf("%w (%v)", errOrderWait, c.s.cfg.OrderWait)
 	}
 	c.change = nil
 	return nil

@@ -10,16 +10,24 @@ import (
 	"github.com/bargehq/barge/pkg/objstore"
 )
 
-// Many callers at once, across several blocks, each get an id no other
-// caller got, and no block is wasted: callers that find the block in hand
-// used up share the reservation in flight.
-func TestProducerIDsUnique(t *testing.T) {
+// openLog opens a metadata log on a fresh in-memory bucket, for a minute
+// at most; the caller runs it, or not.
+func openLog(t *testing.T) (context.Context, *meta.Log) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	log, err := meta.Open(ctx, objstore.NewMemory(), meta.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, log
+}
+
+// Many callers at once, across several blocks, each get an id no other
+// caller got, and no block is wasted: callers that find the block in hand
+// used up share the reservation in flight.
+func TestProducerIDsUnique(t *testing.T) {
+	ctx, log := openLog(t)
 	go log.Run(ctx)
 	// What a zero-count reservation finds is where the next one starts.
 	nextFree := func() int64 {

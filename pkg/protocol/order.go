@@ -99,7 +99,8 @@ func (c *conn) awaitChange(ctx context.Context, key int16) error {
 	wctx, cancel := context.WithTimeout(ctx, c.s.cfg.OrderWait)
 	defer cancel()
 	// The log finishes one agent's submissions in the order they were
-	// made, so the last being done means every earlier one is.
+	// made (their queue deadlines are in that order too), so the last
+	// being done means every earlier one is.
 	if _, err := c.change.Wait(wctx); err != nil && wctx.Err() != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -44,6 +45,12 @@ type config struct {
 	MaxTopicParts     int
 	MaxParts          int
 	ProducerExpiry    time.Duration
+	FetchMaxBytes     int
+	QueuedMaxBytes    int64
+	ConnMaxIdle       time.Duration
+	MaxConns          int
+	MaxConnsPerIP     int
+	Pprof             bool
 }
 
 // parseConfig fills the config from flags, then from BARGE_* variables
@@ -80,6 +87,12 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.IntVar(&c.CleanerKeys, "cleaner-keys", 1<<20, "distinct keys one key-compaction pass maps, about 40 bytes each (log.cleaner.dedupe.buffer.size)")
 	fs.Int64Var(&c.CompactionTarget, "compaction-target-bytes", 64<<20, "size compacted objects grow to; chunks under an eighth of it are merged")
 	fs.DurationVar(&c.JobLease, "job-lease", 2*time.Minute, "how long a background job's lease in the metadata log lasts unless its agent renews it (every third of it while the job runs); a killed agent's jobs wait this long for another agent")
+	fs.IntVar(&c.FetchMaxBytes, "fetch-max-bytes", 55<<20, "the most record bytes one Fetch answer holds, whatever the client asks; the first batch is returned even if larger (fetch.max.bytes)")
+	fs.Int64Var(&c.QueuedMaxBytes, "queued-max-request-bytes", 256<<20, "bytes of requests read but not yet answered, over all connections; past it the agent stops reading until answers are written (queued.max.request.bytes)")
+	fs.DurationVar(&c.ConnMaxIdle, "connections-max-idle", 10*time.Minute, "close a connection that has had no request and no answer due for this long (connections.max.idle.ms)")
+	fs.IntVar(&c.MaxConns, "max-connections", 4096, "client connections the agent holds open; more are closed at once (max.connections)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-connections-per-ip", 1024, "client connections from one address; more are closed at once (max.connections.per.ip)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the --http listener")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -146,6 +159,9 @@ func (c *config) finish() error {
 		// The state machine treats a producer silent for a day as
 		// unknown, whatever this says.
 		return fmt.Errorf("producer-id-expiration must be in (0, 24h]")
+	}
+	if c.FetchMaxBytes < 1024 || c.FetchMaxBytes > math.MaxInt32 || c.QueuedMaxBytes <= 0 || c.ConnMaxIdle <= 0 || c.MaxConns <= 0 || c.MaxConnsPerIP <= 0 {
+		return fmt.Errorf("fetch-max-bytes must be from 1024 to 2^31-1, and queued-max-request-bytes, connections-max-idle, max-connections and max-connections-per-ip positive")
 	}
 	if c.GroupInitialDelay < 0 {
 		return fmt.Errorf("group-initial-rebalance-delay must not be negative")

@@ -48,6 +48,12 @@ func TestConfigDefaults(t *testing.T) {
 		MaxTopicParts:     10_000,
 		MaxParts:          200_000,
 		ProducerExpiry:    24 * time.Hour,
+		FetchMaxBytes:     55 << 20,
+		QueuedMaxBytes:    256 << 20,
+		ConnMaxIdle:       10 * time.Minute,
+		MaxConns:          4096,
+		MaxConnsPerIP:     1024,
+		Pprof:             false,
 	}
 	if c != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -90,6 +96,12 @@ func TestConfigFromEnv(t *testing.T) {
 		"BARGE_MAX_PARTITIONS_PER_TOPIC":         "500",
 		"BARGE_MAX_PARTITIONS":                   "5000",
 		"BARGE_PRODUCER_ID_EXPIRATION":           "1h",
+		"BARGE_FETCH_MAX_BYTES":                  "4096",
+		"BARGE_QUEUED_MAX_REQUEST_BYTES":         "65536",
+		"BARGE_CONNECTIONS_MAX_IDLE":             "1s",
+		"BARGE_MAX_CONNECTIONS":                  "10",
+		"BARGE_MAX_CONNECTIONS_PER_IP":           "3",
+		"BARGE_PPROF":                            "true",
 		"LISTEN":                                 ":1", // not ours
 	}))
 	if err != nil {
@@ -121,6 +133,12 @@ func TestConfigFromEnv(t *testing.T) {
 		MaxTopicParts:     500,
 		MaxParts:          5000,
 		ProducerExpiry:    time.Hour,
+		FetchMaxBytes:     4096,
+		QueuedMaxBytes:    64 << 10,
+		ConnMaxIdle:       time.Second,
+		MaxConns:          10,
+		MaxConnsPerIP:     3,
+		Pprof:             true,
 	}
 	if c != want {
 		t.Errorf("from env\n got %+v\nwant %+v", c, want)
@@ -219,6 +237,12 @@ func TestConfigInvalid(t *testing.T) {
 		{"zero cache bytes", []string{"-cache-bytes", "0"}, nil, "positive"},
 		{"zero default partitions", []string{"-default-partitions", "0"}, nil, "positive"},
 		{"zero job lease", []string{"-job-lease", "0"}, nil, "job-lease"},
+		{"fetch max bytes under 1 KiB", []string{"-fetch-max-bytes", "1000"}, nil, "fetch-max-bytes"},
+		{"fetch max bytes over int32", []string{"-fetch-max-bytes", "2147483648"}, nil, "fetch-max-bytes"},
+		{"zero queued request bytes", []string{"-queued-max-request-bytes", "0"}, nil, "queued-max-request-bytes"},
+		{"zero idle", []string{"-connections-max-idle", "0"}, nil, "connections-max-idle"},
+		{"zero max connections", []string{"-max-connections", "0"}, nil, "max-connections"},
+		{"zero max connections per ip", []string{"-max-connections-per-ip", "0"}, nil, "max-connections-per-ip"},
 		{"listen without port", []string{"-listen", "9092"}, nil, "listen"},
 		{"advertise without port", []string{"-advertise", "host"}, nil, "advertise"},
 		{"advertise port zero", []string{"-advertise", "host:0"}, nil, "port"},

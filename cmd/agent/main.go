@@ -81,7 +81,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	logger.Info("metadata log loaded", "took", time.Since(start).Round(time.Millisecond))
 	registerLogMetrics(reg, mlog)
 	var ready atomic.Bool
-	httpSrv, err := startHTTP(cfg.HTTP, reg, func() bool { return ready.Load() && mlog.Stalled() == nil }, logger)
+	httpSrv, err := startHTTP(cfg.HTTP, cfg.Pprof, reg, func() bool { return ready.Load() && mlog.Stalled() == nil }, logger)
 	if err != nil {
 		return err
 	}
@@ -123,6 +123,8 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		AutoCreateTopics: cfg.AutoCreateTopics, DefaultPartitions: int32(cfg.DefaultPartitions), Logger: logger,
 		MaxPartitionsPerTopic: int32(cfg.MaxTopicParts), MaxPartitions: cfg.MaxParts,
 		GroupInitialRebalanceDelay: cfg.GroupInitialDelay, AgentTTL: agentTTL,
+		FetchMaxBytes: int32(cfg.FetchMaxBytes), QueuedMaxRequestBytes: cfg.QueuedMaxBytes, ConnectionsMaxIdle: cfg.ConnMaxIdle,
+		MaxConnections: cfg.MaxConns, MaxConnectionsPerIP: cfg.MaxConnsPerIP,
 	}, mlog, ingest, reader, reg)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -264,7 +266,7 @@ func expireOffsets(ctx context.Context, srv *protocol.Server, retention, interva
 	})
 }
 
-func startHTTP(addr string, reg *prometheus.Registry, ready func() bool, logger *slog.Logger) (*http.Server, error) {
+func startHTTP(addr string, profiles bool, reg *prometheus.Registry, ready func() bool, logger *slog.Logger) (*http.Server, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -274,10 +276,14 @@ func startHTTP(addr string, reg *prometheus.Registry, ready func() bool, logger 
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	// Profiles for make bench (go tool pprof http://HOST/debug/pprof/profile).
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	if profiles {
+		// Only on request (make bench -profile passes --pprof): a
+		// profile costs the agent CPU, and the heap's names and sizes
+		// are nothing to show whoever reaches the metrics port.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready() {

@@ -132,6 +132,9 @@ func (b *bench) produceAll(ctx context.Context, d *driver, sc Scenario, latRate 
 func (b *bench) runBarge(ctx context.Context, sc Scenario, storeURL string, res *Result) (float64, error) {
 	cfg := harness.AgentConfig{Binary: b.agentBin, Store: storeURL, FlushInterval: sc.FlushInterval, Env: b.minio.Env(),
 		Args: []string{"--log-level", "warn"}}
+	if b.profileDir != "" {
+		cfg.Args = append(cfg.Args, "--pprof")
+	}
 	agent, err := harness.LaunchAgent(cfg)
 	if err != nil {
 		return 0, err

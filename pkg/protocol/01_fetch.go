@@ -163,9 +163,9 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 		}
 	})
 
-	remaining := int64(req.MaxBytes)
-	if remaining <= 0 {
-		remaining = 1 << 62
+	remaining := int64(s.cfg.FetchMaxBytes) // fetch.max.bytes caps what a client asks
+	if req.MaxBytes > 0 {
+		remaining = min(remaining, int64(req.MaxBytes))
 	}
 	var total int64
 	for _, pl := range plans {

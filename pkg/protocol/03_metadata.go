@@ -16,11 +16,29 @@ import (
 // partition, so each answers as the leader of all of them, with leader
 // epoch 0: a client stays on the agent it asked. Unknown topics are created with the
 // broker defaults when auto-creation is on (--auto-create-topics) and the
-// request allows it (v4+: AllowAutoTopicCreation). v10+: topic ids; v12: a
+// request allows it (v4+: AllowAutoTopicCreation); the creation is
+// submitted in phase one, in the connection's order (order.go), so a
+// Produce sent right after finds the topic. v10+: topic ids; v12: a
 // request may name topics by id only.
-func init() { register(3, 1, 12, deferred(handleMetadata)) }
+func init() { register(3, 1, 12, twoPhase(handleMetadata)) }
 
-func handleMetadata(ctx context.Context, s *Server, req *kmsg.MetadataRequest) kmsg.Response {
+func handleMetadata(ctx context.Context, s *Server, req *kmsg.MetadataRequest) func() kmsg.Response {
+	var created *meta.Pending
+	if req.Topics != nil && s.cfg.AutoCreateTopics && (req.AllowAutoTopicCreation || req.Version < 4) {
+		created = s.autoCreate(ctx, req.Topics)
+	}
+	return func() kmsg.Response {
+		if created != nil {
+			if _, err := created.Wait(ctx); err != nil {
+				s.cfg.Logger.Warn("auto-creating topics", "err", err)
+			}
+		}
+		return s.metadata(req)
+	}
+}
+
+// metadata answers from the state as it is now.
+func (s *Server) metadata(req *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	for _, br := range s.brokers() {
 		b := kmsg.NewMetadataResponseBroker()
@@ -29,11 +47,6 @@ func handleMetadata(ctx context.Context, s *Server, req *kmsg.MetadataRequest) k
 	}
 	resp.ClusterID = strp(s.cfg.ClusterID)
 	resp.ControllerID = s.cfg.NodeID
-
-	if req.Topics != nil && s.cfg.AutoCreateTopics && (req.AllowAutoTopicCreation || req.Version < 4) {
-		s.autoCreate(ctx, req.Topics)
-	}
-
 	s.log.View(func(st *meta.State) {
 		if req.Topics == nil {
 			for _, name := range st.TopicNames() {
@@ -83,9 +96,10 @@ func (s *Server) describeTopic(t *meta.Topic) kmsg.MetadataResponseTopic {
 	return mt
 }
 
-// autoCreate creates the valid, unknown topics of a metadata request in one
-// log entry. Losing a race to another agent is fine: the topic exists.
-func (s *Server) autoCreate(ctx context.Context, topics []kmsg.MetadataRequestTopic) {
+// autoCreate submits the creation of the valid, unknown topics of a
+// metadata request as one log entry (nil: none to create). Losing a race to
+// another agent is fine: the topic exists.
+func (s *Server) autoCreate(ctx context.Context, topics []kmsg.MetadataRequestTopic) *meta.Pending {
 	var ops []meta.Op
 	s.log.View(func(st *meta.State) {
 		seen := map[string]bool{}
@@ -104,10 +118,5 @@ func (s *Server) autoCreate(ctx context.Context, topics []kmsg.MetadataRequestTo
 				Partitions: s.cfg.DefaultPartitions, ReplicationFactor: s.cfg.DefaultReplicas})
 		}
 	})
-	if len(ops) == 0 {
-		return
-	}
-	if _, err := s.log.Append(ctx, ops...); err != nil {
-		s.cfg.Logger.Warn("auto-creating topics", "err", err)
-	}
+	return s.submit(ctx, ops...)
 }

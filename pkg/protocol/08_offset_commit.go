@@ -26,9 +26,12 @@ import (
 // Retention (v2-4) is ignored: offsets live until their group or topic is
 // deleted. v6: leader epoch; v7: group.instance.id; v8: flexible;
 // v9: KIP-848 consumers (not served: they use ConsumerGroupHeartbeat).
-func init() { register(8, 2, 9, deferred(handleOffsetCommit)) }
+// The check and the log submission run in phase one, in the connection's
+// order (order.go): back-to-back commits reach the log in the order they
+// were sent, so the newest offset wins.
+func init() { register(8, 2, 9, twoPhase(handleOffsetCommit)) }
 
-func handleOffsetCommit(ctx context.Context, s *Server, req *kmsg.OffsetCommitRequest) kmsg.Response {
+func handleOffsetCommit(ctx context.Context, s *Server, req *kmsg.OffsetCommitRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
 	codes := make([][]int16, len(req.Topics)) // per request partition
 	type ref struct{ t, p int }
@@ -63,6 +66,7 @@ func handleOffsetCommit(ctx context.Context, s *Server, req *kmsg.OffsetCommitRe
 			codes[r.t][r.p] = code
 		}
 	}
+	var pending *meta.Pending
 	if req.Group == "" {
 		setAll(kerr.InvalidGroupID.Code)
 		for i := range codes {
@@ -77,10 +81,13 @@ func handleOffsetCommit(ctx context.Context, s *Server, req *kmsg.OffsetCommitRe
 			}
 		}
 	} else if len(op.Offsets) > 0 {
-		code, pending := s.groups.commit(req, op)
-		if code != 0 {
-			setAll(code)
-		} else {
+		var code int16
+		code, pending = s.groups.commit(req, op)
+		changed(ctx, pending)
+		setAll(code)
+	}
+	return func() kmsg.Response {
+		if pending != nil {
 			res, err := pending.Wait(ctx)
 			switch {
 			case err != nil:
@@ -95,24 +102,24 @@ func handleOffsetCommit(ctx context.Context, s *Server, req *kmsg.OffsetCommitRe
 				}
 			}
 		}
-	}
-	for i, rt := range req.Topics {
-		for j := range rt.Partitions {
-			if codes[i][j] != 0 {
-				s.cfg.Logger.Debug("offset commit refused", "group", req.Group, "member", req.MemberID,
-					"generation", req.Generation, "topic", rt.Topic, "err", kerr.ErrorForCode(codes[i][j]))
+		for i, rt := range req.Topics {
+			for j := range rt.Partitions {
+				if codes[i][j] != 0 {
+					s.cfg.Logger.Debug("offset commit refused", "group", req.Group, "member", req.MemberID,
+						"generation", req.Generation, "topic", rt.Topic, "err", kerr.ErrorForCode(codes[i][j]))
+				}
 			}
+			t := kmsg.NewOffsetCommitResponseTopic()
+			t.Topic = rt.Topic
+			for j, rp := range rt.Partitions {
+				p := kmsg.NewOffsetCommitResponseTopicPartition()
+				p.Partition, p.ErrorCode = rp.Partition, codes[i][j]
+				t.Partitions = append(t.Partitions, p)
+			}
+			resp.Topics = append(resp.Topics, t)
 		}
-		t := kmsg.NewOffsetCommitResponseTopic()
-		t.Topic = rt.Topic
-		for j, rp := range rt.Partitions {
-			p := kmsg.NewOffsetCommitResponseTopicPartition()
-			p.Partition, p.ErrorCode = rp.Partition, codes[i][j]
-			t.Partitions = append(t.Partitions, p)
-		}
-		resp.Topics = append(resp.Topics, t)
+		return resp
 	}
-	return resp
 }
 
 // groupErrorCode maps the state machine's group errors.

@@ -19,10 +19,11 @@ import (
 // durability comes from the bucket, not from replicas. A manual replica
 // assignment fixes the partition count and replication factor. Every valid
 // topic of the request is created by one log entry. v5: the answer carries
-// the configs; v5+: flexible; v7: topic ids.
-func init() { register(19, 2, 7, deferred(handleCreateTopics)) }
+// the configs; v5+: flexible; v7: topic ids. Checked and submitted in
+// phase one, in the connection's order (order.go).
+func init() { register(19, 2, 7, twoPhase(handleCreateTopics)) }
 
-func handleCreateTopics(ctx context.Context, s *Server, req *kmsg.CreateTopicsRequest) kmsg.Response {
+func handleCreateTopics(ctx context.Context, s *Server, req *kmsg.CreateTopicsRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 	resp.Topics = make([]kmsg.CreateTopicsResponseTopic, len(req.Topics))
 	var ops []meta.Op
@@ -52,10 +53,7 @@ func handleCreateTopics(ctx context.Context, s *Server, req *kmsg.CreateTopicsRe
 			}
 		}
 	})
-	s.appendOps(ctx, ops, func(k int, err error) {
-		if err == nil {
-			return
-		}
+	return whenApplied(ctx, s.submit(ctx, ops...), len(ops), resp, func(k int, err error) {
 		t := &resp.Topics[opIndex[k]]
 		t.ErrorCode, t.ErrorMessage = errorCode(err), strp(err.Error())
 		t.NumPartitions, t.ReplicationFactor, t.Configs = -1, -1, nil
@@ -63,7 +61,6 @@ func handleCreateTopics(ctx context.Context, s *Server, req *kmsg.CreateTopicsRe
 			t.ErrorMessage = strp(fmt.Sprintf("Topic '%s' already exists.", t.Topic))
 		}
 	})
-	return resp
 }
 
 type codedError struct {

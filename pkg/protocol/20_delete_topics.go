@@ -11,10 +11,11 @@ import (
 
 // DeleteTopics, versions 1-6. The topics leave the metadata at once; their
 // bytes stay in segment objects shared with other partitions until the
-// collector removes objects nothing refers to. v4: flexible; v6: by id.
-func init() { register(20, 1, 6, deferred(handleDeleteTopics)) }
+// collector removes objects nothing refers to. Submitted in phase one, in
+// the connection's order (order.go). v4: flexible; v6: by id.
+func init() { register(20, 1, 6, twoPhase(handleDeleteTopics)) }
 
-func handleDeleteTopics(ctx context.Context, s *Server, req *kmsg.DeleteTopicsRequest) kmsg.Response {
+func handleDeleteTopics(ctx context.Context, s *Server, req *kmsg.DeleteTopicsRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
 	reqs := req.Topics
 	for _, n := range req.TopicNames { // v0-5 name topics in a plain list
@@ -47,11 +48,8 @@ func handleDeleteTopics(ctx context.Context, s *Server, req *kmsg.DeleteTopicsRe
 			resp.Topics = append(resp.Topics, t)
 		}
 	})
-	s.appendOps(ctx, ops, func(k int, err error) {
-		if err != nil {
-			t := &resp.Topics[opIndex[k]]
-			t.ErrorCode, t.ErrorMessage = errorCode(err), strp(err.Error())
-		}
+	return whenApplied(ctx, s.submit(ctx, ops...), len(ops), resp, func(k int, err error) {
+		t := &resp.Topics[opIndex[k]]
+		t.ErrorCode, t.ErrorMessage = errorCode(err), strp(err.Error())
 	})
-	return resp
 }

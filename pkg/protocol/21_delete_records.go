@@ -16,10 +16,11 @@ import (
 // nothing, and a topic whose cleanup.policy lacks delete answers
 // POLICY_VIOLATION, as in Kafka. Fetches below the new start answer OFFSET_OUT_OF_RANGE; the
 // objects whose data all lies below it are deleted later by the collector.
-// All partitions of one request are written in one log entry. v2: flexible.
-func init() { register(21, 0, 2, deferred(handleDeleteRecords)) }
+// All partitions of one request are written in one log entry, submitted in
+// phase one in the connection's order (order.go). v2: flexible.
+func init() { register(21, 0, 2, twoPhase(handleDeleteRecords)) }
 
-func handleDeleteRecords(ctx context.Context, s *Server, req *kmsg.DeleteRecordsRequest) kmsg.Response {
+func handleDeleteRecords(ctx context.Context, s *Server, req *kmsg.DeleteRecordsRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
 	var ops []meta.Op
 	var at []*kmsg.DeleteRecordsResponseTopicPartition
@@ -60,19 +61,15 @@ func handleDeleteRecords(ctx context.Context, s *Server, req *kmsg.DeleteRecords
 			}
 		}
 	})
-	if len(ops) == 0 {
+	pending := s.submit(ctx, ops...)
+	return func() kmsg.Response {
+		settle(ctx, pending, len(ops), func(k int, res meta.Result, err error) {
+			if err != nil {
+				at[k].ErrorCode = errorCode(err)
+			} else {
+				at[k].LowWatermark = res.LogStart
+			}
+		})
 		return resp
 	}
-	results, err := s.log.Append(ctx, ops...)
-	for k, p := range at {
-		switch {
-		case err != nil:
-			p.ErrorCode = errorCode(err)
-		case results[k].Err != nil:
-			p.ErrorCode = errorCode(results[k].Err)
-		default:
-			p.LowWatermark = results[k].LogStart
-		}
-	}
-	return resp
 }

@@ -18,10 +18,11 @@ import (
 // without writing. All topics of one request are written in one log entry.
 // Broker configs are the agent's flags and cannot be altered: a broker
 // resource answers INVALID_REQUEST, as Kafka does for configs it cannot
-// update dynamically. v2: flexible.
-func init() { register(33, 0, 2, deferred(handleAlterConfigs)) }
+// update dynamically. Checked and submitted in phase one, in the
+// connection's order (order.go). v2: flexible.
+func init() { register(33, 0, 2, twoPhase(handleAlterConfigs)) }
 
-func handleAlterConfigs(ctx context.Context, s *Server, req *kmsg.AlterConfigsRequest) kmsg.Response {
+func handleAlterConfigs(ctx context.Context, s *Server, req *kmsg.AlterConfigsRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
 	alters := make([]configAlter, len(req.Resources))
 	for i, rr := range req.Resources {
@@ -51,10 +52,9 @@ func handleAlterConfigs(ctx context.Context, s *Server, req *kmsg.AlterConfigsRe
 			return next, 0, nil
 		}}
 	}
-	for i, o := range s.alterConfigs(ctx, req.ValidateOnly, alters) {
-		resp.Resources[i].ErrorCode, resp.Resources[i].ErrorMessage = o.code, o.msg
-	}
-	return resp
+	return s.alterConfigs(ctx, req.ValidateOnly, alters, resp, func(i int, code int16, msg string) {
+		resp.Resources[i].ErrorCode, resp.Resources[i].ErrorMessage = code, strp(msg)
+	})
 }
 
 // configAlter is one resource of an AlterConfigs or
@@ -66,16 +66,11 @@ type configAlter struct {
 	change func(current map[string]string) (map[string]string, int16, error)
 }
 
-type configOutcome struct {
-	code int16
-	msg  *string
-}
-
-// alterConfigs computes every resource's new configs against one view of
-// the state and writes the topics' as one entry (unless validateOnly).
-func (s *Server) alterConfigs(ctx context.Context, validateOnly bool, alters []configAlter) []configOutcome {
-	out := make([]configOutcome, len(alters))
-	fail := func(i int, code int16, msg string) { out[i] = configOutcome{code: code, msg: strp(msg)} }
+// alterConfigs is phase one of both: it computes every resource's new
+// configs against one view of the state, reports the resources that fail
+// to fail, and submits the topics' as one entry (unless validateOnly).
+func (s *Server) alterConfigs(ctx context.Context, validateOnly bool, alters []configAlter, resp kmsg.Response,
+	fail func(i int, code int16, msg string)) func() kmsg.Response {
 	var ops []meta.Op
 	var opIndex []int
 	s.log.View(func(st *meta.State) {
@@ -102,12 +97,9 @@ func (s *Server) alterConfigs(ctx context.Context, validateOnly bool, alters []c
 		}
 	})
 	if validateOnly {
-		return out
+		ops = nil
 	}
-	s.appendOps(ctx, ops, func(k int, err error) {
-		if err != nil {
-			fail(opIndex[k], errorCode(err), err.Error())
-		}
+	return whenApplied(ctx, s.submit(ctx, ops...), len(ops), resp, func(k int, err error) {
+		fail(opIndex[k], errorCode(err), err.Error())
 	})
-	return out
 }

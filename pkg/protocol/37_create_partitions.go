@@ -13,10 +13,12 @@ import (
 // CreatePartitions, versions 0-3. Partitions can be added, never removed:
 // a count not above the current one is INVALID_PARTITIONS, as in Kafka.
 // Manual assignments are accepted and ignored (any agent serves any
-// partition). v2: flexible.
-func init() { register(37, 0, 3, deferred(handleCreatePartitions)) }
+// partition). Submitted in phase one, in the connection's order
+// (order.go), so the connection's next request sees the new partitions.
+// v2: flexible.
+func init() { register(37, 0, 3, twoPhase(handleCreatePartitions)) }
 
-func handleCreatePartitions(ctx context.Context, s *Server, req *kmsg.CreatePartitionsRequest) kmsg.Response {
+func handleCreatePartitions(ctx context.Context, s *Server, req *kmsg.CreatePartitionsRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
 	var ops []meta.Op
 	var opIndex []int
@@ -52,11 +54,8 @@ func handleCreatePartitions(ctx context.Context, s *Server, req *kmsg.CreatePart
 			resp.Topics = append(resp.Topics, t)
 		}
 	})
-	s.appendOps(ctx, ops, func(k int, err error) {
-		if err != nil {
-			t := &resp.Topics[opIndex[k]]
-			t.ErrorCode, t.ErrorMessage = errorCode(err), strp(err.Error())
-		}
+	return whenApplied(ctx, s.submit(ctx, ops...), len(ops), resp, func(k int, err error) {
+		t := &resp.Topics[opIndex[k]]
+		t.ErrorCode, t.ErrorMessage = errorCode(err), strp(err.Error())
 	})
-	return resp
 }

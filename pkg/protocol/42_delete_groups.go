@@ -14,10 +14,11 @@ import (
 // Deletes empty groups with their committed offsets (one meta.DeleteGroups
 // entry for the request). NON_EMPTY_GROUP while a group has members,
 // GROUP_ID_NOT_FOUND for a group neither in memory nor in the log,
-// INVALID_GROUP_ID for an empty id. v2: flexible.
-func init() { register(42, 0, 2, deferred(handleDeleteGroups)) }
+// INVALID_GROUP_ID for an empty id. Submitted in phase one, in the
+// connection's order (order.go). v2: flexible.
+func init() { register(42, 0, 2, twoPhase(handleDeleteGroups)) }
 
-func handleDeleteGroups(ctx context.Context, s *Server, req *kmsg.DeleteGroupsRequest) kmsg.Response {
+func handleDeleteGroups(ctx context.Context, s *Server, req *kmsg.DeleteGroupsRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
 	var op meta.DeleteGroups
 	var idx []int
@@ -40,12 +41,13 @@ func handleDeleteGroups(ctx context.Context, s *Server, req *kmsg.DeleteGroupsRe
 		}
 		resp.Groups = append(resp.Groups, g)
 	}
+	var ops []meta.Op
 	if len(op.Groups) > 0 {
-		if _, err := s.log.Append(ctx, op); err != nil {
-			for _, i := range idx {
-				resp.Groups[i].ErrorCode = errorCode(err)
-			}
-		}
+		ops = append(ops, op)
 	}
-	return resp
+	return whenApplied(ctx, s.submit(ctx, ops...), len(ops), resp, func(_ int, err error) {
+		for _, i := range idx {
+			resp.Groups[i].ErrorCode = errorCode(err)
+		}
+	})
 }

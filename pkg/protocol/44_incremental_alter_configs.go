@@ -19,10 +19,10 @@ import (
 // left as they are. APPEND or SUBTRACT on a config that is not a list, an
 // unknown config or a bad resulting value is INVALID_CONFIG; a config named
 // twice or a null value to SET is INVALID_REQUEST, as in Kafka. The rest is
-// as AlterConfigs. v1: flexible.
-func init() { register(44, 0, 1, deferred(handleIncrementalAlterConfigs)) }
+// as AlterConfigs (phase one included). v1: flexible.
+func init() { register(44, 0, 1, twoPhase(handleIncrementalAlterConfigs)) }
 
-func handleIncrementalAlterConfigs(ctx context.Context, s *Server, req *kmsg.IncrementalAlterConfigsRequest) kmsg.Response {
+func handleIncrementalAlterConfigs(ctx context.Context, s *Server, req *kmsg.IncrementalAlterConfigsRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
 	alters := make([]configAlter, len(req.Resources))
 	for i, rr := range req.Resources {
@@ -82,8 +82,7 @@ func handleIncrementalAlterConfigs(ctx context.Context, s *Server, req *kmsg.Inc
 			return cur, 0, nil
 		}}
 	}
-	for i, o := range s.alterConfigs(ctx, req.ValidateOnly, alters) {
-		resp.Resources[i].ErrorCode, resp.Resources[i].ErrorMessage = o.code, o.msg
-	}
-	return resp
+	return s.alterConfigs(ctx, req.ValidateOnly, alters, resp, func(i int, code int16, msg string) {
+		resp.Resources[i].ErrorCode, resp.Resources[i].ErrorMessage = code, strp(msg)
+	})
 }

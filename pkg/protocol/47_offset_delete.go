@@ -16,26 +16,28 @@ import (
 // consumer groups) or all of them (NON_EMPTY_GROUP, other protocol types).
 // GROUP_ID_NOT_FOUND for an unknown group, INVALID_GROUP_ID for an empty
 // id, UNKNOWN_TOPIC_OR_PARTITION per partition of an unknown topic.
-func init() { register(47, 0, 0, deferred(handleOffsetDelete)) }
+// Submitted in phase one, in the connection's order (order.go).
+func init() { register(47, 0, 0, twoPhase(handleOffsetDelete)) }
 
-func handleOffsetDelete(ctx context.Context, s *Server, req *kmsg.OffsetDeleteRequest) kmsg.Response {
+func handleOffsetDelete(ctx context.Context, s *Server, req *kmsg.OffsetDeleteRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	answer := func() kmsg.Response { return resp }
 	if req.Group == "" {
 		resp.ErrorCode = kerr.InvalidGroupID.Code
-		return resp
+		return answer
 	}
 	if !s.coordinates(req.Group) {
 		resp.ErrorCode = kerr.NotCoordinator.Code
-		return resp
+		return answer
 	}
 	v, ok := s.groups.view(req.Group)
 	switch {
 	case !ok:
 		resp.ErrorCode = kerr.GroupIDNotFound.Code
-		return resp
+		return answer
 	case v.subscribed != nil && v.protocolType != "consumer":
 		resp.ErrorCode = kerr.NonEmptyGroup.Code
-		return resp
+		return answer
 	}
 	op := meta.DeleteOffsets{Group: req.Group}
 	s.log.View(func(st *meta.State) {
@@ -59,15 +61,12 @@ func handleOffsetDelete(ctx context.Context, s *Server, req *kmsg.OffsetDeleteRe
 			resp.Topics = append(resp.Topics, t)
 		}
 	})
+	var ops []meta.Op
 	if len(op.Partitions) > 0 {
-		res, err := s.log.Append(ctx, op)
-		if err == nil {
-			err = res[0].Err
-		}
-		if err != nil {
-			resp.ErrorCode = groupErrorCode(err)
-			resp.Topics = nil
-		}
+		ops = append(ops, op)
 	}
-	return resp
+	return whenApplied(ctx, s.submit(ctx, ops...), len(ops), resp, func(_ int, err error) {
+		resp.ErrorCode = groupErrorCode(err)
+		resp.Topics = nil
+	})
 }

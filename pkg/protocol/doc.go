@@ -4,4 +4,8 @@
 // connection's pipelined requests in order. Handlers translate between the
 // wire and the agent's state (meta), its ingest buffer and reader (tiered);
 // nothing below this package knows about Kafka's bytes on the wire.
+//
+// A connection's requests that change state take effect in the order they
+// were sent (order.go), and what one client may hold of an agent is bounded
+// by Kafka's limits, under their Kafka names (client_limits.go).
 package protocol

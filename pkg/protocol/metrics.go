@@ -15,6 +15,11 @@ type metrics struct {
 	fetchBytes   prometheus.Counter
 	produceRecs  prometheus.Counter
 	incremental  prometheus.Counter
+	connections  prometheus.Gauge
+	refused      *prometheus.CounterVec
+	idleClosed   prometheus.Counter
+	queuedBytes  prometheus.Gauge
+	queuedWaits  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -34,9 +39,20 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help: "Record batch bytes sent to consumers."}),
 		incremental: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_fetch_session_requests_total",
 			Help: "Fetch requests answered incrementally, from a fetch session (KIP-227)."}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "barge_connections",
+			Help: "Kafka client connections open."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "barge_connections_refused_total",
+			Help: "Connections closed on accept, by the cap they were over (max.connections, max.connections.per.ip)."}, []string{"limit"}),
+		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_connections_idle_closed_total",
+			Help: "Connections closed after connections.max.idle.ms without a request or an answer."}),
+		queuedBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "barge_queued_request_bytes",
+			Help: "Bytes of requests read and not yet answered (bounded by queued.max.request.bytes)."}),
+		queuedWaits: prometheus.NewGauge(prometheus.GaugeOpts{Name: "barge_queued_request_waits",
+			Help: "Connections that stopped reading until queued.max.request.bytes has room."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.seconds, m.unsupported, m.produceBytes, m.produceRecs, m.fetchBytes, m.incremental)
+		reg.MustRegister(m.requests, m.seconds, m.unsupported, m.produceBytes, m.produceRecs, m.fetchBytes, m.incremental,
+			m.connections, m.refused, m.idleClosed, m.queuedBytes, m.queuedWaits)
 	}
 	return m
 }

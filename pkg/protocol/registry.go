@@ -40,6 +40,13 @@ func SupportedAPIs() []kmsg.ApiVersionsResponseApiKey {
 	return out
 }
 
+// twoPhase wraps a handler over its request type.
+func twoPhase[Req kmsg.Request](fn func(ctx context.Context, s *Server, req Req) func() kmsg.Response) handler {
+	return func(ctx context.Context, s *Server, req kmsg.Request) func() kmsg.Response {
+		return fn(ctx, s, req.(Req))
+	}
+}
+
 // deferred wraps a handler that has no ordered first phase.
 func deferred[Req kmsg.Request](fn func(ctx context.Context, s *Server, req Req) kmsg.Response) handler {
 	return func(ctx context.Context, s *Server, req kmsg.Request) func() kmsg.Response {

@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +40,18 @@ type Config struct {
 	MaxInflight           int   // pipelined requests per connection
 	Logger                *slog.Logger
 
+	// The limits of client_limits.go, by their Kafka names. Zero takes the
+	// default: 55 MiB, 256 MiB, 10 minutes, 4096 and 1024.
+	FetchMaxBytes         int32         // fetch.max.bytes
+	QueuedMaxRequestBytes int64         // queued.max.request.bytes
+	ConnectionsMaxIdle    time.Duration // connections.max.idle.ms
+	MaxConnections        int           // max.connections
+	MaxConnectionsPerIP   int           // max.connections.per.ip
+	// OrderWait is how long a request waits for its connection's earlier
+	// state change to be applied before the connection is closed (0: 30 s;
+	// order.go).
+	OrderWait time.Duration
+
 	// GroupInitialRebalanceDelay is group.initial.rebalance.delay.ms: how
 	// long the first rebalance of an empty group waits for more members
 	// (0: none; the agent's default is Kafka's 3 s).
@@ -59,9 +73,11 @@ type Server struct {
 	groups    *coordinator
 	metrics   metrics
 	sessions  fetchSessions // their own lock
+	budget    *requestBudget
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
+	perIP    map[string]int // connections by client address
 	draining bool
 	wg       sync.WaitGroup
 }
@@ -71,32 +87,32 @@ func New(cfg Config, log *meta.Log, ingest *tiered.Ingest, reader *tiered.Reader
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.MaxRequestBytes <= 0 {
-		cfg.MaxRequestBytes = 100 << 20
-	}
-	if cfg.AgentTTL <= 0 {
-		cfg.AgentTTL = 10 * time.Second
-	}
-	if cfg.MaxInflight <= 0 {
-		cfg.MaxInflight = 64
-	}
-	if cfg.DefaultPartitions <= 0 {
-		cfg.DefaultPartitions = 1
-	}
-	if cfg.DefaultReplicas <= 0 {
-		cfg.DefaultReplicas = 1
-	}
-	if cfg.MaxPartitionsPerTopic <= 0 {
-		cfg.MaxPartitionsPerTopic = DefaultMaxPartitionsPerTopic
-	}
-	if cfg.MaxPartitions <= 0 {
-		cfg.MaxPartitions = DefaultMaxPartitions
-	}
-	s := &Server{cfg: cfg, log: log, ingest: ingest, reader: reader, conns: map[*conn]struct{}{}}
+	orDefault(&cfg.MaxRequestBytes, 100<<20)
+	orDefault(&cfg.AgentTTL, 10*time.Second)
+	orDefault(&cfg.MaxInflight, 64)
+	orDefault(&cfg.DefaultPartitions, 1)
+	orDefault(&cfg.DefaultReplicas, 1)
+	orDefault(&cfg.MaxPartitionsPerTopic, DefaultMaxPartitionsPerTopic)
+	orDefault(&cfg.MaxPartitions, DefaultMaxPartitions)
+	orDefault(&cfg.FetchMaxBytes, 55<<20)
+	orDefault(&cfg.QueuedMaxRequestBytes, 256<<20)
+	orDefault(&cfg.ConnectionsMaxIdle, 10*time.Minute)
+	orDefault(&cfg.MaxConnections, 4096)
+	orDefault(&cfg.MaxConnectionsPerIP, 1024)
+	orDefault(&cfg.OrderWait, 30*time.Second)
+	s := &Server{cfg: cfg, log: log, ingest: ingest, reader: reader, conns: map[*conn]struct{}{}, perIP: map[string]int{}}
 	s.producers.log = log
 	s.groups = newCoordinator(s)
 	s.metrics = newMetrics(reg)
+	s.budget = newRequestBudget(cfg.QueuedMaxRequestBytes, s.metrics)
 	return s
+}
+
+// orDefault sets *v to def unless it is positive.
+func orDefault[T ~int | ~int16 | ~int32 | ~int64](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // Serve accepts connections until the listener is closed.
@@ -118,29 +134,33 @@ func (s *Server) Serve(ln net.Listener) error {
 		backoff = 0
 		c := &conn{s: s, nc: nc, queue: make(chan *inflight, s.cfg.MaxInflight)}
 		if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
-			c.client.host = "/" + host
+			c.ip, c.client.host = host, "/"+host
 		}
-		s.mu.Lock()
-		if s.draining {
-			s.mu.Unlock()
+		ctx, cancel := context.WithCancel(context.WithValue(context.Background(), connKey{}, c))
+		readCtx, stopReading := context.WithCancel(ctx)
+		c.stopReading = stopReading
+		if limit := s.admit(c); limit != "" {
 			nc.Close()
+			cancel()
+			if limit != "draining" {
+				s.metrics.refused.WithLabelValues(limit).Inc()
+				s.cfg.Logger.Debug("connection refused", "remote", nc.RemoteAddr().String(), "limit", limit)
+			}
 			continue
 		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go c.serve()
+		go c.serve(ctx, cancel, readCtx)
 	}
 }
 
-// Drain stops reading new requests, waits until every request already read
-// is answered (or ctx ends), and closes all connections. The caller closes
-// the listener first and flushes the ingest buffer meanwhile.
+// Drain stops reading new requests, waits until every request already
+// started is answered (or ctx ends), and closes all connections. The caller
+// closes the listener first and flushes the ingest buffer meanwhile.
 func (s *Server) Drain(ctx context.Context) {
 	s.mu.Lock()
 	s.draining = true
 	for c := range s.conns {
-		c.nc.SetReadDeadline(time.Now()) // unblocks the read loop
+		c.stopReading()                  // ends the read loop's waits
+		c.nc.SetReadDeadline(time.Now()) // and its read
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
@@ -160,12 +180,24 @@ func (s *Server) Drain(ctx context.Context) {
 type conn struct {
 	s     *Server
 	nc    net.Conn
+	ip    string
 	queue chan *inflight // answers in request order
+
+	stopReading context.CancelFunc // ends the read loop's waits for Drain
+	active      atomic.Int64       // unix nanos of the last request read or answer written
+	inflight    atomic.Int32       // requests read and not yet answered
 
 	// client is the client id of the connection's first request and the
 	// peer's host, for group members. Written once before any handler runs.
 	client     clientInfo
 	sawRequest bool
+
+	// change is the log append of the newest state-changing request read
+	// on this connection that may not be applied yet, and commitsOnly says
+	// whether every such request since the last wait was an OffsetCommit
+	// (order.go). Read loop only.
+	change      *meta.Pending
+	commitsOnly bool
 }
 
 type connKey struct{}
@@ -184,28 +216,32 @@ type inflight struct {
 	flexible      bool
 	raw           []byte // a pre-encoded body (errors for undecodable requests)
 	start         time.Time
+	size, held    int64 // the frame's size and what it holds of queued.max.request.bytes
 	done          chan struct{}
 	resp          kmsg.Response
 }
 
-func (c *conn) serve() {
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), connKey{}, c))
+// serve runs the connection: ctx lives as long as it, readCtx as long as
+// its read loop may wait.
+func (c *conn) serve(ctx context.Context, cancel context.CancelFunc, readCtx context.Context) {
 	writerDone := make(chan struct{})
 	go func() { c.writeLoop(); close(writerDone) }()
-	err := c.readLoop(ctx)
+	err := c.readLoop(ctx, readCtx)
 	if !errors.Is(err, errDraining) {
 		cancel() // the client is gone: stop long polls early
 	}
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errDraining) {
+	switch {
+	case errors.Is(err, errIdle):
+		c.s.metrics.idleClosed.Inc()
+		c.s.cfg.Logger.Debug("closing idle connection", "remote", c.nc.RemoteAddr().String())
+	case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errDraining):
 		c.s.cfg.Logger.Info("closing connection", "remote", c.nc.RemoteAddr().String(), "err", err)
 	}
 	close(c.queue)
 	<-writerDone
 	cancel()
 	c.nc.Close()
-	c.s.mu.Lock()
-	delete(c.s.conns, c)
-	c.s.mu.Unlock()
+	c.s.forget(c)
 	c.s.wg.Done()
 }
 
@@ -213,46 +249,82 @@ var errDraining = errors.New("draining")
 
 // readLoop reads frames, decodes them and starts their handlers. A frame
 // that cannot be decoded ends this connection only.
-func (c *conn) readLoop(ctx context.Context) error {
+func (c *conn) readLoop(ctx, readCtx context.Context) error {
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var sizeBuf [4]byte
 	for {
-		if _, err := io.ReadFull(r, sizeBuf[:]); err != nil {
-			if c.isDraining() {
-				return errDraining
-			}
+		if err := c.read(r, sizeBuf[:]); err != nil {
 			return err
 		}
-		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
-		if size < 8 || size > c.s.cfg.MaxRequestBytes {
+		size := int64(int32(binary.BigEndian.Uint32(sizeBuf[:])))
+		if size < 8 || size > int64(c.s.cfg.MaxRequestBytes) {
 			return fmt.Errorf("request size %d out of bounds", size)
 		}
-		frame := make([]byte, size)
-		if _, err := io.ReadFull(r, frame); err != nil {
-			return fmt.Errorf("truncated request: %w", err)
-		}
-		in, req, handle, err := c.decode(frame)
+		held, err := c.s.budget.acquire(readCtx, size)
 		if err != nil {
+			return c.stopped(err)
+		}
+		in, err := c.start(ctx, readCtx, r, size)
+		if err != nil {
+			c.s.budget.release(held, size)
 			return err
 		}
-		in.start = time.Now()
-		if req == nil {
-			close(in.done) // answered with a pre-encoded error
-		} else {
-			finish := handle(ctx, c.s, req)
-			go func() {
-				in.resp = finish()
-				close(in.done)
-			}()
-		}
+		in.size, in.held = size, held
+		c.inflight.Add(1)
 		c.queue <- in
 	}
 }
 
-func (c *conn) isDraining() bool {
+// start reads a request's body, decodes it, and runs its first phase once
+// the connection's earlier state changes are applied (order.go).
+func (c *conn) start(ctx, readCtx context.Context, r io.Reader, size int64) (*inflight, error) {
+	frame := make([]byte, size)
+	if err := c.read(r, frame); err != nil {
+		return nil, fmt.Errorf("truncated request: %w", err)
+	}
+	c.active.Store(time.Now().UnixNano())
+	in, req, handle, err := c.decode(frame)
+	if err != nil {
+		return nil, err
+	}
+	in.start = time.Now()
+	if req == nil {
+		close(in.done) // answered with a pre-encoded error
+		return in, nil
+	}
+	if err := c.awaitChange(readCtx, in.key); err != nil {
+		return nil, c.stopped(err)
+	}
+	finish := c.phaseOne(ctx, in.key, handle, req)
+	go func() {
+		in.resp = finish()
+		close(in.done)
+	}()
+	return in, nil
+}
+
+// read fills buf from r, keeping the connection past its read deadline
+// unless it has been idle for connections.max.idle.ms or is draining.
+func (c *conn) read(r io.Reader, buf []byte) error {
+	for n := 0; ; {
+		k, err := io.ReadFull(r, buf[n:])
+		if n += k; err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		if err := c.keepReading(); err != nil {
+			return err
+		}
+	}
+}
+
+// stopped names why a wait of the read loop ended early.
+func (c *conn) stopped(err error) error {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	return c.s.draining
+	if c.s.draining {
+		return errDraining
+	}
+	return err
 }
 
 // decode parses the request header and body. For an unknown API or an
@@ -330,7 +402,10 @@ func skipTags(b []byte) ([]byte, error) {
 	return b, nil
 }
 
-// writeLoop writes answers in request order, flushing when none is ready.
+// writeLoop writes answers in request order, flushing when none is ready,
+// and gives back each request's share of queued.max.request.bytes once its
+// answer is written. A client that takes no answer for
+// connections.max.idle.ms loses the connection.
 func (c *conn) writeLoop() {
 	w := bufio.NewWriterSize(c.nc, 64<<10)
 	buf := make([]byte, 0, 64<<10)
@@ -338,49 +413,55 @@ func (c *conn) writeLoop() {
 	for in := range c.queue {
 		<-in.done
 		c.s.metrics.observe(in.key, in.start)
-		if broken || (in.resp == nil && in.raw == nil) {
-			continue // acks=0 produce: no answer
-		}
-		buf = append(buf[:0], 0, 0, 0, 0)
-		buf = binary.BigEndian.AppendUint32(buf, uint32(in.correlationID))
-		// ApiVersions answers always use header v0, so that a client
-		// can read them before it knows our versions.
-		if in.flexible && in.key != kmsg.ApiVersions.Int16() && in.raw == nil {
-			buf = append(buf, 0)
-		}
-		if in.raw != nil {
-			buf = append(buf, in.raw...)
-		} else {
-			in.resp.SetVersion(in.version)
-			if fr, ok := in.resp.(*kmsg.FetchResponse); ok {
-				// Size the buffer once: growing it by appending a
-				// many-MiB answer copies it over and over.
-				n := 64
-				for i := range fr.Topics {
-					n += len(fr.Topics[i].Topic) + 32
-					for j := range fr.Topics[i].Partitions {
-						n += len(fr.Topics[i].Partitions[j].RecordBatches) + 64
-					}
-				}
-				buf = slices.Grow(buf, n)
+		if !broken && (in.resp != nil || in.raw != nil) { // acks=0 produce: no answer
+			buf = in.encode(buf)
+			c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.ConnectionsMaxIdle))
+			_, err := w.Write(buf)
+			if err == nil && len(c.queue) == 0 {
+				err = w.Flush()
 			}
-			buf = in.resp.AppendTo(buf)
-		}
-		binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
-		if _, err := w.Write(buf); err != nil {
-			broken = true
-			c.nc.Close()
-			continue
-		}
-		if len(c.queue) == 0 {
-			if err := w.Flush(); err != nil {
+			if err != nil {
 				broken = true
 				c.nc.Close()
 			}
+			if cap(buf) > 1<<20 {
+				buf = make([]byte, 0, 64<<10) // do not pin one huge fetch's buffer
+			}
 		}
-		if cap(buf) > 1<<20 {
-			buf = make([]byte, 0, 64<<10) // do not pin one huge fetch's buffer
-		}
+		c.s.budget.release(in.held, in.size)
+		c.active.Store(time.Now().UnixNano())
+		c.inflight.Add(-1)
 	}
 	w.Flush()
+}
+
+// encode appends the framed answer to buf[:0].
+func (in *inflight) encode(buf []byte) []byte {
+	buf = append(buf[:0], 0, 0, 0, 0)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(in.correlationID))
+	// ApiVersions answers always use header v0, so that a client
+	// can read them before it knows our versions.
+	if in.flexible && in.key != kmsg.ApiVersions.Int16() && in.raw == nil {
+		buf = append(buf, 0)
+	}
+	if in.raw != nil {
+		buf = append(buf, in.raw...)
+	} else {
+		in.resp.SetVersion(in.version)
+		if fr, ok := in.resp.(*kmsg.FetchResponse); ok {
+			// Size the buffer once: growing it by appending a
+			// many-MiB answer copies it over and over.
+			n := 64
+			for i := range fr.Topics {
+				n += len(fr.Topics[i].Topic) + 32
+				for j := range fr.Topics[i].Partitions {
+					n += len(fr.Topics[i].Partitions[j].RecordBatches) + 64
+				}
+			}
+			buf = slices.Grow(buf, n)
+		}
+		buf = in.resp.AppendTo(buf)
+	}
+	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
+	return buf
 }

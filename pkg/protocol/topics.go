@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"context"
 	"errors"
 	"strings"
 
@@ -73,19 +72,3 @@ func errorCode(err error) int16 {
 }
 
 func strp(s string) *string { return &s }
-
-// appendOps writes ops as one log entry and reports each op's outcome to
-// set: the append's error if it failed, else the op's own result.
-func (s *Server) appendOps(ctx context.Context, ops []meta.Op, set func(i int, err error)) {
-	if len(ops) == 0 {
-		return
-	}
-	results, err := s.log.Append(ctx, ops...)
-	for i := range ops {
-		if err == nil {
-			set(i, results[i].Err)
-		} else {
-			set(i, err)
-		}
-	}
-}

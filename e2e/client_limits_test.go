@@ -1,0 +1,336 @@
+package e2e
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/internal/harness"
+)
+
+// The limits a careless or hostile client could otherwise exceed, each
+// under its Kafka name (pkg/protocol/client_limits.go).
+
+// fetchRequest is a Fetch v11 (the newest without flexible headers) of one
+// partition from offset, without a fetch session. rackPad bytes of rack id
+// make the frame as large as a test needs.
+func fetchRequest(topic string, partition int32, offset int64, maxWaitMs, maxBytes int32, rackPad int) *kmsg.FetchRequest {
+	req := kmsg.NewPtrFetchRequest()
+	req.Version = 11
+	req.ReplicaID, req.SessionEpoch = -1, -1
+	req.MaxWaitMillis, req.MinBytes, req.MaxBytes = maxWaitMs, 1, maxBytes
+	req.Rack = strings.Repeat("r", rackPad)
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch = partition, offset, 1<<20, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return req
+}
+
+// fetched decodes the answer to a fetchRequest and returns its one
+// partition.
+func fetched(t *testing.T, body []byte) kmsg.FetchResponseTopicPartition {
+	t.Helper()
+	resp := answer(t, fetchRequest("", 0, 0, 0, 0, 0), body).(*kmsg.FetchResponse)
+	if resp.ErrorCode != 0 || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		t.Fatalf("fetch answer: error %v, %d topics", kerr.ErrorForCode(resp.ErrorCode), len(resp.Topics))
+	}
+	p := resp.Topics[0].Partitions[0]
+	if p.ErrorCode != 0 {
+		t.Fatalf("fetch answer: %v", kerr.ErrorForCode(p.ErrorCode))
+	}
+	return p
+}
+
+// batchSizes returns the sizes of the whole batches in b, failing the test
+// on a partial one.
+func batchSizes(t *testing.T, b []byte) []int {
+	t.Helper()
+	var sizes []int
+	for len(b) > 0 {
+		var rb kmsg.RecordBatch
+		if err := rb.ReadFrom(b); err != nil {
+			t.Fatalf("a partial or bad batch in a fetch answer: %v", err)
+		}
+		n := 12 + int(rb.Length)
+		sizes = append(sizes, n)
+		b = b[n:]
+	}
+	return sizes
+}
+
+// TestFetchMaxBytes: a Fetch answer holds at most --fetch-max-bytes
+// (fetch.max.bytes) of batches whatever the client asks, and the request's
+// own MaxBytes when smaller, but always the first batch whole (KIP-74).
+func TestFetchMaxBytes(t *testing.T) {
+	a := startAgent(t, harness.FileBackend(t), 0, "--fetch-max-bytes", "4096")
+	createTopic(t, a.Addr, "capped", 2, nil)
+	c := dialRaw(t, a.Addr)
+	for range 10 {
+		c.produce(t, produceTo("capped", 0, buildBatch(t, 1000)))
+	}
+	for _, tc := range []struct {
+		maxBytes int32
+		limit    int
+	}{{1 << 20, 4096}, {2500, 2500}} {
+		p := fetched(t, c.roundTrip(t, []kmsg.Request{fetchRequest("capped", 0, 0, 0, tc.maxBytes, 0)})[0])
+		sizes := batchSizes(t, p.RecordBatches)
+		total := 0
+		for _, n := range sizes {
+			total += n
+		}
+		if len(sizes) == 0 || total > tc.limit || total+sizes[0] <= tc.limit {
+			t.Errorf("MaxBytes %d: %d batches, %d bytes (batches of %d); want as many whole batches as fit in %d",
+				tc.maxBytes, len(sizes), total, sizes, tc.limit)
+		}
+	}
+
+	// One batch larger than the bound is still returned, whole.
+	big := buildBatch(t, 8000)
+	c.produce(t, produceTo("capped", 1, big))
+	p := fetched(t, c.roundTrip(t, []kmsg.Request{fetchRequest("capped", 1, 0, 0, 1<<20, 0)})[0])
+	if sizes := batchSizes(t, p.RecordBatches); len(sizes) != 1 || sizes[0] != len(big) {
+		t.Errorf("a batch over fetch.max.bytes: got batches of %v bytes, want the one of %d", sizes, len(big))
+	}
+}
+
+// TestQueuedMaxRequestBytes: once the requests read and not yet answered
+// reach --queued-max-request-bytes (queued.max.request.bytes), the agent
+// reads no more on any connection until answers are written. Long-polling
+// fetches hold the budget here until another agent on the bucket commits
+// the record they wait for.
+func TestQueuedMaxRequestBytes(t *testing.T) {
+	b := harness.FileBackend(t)
+	const budget = 8192
+	a := startAgent(t, b, 0, "--queued-max-request-bytes", "8192")
+	other := startAgent(t, b, 0)
+	createTopic(t, a.Addr, "held", 1, nil)
+	harness.Eventually(t, time.Minute, func() bool { return knowsTopic(t, other.Addr, "held") }, "the other agent never learned the topic")
+
+	// Six fetches of about 2 KiB that wait up to a minute for a record:
+	// three fit the budget, the fourth waits for room.
+	const fetches = 6
+	var reqs []kmsg.Request
+	for range fetches {
+		reqs = append(reqs, fetchRequest("held", 0, 0, 60000, 1<<20, 2000))
+	}
+	frame := len(frames(reqs[:1], 0))
+	holder := dialRaw(t, a.Addr)
+	holder.SetDeadline(time.Now().Add(2 * time.Minute))
+	written := holder.sendAll(reqs, 0)
+	metric := func(name string) float64 { return scrape(t, a.HTTPAddr)[name] }
+	harness.Eventually(t, time.Minute, func() bool { return metric("barge_queued_request_waits") == 1 },
+		"the holder's read loop never waited for room")
+
+	// Another connection's request is not read either.
+	var produced atomic.Bool
+	bystander := dialRaw(t, a.Addr)
+	bystander.SetDeadline(time.Now().Add(2 * time.Minute))
+	bystander.send(t, 18, 0, 99, nil) // ApiVersions v0
+	harness.Eventually(t, time.Minute, func() bool { return metric("barge_queued_request_waits") == 2 },
+		"the bystander's read loop never waited for room")
+	if q := metric("barge_queued_request_bytes"); q > budget || q+float64(frame) <= budget {
+		t.Errorf("%v bytes of requests queued, want as many frames of %d as fit in %d", q, frame, budget)
+	}
+
+	answered := make(chan error, 1)
+	go func() { // not the test's goroutine: no t.Fatal here
+		var head [8]byte
+		_, err := io.ReadFull(bystander.r, head[:])
+		if err == nil && !produced.Load() {
+			err = errors.New("answered before the fetches holding the budget were")
+		}
+		answered <- err
+	}()
+	produced.Store(true)
+	// On a bare connection: a client would ask either agent for metadata
+	// and producer ids, and the first would not read it.
+	dialRaw(t, other.Addr).produce(t, produceTo("held", 0, buildBatch(t, 10)))
+	for i := range fetches {
+		corr, body := holder.recv(t)
+		if p := fetched(t, body); corr != int32(i) || len(p.RecordBatches) == 0 {
+			t.Fatalf("fetch answer %d (correlation %d) holds %d bytes, want the record", i, corr, len(p.RecordBatches))
+		}
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-answered; err != nil {
+		t.Errorf("the bystander's ApiVersions: %v", err)
+	}
+	harness.Eventually(t, time.Minute, func() bool {
+		m := scrape(t, a.HTTPAddr)
+		return m["barge_queued_request_bytes"] == 0 && m["barge_queued_request_waits"] == 0
+	}, "queued request bytes not given back after every answer")
+}
+
+// knowsTopic reports whether the agent at addr has topic, asking on a bare
+// connection so that no client picks another agent.
+func knowsTopic(t *testing.T, addr, topic string) bool {
+	req := kmsg.NewPtrMetadataRequest()
+	req.Version, req.AllowAutoTopicCreation = 8, false // v8: the newest without flexible headers
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	c := dialRaw(t, addr)
+	defer c.Close()
+	resp := answer(t, req, c.roundTrip(t, []kmsg.Request{req})[0]).(*kmsg.MetadataResponse)
+	return len(resp.Topics) == 1 && resp.Topics[0].ErrorCode == 0
+}
+
+// produce sends req and fails the test unless its one partition succeeds.
+func (c *rawConn) produce(t *testing.T, req *kmsg.ProduceRequest) {
+	t.Helper()
+	resp := answer(t, req, c.roundTrip(t, []kmsg.Request{req})[0]).(*kmsg.ProduceResponse)
+	if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("produce to %s: %v", req.Topics[0].Topic, kerr.ErrorForCode(code))
+	}
+}
+
+// eof reads from c until the agent closes it, failing the test if it does
+// not within a minute or sends anything meanwhile.
+func (c *rawConn) eof(t *testing.T, what string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	n, err := c.r.Read(make([]byte, 1))
+	switch {
+	case n > 0:
+		t.Errorf("%s: the agent answered, want the connection closed", what)
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+	default:
+		t.Errorf("%s: %v, want the connection closed", what, err)
+	}
+}
+
+// TestConnectionsMaxIdle: a connection with no request read and none in
+// flight for --connections-max-idle (connections.max.idle.ms) is closed, a
+// frame left half sent counts as idle, and a request in flight longer than
+// that keeps its connection until answered.
+func TestConnectionsMaxIdle(t *testing.T) {
+	a := startAgent(t, harness.FileBackend(t), 0, "--connections-max-idle", "1s")
+	createTopic(t, a.Addr, "quiet", 1, nil)
+
+	silent := dialRaw(t, a.Addr)
+	half := dialRaw(t, a.Addr)
+	if _, err := half.Write([]byte{0, 0}); err != nil { // half a size prefix
+		t.Fatal(err)
+	}
+	polling := dialRaw(t, a.Addr)
+	written := polling.sendAll([]kmsg.Request{fetchRequest("quiet", 0, 0, 4000, 1<<20, 0)}, 0)
+
+	silent.eof(t, "a connection that never sent a request")
+	half.eof(t, "a connection that stopped halfway through a size prefix")
+	polling.SetReadDeadline(time.Now().Add(time.Minute))
+	if corr, body := polling.recv(t); corr != 0 || len(fetched(t, body).RecordBatches) != 0 {
+		t.Errorf("the 4 s long poll: correlation %d", corr)
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	polling.eof(t, "a connection idle since its answer")
+	// The test's admin client idles too, so it may be closed as well.
+	if n := scrape(t, a.HTTPAddr)["barge_connections_idle_closed_total"]; n < 3 {
+		t.Errorf("%v idle connections closed, want at least these 3", n)
+	}
+}
+
+// dialFrom connects to addr from the loopback address ip.
+func dialFrom(t *testing.T, ip, addr string) *rawConn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 10 * time.Second}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(time.Minute))
+	return &rawConn{Conn: nc, r: bufio.NewReader(nc)}
+}
+
+// served reports whether the agent answers an ApiVersions on c (else it
+// closed c at once).
+func (c *rawConn) served(t *testing.T) bool {
+	t.Helper()
+	_, err := c.Write(frames([]kmsg.Request{kmsg.NewPtrApiVersionsRequest()}, 0))
+	if err == nil {
+		var size [4]byte
+		_, err = io.ReadFull(c.r, size[:])
+	}
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return false
+	}
+	t.Fatalf("neither answered nor closed: %v", err)
+	return false
+}
+
+// TestMaxConnections: connections over --max-connections-per-ip
+// (max.connections.per.ip) from one address, or over --max-connections
+// (max.connections) in all, are closed at once; the others keep working,
+// and a slot freed is taken again.
+func TestMaxConnections(t *testing.T) {
+	a := startAgent(t, harness.FileBackend(t), 0, "--max-connections", "4", "--max-connections-per-ip", "2")
+	var open []*rawConn
+	for _, ip := range []string{"127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"} {
+		c := dialFrom(t, ip, a.Addr)
+		if !c.served(t) {
+			t.Fatalf("connection %d from %s refused, under both caps", len(open)+1, ip)
+		}
+		open = append(open, c)
+		if len(open) == 2 && dialFrom(t, ip, a.Addr).served(t) {
+			t.Errorf("a third connection from %s was served, over max.connections.per.ip 2", ip)
+		}
+	}
+	if dialFrom(t, "127.0.0.3", a.Addr).served(t) {
+		t.Error("a fifth connection was served, over max.connections 4")
+	}
+	for i, c := range open {
+		if !c.served(t) {
+			t.Errorf("connection %d stopped being served", i+1)
+		}
+	}
+	open[0].Close()
+	harness.Eventually(t, time.Minute, func() bool { return dialFrom(t, "127.0.0.3", a.Addr).served(t) },
+		"the slot of a closed connection was never taken again")
+	m := scrape(t, a.HTTPAddr)
+	for _, limit := range []string{"max.connections.per.ip", "max.connections"} {
+		if n := m[`barge_connections_refused_total{limit="`+limit+`"}`]; n < 1 {
+			t.Errorf("%v connections counted as refused for %s", n, limit)
+		}
+	}
+}
+
+// TestPprofOnlyWhenAsked: the agent serves /debug/pprof/ on its --http
+// listener only with --pprof.
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{{nil, http.StatusNotFound}, {[]string{"--pprof"}, http.StatusOK}} {
+		a := startAgent(t, harness.FileBackend(t), 0, tc.args...)
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/allocs"} {
+			resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + a.HTTPAddr + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("%v: %s: %s, want %d", tc.args, path, resp.Status, tc.want)
+			}
+		}
+	}
+}

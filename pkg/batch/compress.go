@@ -112,12 +112,20 @@ func gzipSizeHint(src []byte) int {
 	return 4 * len(src)
 }
 
+// zstdMaxBlock is the most a zstd block decodes to.
+const zstdMaxBlock = 128 << 10
+
 // decompressZstd decodes src with DecodeAll into a buffer whose capacity
 // bounds the output: dst's array, if it is large enough, else a new one. A
 // frame that declares its content size gets a buffer of that size;
-// otherwise (Java producers stream, so their frames do not) the guess
-// starts at a few times the input, or all of dst, and doubles, decoding
-// again, up to limit: at most twice the work of one decode.
+// otherwise (Java producers and librdkafka stream, so their frames do not)
+// the guess starts at a few times the input, or all of dst, and doubles,
+// decoding again, up to limit: at most twice the work of one decode.
+//
+// Out of room, DecodeAll says ErrDecoderSizeExceeded, or, when a block's
+// sequences do not fit, only that they outgrow the block; a failure within
+// a block of the buffer's end is taken to be the one, anywhere else it is
+// corruption.
 func decompressZstd(dst, src []byte, limit int) ([]byte, error) {
 	size := max(min(limit, 4*len(src)+bytes.MinRead), min(limit, cap(dst)))
 	var fh zstd.Header
@@ -136,10 +144,10 @@ func decompressZstd(dst, src []byte, limit int) ([]byte, error) {
 		switch {
 		case err == nil:
 			return out, nil
-		case !errors.Is(err, zstd.ErrDecoderSizeExceeded):
+		case !errors.Is(err, zstd.ErrDecoderSizeExceeded) && size-len(out) >= zstdMaxBlock:
 			return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
 		case size >= limit:
-			return nil, fmt.Errorf("%w: zstd output over %d bytes", ErrTooLarge, limit)
+			return nil, fmt.Errorf("%w: zstd output over %d bytes (or corrupt: %v)", ErrTooLarge, limit, err)
 		}
 		size = min(limit, 2*size)
 	}

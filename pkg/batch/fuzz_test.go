@@ -81,14 +81,7 @@ func FuzzRecords(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		// Fix up framing and CRC, so that the fuzzer spends its time in
-		// decompression and record decoding rather than on checksums.
-		if len(b) >= HeaderSize {
-			b = bytes.Clone(b)
-			b[offMagic] = Magic
-			putLength(b)
-			UpdateCRC(b)
-		}
+		b = reframed(b)
 		recs, err := Records(b, fuzzLimit)
 		if err != nil {
 			return
@@ -118,6 +111,20 @@ func FuzzRecords(f *testing.F) {
 	})
 }
 
+// reframed fixes up a fuzzed batch's magic, length and CRC, so that the
+// fuzzer spends its time in decompression and record decoding rather than
+// on checksums.
+func reframed(b []byte) []byte {
+	if len(b) < HeaderSize {
+		return b
+	}
+	b = bytes.Clone(b)
+	b[offMagic] = Magic
+	putLength(b)
+	UpdateCRC(b)
+	return b
+}
+
 func putLength(b []byte) {
 	n := uint32(len(b) - lengthOverhead)
 	b[offLength], b[offLength+1], b[offLength+2], b[offLength+3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
@@ -138,6 +145,7 @@ func recordSeeds(t testing.TB) [][]byte {
 		withBody(t, template, LZ4, 4, squeeze(t, LZ4, rawRecords(recs))),
 		mustBuild(t, logAppend, Snappy, recs),
 		mustBuild(t, Header{FirstTimestamp: -1}, None, withKeys(recs)),
+		librdkafkaZstd(t),
 	}
 }
 
@@ -146,12 +154,7 @@ func FuzzValidateRecords(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if len(b) >= HeaderSize {
-			b = bytes.Clone(b)
-			b[offMagic] = Magic
-			putLength(b)
-			UpdateCRC(b)
-		}
+		b = reframed(b)
 		s, err := ValidateRecords(b, fuzzLimit)
 		// Validate and Records, which decodes every record into memory,
 		// are the reference: between them they decide what ValidateRecords

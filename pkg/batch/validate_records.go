@@ -73,13 +73,7 @@ func ValidateRecords(b []byte, maxDecompressed int) (Summary, error) {
 	return s, err
 }
 
-var (
-	errLength      = errors.New("bad record length")
-	errOffsetDelta = errors.New("offset delta out of sequence")
-	errFields      = errors.New("malformed fields, or fields past the record's end")
-	errTrailing    = errors.New("bytes after the last record")
-	errNoProgress  = errors.New("decompressor returned no bytes and no error")
-)
+var errNoProgress = errors.New("decompressor returned no bytes and no error")
 
 // recordReader hands out the records of a records section one at a time,
 // each as one slice: from buf when the section is held whole, else read

@@ -261,7 +261,7 @@ func TestValidateRecordsAllocs(t *testing.T) {
 				}
 			}
 		}) / 10
-		if c == None && allocs != 0 || bytesPer > 16<<10 {
+		if c == None && allocs != 0 || bytesPer > 64<<10 {
 			t.Errorf("%s: %v allocations, %d bytes per run", c, allocs, bytesPer)
 		}
 	}

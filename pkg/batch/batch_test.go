@@ -155,22 +155,28 @@ func TestValidate(t *testing.T) {
 		{"codec 5", corrupt(good, true, func(b []byte) []byte { b[offAttributes+1] |= 5; return b }), ErrUnsupportedCodec},
 		{"codec 7", corrupt(good, true, func(b []byte) []byte { b[offAttributes+1] |= 7; return b }), ErrUnsupportedCodec},
 	}
-	sentinels := []error{ErrCorrupt, ErrInvalidRecord, ErrUnsupportedCodec, ErrTooLarge}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Validate(tt.b)
-			if tt.want == nil {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			for _, s := range sentinels {
-				if errors.Is(err, s) != (s == tt.want) {
-					t.Fatalf("Validate: %v; want only %v", err, tt.want)
-				}
-			}
+			wantOnly(t, "Validate", err, tt.want)
 		})
+	}
+}
+
+// wantOnly fails the test unless err is nil when want is, and otherwise
+// is want and none of this package's other sentinel errors.
+func wantOnly(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if want == nil {
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return
+	}
+	for _, s := range []error{ErrCorrupt, ErrInvalidRecord, ErrUnsupportedCodec, ErrTooLarge} {
+		if errors.Is(err, s) != (s == want) {
+			t.Fatalf("%s: %v; want only %v", what, err, want)
+		}
 	}
 }
 
@@ -259,6 +265,17 @@ func TestPatches(t *testing.T) {
 		if recs, err := Records(b, 1<<20); err != nil || !reflect.DeepEqual(recs, sampleRecords()) {
 			t.Fatalf("%s: Records after patches: %v", c, err)
 		}
+
+		// What the produce path does to a header whose maxTimestamp is
+		// not its newest record's, as Kafka's setMaxTimestamp(CREATE_TIME).
+		SetCreateTime(b, 1_900_000_000_000)
+		h, err = Validate(b)
+		if err != nil {
+			t.Fatalf("%s: after create time: %v", c, err)
+		}
+		if h.TimestampType() != 0 || h.MaxTimestamp != 1_900_000_000_000 || h.FirstTimestamp != template.FirstTimestamp || h.Codec() != c {
+			t.Fatalf("%s: header %+v", c, h)
+		}
 	}
 }
 
@@ -339,15 +356,20 @@ func withBody(t testing.TB, h Header, c Codec, n int32, body []byte) []byte {
 	return b
 }
 
-func TestMalformedRecords(t *testing.T) {
-	good := mustBuild(t, template, None, sampleRecords()[:2])
-	body := good[HeaderSize:]
-	tests := []struct {
-		name string
-		n    int32
-		body []byte
-		want error
-	}{
+// recordsCase is a records section with its record count, and the error
+// reading it must give.
+type recordsCase struct {
+	name string
+	n    int32
+	body []byte
+	want error
+}
+
+// malformedRecords are sections that both Records and ValidateRecords
+// refuse, and the smallest one they accept.
+func malformedRecords() []recordsCase {
+	body := rawRecords(sampleRecords()[:2])
+	return []recordsCase{
 		{"more records than bytes allow", 1000, body, ErrInvalidRecord},
 		{"one record too many", 3, body, ErrInvalidRecord},
 		{"bytes left over", 1, body, ErrInvalidRecord},
@@ -360,12 +382,13 @@ func TestMalformedRecords(t *testing.T) {
 		{"overlong varint", 1, []byte{0x16, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 1, 0}, ErrInvalidRecord},
 		{"minimal record", 1, []byte{0x0c, 0, 0, 0, 1, 1, 0}, nil},
 	}
-	for _, tt := range tests {
+}
+
+func TestMalformedRecords(t *testing.T) {
+	for _, tt := range malformedRecords() {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Records(withBody(t, template, None, tt.n, tt.body), 1<<20)
-			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
-				t.Fatalf("Records: %v, want %v", err, tt.want)
-			}
+			wantOnly(t, "Records", err, tt.want)
 		})
 	}
 	// Garbage that claims a codec is corrupt, not a panic.

@@ -65,7 +65,7 @@ func decompress(c Codec, src []byte, limit int) ([]byte, error) {
 		zr.Reset(bytes.NewReader(nil)) // drop the reference to src
 		return out, err
 	case Snappy:
-		return decompressSnappy(src, limit)
+		return decompressSnappy(nil, src, limit)
 	case LZ4:
 		zr := lz4Readers.Get().(*lz4.Reader)
 		defer lz4Readers.Put(zr)
@@ -74,9 +74,18 @@ func decompress(c Codec, src []byte, limit int) ([]byte, error) {
 		zr.Reset(nil)
 		return out, err
 	case Zstd:
-		return decompressZstd(src, limit)
+		return decompressZstd(nil, src, limit)
 	}
 	return nil, fmt.Errorf("%w: codec id %d", ErrUnsupportedCodec, int8(c))
+}
+
+// sized returns dst resized to n bytes, reusing its array if it is large
+// enough.
+func sized(dst []byte, n int) []byte {
+	if cap(dst) >= n {
+		return dst[:n]
+	}
+	return make([]byte, n)
 }
 
 // readBounded reads r to its end, failing with ErrTooLarge past limit bytes.
@@ -103,13 +112,22 @@ func gzipSizeHint(src []byte) int {
 	return 4 * len(src)
 }
 
+// zstdMaxBlock is the most a zstd block decodes to.
+const zstdMaxBlock = 128 << 10
+
 // decompressZstd decodes src with DecodeAll into a buffer whose capacity
-// bounds the output. A frame that declares its content size gets a buffer
-// of that size; otherwise (Java producers stream, so their frames do not)
-// the guess starts at a few times the input and doubles, decoding again,
-// up to limit: at most twice the work of one decode.
-func decompressZstd(src []byte, limit int) ([]byte, error) {
-	size := min(limit, 4*len(src)+bytes.MinRead)
+// bounds the output: dst's array, if it is large enough, else a new one. A
+// frame that declares its content size gets a buffer of that size;
+// otherwise (Java producers and librdkafka stream, so their frames do not)
+// the guess starts at a few times the input, or all of dst, and doubles,
+// decoding again, up to limit: at most twice the work of one decode.
+//
+// Out of room, DecodeAll says ErrDecoderSizeExceeded, or, when a block's
+// sequences do not fit, only that they outgrow the block; a failure within
+// a block of the buffer's end is taken to be the one, anywhere else it is
+// corruption.
+func decompressZstd(dst, src []byte, limit int) ([]byte, error) {
+	size := max(min(limit, 4*len(src)+bytes.MinRead), min(limit, cap(dst)))
 	var fh zstd.Header
 	if fh.Decode(src) == nil && fh.HasFCS {
 		if fh.FrameContentSize > uint64(limit) {
@@ -120,14 +138,16 @@ func decompressZstd(src []byte, limit int) ([]byte, error) {
 	d := zstdReaders.Get().(*zstd.Decoder)
 	defer zstdReaders.Put(d)
 	for {
-		out, err := d.DecodeAll(src, make([]byte, 0, size))
+		// The three-index slice keeps the output within size even when
+		// dst's array is larger.
+		out, err := d.DecodeAll(src, sized(dst, size)[:0:size])
 		switch {
 		case err == nil:
 			return out, nil
-		case !errors.Is(err, zstd.ErrDecoderSizeExceeded):
+		case !errors.Is(err, zstd.ErrDecoderSizeExceeded) && size-len(out) >= zstdMaxBlock:
 			return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
 		case size >= limit:
-			return nil, fmt.Errorf("%w: zstd output over %d bytes", ErrTooLarge, limit)
+			return nil, fmt.Errorf("%w: zstd output over %d bytes (or corrupt: %v)", ErrTooLarge, limit, err)
 		}
 		size = min(limit, 2*size)
 	}
@@ -144,9 +164,10 @@ const xerialHeaderSize = 16
 
 var errXerial = errors.New("malformed xerial snappy framing")
 
-func decompressSnappy(src []byte, limit int) ([]byte, error) {
+// decompressSnappy decodes src into dst's array if it is large enough.
+func decompressSnappy(dst, src []byte, limit int) ([]byte, error) {
 	if len(src) >= xerialHeaderSize && bytes.HasPrefix(src, xerialMagic) {
-		return decompressXerial(src[xerialHeaderSize:], limit)
+		return decompressXerial(dst, src[xerialHeaderSize:], limit)
 	}
 	n, err := s2.DecodedLen(src)
 	if err != nil {
@@ -155,7 +176,7 @@ func decompressSnappy(src []byte, limit int) ([]byte, error) {
 	if n > limit {
 		return nil, fmt.Errorf("%w: snappy block of %d bytes, limit %d", ErrTooLarge, n, limit)
 	}
-	out, err := s2.Decode(make([]byte, n), src)
+	out, err := s2.Decode(sized(dst, n), src)
 	if err != nil {
 		return nil, fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
 	}
@@ -165,7 +186,7 @@ func decompressSnappy(src []byte, limit int) ([]byte, error) {
 // decompressXerial decodes the chunks after the xerial header. It first
 // walks the chunk lengths and sums the decoded lengths the blocks declare,
 // so that the bound is checked and the output allocated once.
-func decompressXerial(src []byte, limit int) ([]byte, error) {
+func decompressXerial(dst, src []byte, limit int) ([]byte, error) {
 	total := 0
 	for rem := src; len(rem) > 0; {
 		block, next, err := xerialChunk(rem)
@@ -181,7 +202,7 @@ func decompressXerial(src []byte, limit int) ([]byte, error) {
 		}
 		rem = next
 	}
-	out := make([]byte, total)
+	out := sized(dst, total)
 	at := 0
 	for rem := src; len(rem) > 0; {
 		block, next, _ := xerialChunk(rem)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"runtime"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // allocated reports the bytes fn allocates.
@@ -84,6 +86,41 @@ func TestNegativeLimit(t *testing.T) {
 		b := mustBuild(t, template, c, sampleRecords()[:1])
 		if _, err := Records(b, -1); !errors.Is(err, ErrTooLarge) {
 			t.Errorf("%s: %v", c, err)
+		}
+	}
+}
+
+// TestZstdWithoutContentSize: Java producers and librdkafka stream zstd, so
+// their frames do not declare their content size, and one that inflates
+// far past the first guess must still decode, within the bound.
+func TestZstdWithoutContentSize(t *testing.T) {
+	recs := make([]Record, 300)
+	for i := range recs {
+		recs[i] = Record{OffsetDelta: int32(i), Key: []byte("key"), Value: bytes.Repeat([]byte("barge "), 200)}
+	}
+	raw := rawRecords(recs)
+	var buf bytes.Buffer
+	w, err := zstd.NewWriter(&buf, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(raw); err != nil || w.Close() != nil {
+		t.Fatal(err)
+	}
+	var fh zstd.Header
+	if err := fh.Decode(buf.Bytes()); err != nil || fh.HasFCS || len(raw) < 64*buf.Len() {
+		t.Fatalf("want a frame without a content size, inflating 64 times or more: %v, %+v, %d from %d bytes", err, fh, len(raw), buf.Len())
+	}
+	b := withBody(t, template, Zstd, int32(len(recs)), buf.Bytes())
+	if got, err := Records(b, len(raw)); err != nil || len(got) != len(recs) {
+		t.Fatalf("Records: %d records, %v", len(got), err)
+	}
+	if _, err := ValidateRecords(b, len(raw)); err != nil {
+		t.Fatalf("ValidateRecords: %v", err)
+	}
+	for _, limit := range []int{len(raw) - 1, 100 << 10} {
+		if _, err := Records(b, limit); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("Records, limit %d: %v, want ErrTooLarge", limit, err)
 		}
 	}
 }

@@ -2,11 +2,14 @@
 // (magic 2), the unit in which producers send records and in which Barge stores
 // and serves them byte for byte.
 //
-// The broker's hot path never decodes records: it splits a Produce request's
-// records field with [Split], checks each batch with [Validate] (lengths,
-// magic, CRC32C, counts, codec) without allocating or copying, and patches the
-// few fields it owns in place ([SetBaseOffset], [SetPartitionLeaderEpoch],
-// which the CRC does not cover, and [SetLogAppendTime], which recomputes it).
+// The broker's hot path never builds records: it splits a Produce request's
+// records field with [Split], checks each batch with [ValidateRecords]
+// (lengths, magic, CRC32C, counts, codec, then every record's framing and
+// offset delta, as Kafka's LogValidator does) without allocating or copying
+// an uncompressed batch, and patches the few fields it owns in place
+// ([SetBaseOffset], [SetPartitionLeaderEpoch], which the CRC does not cover,
+// and [SetLogAppendTime] and [SetCreateTime], which recompute it).
+// [Validate] is the header and CRC part alone.
 //
 // Decoding ([Records]) and encoding ([Build]) are for the cold paths, such as
 // compaction and tests; they decompress gzip, snappy (raw and xerial framed),

@@ -102,12 +102,17 @@ func decodeRecords(data []byte, count int32) ([]Record, error) {
 	return recs, nil
 }
 
+// Why a record is malformed, for Records and ValidateRecords.
 var (
 	errShort       = errors.New("record ends early")
 	errLong        = errors.New("bytes left over after the record's fields")
 	errVarint      = errors.New("malformed varint")
 	errHeaderCount = errors.New("bad header count")
 	errNullHeader  = errors.New("null header key")
+	errLength      = errors.New("bad record length")
+	errOffsetDelta = errors.New("offset delta out of sequence")
+	errFields      = errors.New("malformed fields, or fields past the record's end")
+	errTrailing    = errors.New("bytes after the last record")
 )
 
 // decodeRecord decodes the fields of one record from body, the bytes after

@@ -13,14 +13,15 @@ import (
 //	ErrCorrupt          CORRUPT_MESSAGE (2)
 //	ErrInvalidRecord    INVALID_RECORD (87)
 //	ErrUnsupportedCodec UNSUPPORTED_COMPRESSION_TYPE (76)
-//	ErrTooLarge         decompressed output over the caller's bound
+//	ErrTooLarge         MESSAGE_TOO_LARGE (10): decompressed output over the caller's bound
 var (
 	// ErrCorrupt: the bytes are not a well-formed batch: truncated, lengths
 	// that disagree, a CRC mismatch, or a compressed stream that does not
-	// decompress.
+	// decompress (Kafka's CorruptRecordException).
 	ErrCorrupt = errors.New("batch: corrupt")
 	// ErrInvalidRecord: the batch is intact but breaks a format rule: a
-	// magic other than 2, record counts that disagree, malformed records.
+	// magic other than 2, record counts that disagree, malformed records
+	// (Kafka's InvalidRecordException).
 	ErrInvalidRecord = errors.New("batch: invalid record")
 	// ErrUnsupportedCodec: the attributes name a codec Kafka does not define.
 	ErrUnsupportedCodec = errors.New("batch: unsupported compression codec")
@@ -126,9 +127,17 @@ func SetPartitionLeaderEpoch(b []byte, epoch int32) {
 // when it stamps a batch in place, firstTimestamp and the records' deltas
 // are left alone: readers take every record's timestamp from maxTimestamp
 // when the type is LogAppendTime.
-func SetLogAppendTime(b []byte, ts int64) {
+func SetLogAppendTime(b []byte, ts int64) { setMaxTimestamp(b, attrLogAppendTime, ts) }
+
+// SetCreateTime marks the batch's timestamps as CreateTime and sets
+// maxTimestamp to ts, then recomputes the CRC: what Kafka's
+// setMaxTimestamp(CREATE_TIME, ts) does to a produced batch whose header
+// disagrees with the newest of its records.
+func SetCreateTime(b []byte, ts int64) { setMaxTimestamp(b, 0, ts) }
+
+func setMaxTimestamp(b []byte, timestampType uint16, ts int64) {
 	attrs := binary.BigEndian.Uint16(b[offAttributes : offAttributes+2])
-	binary.BigEndian.PutUint16(b[offAttributes:], attrs|attrLogAppendTime)
+	binary.BigEndian.PutUint16(b[offAttributes:], attrs&^attrLogAppendTime|timestampType)
 	binary.BigEndian.PutUint64(b[offMaxTimestamp:offMaxTimestamp+8], uint64(ts))
 	UpdateCRC(b)
 }

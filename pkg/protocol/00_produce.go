@@ -18,8 +18,9 @@ import (
 // Produce, versions 3-11 (record batches, magic 2, only).
 //
 // Phase one (in connection order): validate every batch (framing, CRC,
-// magic, counts, max.message.bytes) and append the partition's batches to
-// the shared ingest buffer. Phase two: wait until the segment holding them
+// magic, counts, max.message.bytes, and every record, as Kafka's
+// LogValidator does) and append the partition's batches to the shared
+// ingest buffer. Phase two: wait until the segment holding them
 // is in the bucket and committed to the metadata log, which assigns the
 // offsets. acks=1 and acks=-1 both answer only then, since the bucket is the
 // only replica; acks=0 gets no answer. Idempotent sequences are checked
@@ -136,20 +137,28 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 		if int64(len(b)) > maxBytes {
 			return errTooLarge{size: len(b), max: maxBytes}
 		}
-		h, err := batch.Validate(b)
+		sum, err := batch.ValidateRecords(b, maxDecodeBytes)
 		if err != nil {
 			return err
 		}
-		if err := tsBounds.check(h, time.Now().UnixMilli()); err != nil {
-			return err
-		}
+		h := sum.Header
 		if h.IsTransactional() || h.IsControl() {
 			return fmt.Errorf("%w: transactional batches are not supported yet", batch.ErrInvalidRecord)
 		}
-		if compacted {
-			if err := checkKeys(b); err != nil {
-				return err
-			}
+		if err := checkTimestamps(sum, logAppend, tsBounds, time.Now().UnixMilli()); err != nil {
+			return err
+		}
+		if compacted && !sum.Keyed {
+			return fmt.Errorf("%w: compacted topic cannot accept message without key", batch.ErrInvalidRecord)
+		}
+		if !logAppend && (h.MaxTimestamp != sum.MaxTimestamp || h.TimestampType() != 0) {
+			// Kafka sets a CreateTime topic's batch to CreateTime and its
+			// maxTimestamp to its newest record's (setMaxTimestamp),
+			// recomputing the CRC; so do we, rather than store a header
+			// that retention, key compaction and timestamp lookups would
+			// trust. Well-behaved producers' headers already agree.
+			batch.SetCreateTime(b, sum.MaxTimestamp)
+			h, _ = batch.ParseHeader(b)
 		}
 		if recodeTo >= 0 && h.Codec() != recodeTo {
 			if b, h, err = recode(b, h, recodeTo); err != nil {
@@ -195,23 +204,34 @@ func topicTimestampBounds(t *meta.Topic) timestampBounds {
 	return b
 }
 
-// check refuses a batch whose newest record is further ahead of nowMs than
-// after allows, or whose first record is further behind than before
-// allows. Kafka checks every record; the header's first and newest
-// timestamps bound them without decoding (a record older than the first
-// needs a negative delta, which producers do not write).
-func (b timestampBounds) check(h batch.Header, nowMs int64) error {
-	if b.after >= 0 && h.MaxTimestamp > nowMs && h.MaxTimestamp-nowMs > b.after {
-		return fmt.Errorf("%w: timestamp %d is more than message.timestamp.after.max.ms %d ahead of the broker's clock", errInvalidTimestamp, h.MaxTimestamp, b.after)
+// checkTimestamps applies Kafka's per-record timestamp rules to a batch's
+// records (LogValidator.validateTimestamp): on a CreateTime topic, records
+// with a timestamp (not -1) within the topic's bounds of nowMs; a producer
+// may not send a LogAppendTime batch, except to a CreateTime topic with
+// record timestamps, which Kafka lets through.
+func checkTimestamps(s batch.Summary, logAppend bool, b timestampBounds, nowMs int64) error {
+	if s.Header.TimestampType() == 1 && (logAppend || s.MaxTimestamp == -1) {
+		return fmt.Errorf("%w: producers should not set the timestamp type to LogAppendTime", errInvalidTimestamp)
 	}
-	if b.before >= 0 && h.FirstTimestamp < nowMs && nowMs-h.FirstTimestamp > b.before {
-		return fmt.Errorf("%w: timestamp %d is more than message.timestamp.before.max.ms %d behind the broker's clock", errInvalidTimestamp, h.FirstTimestamp, b.before)
+	return b.check(s.MinTimestamp, s.MaxTimestamp, nowMs)
+}
+
+// check refuses records whose newest timestamp is further ahead of nowMs
+// than after allows, or whose oldest is further behind than before allows.
+// oldest leaves out records without a timestamp, as Kafka does; the
+// comparisons are arranged not to overflow for any int64.
+func (b timestampBounds) check(oldest, newest, nowMs int64) error {
+	if b.after >= 0 && newest > nowMs && newest-nowMs > b.after {
+		return fmt.Errorf("%w: timestamp %d is more than message.timestamp.after.max.ms %d ahead of the broker's clock", errInvalidTimestamp, newest, b.after)
+	}
+	if b.before >= 0 && oldest < nowMs-b.before {
+		return fmt.Errorf("%w: timestamp %d is more than message.timestamp.before.max.ms %d behind the broker's clock", errInvalidTimestamp, oldest, b.before)
 	}
 	return nil
 }
 
-// maxDecodeBytes bounds a batch the produce path decompresses: to check
-// its keys or to recompress it.
+// maxDecodeBytes bounds the records of a batch the produce path
+// decompresses: to validate them or to recompress them.
 const maxDecodeBytes = 64 << 20
 
 // topicCodec returns the codec a topic's compression.type asks batches to
@@ -247,22 +267,6 @@ func recode(b []byte, h batch.Header, codec batch.Codec) ([]byte, batch.Header, 
 	}
 	nh, err := batch.Validate(nb)
 	return nb, nh, err
-}
-
-// checkKeys refuses a batch with a record without a key, which a
-// compacted topic could never clean, as Kafka does. It is the one place
-// the produce path decodes records, and only for compacted topics.
-func checkKeys(b []byte) error {
-	recs, err := batch.Records(b, maxDecodeBytes)
-	if err != nil {
-		return err
-	}
-	for _, r := range recs {
-		if r.Key == nil {
-			return fmt.Errorf("%w: compacted topic cannot accept message without key", batch.ErrInvalidRecord)
-		}
-	}
-	return nil
 }
 
 type errTooLarge struct {

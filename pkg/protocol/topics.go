@@ -32,7 +32,9 @@ func errorCode(err error) int16 {
 	switch {
 	case err == nil:
 		return 0
-	case errors.As(err, new(errTooLarge)):
+	case errors.As(err, new(errTooLarge)), errors.Is(err, batch.ErrTooLarge):
+		// A batch whose records decompress past the agent's bound is
+		// refused as one too large, which a producer may split.
 		return kerr.MessageTooLarge.Code
 	case errors.Is(err, errInvalidTimestamp):
 		return kerr.InvalidTimestamp.Code

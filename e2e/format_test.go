@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,5 +114,52 @@ func checkValues(t *testing.T, parts map[int32][]*kgo.Record, n int) {
 	}
 	if len(seen) != n {
 		t.Fatalf("read %d distinct records, want %d", len(seen), n)
+	}
+}
+
+// TestOldAgentStallsWhileServing: an agent of the old build that was not
+// heard from (paused) when the others raised the format resumes, meets
+// the first entry it cannot read, and stops serving at once: its clients'
+// connections close, new ones are refused, it is not ready.
+func TestOldAgentStallsWhileServing(t *testing.T) {
+	b := harness.MinIOBackend(t)
+	old := harness.StartAgent(t, harness.AgentConfig{Store: b.URL, Env: b.Env, FlushInterval: 5 * time.Millisecond,
+		Binary: harness.AgentBinaryWith(t, oldBuild)})
+	newer := startAgent(t, b, 5*time.Millisecond)
+	createTopic(t, old.Addr, "stall", 1, nil)
+	if !dialRaw(t, old.Addr).served(t) {
+		t.Fatal("the old agent does not answer before the format moves")
+	}
+	conn := dialRaw(t, old.Addr) // a client connected before the stall
+
+	if err := syscall.Kill(old.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, time.Minute, func() bool { return scrape(t, newer.HTTPAddr)["barge_meta_format"] == 2 },
+		"the format did not move while the old agent was paused")
+	if err := syscall.Kill(old.Pid(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, time.Minute, func() bool { return scrape(t, old.HTTPAddr)["barge_meta_stalled"] == 1 },
+		"the old agent did not stall on the new format")
+	if old.Ready() {
+		t.Fatal("a stalled agent is ready")
+	}
+	// Its client's next request closes the connection; new ones are
+	// closed at once.
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	if conn.served(t) {
+		t.Fatal("the stalled agent answered a request")
+	}
+	if c, err := net.DialTimeout("tcp", old.Addr, 10*time.Second); err == nil {
+		c.Close()
+		again := dialRaw(t, old.Addr)
+		if again.served(t) {
+			t.Fatal("the stalled agent served a new connection")
+		}
+	}
+	// The newer agent serves on.
+	if ends := endOffsets(t, newer.Addr, "stall"); len(ends) != 1 {
+		t.Fatalf("the newer agent's view of the topic: %v", ends)
 	}
 }

@@ -73,6 +73,8 @@ func (s *Server) admit(c *conn) string {
 	switch {
 	case s.draining:
 		return "draining"
+	case s.log.Stalled() != nil:
+		return "stalled" // it cannot read the log: let clients find another agent
 	case len(s.conns) >= s.cfg.MaxConnections:
 		return "max.connections"
 	case s.perIP[c.ip] >= s.cfg.MaxConnectionsPerIP:

@@ -256,6 +256,12 @@ func (c *conn) readLoop(ctx, readCtx context.Context) error {
 		if err := c.read(r, sizeBuf[:]); err != nil {
 			return err
 		}
+		if st := c.s.log.Stalled(); st != nil {
+			// The agent's log stopped at an entry it cannot read (a newer
+			// build wrote it): its view is stale for good, so it serves
+			// no one, and clients go to another agent.
+			return fmt.Errorf("not serving: %w", st.Err)
+		}
 		size := int64(int32(binary.BigEndian.Uint32(sizeBuf[:])))
 		if size < 8 || size > int64(c.s.cfg.MaxRequestBytes) {
 			return fmt.Errorf("request size %d out of bounds", size)

@@ -19,9 +19,10 @@ import (
 const oldBuild = "-X github.com/bargehq/barge/pkg/meta.maxFormatOverride=1"
 
 // TestVersionSkew: a rolling upgrade of a fleet whose new build brings a
-// new cluster format. While an agent of the old build is live the cluster
-// stays at the old format and both builds serve the same data; once the
-// old agent is gone the new one raises the format; the old build started
+// new cluster format. While an agent of the old build is a member the
+// cluster stays at the old format and both builds serve the same data;
+// once the old agent has left (a clean shutdown says so) the new one
+// raises the format; the old build started
 // again stops at the first entry it cannot read — not ready, not serving
 // Kafka, saying which format it needs — and, upgraded, resumes by itself
 // with the same offsets as the others.
@@ -57,7 +58,7 @@ func TestVersionSkew(t *testing.T) {
 		checkValues(t, consumeAll(t, a.Addr, "skew", ends), 40)
 	}
 
-	// The old agent leaves; once it is no longer live the format moves.
+	// The old agent leaves; the format moves.
 	if err := old.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -117,15 +118,17 @@ func checkValues(t *testing.T, parts map[int32][]*kgo.Record, n int) {
 	}
 }
 
-// TestOldAgentStallsWhileServing: an agent of the old build that was not
-// heard from (paused) when the others raised the format resumes, meets
-// the first entry it cannot read, and stops serving at once: its clients'
-// connections close, new ones are refused, it is not ready.
+// TestOldAgentStallsWhileServing: an agent of the old build that was
+// silent (paused) for longer than --cluster-format-grace when the others
+// raised the format resumes, meets the first entry it cannot read, and
+// stops serving at once: its clients' connections close, new ones are
+// refused, it is not ready. (An agent built before formats existed could
+// not stall, which is why the grace defaults to an hour.)
 func TestOldAgentStallsWhileServing(t *testing.T) {
 	b := harness.MinIOBackend(t)
 	old := harness.StartAgent(t, harness.AgentConfig{Store: b.URL, Env: b.Env, FlushInterval: 5 * time.Millisecond,
 		Binary: harness.AgentBinaryWith(t, oldBuild)})
-	newer := startAgent(t, b, 5*time.Millisecond)
+	newer := startAgent(t, b, 5*time.Millisecond, "--cluster-format-grace=5s")
 	createTopic(t, old.Addr, "stall", 1, nil)
 	if !dialRaw(t, old.Addr).served(t) {
 		t.Fatal("the old agent does not answer before the format moves")

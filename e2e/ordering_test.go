@@ -197,3 +197,40 @@ func frames(reqs []kmsg.Request, corr int32) []byte {
 	}
 	return b
 }
+
+// TestOrderedGroupMembership: a static member's JoinGroup and then its
+// LeaveGroup, back to back on one connection, take effect in that order:
+// the leave finds the member the join added (and the join, still waiting
+// for its rebalance, is answered that the member left).
+func TestOrderedGroupMembership(t *testing.T) {
+	a := startAgent(t, harness.FileBackend(t), 0, "--group-initial-rebalance-delay=0s")
+	for run := range orderingRuns {
+		group, instance := fmt.Sprintf("static-%d", run), "instance"
+		join := kmsg.NewPtrJoinGroupRequest()
+		join.Version = 5 // the newest without flexible headers
+		join.Group, join.InstanceID, join.ProtocolType = group, &instance, "consumer"
+		join.SessionTimeoutMillis, join.RebalanceTimeoutMillis = 10000, 10000
+		p := kmsg.NewJoinGroupRequestProtocol()
+		p.Name = "range"
+		join.Protocols = append(join.Protocols, p)
+		leave := kmsg.NewPtrLeaveGroupRequest()
+		leave.Version = 3
+		leave.Group = group
+		m := kmsg.NewLeaveGroupRequestMember()
+		m.InstanceID = &instance
+		leave.Members = append(leave.Members, m)
+
+		c := dialRaw(t, a.Addr)
+		c.SetDeadline(time.Now().Add(time.Minute))
+		bodies := c.roundTrip(t, []kmsg.Request{join, leave})
+		lr := answer(t, leave, bodies[1]).(*kmsg.LeaveGroupResponse)
+		if lr.ErrorCode != 0 || len(lr.Members) != 1 || lr.Members[0].ErrorCode != 0 {
+			code := lr.ErrorCode
+			if len(lr.Members) == 1 {
+				code = lr.Members[0].ErrorCode
+			}
+			t.Fatalf("run %d: the leave right after the join: %v, want the member it joined to leave", run, kerr.ErrorForCode(code))
+		}
+		c.Close()
+	}
+}

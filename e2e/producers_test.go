@@ -23,7 +23,9 @@ import (
 func TestProducerStateExpires(t *testing.T) {
 	const restarts, partitions, active = 10_000, 100, 300
 	b := harness.MinIOBackend(t)
-	a := startAgent(t, b, 5*time.Millisecond, "--producer-id-expiration=3s", "--retention-check-interval=500ms")
+	// Producing ten thousand takes seconds: the producers expire only once
+	// the agent restarts with a short expiration.
+	a := startAgent(t, b, 5*time.Millisecond, "--retention-check-interval=500ms")
 	createTopic(t, a.Addr, "pids", partitions, nil)
 	cl := client(t, a.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -90,8 +92,13 @@ func TestProducerStateExpires(t *testing.T) {
 	if n != restarts {
 		t.Fatalf("%d producer states after %d producers, want one each", n, restarts)
 	}
+	expiring := a.Config.Args
+	a.Config.Args = append(append([]string(nil), expiring...), "--producer-id-expiration=2s")
+	a.Restart(t)
 	harness.Eventually(t, 2*time.Minute, func() bool { n, _ := states(); return n == 0 },
 		"the silent producers' states were not dropped")
+	a.Config.Args = expiring
+	a.Restart(t)
 	produceAs(active)
 	n, left := states()
 	if n != active {

@@ -51,6 +51,7 @@ type config struct {
 	MaxConns          int
 	MaxConnsPerIP     int
 	Pprof             bool
+	FormatGrace       time.Duration
 }
 
 // parseConfig fills the config from flags, then from BARGE_* variables
@@ -77,9 +78,10 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.CollectGrace, "collect-grace", 10*time.Minute, "how long an object no partition refers to stays in the bucket before it is deleted, so reads in flight finish")
 	fs.DurationVar(&c.CompactionEvery, "compaction-interval", 5*time.Minute, "how often to merge small ingestion objects' chunks into per-partition objects (0: never)")
 	fs.DurationVar(&c.OrphanGrace, "orphan-grace", 10*time.Minute, "how old a seg/, cmp/ or cln/ object no partition refers to and not released must be before the metadata log condemns it as an orphan and it is deleted; must exceed --write-timeout (0: never)")
-	fs.DurationVar(&c.WriteTimeout, "write-timeout", jobs.DefaultWriteTimeout, "how long a segment may take from its seal to its commit, and a job's output from its write to its log entry, before the agent gives up (producers get a retriable error); no commit lands later")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", jobs.DefaultWriteTimeout, "how long a segment may take from its seal to its commit, and a job's output from its write to its log entry, before the agent gives up (producers get a retriable error); no commit is attempted later")
 	fs.IntVar(&c.MaxTopicParts, "max-partitions-per-topic", protocol.DefaultMaxPartitionsPerTopic, "the most partitions one topic may have (CreateTopics, CreatePartitions and auto-creation get INVALID_PARTITIONS past it)")
 	fs.IntVar(&c.MaxParts, "max-partitions", protocol.DefaultMaxPartitions, "the most partitions all topics may have together (KIP-578's max.partitions; POLICY_VIOLATION past it)")
+	fs.DurationVar(&c.FormatGrace, "cluster-format-grace", time.Hour, "how long a member of the cluster (any agent that wrote to the metadata log and did not leave cleanly) must have been silent before the cluster format may move without it")
 	fs.DurationVar(&c.ProducerExpiry, "producer-id-expiration", 24*time.Hour, "drop the state of an idempotent producer silent this long (producer.id.expiration.ms); at most 24h")
 	fs.DurationVar(&c.MetaRetention, "meta-retention", time.Hour, "how long metadata log entries a snapshot covers stay in the bucket before the trim job deletes them; a writer that has not read the log for half of it re-reads before appending (0: never delete)")
 	fs.Uint64Var(&c.MetaSnapEvery, "meta-snapshot-entries", 1000, "metadata log entries between snapshots")
@@ -154,6 +156,9 @@ func (c *config) finish() error {
 	}
 	if c.DefaultPartitions > c.MaxTopicParts {
 		return fmt.Errorf("default-partitions (%d) exceeds max-partitions-per-topic (%d)", c.DefaultPartitions, c.MaxTopicParts)
+	}
+	if c.FormatGrace <= 0 {
+		return fmt.Errorf("cluster-format-grace must be positive")
 	}
 	if c.ProducerExpiry <= 0 || c.ProducerExpiry > 24*time.Hour {
 		// The state machine treats a producer silent for a day as

@@ -54,6 +54,7 @@ func TestConfigDefaults(t *testing.T) {
 		MaxConns:          4096,
 		MaxConnsPerIP:     1024,
 		Pprof:             false,
+		FormatGrace:       time.Hour,
 	}
 	if c != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -96,6 +97,7 @@ func TestConfigFromEnv(t *testing.T) {
 		"BARGE_MAX_PARTITIONS_PER_TOPIC":         "500",
 		"BARGE_MAX_PARTITIONS":                   "5000",
 		"BARGE_PRODUCER_ID_EXPIRATION":           "1h",
+		"BARGE_CLUSTER_FORMAT_GRACE":             "10m",
 		"BARGE_FETCH_MAX_BYTES":                  "4096",
 		"BARGE_QUEUED_MAX_REQUEST_BYTES":         "65536",
 		"BARGE_CONNECTIONS_MAX_IDLE":             "1s",
@@ -139,6 +141,7 @@ func TestConfigFromEnv(t *testing.T) {
 		MaxConns:          10,
 		MaxConnsPerIP:     3,
 		Pprof:             true,
+		FormatGrace:       10 * time.Minute,
 	}
 	if c != want {
 		t.Errorf("from env\n got %+v\nwant %+v", c, want)

@@ -70,7 +70,8 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 
 	start := time.Now()
 	mlog, err := meta.Open(ctx, store, meta.Options{WriterID: writerID, PollInterval: cfg.MetaPoll,
-		SnapshotEvery: cfg.MetaSnapEvery, Retention: cfg.MetaRetention, MaxQueueWait: cfg.WriteTimeout, Logger: logger})
+		SnapshotEvery: cfg.MetaSnapEvery, Retention: cfg.MetaRetention, MaxQueueWait: cfg.WriteTimeout,
+		FormatGrace: cfg.FormatGrace, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -95,8 +96,8 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return fmt.Errorf("registering in the metadata log: %w", err)
 	}
 	nodeID := reg0[0].NodeID
-	for range 2 { // announce, then raise the format if every live agent has announced it
-		if err := mlog.StepFormat(ctx, time.Now(), agentTTL); err != nil {
+	for range 2 { // announce, then raise the format if every member has announced it
+		if err := mlog.StepFormat(ctx, time.Now()); err != nil {
 			return fmt.Errorf("cluster format: %w", err)
 		}
 	}
@@ -167,6 +168,11 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	go func() { srv.Drain(drainCtx); close(drained) }()
 	ingest.Close() // seals, uploads, commits and answers what is buffered
 	<-drained
+	// Gone for good, as far as the cluster format is concerned: a restart
+	// rejoins with its first entry.
+	if err := mlog.Leave(drainCtx); err != nil {
+		logger.Warn("recording the departure in the metadata log", "err", err)
+	}
 	if httpSrv != nil {
 		httpSrv.Shutdown(drainCtx)
 	}
@@ -196,10 +202,10 @@ func heartbeat(ctx context.Context, mlog *meta.Log, addr string, logger *slog.Lo
 
 // stepFormat moves the cluster format toward this build's (meta/format.go):
 // it announces what this agent understands, and raises the format once
-// every live agent has.
+// every member of the cluster has.
 func stepFormat(ctx context.Context, mlog *meta.Log, logger *slog.Logger) {
 	jobs.Every(ctx, heartbeatInterval, func(ctx context.Context) {
-		if err := mlog.StepFormat(ctx, time.Now(), agentTTL); err != nil && ctx.Err() == nil {
+		if err := mlog.StepFormat(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			logger.Warn("cluster format", "err", err)
 		}
 	})

@@ -351,9 +351,10 @@ func (r *Runner) collect(ctx context.Context, now time.Time) (int, error) {
 // never deletes on its own judgement: the metadata log decides
 // (meta/condemn.go). Candidates are condemned by one entry, and only the
 // objects that entry's result lists are deleted; from then on the state
-// refuses any op that would make them referenced. An object condemned a
-// pass ago is deleted once more (deletes are idempotent, so a failed one
-// is retried) and then forgotten. Age is the later of the time in the
+// refuses any op that would make them referenced. An object condemned
+// longer ago than the write timeout and a minute (at least a pass) is
+// deleted once more (deletes are idempotent, so a failed one is retried)
+// and then forgotten. Age is the later of the time in the
 // key (the writer's clock) and the bucket's LastModified (the bucket's),
 // so neither clock alone can make a young object look old.
 func (r *Runner) sweepOrphans(ctx context.Context, now time.Time) (int, error) {
@@ -366,11 +367,16 @@ func (r *Runner) sweepOrphans(ctx context.Context, now time.Time) (int, error) {
 	if format < meta.Format2 {
 		return 0, nil // condemning needs Format2; older clusters keep their orphans until then
 	}
+	// Forgetting raises the commit floor past the condemnation, refusing
+	// every op whose writer began before it: wait until any such op has
+	// landed or given up (the write timeout), and a minute more for the
+	// writer's view to have lagged behind the condemnation.
+	forgetBefore := now.Add(-max(r.cfg.Interval, r.cfg.WriteTimeout+time.Minute)).UnixMilli()
 	n := 0
 	var forget []string
 	for _, c := range condemned {
-		if len(forget) == maxOpsPerEntry || c.CondemnMs > now.Add(-r.cfg.Interval).UnixMilli() {
-			break // the rest were condemned this pass, or wait for the next entry
+		if len(forget) == maxOpsPerEntry || c.CondemnMs > forgetBefore {
+			break // the rest were condemned since, or wait for the next entry
 		}
 		if err := r.store.Delete(ctx, c.Key); err != nil {
 			return n, err

@@ -154,9 +154,20 @@ func TestOrphanSweep(t *testing.T) {
 	if res, err := l.Append(ctx, late); err != nil || !errors.Is(res[0].Parts[0][0].Err, meta.ErrCondemned) {
 		t.Fatalf("the late commit of a deleted orphan: %v %v, want ErrCondemned", res, err)
 	}
-	// A pass later they are forgotten; a commit that began before their
+	// Not forgotten while a commit begun before the condemnation may still
+	// be within its write timeout (2 minutes; the condemnation's time is
+	// the entry's, the clock's now).
+	if _, err := r.Collect(ctx, time.Now().Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	l.View(func(st *meta.State) {
+		if len(st.Condemned()) != 2 {
+			t.Errorf("condemned %v within the write timeout, want both kept", st.Condemned())
+		}
+	})
+	// Later they are forgotten; a commit that began before their
 	// condemnation is still refused, by the floor.
-	if _, err := r.Collect(ctx, at.Add(2*time.Minute)); err != nil {
+	if _, err := r.Collect(ctx, time.Now().Add(5*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	l.View(func(st *meta.State) {

@@ -28,9 +28,6 @@ type Agent struct {
 	Zone   string
 	NodeID int32
 	LastMs int64 // writer time of its newest entry
-	// MaxFormat is the newest cluster format it announced it understands
-	// (format.go); 0 if it never did.
-	MaxFormat Format
 }
 
 // heard notes an entry by writer at timeMs.
@@ -41,6 +38,7 @@ func (s *State) heard(writer string, timeMs int64) {
 }
 
 func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) int32 {
+	s.forgetMembers(timeMs)
 	id, ok := s.nodeByAddr[op.Addr]
 	if !ok {
 		id = s.nextNodeID

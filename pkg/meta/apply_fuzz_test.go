@@ -38,14 +38,20 @@ func FuzzApplyEntry(f *testing.F) {
 			return
 		}
 		s := fuzzState(t)
+		before := s.Partitions()
 		var m0, m1 runtime.MemStats
 		runtime.ReadMemStats(&m0)
 		s.Apply(s.Seq+1, en)
 		runtime.ReadMemStats(&m1)
 		// Decoded ops hold at most the entry's bytes; applying copies them
-		// into maps and slices a few times over.
-		if grew, limit := m1.TotalAlloc-m0.TotalAlloc, uint64(64*len(b)+1<<20); grew > limit {
-			t.Fatalf("applying a %d-byte entry allocated %d bytes (limit %d): %#v", len(b), grew, limit, en)
+		// into maps and slices a few times over. Partitions are the one
+		// thing a few bytes may ask many of, within the hard bounds.
+		made := s.Partitions() - before
+		if made > HardMaxPartitions {
+			t.Fatalf("one entry made %d partitions, past the bound", made)
+		}
+		if grew, limit := m1.TotalAlloc-m0.TotalAlloc, uint64(64*len(b)+1<<20+160*made); grew > limit {
+			t.Fatalf("applying a %d-byte entry allocated %d bytes (limit %d, %d partitions made): %#v", len(b), grew, limit, made, en)
 		}
 		snap := s.EncodeSnapshot()
 		dec, err := DecodeSnapshot(snap)
@@ -58,9 +64,11 @@ func FuzzApplyEntry(f *testing.F) {
 	})
 }
 
-// fuzzState is a small state with something for most ops to act on.
+// fuzzState is a small state at Format2 with something for most ops to
+// act on.
 func fuzzState(t *testing.T) *State {
 	s := stateWith(t, 2)
+	apply(s, SetFormat{Version: Format2})
 	apply(s, AgentHeartbeat{Addr: "a:1"},
 		commitOf("seg/a", part(testID(1), 0, plain(0, 10, 3), idem(1000, 0, 0, 2))),
 		GroupGeneration{Group: "g", Generation: 1, Members: []string{"m"}},

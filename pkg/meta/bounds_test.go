@@ -11,6 +11,7 @@ import (
 // however they were written.
 func TestApplyRefusesOutOfBounds(t *testing.T) {
 	s := stateWith(t, 4)
+	apply(s, SetFormat{Version: Format2})
 	id := testID(1)
 	tests := []struct {
 		name string
@@ -47,24 +48,30 @@ func TestApplyRefusesOutOfBounds(t *testing.T) {
 	// The cluster-wide bound: topics each within the per-topic bound
 	// cannot together pass it.
 	c := NewState()
-	n := int32(HardMaxPartitionsPerTopic)
-	for i := 0; i < HardMaxPartitions/HardMaxPartitionsPerTopic; i++ {
-		if r := apply(c, CreateTopic{Name: "t" + string(rune('a'+i)), ID: testID(byte(10 + i)), Partitions: n}); r[0].Err != nil {
-			t.Fatalf("topic %d: %v", i, r[0].Err)
-		}
+	apply(c, SetFormat{Version: Format2})
+	apply(c, CreateTopic{Name: "big", ID: testID(10), Partitions: HardMaxPartitionsPerTopic})
+	c.partitions = HardMaxPartitions - 5 // as if other topics held the rest
+	if r := apply(c, CreateTopic{Name: "over", ID: testID(99), Partitions: 6}); !errors.Is(r[0].Err, ErrLimit) {
+		t.Fatalf("a topic past the cluster bound: %v, want ErrLimit", r[0].Err)
 	}
-	if r := apply(c, CreateTopic{Name: "over", ID: testID(99), Partitions: 1}); !errors.Is(r[0].Err, ErrLimit) {
-		t.Fatalf("one partition past the cluster bound: %v, want ErrLimit", r[0].Err)
-	}
-	if c.Partitions() != HardMaxPartitions {
-		t.Fatalf("the state counts %d partitions, want %d", c.Partitions(), HardMaxPartitions)
+	if r := apply(c, CreateTopic{Name: "fits", ID: testID(98), Partitions: 5}); r[0].Err != nil {
+		t.Fatalf("a topic up to the cluster bound: %v", r[0].Err)
 	}
 	apply(c, DeleteTopic{ID: testID(10)})
 	if c.Partitions() != HardMaxPartitions-HardMaxPartitionsPerTopic {
 		t.Fatalf("after deleting a topic the state counts %d partitions", c.Partitions())
 	}
-	if dec, err := DecodeSnapshot(c.EncodeSnapshot()); err != nil || dec.Partitions() != c.Partitions() {
-		t.Fatalf("a snapshot's partition count: %v %v, want %d", err, dec, c.Partitions())
+	if dec, err := DecodeSnapshot(c.EncodeSnapshot()); err != nil || dec.Partitions() != 5 {
+		t.Fatalf("a snapshot's partition count: %v %v, want the 5 it holds", err, dec)
+	}
+	// A Format1 cluster may hold agents built without the bounds: only
+	// counts none could allocate are refused there.
+	f1 := stateWith(t, 1)
+	if r := apply(f1, CreatePartitions{ID: testID(1), Count: 1<<31 - 1}); !errors.Is(r[0].Err, ErrInvalidPartitions) {
+		t.Fatalf("2^31-1 partitions at Format1: %v, want ErrInvalidPartitions", r[0].Err)
+	}
+	if r := apply(f1, CreatePartitions{ID: testID(1), Count: HardMaxPartitionsPerTopic + 1}); r[0].Err != nil {
+		t.Fatalf("past Format2's bound at Format1: %v, want it taken, as older agents take it", r[0].Err)
 	}
 }
 

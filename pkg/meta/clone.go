@@ -48,5 +48,6 @@ func (s *State) Clone() *State {
 	c.released = maps.Clone(s.released)
 	c.leases = maps.Clone(s.leases)
 	c.condemned = maps.Clone(s.condemned)
+	c.members = maps.Clone(s.members)
 	return &c
 }

@@ -13,27 +13,41 @@ import (
 // Every entry carries the format it was encoded in (its version byte), and
 // the state carries the cluster's format, which only goes up. A build knows
 // the formats up to MaxFormat. Agents write entries in the cluster's format
-// and only the ops that format has; a new format's ops are written only
-// after the cluster has moved to it, and it moves only once every live
-// agent has announced that it understands it:
+// and only the ops that format has (Apply refuses the others, whoever wrote
+// them); a new format's ops are written only after the cluster has moved
+// to it, and it moves only once every member of the cluster has announced
+// that it understands it:
 //
-//  1. An agent whose MaxFormat is above the cluster's announces it
-//     (AnnounceFormat, alone in its entry: an agent built before formats
-//     existed applies an entry it cannot decode as empty, and this one
-//     changes nothing such an agent keeps).
-//  2. When every live agent has announced at least F, any of them appends
+//  1. Every writer of an entry is a member (the state keeps each writer's
+//     last entry time). An agent whose MaxFormat is above the cluster's
+//     announces it (AnnounceFormat). A member leaves by LeaveCluster, on a
+//     clean shutdown, or by silence: one not heard from for the format
+//     grace (an hour by default) no longer holds the format back.
+//  2. When every member has announced at least F, any of them appends
 //     SetFormat{F}; applying it raises the cluster's format.
 //  3. From the next entry on, writers use F's encoding and ops.
 //
-// So a rolling upgrade never strands an old agent: the cluster stays at
-// the old format while any agent of the old build is live. An agent that
-// meets an entry it cannot decode (a newer version, an unknown op kind, a
-// SetFormat above its MaxFormat) never applies past it: the log stalls
-// there (Log.Stalled), the agent stops serving and says which format it
-// needs, and an upgraded build resumes from the same slot.
+// Membership, not liveness, because an agent built before formats existed
+// cannot stall: it applies an entry it cannot decode as empty and goes on
+// with a forked state (and its old orphan sweep would delete what it no
+// longer sees). So the format must not move while such an agent might
+// still run: not while it is paused, partitioned, or sharing an address
+// with another. It never announces, so it holds the format at Format1
+// until it has been silent for the grace. The format ops (AnnounceFormat,
+// SetFormat, LeaveCluster) are each alone in their entry and change only
+// what such an agent does not keep, so applying them as empty forks
+// nothing. Once a cluster is at Format2, a build from before formats must
+// never be started on it again.
+//
+// An agent that meets an entry it cannot decode (a newer version, an
+// unknown op kind, a SetFormat above its MaxFormat) never applies past it:
+// the log stalls there (Log.Stalled), the agent stops serving and says
+// which format it needs, and an upgraded build resumes from the same slot.
 //
 // Snapshots follow the cluster's format too: while it is Format1 they are
-// written in the layout older builds read.
+// written in the layout older builds read, which has no membership; a state
+// loaded from one does not know who wrote before it, so it raises the
+// format only after it has itself watched the log for the grace.
 
 // Format is a cluster format version.
 type Format uint16
@@ -43,7 +57,8 @@ const (
 	// Format1 is the log as it was before formats: ops 1 to 17.
 	Format1 Format = 1
 	// Format2 adds CondemnObjects, ExpireProducers and the Since field
-	// of Commit, ReplaceChunks and CleanChunks (condemn.go).
+	// of Commit, ReplaceChunks and CleanChunks (condemn.go), and tighter
+	// partition bounds (bounds.go).
 	Format2 Format = 2
 )
 
@@ -84,11 +99,19 @@ type AnnounceFormat struct{ Max Format }
 // SetFormat raises the cluster format to Version.
 type SetFormat struct{ Version Format }
 
+// LeaveCluster says the writing agent is going away for good: it no longer
+// holds the cluster format back.
+type LeaveCluster struct{}
+
 func (AnnounceFormat) kind() uint8 { return kindAnnounceFormat }
 func (SetFormat) kind() uint8      { return kindSetFormat }
+func (LeaveCluster) kind() uint8   { return kindLeaveCluster }
 
 func (op AnnounceFormat) encode(e *encoder) { e.uvar(uint64(op.Max)) }
 func (op SetFormat) encode(e *encoder)      { e.uvar(uint64(op.Version)) }
+func (LeaveCluster) encode(*encoder)        {}
+
+func decodeLeaveCluster(*decoder) Op { return LeaveCluster{} }
 
 func decodeAnnounceFormat(d *decoder) Op { return AnnounceFormat{Max: d.format16()} }
 
@@ -103,9 +126,38 @@ func decodeSetFormat(d *decoder) Op {
 // Format returns the cluster's format.
 func (s *State) Format() Format { return s.format }
 
+// member is what the state knows of one writer for the format's sake.
+type member struct {
+	lastMs int64  // its newest entry's time
+	max    Format // what it announced; 0: nothing (it is of Format1)
+}
+
+// heardMember notes an entry by writer at timeMs.
+func (s *State) heardMember(writer string, timeMs int64) {
+	if writer == "" {
+		return
+	}
+	m := s.members[writer]
+	m.lastMs = max(m.lastMs, timeMs)
+	s.members[writer] = m
+	if s.membersSince < 0 { // loaded from a snapshot without membership
+		s.membersSince = timeMs
+	}
+}
+
 func (s *State) announceFormat(writer string, op AnnounceFormat) {
-	if a := s.agents[writer]; a != nil {
-		a.MaxFormat = op.Max
+	if m, ok := s.members[writer]; ok {
+		m.max = op.Max
+		s.members[writer] = m
+	}
+}
+
+// forgetMembers drops the members silent for agentForgetMs at nowMs.
+func (s *State) forgetMembers(nowMs int64) {
+	for w, m := range s.members {
+		if nowMs-m.lastMs > agentForgetMs {
+			delete(s.members, w)
+		}
 	}
 }
 
@@ -113,55 +165,56 @@ func (s *State) setFormat(op SetFormat) {
 	s.format = max(s.format, op.Version) // a ratchet: never down
 }
 
-// FormatTarget returns the format that agent self and every agent live
-// at nowMs (heard from within ttlMs) have announced they understand, never
-// below the cluster's: the format SetFormat may raise the cluster to.
-func (s *State) FormatTarget(self string, nowMs, ttlMs int64) Format {
-	target := Format(0)
-	for id, a := range s.agents {
-		if id != self && nowMs-a.LastMs > ttlMs {
+// FormatTarget returns the format that agent self, of format selfMax, and
+// every other member heard from within graceMs of nowMs have announced
+// they understand, never below the cluster's: the format SetFormat may
+// raise the cluster to. A state that does not know who wrote before it
+// (loaded from a Format1 snapshot) answers the cluster's format until it
+// has watched the log for graceMs.
+func (s *State) FormatTarget(self string, selfMax Format, nowMs, graceMs int64) Format {
+	if s.membersSince < 0 || s.membersSince > 0 && nowMs-s.membersSince < graceMs {
+		return s.format
+	}
+	target := selfMax
+	for w, m := range s.members {
+		if w == self || nowMs-m.lastMs > graceMs {
 			continue
 		}
-		f := max(a.MaxFormat, Format1) // an agent that never announced is of Format1
-		if target == 0 || f < target {
-			target = f
-		}
+		target = min(target, max(m.max, Format1)) // one that never announced is of Format1
 	}
 	return max(target, s.format)
 }
 
-// Snapshot format section (version 7): the cluster format, the agents'
-// announced formats (agent id, format, sorted by id, only those that
-// announced), then the condemned objects and the commit floor (condemn.go).
+// Snapshot format section (version 7): the cluster format, the members
+// (writer, last entry time, announced format; sorted by writer) and when
+// membership is known from (-1: unknown), then the condemned objects and
+// the commit floor (condemn.go).
 func (s *State) encodeFormat(e *encoder) {
 	e.uvar(uint64(s.format))
-	var ids []string
-	for id, a := range s.agents {
-		if a.MaxFormat > 0 {
-			ids = append(ids, id)
-		}
+	ws := make([]string, 0, len(s.members))
+	for w := range s.members {
+		ws = append(ws, w)
 	}
-	sort.Strings(ids)
-	e.uvar(uint64(len(ids)))
-	for _, id := range ids {
-		e.str(id)
-		e.uvar(uint64(s.agents[id].MaxFormat))
+	sort.Strings(ws)
+	e.uvar(uint64(len(ws)))
+	for _, w := range ws {
+		m := s.members[w]
+		e.str(w)
+		e.svar(m.lastMs)
+		e.uvar(uint64(m.max))
 	}
+	e.svar(s.membersSince)
 	s.encodeCondemned(e)
 }
 
 func (s *State) decodeFormat(d *decoder) {
 	s.format = d.format16()
-	n := d.count(2)
+	n := d.count(3)
 	for i := 0; i < n && d.err == nil; i++ {
-		id, f := d.str(), d.format16()
-		a := s.agents[id]
-		if a == nil {
-			d.fail("announced format of an unknown agent")
-			return
-		}
-		a.MaxFormat = f
+		w := d.str()
+		s.members[w] = member{lastMs: d.svar(), max: d.format16()}
 	}
+	s.membersSince = d.svar()
 	s.decodeCondemned(d)
 }
 
@@ -170,23 +223,24 @@ func (l *Log) MaxFormat() Format { return l.opts.MaxFormat }
 
 // StepFormat moves the cluster toward this log's MaxFormat, one step per
 // call: it announces this agent's MaxFormat if the state does not show it
-// yet (the agent must be registered), or, when every agent live at now
-// (heard from within ttl) has announced more than the cluster's format,
-// raises the cluster's format. It writes nothing when there is nothing to
-// do, and is safe to call from every agent: SetFormat only ever ratchets.
-func (l *Log) StepFormat(ctx context.Context, now time.Time, ttl time.Duration) error {
+// yet (the agent must have written an entry), or, when every member has
+// announced more than the cluster's format (FormatTarget, with
+// Options.FormatGrace), raises the cluster's format. It writes nothing
+// when there is nothing to do, and is safe to call from every agent:
+// SetFormat only ever ratchets.
+func (l *Log) StepFormat(ctx context.Context, now time.Time) error {
 	var op Op
 	l.View(func(st *State) {
 		if st.format >= l.opts.MaxFormat {
 			return
 		}
-		a, ok := st.agents[l.opts.WriterID]
+		m, ok := st.members[l.opts.WriterID]
 		switch {
 		case !ok:
-		case a.MaxFormat < l.opts.MaxFormat:
+		case m.max < l.opts.MaxFormat:
 			op = AnnounceFormat{Max: l.opts.MaxFormat}
 		default:
-			if t := min(st.FormatTarget(l.opts.WriterID, now.UnixMilli(), ttl.Milliseconds()), l.opts.MaxFormat); t > st.format {
+			if t := st.FormatTarget(l.opts.WriterID, l.opts.MaxFormat, now.UnixMilli(), l.opts.FormatGrace.Milliseconds()); t > st.format {
 				op = SetFormat{Version: t}
 			}
 		}
@@ -195,9 +249,19 @@ func (l *Log) StepFormat(ctx context.Context, now time.Time, ttl time.Duration) 
 		return nil
 	}
 	if sf, ok := op.(SetFormat); ok {
-		l.opts.Logger.Info("raising the cluster format: every live agent understands it", "format", sf.Version)
+		l.opts.Logger.Info("raising the cluster format: every member understands it", "format", sf.Version)
 	}
-	p := l.pending(time.Time{}, []Op{op})
+	return l.appendAlone(ctx, op)
+}
+
+// Leave records that this agent is going away for good (a clean
+// shutdown), so that it no longer holds the cluster format back.
+func (l *Log) Leave(ctx context.Context) error { return l.appendAlone(ctx, LeaveCluster{}) }
+
+// appendAlone appends a format op in an entry of its own.
+func (l *Log) appendAlone(ctx context.Context, op Op) error {
+	deadline, _ := ctx.Deadline()
+	p := l.pending(deadline, []Op{op})
 	p.alone = true
 	select {
 	case l.reqs <- p:

@@ -10,8 +10,6 @@ import (
 	"github.com/bargehq/barge/pkg/objstore"
 )
 
-const testTTL = 10 * time.Second
-
 func register(t *testing.T, l *Log, addr string) {
 	t.Helper()
 	if _, err := l.Append(context.Background(), AgentHeartbeat{Addr: addr}); err != nil {
@@ -21,7 +19,7 @@ func register(t *testing.T, l *Log, addr string) {
 
 func stepFormat(t *testing.T, l *Log, now time.Time) {
 	t.Helper()
-	if err := l.StepFormat(context.Background(), now, testTTL); err != nil {
+	if err := l.StepFormat(context.Background(), now); err != nil {
 		t.Fatalf("StepFormat: %v", err)
 	}
 }
@@ -31,11 +29,11 @@ func formatOf(l *Log) (f Format) {
 	return f
 }
 
-// A rolling upgrade: while an agent of the old build is live the cluster
-// stays at the old format, and the old agent reads everything; once it is
-// gone the new agents raise the format; an old build that comes back stops
-// at the first entry it cannot read, says what it needs, and an upgraded
-// build goes on from there with the same state as the others.
+// A rolling upgrade: while an agent of the old build is a member the
+// cluster stays at the old format, and the old agent reads everything;
+// once it leaves the new agents raise the format; an old build that comes
+// back stops at the first entry it cannot read, says what it needs, and an
+// upgraded build goes on from there with the same state as the others.
 func TestFormatRatchet(t *testing.T) {
 	store := objstore.NewMemory()
 	ctx := context.Background()
@@ -50,7 +48,7 @@ func TestFormatRatchet(t *testing.T) {
 		stepFormat(t, old, now)
 	}
 	if f := formatOf(newer); f != Format1 {
-		t.Fatalf("cluster at format %d with an agent of format 1 live", f)
+		t.Fatalf("cluster at format %d with an agent of format 1 a member", f)
 	}
 	if _, err := newer.Append(ctx, CreateTopic{Name: "t", ID: testID(1), Partitions: 1}); err != nil {
 		t.Fatal(err)
@@ -58,16 +56,26 @@ func TestFormatRatchet(t *testing.T) {
 	if _, err := newer.Append(ctx, CondemnObjects{Keys: []string{"seg/x"}}); !errors.Is(err, ErrFormat) {
 		t.Fatalf("a Format2 op in a Format1 cluster: %v, want ErrFormat", err)
 	}
+	// Silent, but not for the grace: it might be paused, and must not
+	// wake to a format it cannot read.
+	stepFormat(t, newer, now.Add(30*time.Minute))
+	if f := formatOf(newer); f != Format1 {
+		t.Fatalf("cluster at format %d with an old agent silent for half an hour", f)
+	}
 	eventually(t, "the old agent to read the new one's entries", func() bool { return seqOf(old) == seqOf(newer) })
 	if old.Stalled() != nil {
 		t.Fatalf("the old agent stalled in a Format1 cluster: %v", old.Stalled().Err)
 	}
+	if err := old.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
 	stopOld()
 
-	// The old agent is gone: an hour later it is not live, and the
-	// format moves on.
-	later := now.Add(time.Hour)
-	stepFormat(t, newer, later)
+	// The old agent left: the format moves on.
+	if err := newer.SyncTail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stepFormat(t, newer, now)
 	if f := formatOf(newer); f != Format2 {
 		t.Fatalf("format %d after the old agent left, want 2", f)
 	}
@@ -100,16 +108,16 @@ func TestFormatRatchet(t *testing.T) {
 	}
 }
 
-// An old build that is running when the cluster's format moves (it was
-// not heard from, so it did not count) stalls while running, and a newer
-// build of the log starting on the same bucket resumes.
+// A member silent for longer than the grace no longer holds the format
+// back: an old agent paused that long stalls when it resumes, while still
+// running, and a newer build on the same bucket resumes.
 func TestOldAgentStallsWhileRunning(t *testing.T) {
 	store := objstore.NewMemory()
 	newer, _ := startLog(t, store, Options{WriterID: "new", PollInterval: 5 * time.Millisecond})
 	old, _ := startLog(t, store, Options{WriterID: "old", PollInterval: 5 * time.Millisecond, MaxFormat: Format1})
 	register(t, newer, "new:9092")
 	register(t, old, "old:9092")
-	later := time.Now().Add(time.Hour) // the old agent's last entry is an hour old by then
+	later := time.Now().Add(2 * time.Hour) // the old agent's last entry is two hours old by then
 	stepFormat(t, newer, later)
 	stepFormat(t, newer, later)
 	if formatOf(newer) != Format2 {
@@ -118,6 +126,38 @@ func TestOldAgentStallsWhileRunning(t *testing.T) {
 	eventually(t, "the old agent to stall", func() bool { return old.Stalled() != nil })
 	if err := old.SyncTail(context.Background()); err == nil {
 		t.Fatal("SyncTail on a stalled log reported success")
+	}
+}
+
+// Who wrote before a Format1 snapshot is not in it, so a state loaded from
+// one raises the format only after watching the log for the grace: an old
+// agent that wrote just before the snapshot might still be running.
+func TestFormatWaitsAfterAFormat1Snapshot(t *testing.T) {
+	store := objstore.NewMemory()
+	ctx := context.Background()
+	old, stopOld := startLog(t, store, Options{WriterID: "old", MaxFormat: Format1})
+	register(t, old, "old:9092")
+	var snap []byte
+	old.View(func(st *State) { snap = st.EncodeSnapshot() })
+	if snap[4] != 6 {
+		t.Fatalf("setup: a Format1 snapshot of version %d", snap[4])
+	}
+	if err := store.Put(ctx, SnapshotKey(seqOf(old)), snap); err != nil {
+		t.Fatal(err)
+	}
+	stopOld()
+	newer, _ := startLog(t, store, Options{WriterID: "new"})
+	register(t, newer, "new:9092")
+	now := time.Now()
+	for range 2 {
+		stepFormat(t, newer, now.Add(time.Minute))
+	}
+	if f := formatOf(newer); f != Format1 {
+		t.Fatalf("format %d a minute after loading a snapshot without membership", f)
+	}
+	stepFormat(t, newer, now.Add(2*time.Hour))
+	if f := formatOf(newer); f != Format2 {
+		t.Fatalf("format %d after watching the log for the grace", f)
 	}
 }
 

@@ -56,7 +56,11 @@ type Options struct {
 	// announces and writes (format.go); 0 means the build's MaxFormat. A
 	// lower value makes the log act as an older build, for tests.
 	MaxFormat Format
-	Logger    *slog.Logger
+	// FormatGrace is how long a member of the cluster must have been
+	// silent before the cluster format may move without it (format.go);
+	// 0 means an hour.
+	FormatGrace time.Duration
+	Logger      *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -80,6 +84,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxFormat == 0 || o.MaxFormat > MaxFormat {
 		o.MaxFormat = MaxFormat
+	}
+	if o.FormatGrace <= 0 {
+		o.FormatGrace = agentForgetMs * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -639,7 +639,10 @@ func TestAppendHungBucketTimesOut(t *testing.T) {
 
 // The write loop is bounded by time whatever holds it up: an op not
 // written within MaxQueueWait of its Submit fails, the write in flight
-// included, and nothing it held lands afterwards.
+// included, and nothing it held is attempted afterwards. (A request to a
+// real bucket given up at the deadline may still take effect there; the
+// orphan sweep's condemnation, not this bound, is what keeps such a late
+// commit from pointing at a deleted object.)
 func TestAppendQueuedTooLongFails(t *testing.T) {
 	mem := objstore.NewMemory()
 	f := objstore.NewFaulty(mem)
@@ -669,7 +672,7 @@ func TestAppendQueuedTooLongFails(t *testing.T) {
 	for _, en := range logEntries(t, mem) {
 		for _, op := range en.Ops {
 			if _, ok := op.(ReserveProducers); ok {
-				t.Fatalf("a failed op landed: %#v", en)
+				t.Fatalf("a failed op was written: %#v", en)
 			}
 		}
 	}

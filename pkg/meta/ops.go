@@ -35,6 +35,7 @@ const (
 	kindSetFormat        = 19 // format.go (a format op)
 	kindCondemnObjects   = 20 // condemn.go
 	kindExpireProducers  = 21 // producers.go
+	kindLeaveCluster     = 22 // format.go (a format op)
 )
 
 // opSpec describes one op kind.
@@ -68,6 +69,7 @@ var opSpecs = [...]opSpec{
 	kindSetFormat:        {"SetFormat", 0, decodeSetFormat},
 	kindCondemnObjects:   {"CondemnObjects", Format2, decodeCondemnObjects},
 	kindExpireProducers:  {"ExpireProducers", Format2, decodeExpireProducers},
+	kindLeaveCluster:     {"LeaveCluster", 0, decodeLeaveCluster},
 }
 
 // specOf returns the spec of kind k, or nil for a kind this build does not

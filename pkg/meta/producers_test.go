@@ -13,6 +13,7 @@ func TestExpireProducersBoundsState(t *testing.T) {
 	const parts, restarts, active, spread = 100, 10000, 300, 10
 	build := func(idempotent bool) *State {
 		s := stateWith(t, parts)
+		apply(s, SetFormat{Version: Format2})
 		for pid := range restarts + active {
 			ts := int64(0)
 			if pid >= restarts {

@@ -270,7 +270,7 @@ func decodeConfigs(d *decoder) map[string]string {
 	if nc == 0 {
 		return nil
 	}
-	m := make(map[string]string, nc)
+	m := make(map[string]string, min(nc, 64)) // a topic has about 30: a bigger count grows as it reads
 	for j := 0; j < nc && d.err == nil; j++ {
 		k := d.str()
 		m[k] = d.str()

@@ -215,6 +215,8 @@ func DecodeSnapshot(b []byte) (*State, error) {
 	}
 	if version >= 7 {
 		s.decodeFormat(d)
+	} else {
+		s.membersSince = -1 // who wrote before this snapshot is not in it
 	}
 	s.rebuildRefs()
 	if d.err != nil {

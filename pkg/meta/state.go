@@ -39,7 +39,9 @@ type State struct {
 	format         Format                  // the cluster format (format.go)
 	condemned      map[string]condemnation // orphans condemned, not yet forgotten (condemn.go)
 	commitFloor    uint64                  // ops whose Since is below it are refused (condemn.go)
-	partitions     int                     // of all topics, against MaxPartitions (bounds.go)
+	partitions     int                     // of all topics, against the hard bounds (bounds.go)
+	members        map[string]member       // every writer, for the format (format.go)
+	membersSince   int64                   // when members became complete: 0 from the start, -1 not yet
 }
 
 // Topic is one topic and its partitions.
@@ -92,7 +94,7 @@ type BatchResult struct {
 func NewState() *State {
 	return &State{topics: map[string]*Topic{}, byID: map[TopicID]*Topic{}, groups: map[string]*Group{}, nextProducerID: 1000,
 		agents: map[string]*Agent{}, nodeByAddr: map[string]int32{}, objRefs: map[string]int{}, released: map[string]int64{},
-		leases: map[string]Lease{}, format: Format1, condemned: map[string]condemnation{}}
+		leases: map[string]Lease{}, format: Format1, condemned: map[string]condemnation{}, members: map[string]member{}}
 }
 
 // Topic returns the topic by name.
@@ -133,7 +135,14 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 	s.Seq = seq
 	results := make([]Result, len(en.Ops))
 	s.heard(en.Writer, en.TimeMs)
+	s.heardMember(en.Writer, en.TimeMs)
 	for i, op := range en.Ops {
+		if f := OpFormat(op); f > s.format {
+			// Never written by a correct agent (Log.write checks); an
+			// agent of the old format would not apply it either.
+			results[i].Err = ErrFormat
+			continue
+		}
 		switch op := op.(type) {
 		case CreateTopic:
 			results[i].Err = s.createTopic(op)
@@ -186,6 +195,8 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 			s.announceFormat(en.Writer, op)
 		case SetFormat:
 			s.setFormat(op)
+		case LeaveCluster:
+			delete(s.members, en.Writer)
 		case CondemnObjects:
 			results[i].Keys = s.condemnObjects(seq, en.TimeMs, op)
 		case ExpireProducers:
@@ -215,10 +226,12 @@ func (s *State) createTopic(op CreateTopic) error {
 
 // grow adds partitions up to n, which checkPartitions has bounded.
 func (s *State) grow(t *Topic, n int32) {
-	s.partitions += int(n) - len(t.Partitions)
-	t.Partitions = slices.Grow(t.Partitions, int(n)-len(t.Partitions))
-	for int32(len(t.Partitions)) < n {
-		t.Partitions = append(t.Partitions, &Partition{})
+	add := int(n) - len(t.Partitions)
+	s.partitions += add
+	t.Partitions = slices.Grow(t.Partitions, add)
+	slab := make([]Partition, add) // one allocation, not one per partition
+	for i := range slab {
+		t.Partitions = append(t.Partitions, &slab[i])
 	}
 }
 

@@ -40,7 +40,13 @@ func handleOffsetFetch(ctx context.Context, s *Server, req *kmsg.OffsetFetchRequ
 		}
 		groups = []kmsg.OffsetFetchRequestGroup{g}
 	}
-	synced := s.syncTail(ctx)
+	mine := make([]bool, len(groups))
+	coordinating := false
+	for i, rg := range groups {
+		mine[i] = s.coordinates(rg.Group)
+		coordinating = coordinating || mine[i]
+	}
+	synced := coordinating && s.syncTail(ctx) // only a coordinator's answer needs the tail
 	s.log.View(func(st *meta.State) {
 		for _, rg := range groups {
 			resp.Groups = append(resp.Groups, fetchGroupOffsets(st, rg))
@@ -50,7 +56,7 @@ func handleOffsetFetch(ctx context.Context, s *Server, req *kmsg.OffsetFetchRequ
 		g := &resp.Groups[i]
 		switch {
 		case g.ErrorCode != 0:
-		case !s.coordinates(g.Group):
+		case !mine[i]:
 			g.ErrorCode, g.Topics = kerr.NotCoordinator.Code, nil
 		case !synced:
 			g.ErrorCode, g.Topics = kerr.CoordinatorLoadInProgress.Code, nil

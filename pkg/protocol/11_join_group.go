@@ -27,16 +27,25 @@ import (
 // 1 MiB), UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID.
 // v1: rebalance timeout; v5: group.instance.id; v6: flexible; v7: protocol
 // type in the answer; v8: reason; v9: SkipAssignment.
-func init() { register(11, 0, 9, deferred(handleJoinGroup)) }
+func init() { register(11, 0, 9, twoPhase(handleJoinGroup)) }
 
-func handleJoinGroup(ctx context.Context, s *Server, req *kmsg.JoinGroupRequest) kmsg.Response {
+// handleJoinGroup changes the group in phase one, in the connection's
+// order (a LeaveGroup then a JoinGroup of one static member on one
+// connection take effect in that order), and waits for the rebalance in
+// phase two.
+func handleJoinGroup(ctx context.Context, s *Server, req *kmsg.JoinGroupRequest) func() kmsg.Response {
+	var resp *kmsg.JoinGroupResponse
+	var ch chan *kmsg.JoinGroupResponse
 	if req.Group != "" && !s.coordinates(req.Group) {
-		return errJoin(req, kerr.NotCoordinator.Code)
+		resp = errJoin(req, kerr.NotCoordinator.Code)
+	} else {
+		resp, ch = s.groups.join(req, clientOf(ctx))
 	}
-	resp, ch := s.groups.join(req, clientOf(ctx))
-	if ch != nil {
-		resp = waitJoin(ctx, req, ch)
+	return func() kmsg.Response {
+		if ch != nil {
+			resp = waitJoin(ctx, req, ch)
+		}
+		resp.Version = req.Version
+		return resp
 	}
-	resp.Version = req.Version
-	return resp
 }

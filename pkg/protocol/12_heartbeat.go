@@ -13,14 +13,16 @@ import (
 // member to rejoin; UNKNOWN_MEMBER_ID (session expired, left, or the agent
 // restarted), ILLEGAL_GENERATION and FENCED_INSTANCE_ID as in Kafka.
 // v3: group.instance.id; v4: flexible.
-func init() { register(12, 0, 4, deferred(handleHeartbeat)) }
+func init() { register(12, 0, 4, twoPhase(handleHeartbeat)) }
 
-func handleHeartbeat(_ context.Context, s *Server, req *kmsg.HeartbeatRequest) kmsg.Response {
+// handleHeartbeat runs whole in phase one, in the connection's order: it
+// only touches the group in memory.
+func handleHeartbeat(_ context.Context, s *Server, req *kmsg.HeartbeatRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
 	if req.Group != "" && !s.coordinates(req.Group) {
 		resp.ErrorCode = kerr.NotCoordinator.Code
-		return resp
+	} else {
+		resp.ErrorCode = s.groups.heartbeat(req)
 	}
-	resp.ErrorCode = s.groups.heartbeat(req)
-	return resp
+	return func() kmsg.Response { return resp }
 }

@@ -13,9 +13,16 @@ import (
 // member id or group.instance.id (KIP-345), with an error per member:
 // UNKNOWN_MEMBER_ID, or FENCED_INSTANCE_ID when both are given and do not
 // match. v4: flexible; v5: reason.
-func init() { register(13, 0, 5, deferred(handleLeaveGroup)) }
+func init() { register(13, 0, 5, twoPhase(handleLeaveGroup)) }
 
-func handleLeaveGroup(_ context.Context, s *Server, req *kmsg.LeaveGroupRequest) kmsg.Response {
+// handleLeaveGroup runs whole in phase one, in the connection's order: it
+// only touches the group in memory.
+func handleLeaveGroup(ctx context.Context, s *Server, req *kmsg.LeaveGroupRequest) func() kmsg.Response {
+	resp := leave(ctx, s, req)
+	return func() kmsg.Response { return resp }
+}
+
+func leave(_ context.Context, s *Server, req *kmsg.LeaveGroupRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
 	members := req.Members
 	if req.Version < 3 {

@@ -18,15 +18,22 @@ import (
 // INCONSISTENT_GROUP_PROTOCOL (v5: protocol type or name differ), and
 // COORDINATOR_NOT_AVAILABLE when the log append failed.
 // v3: group.instance.id; v4: flexible; v5: protocol type and name.
-func init() { register(14, 0, 5, deferred(handleSyncGroup)) }
+func init() { register(14, 0, 5, twoPhase(handleSyncGroup)) }
 
-func handleSyncGroup(ctx context.Context, s *Server, req *kmsg.SyncGroupRequest) kmsg.Response {
+// handleSyncGroup changes the group in phase one, in the connection's
+// order, and waits for the leader's assignment and the generation's log
+// entry in phase two.
+func handleSyncGroup(ctx context.Context, s *Server, req *kmsg.SyncGroupRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
 	if req.Group != "" && !s.coordinates(req.Group) {
 		resp.ErrorCode = kerr.NotCoordinator.Code
-		return resp
+		return func() kmsg.Response { return resp }
 	}
 	ans, ch, g := s.groups.sync(req)
+	return func() kmsg.Response { return finishSync(ctx, s, req, resp, ans, ch, g) }
+}
+
+func finishSync(ctx context.Context, s *Server, req *kmsg.SyncGroupRequest, resp *kmsg.SyncGroupResponse, ans syncAnswer, ch chan syncAnswer, g *group) kmsg.Response {
 	if ch != nil {
 		select {
 		case ans = <-ch:

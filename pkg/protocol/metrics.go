@@ -20,6 +20,7 @@ type metrics struct {
 	idleClosed   prometheus.Counter
 	queuedBytes  prometheus.Gauge
 	queuedWaits  prometheus.Gauge
+	slowClosed   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -48,11 +49,13 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		queuedBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "barge_queued_request_bytes",
 			Help: "Bytes of requests read and not yet answered (bounded by queued.max.request.bytes)."}),
 		queuedWaits: prometheus.NewGauge(prometheus.GaugeOpts{Name: "barge_queued_request_waits",
-			Help: "Connections that stopped reading until queued.max.request.bytes has room."}),
+			Help: "Connections that stopped reading until queued.max.request.bytes, or their own or their address's share of it, has room."}),
+		slowClosed: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_connections_slow_closed_total",
+			Help: "Connections closed because a request's body fell behind the pace --request-body-timeout allows."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.seconds, m.unsupported, m.produceBytes, m.produceRecs, m.fetchBytes, m.incremental,
-			m.connections, m.refused, m.idleClosed, m.queuedBytes, m.queuedWaits)
+			m.connections, m.refused, m.idleClosed, m.queuedBytes, m.queuedWaits, m.slowClosed)
 	}
 	return m
 }

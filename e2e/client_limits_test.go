@@ -402,10 +402,11 @@ func (c *rawConn) served(t *testing.T) bool {
 	return false
 }
 
-// TestMaxConnections: connections over --max-connections-per-ip
-// (max.connections.per.ip) from one address, or over --max-connections
-// (max.connections) in all, are closed at once; the others keep working,
-// and a slot freed is taken again.
+// TestMaxConnections: a connection over --max-connections-per-ip
+// (max.connections.per.ip) from one address is closed at once; at
+// --max-connections (max.connections) the agent stops accepting, as
+// Kafka's acceptor does (KIP-402), so one more waits in the listen backlog
+// and is served once a slot frees; the others keep working throughout.
 func TestMaxConnections(t *testing.T) {
 	a := startAgent(t, harness.FileBackend(t), 0, "--max-connections", "4", "--max-connections-per-ip", "2")
 	var open []*rawConn
@@ -419,22 +420,38 @@ func TestMaxConnections(t *testing.T) {
 			t.Errorf("a third connection from %s was served, over max.connections.per.ip 2", ip)
 		}
 	}
-	if dialFrom(t, "127.0.0.3", a.Addr).served(t) {
-		t.Error("a fifth connection was served, over max.connections 4")
-	}
+	harness.Eventually(t, time.Minute, func() bool { return scrape(t, a.HTTPAddr)["barge_accept_paused"] == 1 },
+		"the agent kept accepting at max.connections 4")
+
+	// The kernel completes the fifth's handshake; the agent neither
+	// serves nor closes it while full.
+	fifth := dialFrom(t, "127.0.0.3", a.Addr)
+	var freed atomic.Bool
+	served := make(chan error, 1)
+	go func() { // not the test's goroutine: no t.Fatal here
+		_, err := fifth.Write(frames([]kmsg.Request{kmsg.NewPtrApiVersionsRequest()}, 0))
+		if err == nil {
+			var size [4]byte
+			_, err = io.ReadFull(fifth.r, size[:])
+		}
+		if err == nil && !freed.Load() {
+			err = errors.New("served while max.connections were open")
+		}
+		served <- err
+	}()
 	for i, c := range open {
 		if !c.served(t) {
 			t.Errorf("connection %d stopped being served", i+1)
 		}
 	}
+	freed.Store(true)
 	open[0].Close()
-	harness.Eventually(t, time.Minute, func() bool { return dialFrom(t, "127.0.0.3", a.Addr).served(t) },
-		"the slot of a closed connection was never taken again")
+	if err := <-served; err != nil {
+		t.Errorf("the connection waiting for a slot: %v", err)
+	}
 	m := scrape(t, a.HTTPAddr)
-	for _, limit := range []string{"max.connections.per.ip", "max.connections"} {
-		if n := m[`barge_connections_refused_total{limit="`+limit+`"}`]; n < 1 {
-			t.Errorf("%v connections counted as refused for %s", n, limit)
-		}
+	if n := m[`barge_connections_refused_total{limit="max.connections.per.ip"}`]; n < 1 {
+		t.Errorf("%v connections counted as refused for max.connections.per.ip", n)
 	}
 }
 

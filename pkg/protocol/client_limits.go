@@ -17,8 +17,9 @@ import (
 // than its share of an agent. Each is Kafka's, under Kafka's name, but the
 // body's pace, which Kafka has not:
 //
-//   - max.connections and max.connections.per.ip: a connection over either
-//     cap is closed as soon as it is accepted.
+//   - max.connections: at that many connections the agent stops accepting
+//     until one closes (awaitSlot). max.connections.per.ip: a connection
+//     over it is closed as soon as it is accepted.
 //   - queued.max.request.bytes: the bytes of requests read but not yet
 //     answered, over every connection of the agent. A read loop takes a
 //     frame's size from the budget before reading its body and the writer
@@ -210,8 +211,6 @@ func (s *Server) admit(c *conn) string {
 		return "draining"
 	case s.log.Stalled() != nil:
 		return "stalled" // it cannot read the log: let clients find another agent
-	case len(s.conns) >= s.cfg.MaxConnections:
-		return "max.connections"
 	case s.perIP[c.ip] >= s.cfg.MaxConnectionsPerIP:
 		return "max.connections.per.ip"
 	}
@@ -234,6 +233,22 @@ func (s *Server) forget(c *conn) {
 		delete(s.perIP, c.ip)
 	}
 	s.metrics.connections.Dec()
+	s.slotFree.Broadcast()
+}
+
+// awaitSlot returns once fewer than max.connections are open, or the
+// server drains. Like Kafka's acceptor (KIP-402), Serve then stops calling
+// Accept, so new connections wait in the listen backlog (their clients'
+// connect timeouts apply) rather than being closed, which clients would
+// meet with an immediate reconnect.
+func (s *Server) awaitSlot() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.conns) >= s.cfg.MaxConnections && !s.draining {
+		s.metrics.acceptPaused.Set(1)
+		s.slotFree.Wait()
+	}
+	s.metrics.acceptPaused.Set(0)
 }
 
 var errIdle = errors.New("idle longer than connections.max.idle.ms")

@@ -79,6 +79,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	perIP    map[string]int // connections by client address
+	slotFree *sync.Cond     // on mu: a connection was forgotten, or draining began
 	draining bool
 	wg       sync.WaitGroup
 }
@@ -103,6 +104,7 @@ func New(cfg Config, log *meta.Log, ingest *tiered.Ingest, reader *tiered.Reader
 	orDefault(&cfg.RequestBodyTimeout, 10*time.Second)
 	orDefault(&cfg.OrderWait, 30*time.Second)
 	s := &Server{cfg: cfg, log: log, ingest: ingest, reader: reader, conns: map[*conn]struct{}{}, perIP: map[string]int{}}
+	s.slotFree = sync.NewCond(&s.mu)
 	s.producers.log = log
 	s.groups = newCoordinator(s)
 	s.metrics = newMetrics(reg)
@@ -122,6 +124,7 @@ func orDefault[T ~int | ~int16 | ~int32 | ~int64](v *T, def T) {
 func (s *Server) Serve(ln net.Listener) error {
 	var backoff time.Duration
 	for {
+		s.awaitSlot()
 		nc, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -162,6 +165,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Drain(ctx context.Context) {
 	s.mu.Lock()
 	s.draining = true
+	s.slotFree.Broadcast() // Serve: accept, and find the listener closed
 	for c := range s.conns {
 		c.stopReading()                  // ends the read loop's waits
 		c.nc.SetReadDeadline(time.Now()) // and its read

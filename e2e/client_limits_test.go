@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -246,6 +248,128 @@ func TestConnectionsMaxIdle(t *testing.T) {
 	}
 }
 
+// TestStalledRequestBodies: connections that send the first 12 bytes of a
+// 100 MiB frame and never the rest, and reconnect each time the agent
+// closes them, hold no more of --queued-max-request-bytes
+// (queued.max.request.bytes, 256 MiB here) than one address's share and
+// only for --request-body-timeout, so a healthy client beside them keeps
+// producing and fetching. From one address they get one frame's worth and
+// never delay it; from several they can fill the budget, but only until
+// the agent closes them for falling behind the body's pace.
+func TestStalledRequestBodies(t *testing.T) {
+	a := startAgent(t, harness.FileBackend(t), 0, "--request-body-timeout", "1s")
+	createTopic(t, a.Addr, "busy", 8, nil)
+	// An 8 MB Produce, one batch of 1 MB to each partition: a large
+	// frame whose body the agent reads at its pace, in several reads.
+	large := produceTo("busy", 0, buildBatch(t, 1_000_000))
+	for p := range int32(7) {
+		rp := large.Topics[0].Partitions[0]
+		rp.Partition = p + 1
+		large.Topics[0].Partitions = append(large.Topics[0].Partitions, rp)
+	}
+	healthy := dialFrom(t, "127.0.0.1", a.Addr)
+	metric := func(name string) float64 { return scrape(t, a.HTTPAddr)[name] }
+	const frame = 100 << 20 // socket.request.max.bytes
+	var offset int64
+	stalls := 0
+	for _, tc := range []struct {
+		name  string
+		ips   []string
+		check func() bool // while they stall
+	}{
+		{"one address", []string{"127.0.0.2", "127.0.0.2", "127.0.0.2"}, func() bool {
+			// Its share (one frame: a quarter of the budget is less)
+			// is taken, and its other connections wait for it
+			// though the budget has room.
+			return metric("barge_queued_request_bytes") == frame && metric("barge_queued_request_waits") == 2
+		}},
+		{"several addresses", []string{"127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"}, func() bool {
+			return metric("barge_queued_request_bytes") >= 2*frame
+		}},
+	} {
+		var stop atomic.Bool
+		var closed atomic.Int64
+		errs := make(chan error, len(tc.ips))
+		for _, ip := range tc.ips {
+			go func() { // not the test's goroutine: no t.Fatal here
+				for !stop.Load() {
+					if err := stallFrom(ip, a.Addr, frame); err != nil {
+						errs <- fmt.Errorf("a stalled connection from %s: %w", ip, err)
+						return
+					}
+					closed.Add(1)
+				}
+				errs <- nil
+			}()
+		}
+		harness.Eventually(t, time.Minute, func() bool { return metric("barge_queued_request_bytes") >= frame },
+			"%s: the stalled connections never took any budget", tc.name)
+		// Bounded at a minute, far below the 10 minutes of
+		// connections.max.idle that once held the budget; the real
+		// bound is the body timeout, once per wave of stalls.
+		healthy.SetDeadline(time.Now().Add(time.Minute))
+		resp := answer(t, large, healthy.roundTrip(t, []kmsg.Request{large})[0]).(*kmsg.ProduceResponse)
+		for _, p := range resp.Topics[0].Partitions {
+			if p.ErrorCode != 0 {
+				t.Fatalf("%s: the large produce to partition %d: %v", tc.name, p.Partition, kerr.ErrorForCode(p.ErrorCode))
+			}
+		}
+		offset++
+		for i := range 5 {
+			healthy.SetDeadline(time.Now().Add(time.Minute))
+			healthy.produce(t, produceTo("busy", 0, buildBatch(t, 1000)))
+			p := fetched(t, healthy.roundTrip(t, []kmsg.Request{fetchRequest("busy", 0, offset, 0, 1<<20, 0)})[0])
+			if len(p.RecordBatches) == 0 {
+				t.Fatalf("%s: round %d: fetch from %d returned nothing", tc.name, i, offset)
+			}
+			offset++
+		}
+		harness.Eventually(t, time.Minute, tc.check, "%s: the stalled connections never held the budget as expected", tc.name)
+		harness.Eventually(t, time.Minute, func() bool { return closed.Load() >= int64(len(tc.ips)) },
+			"%s: the stalled connections were not closed", tc.name)
+		stop.Store(true)
+		for range tc.ips {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		stalls += int(closed.Load())
+		harness.Eventually(t, time.Minute, func() bool {
+			m := scrape(t, a.HTTPAddr)
+			return m["barge_queued_request_bytes"] == 0 && m["barge_queued_request_waits"] == 0
+		}, "%s: the stalled frames' budget was not given back", tc.name)
+	}
+	if n := metric("barge_connections_slow_closed_total"); n != float64(stalls) {
+		t.Errorf("%v connections counted as closed for a slow body, want the %d stalled ones", n, stalls)
+	}
+}
+
+// stallFrom connects to addr from the loopback address ip, sends the size
+// prefix and header of a Produce frame of size bytes but none of its body,
+// and returns once the agent has closed the connection.
+func stallFrom(ip, addr string, size uint32) error {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 10 * time.Second}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(time.Minute))
+	head := binary.BigEndian.AppendUint32(nil, size)
+	head = append(head, 0, 0, 0, 8, 0, 0, 0, 1) // Produce v8, correlation id 1
+	if _, err := nc.Write(head); err != nil {
+		return err
+	}
+	switch n, err := nc.Read(make([]byte, 1)); {
+	case n > 0:
+		return errors.New("answered a frame it never got")
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+		return nil
+	default:
+		return fmt.Errorf("not closed: %w", err)
+	}
+}
+
 // dialFrom connects to addr from the loopback address ip.
 func dialFrom(t *testing.T, ip, addr string) *rawConn {
 	t.Helper()
@@ -278,10 +402,11 @@ func (c *rawConn) served(t *testing.T) bool {
 	return false
 }
 
-// TestMaxConnections: connections over --max-connections-per-ip
-// (max.connections.per.ip) from one address, or over --max-connections
-// (max.connections) in all, are closed at once; the others keep working,
-// and a slot freed is taken again.
+// TestMaxConnections: a connection over --max-connections-per-ip
+// (max.connections.per.ip) from one address is closed at once; at
+// --max-connections (max.connections) the agent stops accepting, as
+// Kafka's acceptor does (KIP-402), so one more waits in the listen backlog
+// and is served once a slot frees; the others keep working throughout.
 func TestMaxConnections(t *testing.T) {
 	a := startAgent(t, harness.FileBackend(t), 0, "--max-connections", "4", "--max-connections-per-ip", "2")
 	var open []*rawConn
@@ -295,22 +420,38 @@ func TestMaxConnections(t *testing.T) {
 			t.Errorf("a third connection from %s was served, over max.connections.per.ip 2", ip)
 		}
 	}
-	if dialFrom(t, "127.0.0.3", a.Addr).served(t) {
-		t.Error("a fifth connection was served, over max.connections 4")
-	}
+	harness.Eventually(t, time.Minute, func() bool { return scrape(t, a.HTTPAddr)["barge_accept_paused"] == 1 },
+		"the agent kept accepting at max.connections 4")
+
+	// The kernel completes the fifth's handshake; the agent neither
+	// serves nor closes it while full.
+	fifth := dialFrom(t, "127.0.0.3", a.Addr)
+	var freed atomic.Bool
+	served := make(chan error, 1)
+	go func() { // not the test's goroutine: no t.Fatal here
+		_, err := fifth.Write(frames([]kmsg.Request{kmsg.NewPtrApiVersionsRequest()}, 0))
+		if err == nil {
+			var size [4]byte
+			_, err = io.ReadFull(fifth.r, size[:])
+		}
+		if err == nil && !freed.Load() {
+			err = errors.New("served while max.connections were open")
+		}
+		served <- err
+	}()
 	for i, c := range open {
 		if !c.served(t) {
 			t.Errorf("connection %d stopped being served", i+1)
 		}
 	}
+	freed.Store(true)
 	open[0].Close()
-	harness.Eventually(t, time.Minute, func() bool { return dialFrom(t, "127.0.0.3", a.Addr).served(t) },
-		"the slot of a closed connection was never taken again")
+	if err := <-served; err != nil {
+		t.Errorf("the connection waiting for a slot: %v", err)
+	}
 	m := scrape(t, a.HTTPAddr)
-	for _, limit := range []string{"max.connections.per.ip", "max.connections"} {
-		if n := m[`barge_connections_refused_total{limit="`+limit+`"}`]; n < 1 {
-			t.Errorf("%v connections counted as refused for %s", n, limit)
-		}
+	if n := m[`barge_connections_refused_total{limit="max.connections.per.ip"}`]; n < 1 {
+		t.Errorf("%v connections counted as refused for max.connections.per.ip", n)
 	}
 }
 

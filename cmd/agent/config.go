@@ -50,6 +50,7 @@ type config struct {
 	ConnMaxIdle       time.Duration
 	MaxConns          int
 	MaxConnsPerIP     int
+	BodyTimeout       time.Duration
 	Pprof             bool
 	FormatGrace       time.Duration
 }
@@ -92,8 +93,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.IntVar(&c.FetchMaxBytes, "fetch-max-bytes", 55<<20, "the most record bytes one Fetch answer holds, whatever the client asks; the first batch is returned even if larger (fetch.max.bytes)")
 	fs.Int64Var(&c.QueuedMaxBytes, "queued-max-request-bytes", 256<<20, "bytes of requests read but not yet answered, over all connections; past it the agent stops reading until answers are written (queued.max.request.bytes)")
 	fs.DurationVar(&c.ConnMaxIdle, "connections-max-idle", 10*time.Minute, "close a connection that has had no request and no answer due for this long (connections.max.idle.ms)")
-	fs.IntVar(&c.MaxConns, "max-connections", 4096, "client connections the agent holds open; more are closed at once (max.connections)")
+	fs.IntVar(&c.MaxConns, "max-connections", 4096, "client connections the agent holds open; at this many it stops accepting until one closes (max.connections)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-connections-per-ip", 1024, "client connections from one address; more are closed at once (max.connections.per.ip)")
+	fs.DurationVar(&c.BodyTimeout, "request-body-timeout", 10*time.Second, "how far a request's body may fall behind 1 MiB/s once the agent starts reading it before the connection is closed and its share of queued-max-request-bytes given back (Kafka has none)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the --http listener")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -165,8 +167,8 @@ func (c *config) finish() error {
 		// unknown, whatever this says.
 		return fmt.Errorf("producer-id-expiration must be in (0, 24h]")
 	}
-	if c.FetchMaxBytes < 1024 || c.FetchMaxBytes > math.MaxInt32 || c.QueuedMaxBytes <= 0 || c.ConnMaxIdle <= 0 || c.MaxConns <= 0 || c.MaxConnsPerIP <= 0 {
-		return fmt.Errorf("fetch-max-bytes must be from 1024 to 2^31-1, and queued-max-request-bytes, connections-max-idle, max-connections and max-connections-per-ip positive")
+	if c.FetchMaxBytes < 1024 || c.FetchMaxBytes > math.MaxInt32 || c.QueuedMaxBytes <= 0 || c.ConnMaxIdle <= 0 || c.BodyTimeout <= 0 || c.MaxConns <= 0 || c.MaxConnsPerIP <= 0 {
+		return fmt.Errorf("fetch-max-bytes must be from 1024 to 2^31-1, and queued-max-request-bytes, connections-max-idle, request-body-timeout, max-connections and max-connections-per-ip positive")
 	}
 	if c.GroupInitialDelay < 0 {
 		return fmt.Errorf("group-initial-rebalance-delay must not be negative")

@@ -53,6 +53,7 @@ func TestConfigDefaults(t *testing.T) {
 		ConnMaxIdle:       10 * time.Minute,
 		MaxConns:          4096,
 		MaxConnsPerIP:     1024,
+		BodyTimeout:       10 * time.Second,
 		Pprof:             false,
 		FormatGrace:       time.Hour,
 	}
@@ -103,6 +104,7 @@ func TestConfigFromEnv(t *testing.T) {
 		"BARGE_CONNECTIONS_MAX_IDLE":             "1s",
 		"BARGE_MAX_CONNECTIONS":                  "10",
 		"BARGE_MAX_CONNECTIONS_PER_IP":           "3",
+		"BARGE_REQUEST_BODY_TIMEOUT":             "2s",
 		"BARGE_PPROF":                            "true",
 		"LISTEN":                                 ":1", // not ours
 	}))
@@ -140,6 +142,7 @@ func TestConfigFromEnv(t *testing.T) {
 		ConnMaxIdle:       time.Second,
 		MaxConns:          10,
 		MaxConnsPerIP:     3,
+		BodyTimeout:       2 * time.Second,
 		Pprof:             true,
 		FormatGrace:       10 * time.Minute,
 	}
@@ -244,6 +247,7 @@ func TestConfigInvalid(t *testing.T) {
 		{"fetch max bytes over int32", []string{"-fetch-max-bytes", "2147483648"}, nil, "fetch-max-bytes"},
 		{"zero queued request bytes", []string{"-queued-max-request-bytes", "0"}, nil, "queued-max-request-bytes"},
 		{"zero idle", []string{"-connections-max-idle", "0"}, nil, "connections-max-idle"},
+		{"zero body timeout", []string{"-request-body-timeout", "0"}, nil, "request-body-timeout"},
 		{"zero max connections", []string{"-max-connections", "0"}, nil, "max-connections"},
 		{"zero max connections per ip", []string{"-max-connections-per-ip", "0"}, nil, "max-connections-per-ip"},
 		{"listen without port", []string{"-listen", "9092"}, nil, "listen"},

@@ -126,6 +126,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		GroupInitialRebalanceDelay: cfg.GroupInitialDelay, AgentTTL: agentTTL,
 		FetchMaxBytes: int32(cfg.FetchMaxBytes), QueuedMaxRequestBytes: cfg.QueuedMaxBytes, ConnectionsMaxIdle: cfg.ConnMaxIdle,
 		MaxConnections: cfg.MaxConns, MaxConnectionsPerIP: cfg.MaxConnsPerIP,
+		RequestBodyTimeout: cfg.BodyTimeout,
 	}, mlog, ingest, reader, reg)
 
 	ln, err := net.Listen("tcp", cfg.Listen)

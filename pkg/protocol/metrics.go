@@ -20,6 +20,8 @@ type metrics struct {
 	idleClosed   prometheus.Counter
 	queuedBytes  prometheus.Gauge
 	queuedWaits  prometheus.Gauge
+	slowClosed   prometheus.Counter
+	acceptPaused prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -42,17 +44,22 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "barge_connections",
 			Help: "Kafka client connections open."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "barge_connections_refused_total",
-			Help: "Connections closed on accept, by the cap they were over (max.connections, max.connections.per.ip)."}, []string{"limit"}),
+			Help: "Connections closed on accept, by the cap they were over (max.connections.per.ip) or because the agent cannot serve (stalled)."}, []string{"limit"}),
 		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_connections_idle_closed_total",
 			Help: "Connections closed after connections.max.idle.ms without a request or an answer."}),
 		queuedBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "barge_queued_request_bytes",
 			Help: "Bytes of requests read and not yet answered (bounded by queued.max.request.bytes)."}),
 		queuedWaits: prometheus.NewGauge(prometheus.GaugeOpts{Name: "barge_queued_request_waits",
-			Help: "Connections that stopped reading until queued.max.request.bytes has room."}),
+			Help: "Connections that stopped reading until queued.max.request.bytes, or their own or their address's share of it, has room."}),
+		slowClosed: prometheus.NewCounter(prometheus.CounterOpts{Name: "barge_connections_slow_closed_total",
+			Help: "Connections closed because a request's body fell behind the pace --request-body-timeout allows."}),
+		acceptPaused: prometheus.NewGauge(prometheus.GaugeOpts{Name: "barge_accept_paused",
+			Help: "1 while the agent accepts no connections because max.connections are open."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.seconds, m.unsupported, m.produceBytes, m.produceRecs, m.fetchBytes, m.incremental,
-			m.connections, m.refused, m.idleClosed, m.queuedBytes, m.queuedWaits)
+			m.connections, m.refused, m.idleClosed, m.queuedBytes, m.queuedWaits,
+			m.slowClosed, m.acceptPaused)
 	}
 	return m
 }

@@ -41,12 +41,13 @@ type Config struct {
 	Logger                *slog.Logger
 
 	// The limits of client_limits.go, by their Kafka names. Zero takes the
-	// default: 55 MiB, 256 MiB, 10 minutes, 4096 and 1024.
+	// default: 55 MiB, 256 MiB, 10 minutes, 4096, 1024 and 10 s.
 	FetchMaxBytes         int32         // fetch.max.bytes
 	QueuedMaxRequestBytes int64         // queued.max.request.bytes
 	ConnectionsMaxIdle    time.Duration // connections.max.idle.ms
 	MaxConnections        int           // max.connections
 	MaxConnectionsPerIP   int           // max.connections.per.ip
+	RequestBodyTimeout    time.Duration // Kafka has none (readBody)
 	// OrderWait is how long a request waits for its connection's earlier
 	// state change to be applied before the connection is closed (0: 30 s;
 	// order.go).
@@ -78,6 +79,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	perIP    map[string]int // connections by client address
+	slotFree *sync.Cond     // on mu: a connection was forgotten, or draining began
 	draining bool
 	wg       sync.WaitGroup
 }
@@ -99,12 +101,15 @@ func New(cfg Config, log *meta.Log, ingest *tiered.Ingest, reader *tiered.Reader
 	orDefault(&cfg.ConnectionsMaxIdle, 10*time.Minute)
 	orDefault(&cfg.MaxConnections, 4096)
 	orDefault(&cfg.MaxConnectionsPerIP, 1024)
+	orDefault(&cfg.RequestBodyTimeout, 10*time.Second)
 	orDefault(&cfg.OrderWait, 30*time.Second)
 	s := &Server{cfg: cfg, log: log, ingest: ingest, reader: reader, conns: map[*conn]struct{}{}, perIP: map[string]int{}}
+	s.slotFree = sync.NewCond(&s.mu)
 	s.producers.log = log
 	s.groups = newCoordinator(s)
 	s.metrics = newMetrics(reg)
-	s.budget = newRequestBudget(cfg.QueuedMaxRequestBytes, s.metrics)
+	connShare, addrShare := budgetShares(cfg.QueuedMaxRequestBytes, int64(cfg.MaxRequestBytes), cfg.MaxConnectionsPerIP, cfg.MaxConnections)
+	s.budget = newRequestBudget(cfg.QueuedMaxRequestBytes, connShare, addrShare, s.metrics)
 	return s
 }
 
@@ -119,6 +124,7 @@ func orDefault[T ~int | ~int16 | ~int32 | ~int64](v *T, def T) {
 func (s *Server) Serve(ln net.Listener) error {
 	var backoff time.Duration
 	for {
+		s.awaitSlot()
 		nc, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -136,6 +142,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
 			c.ip, c.client.host = host, "/"+host
 		}
+		c.budget.addr = c.ip
 		ctx, cancel := context.WithCancel(context.WithValue(context.Background(), connKey{}, c))
 		readCtx, stopReading := context.WithCancel(ctx)
 		c.stopReading = stopReading
@@ -158,6 +165,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Drain(ctx context.Context) {
 	s.mu.Lock()
 	s.draining = true
+	s.slotFree.Broadcast() // Serve: accept, and find the listener closed
 	for c := range s.conns {
 		c.stopReading()                  // ends the read loop's waits
 		c.nc.SetReadDeadline(time.Now()) // and its read
@@ -182,6 +190,8 @@ type conn struct {
 	nc    net.Conn
 	ip    string
 	queue chan *inflight // answers in request order
+	// budget is what the connection holds of queued.max.request.bytes.
+	budget budgetAccount
 
 	stopReading context.CancelFunc // ends the read loop's waits for Drain
 	active      atomic.Int64       // unix nanos of the last request read or answer written
@@ -234,6 +244,9 @@ func (c *conn) serve(ctx context.Context, cancel context.CancelFunc, readCtx con
 	case errors.Is(err, errIdle):
 		c.s.metrics.idleClosed.Inc()
 		c.s.cfg.Logger.Debug("closing idle connection", "remote", c.nc.RemoteAddr().String())
+	case errors.Is(err, errSlowBody):
+		c.s.metrics.slowClosed.Inc()
+		c.s.cfg.Logger.Info("closing connection", "remote", c.nc.RemoteAddr().String(), "err", err)
 	case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errDraining):
 		c.s.cfg.Logger.Info("closing connection", "remote", c.nc.RemoteAddr().String(), "err", err)
 	}
@@ -266,13 +279,13 @@ func (c *conn) readLoop(ctx, readCtx context.Context) error {
 		if size < 8 || size > int64(c.s.cfg.MaxRequestBytes) {
 			return fmt.Errorf("request size %d out of bounds", size)
 		}
-		held, err := c.s.budget.acquire(readCtx, size)
+		held, err := c.s.budget.acquire(readCtx, &c.budget, size)
 		if err != nil {
 			return c.stopped(err)
 		}
-		in, err := c.start(ctx, readCtx, r, size)
+		in, err := c.start(ctx, readCtx, r, size, time.Now())
 		if err != nil {
-			c.s.budget.release(held, size)
+			c.s.budget.release(&c.budget, held, size)
 			return err
 		}
 		in.size, in.held = size, held
@@ -281,11 +294,15 @@ func (c *conn) readLoop(ctx, readCtx context.Context) error {
 	}
 }
 
-// start reads a request's body, decodes it, and runs its first phase once
-// the connection's earlier state changes are applied (order.go).
-func (c *conn) start(ctx, readCtx context.Context, r io.Reader, size int64) (*inflight, error) {
-	frame := make([]byte, size)
-	if err := c.read(r, frame); err != nil {
+// start reads a request's body, whose budget was granted at granted,
+// decodes it, and runs its first phase once the connection's earlier state
+// changes are applied (order.go).
+func (c *conn) start(ctx, readCtx context.Context, r *bufio.Reader, size int64, granted time.Time) (*inflight, error) {
+	// From here the body's pace, not idleness, bounds the wait for it: a
+	// frame begun just before connections.max.idle.ms runs out may finish.
+	c.active.Store(granted.UnixNano())
+	frame, err := c.readBody(r, size, granted)
+	if err != nil {
 		return nil, fmt.Errorf("truncated request: %w", err)
 	}
 	c.active.Store(time.Now().UnixNano())
@@ -434,7 +451,7 @@ func (c *conn) writeLoop() {
 				buf = make([]byte, 0, 64<<10) // do not pin one huge fetch's buffer
 			}
 		}
-		c.s.budget.release(in.held, in.size)
+		c.s.budget.release(&c.budget, in.held, in.size)
 		c.active.Store(time.Now().UnixNano())
 		c.inflight.Add(-1)
 	}

@@ -21,6 +21,8 @@ import (
 // against the limit and against the most that many compressed bytes can
 // make before anything is allocated; zstd is decoded as zstd.go says.
 // Decoders are pooled so that a decompression allocates only its output.
+// Validation also charges its buffers to a [Budget] shared by every
+// connection (budget.go).
 
 // zstdMaxWindow is the largest zstd window accepted: Kafka's, zstd-jni's
 // default windowLog limit of 27. Java producers declare 2 MiB at the default
@@ -67,7 +69,7 @@ func decompress(c Codec, src []byte, limit int) ([]byte, error) {
 		zr.Reset(bytes.NewReader(nil)) // drop the reference to src
 		return out, err
 	case Snappy:
-		return decompressSnappy(nil, src, limit)
+		return decompressSnappy(nil, src, limit, nil)
 	case LZ4:
 		zr := lz4Readers.Get().(*lz4.Reader)
 		defer lz4Readers.Put(zr)
@@ -76,7 +78,7 @@ func decompress(c Codec, src []byte, limit int) ([]byte, error) {
 		zr.Reset(nil)
 		return out, err
 	case Zstd:
-		return decompressZstd(nil, src, limit)
+		return decompressZstd(nil, src, limit, nil)
 	}
 	return nil, fmt.Errorf("%w: codec id %d", ErrUnsupportedCodec, int8(c))
 }
@@ -151,10 +153,11 @@ func snappyDecodedLen(block []byte) (int, error) {
 	return n, nil
 }
 
-// decompressSnappy decodes src into dst's array if it is large enough.
-func decompressSnappy(dst, src []byte, limit int) ([]byte, error) {
+// decompressSnappy decodes src into dst's array if it is large enough,
+// charging l for the output before it is allocated.
+func decompressSnappy(dst, src []byte, limit int, l *lease) ([]byte, error) {
 	if len(src) >= xerialHeaderSize && bytes.HasPrefix(src, xerialMagic) {
-		return decompressXerial(dst, src[xerialHeaderSize:], limit)
+		return decompressXerial(dst, src[xerialHeaderSize:], limit, l)
 	}
 	n, err := snappyDecodedLen(src)
 	if err != nil {
@@ -162,6 +165,9 @@ func decompressSnappy(dst, src []byte, limit int) ([]byte, error) {
 	}
 	if n > limit {
 		return nil, fmt.Errorf("%w: snappy block of %d bytes, limit %d", ErrTooLarge, n, limit)
+	}
+	if dst, err = charge(l, dst, n); err != nil {
+		return nil, err
 	}
 	out, err := s2.Decode(sized(dst, n), src)
 	if err != nil {
@@ -173,7 +179,7 @@ func decompressSnappy(dst, src []byte, limit int) ([]byte, error) {
 // decompressXerial decodes the chunks after the xerial header. It first
 // walks the chunk lengths and sums the decoded lengths the blocks declare,
 // so that the bounds are checked and the output allocated once.
-func decompressXerial(dst, src []byte, limit int) ([]byte, error) {
+func decompressXerial(dst, src []byte, limit int, l *lease) ([]byte, error) {
 	total := 0
 	for rem := src; len(rem) > 0; {
 		block, next, err := xerialChunk(rem)
@@ -189,6 +195,10 @@ func decompressXerial(dst, src []byte, limit int) ([]byte, error) {
 		}
 		rem = next
 	}
+	dst, err := charge(l, dst, total)
+	if err != nil {
+		return nil, err
+	}
 	out := sized(dst, total)
 	at := 0
 	for rem := src; len(rem) > 0; {
@@ -201,6 +211,16 @@ func decompressXerial(dst, src []byte, limit int) ([]byte, error) {
 		rem = next
 	}
 	return out, nil
+}
+
+// charge makes l hold n bytes for a buffer about to be taken from dst or
+// allocated, and returns dst, or nil if l had to wait: a waiter holds no
+// buffer.
+func charge(l *lease, dst []byte, n int) ([]byte, error) {
+	if l.grow(n) {
+		return dst, nil
+	}
+	return nil, l.wait(n)
 }
 
 func xerialChunk(b []byte) (block, rest []byte, err error) {

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -118,7 +119,7 @@ func TestZstdWithoutContentSize(t *testing.T) {
 	if got, err := Records(b, len(raw)); err != nil || len(got) != len(recs) {
 		t.Fatalf("Records: %d records, %v", len(got), err)
 	}
-	if _, err := ValidateRecords(b, len(raw)); err != nil {
+	if _, err := ValidateRecords(context.Background(), b, len(raw), nil); err != nil {
 		t.Fatalf("ValidateRecords: %v", err)
 	}
 	for _, limit := range []int{len(raw) - 1, 100 << 10} {
@@ -174,7 +175,7 @@ func TestLyingHeaders(t *testing.T) {
 			for what, fn := range map[string]func() error{
 				"decompress":      func() error { _, err := decompress(tc.c, tc.body, limit); return err },
 				"Records":         func() error { _, err := Records(b, limit); return err },
-				"ValidateRecords": func() error { _, err := ValidateRecords(b, limit); return err },
+				"ValidateRecords": func() error { _, err := ValidateRecords(context.Background(), b, limit, nil); return err },
 			} {
 				fn() // warm the pools
 				var err error
@@ -236,13 +237,13 @@ func TestHighlyCompressible(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := withBody(t, template, tc.c, 1, tc.body)
 			var err error
-			if n := allocated(func() { _, err = ValidateRecords(b, 64<<20) }); err != nil || n > 5*uint64(len(raw)) {
+			if n := allocated(func() { _, err = ValidateRecords(context.Background(), b, 64<<20, nil) }); err != nil || n > 5*uint64(len(raw)) {
 				t.Errorf("ValidateRecords of %d bytes inflating to %d: %v, %d bytes allocated", len(tc.body), len(raw), err, n)
 			}
 			if recs, err := Records(b, 64<<20); err != nil || len(recs) != 1 || len(recs[0].Value) != 32<<20 {
 				t.Errorf("Records: %d records, %v", len(recs), err)
 			}
-			if _, err := ValidateRecords(b, len(raw)-1); !errors.Is(err, ErrTooLarge) {
+			if _, err := ValidateRecords(context.Background(), b, len(raw)-1, nil); !errors.Is(err, ErrTooLarge) {
 				t.Errorf("ValidateRecords with a bound a byte short: %v, want ErrTooLarge", err)
 			}
 		})
@@ -308,9 +309,13 @@ func TestZstdFrames(t *testing.T) {
 				limits = append(limits, len(tc.want)) // exactly enough
 			}
 			for _, limit := range limits {
-				got, err := decompressZstd(nil, tc.src, limit)
-				if tc.want == nil && !errors.Is(err, ErrCorrupt) || tc.want != nil && (err != nil || !bytes.Equal(got, tc.want)) {
+				l := &lease{b: NewBudget(1 << 20), ctx: t.Context()}
+				got, err := decompressZstd(nil, tc.src, limit, l)
+				if l.release(); tc.want == nil && !errors.Is(err, ErrCorrupt) || tc.want != nil && (err != nil || !bytes.Equal(got, tc.want)) {
 					t.Errorf("limit %d: %d bytes, %v; want %d bytes", limit, len(got), err, len(tc.want))
+				}
+				if n := l.b.InUse(); n != 0 {
+					t.Errorf("%d bytes of the budget still held", n)
 				}
 			}
 		})

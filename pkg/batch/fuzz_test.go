@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -159,7 +160,7 @@ func FuzzValidateRecords(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		b = reframed(b)
-		s, err := ValidateRecords(b, fuzzLimit)
+		s, err := ValidateRecords(context.Background(), b, fuzzLimit, nil)
 		// Validate and Records, which decodes every record into memory,
 		// are the reference: between them they decide what ValidateRecords
 		// must accept.
@@ -182,7 +183,10 @@ func FuzzValidateRecords(f *testing.F) {
 			t.Fatalf("accepted a batch that Validate (%v) or Records (%v, %d of %d records, in sequence: %v) refuses", herr, rerr, len(recs), h.NumRecords, sequential)
 		}
 		want := Summary{Header: h, MinTimestamp: math.MaxInt64, MaxTimestamp: -1, Keyed: true}
+		section, _ := decompress(h.Codec(), b[HeaderSize:], fuzzLimit)
+		want.size = len(section)
 		for _, r := range recs {
+			want.headers += len(r.Headers)
 			ts := h.FirstTimestamp + r.TimestampDelta
 			if h.TimestampType() == 1 {
 				ts = h.MaxTimestamp
@@ -202,7 +206,8 @@ func FuzzValidateRecords(f *testing.F) {
 // FuzzDecompressWhole checks the codecs decoded whole against their
 // libraries' own decoders, unbounded: what those decode within the limit,
 // decompress decodes alike (snappy only what snappy itself can make, not
-// s2's denser extensions), and what decompress decodes, they do.
+// s2's denser extensions), and what decompress decodes, they do. A tiny
+// budget is taken and given back in full whatever happens.
 func FuzzDecompressWhole(f *testing.F) {
 	raw := rawRecords(sampleRecords())
 	var stream bytes.Buffer
@@ -225,18 +230,24 @@ func FuzzDecompressWhole(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	budget := NewBudget(64 << 10)
 	f.Fuzz(func(t *testing.T, isZstd bool, src []byte) {
 		if len(src) > 2<<10 {
 			return
 		}
+		l := &lease{b: budget, ctx: context.Background()}
 		var got, want []byte
 		var err, werr error
 		if isZstd {
-			got, err = decompressZstd(nil, src, fuzzLimit)
+			got, err = decompressZstd(nil, src, fuzzLimit, l)
 			want, werr = ref.DecodeAll(src, nil)
 		} else {
-			got, err = decompressSnappy(nil, src, fuzzLimit)
+			got, err = decompressSnappy(nil, src, fuzzLimit, l)
 			want, werr = referenceSnappy(src)
+		}
+		l.release()
+		if n := budget.InUse(); n != 0 {
+			t.Fatalf("%d bytes of the budget still held", n)
 		}
 		switch {
 		case err == nil && (werr != nil || !bytes.Equal(got, want)):

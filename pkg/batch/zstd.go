@@ -158,8 +158,10 @@ func appendStripped(dst []byte, f zstdSpan) []byte {
 }
 
 // decompressZstd decodes src into a buffer whose capacity bounds the
-// output: dst's array if it is large enough, else a new one.
-func decompressZstd(dst, src []byte, limit int) ([]byte, error) {
+// output: dst's array if it is large enough, else a new one; l is charged
+// for it, and for a frame rewritten without its size, before either is
+// used.
+func decompressZstd(dst, src []byte, limit int, l *lease) ([]byte, error) {
 	var room, known, fcsFrames int
 	declared := 0 // the frames' content sizes together; -1 if one has none
 	for rest := src; len(rest) > 0; {
@@ -205,6 +207,22 @@ func decompressZstd(dst, src []byte, limit int) ([]byte, error) {
 	defer zstdReaders.Put(d)
 	var frame []byte // one rewritten frame at a time
 	for {
+		need := size
+		if size < most || tooLarge {
+			// The decoder checks the capacity after each block, so an
+			// attempt short of room has it append one past the end,
+			// regrowing the buffer (by a quarter, as append does).
+			need += size + size/4 + zstdMaxBlock
+		}
+		if strip {
+			need += len(src) // a rewritten frame is no longer than it was
+		}
+		if !l.grow(need) {
+			dst, frame = nil, nil
+			if err := l.wait(need); err != nil {
+				return nil, err
+			}
+		}
 		// The three-index slice keeps the output within size even when
 		// dst's array is larger.
 		out, err := decodeZstdFrames(d, src, sized(dst, size)[:0:size], strip, &frame)

@@ -119,6 +119,16 @@ func fewerPartitions(ctx context.Context, t *testing.T, addr string) {
 // partition 0 of topic and returns the partition's error code.
 func produceRaw(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, records []byte) int16 {
 	t.Helper()
+	resp, err := produceRequest(topic, records).RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
+// produceRequest is an acks=all ProduceRequest of records to partition 0
+// of topic.
+func produceRequest(topic string, records []byte) *kmsg.ProduceRequest {
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks, req.TimeoutMillis = -1, 30000
 	rt := kmsg.NewProduceRequestTopic()
@@ -127,11 +137,7 @@ func produceRaw(ctx context.Context, t *testing.T, cl *kgo.Client, topic string,
 	rp.Records = records
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.Topics[0].Partitions[0].ErrorCode
+	return req
 }
 
 // buildBatch returns one uncompressed batch of n records.

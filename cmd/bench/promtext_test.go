@@ -57,16 +57,6 @@ func TestParseMetricsErrors(t *testing.T) {
 	}
 }
 
-func TestParseVmHWM(t *testing.T) {
-	got, err := parseVmHWM(strings.NewReader("Name:\tbarge\nVmPeak:\t 900 kB\nVmHWM:\t  2048 kB\nVmRSS:\t 1000 kB\n"))
-	if err != nil || got != 2048<<10 {
-		t.Fatalf("got %d, %v", got, err)
-	}
-	if _, err := parseVmHWM(strings.NewReader("Name: x\n")); err == nil {
-		t.Fatal("missing VmHWM accepted")
-	}
-}
-
 func TestParseProcStatCPU(t *testing.T) {
 	line := "4242 (barge agent) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 12 0 100 0 0\n"
 	got, err := parseProcStatCPU(line, 100)

@@ -177,7 +177,7 @@ func (b *bench) runBarge(ctx context.Context, sc Scenario, storeURL string, res 
 	if scrapeErr != nil {
 		return 0, scrapeErr
 	}
-	rss, err := PeakRSS(agent.Pid())
+	rss, err := harness.PeakRSS(agent.Pid())
 	if err != nil {
 		return 0, err
 	}

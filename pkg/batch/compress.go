@@ -14,11 +14,15 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// Decompression is bounded by the caller's limit for every codec: gzip, lz4
-// and zstd stream through an io.LimitedReader, and snappy's block headers
-// declare the decoded length, which is checked before anything is
-// allocated. Decoders are pooled so that a decompression allocates only its
-// output.
+// Decompression is bounded by the caller's limit for every codec, and
+// spends memory in proportion to what the input really decodes to, never
+// to what a header claims: gzip and lz4 stream through an io.LimitedReader;
+// snappy's block headers declare the decoded length, which is checked
+// against the limit and against the most that many compressed bytes can
+// make before anything is allocated; zstd is decoded as zstd.go says.
+// Decoders are pooled so that a decompression allocates only its output.
+// Validation also charges its buffers to a [Budget] shared by every
+// connection (budget.go).
 
 // zstdMaxWindow is the largest zstd window accepted: Kafka's, zstd-jni's
 // default windowLog limit of 27. Java producers declare 2 MiB at the default
@@ -65,7 +69,7 @@ func decompress(c Codec, src []byte, limit int) ([]byte, error) {
 		zr.Reset(bytes.NewReader(nil)) // drop the reference to src
 		return out, err
 	case Snappy:
-		return decompressSnappy(nil, src, limit)
+		return decompressSnappy(nil, src, limit, nil)
 	case LZ4:
 		zr := lz4Readers.Get().(*lz4.Reader)
 		defer lz4Readers.Put(zr)
@@ -74,7 +78,7 @@ func decompress(c Codec, src []byte, limit int) ([]byte, error) {
 		zr.Reset(nil)
 		return out, err
 	case Zstd:
-		return decompressZstd(nil, src, limit)
+		return decompressZstd(nil, src, limit, nil)
 	}
 	return nil, fmt.Errorf("%w: codec id %d", ErrUnsupportedCodec, int8(c))
 }
@@ -104,53 +108,14 @@ func readBounded(r io.Reader, limit, hint int) ([]byte, error) {
 }
 
 // gzipSizeHint is the decompressed size a gzip stream's trailer records
-// (mod 2^32, of its last member), or a guess from the compressed size.
+// (mod 2^32, of its last member), or a guess from the compressed size. The
+// trailer is a claim: no more is believed than deflate can make of src,
+// 1032 bytes per byte (a 258-byte match in two bits).
 func gzipSizeHint(src []byte) int {
 	if len(src) >= 18 {
-		return int(binary.LittleEndian.Uint32(src[len(src)-4:]))
+		return min(int(binary.LittleEndian.Uint32(src[len(src)-4:])), 1032*len(src))
 	}
 	return 4 * len(src)
-}
-
-// zstdMaxBlock is the most a zstd block decodes to.
-const zstdMaxBlock = 128 << 10
-
-// decompressZstd decodes src with DecodeAll into a buffer whose capacity
-// bounds the output: dst's array, if it is large enough, else a new one. A
-// frame that declares its content size gets a buffer of that size;
-// otherwise (Java producers and librdkafka stream, so their frames do not)
-// the guess starts at a few times the input, or all of dst, and doubles,
-// decoding again, up to limit: at most twice the work of one decode.
-//
-// Out of room, DecodeAll says ErrDecoderSizeExceeded, or, when a block's
-// sequences do not fit, only that they outgrow the block; a failure within
-// a block of the buffer's end is taken to be the one, anywhere else it is
-// corruption.
-func decompressZstd(dst, src []byte, limit int) ([]byte, error) {
-	size := max(min(limit, 4*len(src)+bytes.MinRead), min(limit, cap(dst)))
-	var fh zstd.Header
-	if fh.Decode(src) == nil && fh.HasFCS {
-		if fh.FrameContentSize > uint64(limit) {
-			return nil, fmt.Errorf("%w: zstd frame of %d bytes, limit %d", ErrTooLarge, fh.FrameContentSize, limit)
-		}
-		size = max(size, int(fh.FrameContentSize))
-	}
-	d := zstdReaders.Get().(*zstd.Decoder)
-	defer zstdReaders.Put(d)
-	for {
-		// The three-index slice keeps the output within size even when
-		// dst's array is larger.
-		out, err := d.DecodeAll(src, sized(dst, size)[:0:size])
-		switch {
-		case err == nil:
-			return out, nil
-		case !errors.Is(err, zstd.ErrDecoderSizeExceeded) && size-len(out) >= zstdMaxBlock:
-			return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
-		case size >= limit:
-			return nil, fmt.Errorf("%w: zstd output over %d bytes (or corrupt: %v)", ErrTooLarge, limit, err)
-		}
-		size = min(limit, 2*size)
-	}
 }
 
 // xerialMagic opens the framing that the Java snappy library's
@@ -164,17 +129,45 @@ const xerialHeaderSize = 16
 
 var errXerial = errors.New("malformed xerial snappy framing")
 
-// decompressSnappy decodes src into dst's array if it is large enough.
-func decompressSnappy(dst, src []byte, limit int) ([]byte, error) {
-	if len(src) >= xerialHeaderSize && bytes.HasPrefix(src, xerialMagic) {
-		return decompressXerial(dst, src[xerialHeaderSize:], limit)
-	}
-	n, err := s2.DecodedLen(src)
+// snappyMaxDecoded is the most a snappy block of n bytes after its length
+// preamble can decode to. A literal makes fewer bytes than it takes; the
+// densest element is a copy with a 2-byte offset, 3 bytes for up to 64
+// (a 1-byte-offset copy makes at most 11 from 2, a 4-byte-offset one 64
+// from 5). So no block makes more than 64/3 (21.3) bytes per byte: a
+// block of zeros from any snappy encoder comes within a few bytes of it.
+// s2's repeat copies, which s2.Decode also reads, are no snappy and may
+// claim more; those are refused.
+func snappyMaxDecoded(n int) int { return 64 * n / 3 }
+
+// snappyDecodedLen is the decoded length block declares, if the block can
+// make that much.
+func snappyDecodedLen(block []byte) (int, error) {
+	n, err := s2.DecodedLen(block)
 	if err != nil {
-		return nil, fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
+		return 0, fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
+	}
+	_, k := binary.Uvarint(block) // its length, as DecodedLen read it
+	if most := snappyMaxDecoded(len(block) - k); n > most {
+		return 0, fmt.Errorf("%w: snappy block of %d bytes declares %d decoded, more than the %d it can make", ErrCorrupt, len(block), n, most)
+	}
+	return n, nil
+}
+
+// decompressSnappy decodes src into dst's array if it is large enough,
+// charging l for the output before it is allocated.
+func decompressSnappy(dst, src []byte, limit int, l *lease) ([]byte, error) {
+	if len(src) >= xerialHeaderSize && bytes.HasPrefix(src, xerialMagic) {
+		return decompressXerial(dst, src[xerialHeaderSize:], limit, l)
+	}
+	n, err := snappyDecodedLen(src)
+	if err != nil {
+		return nil, err
 	}
 	if n > limit {
 		return nil, fmt.Errorf("%w: snappy block of %d bytes, limit %d", ErrTooLarge, n, limit)
+	}
+	if dst, err = charge(l, dst, n); err != nil {
+		return nil, err
 	}
 	out, err := s2.Decode(sized(dst, n), src)
 	if err != nil {
@@ -185,22 +178,26 @@ func decompressSnappy(dst, src []byte, limit int) ([]byte, error) {
 
 // decompressXerial decodes the chunks after the xerial header. It first
 // walks the chunk lengths and sums the decoded lengths the blocks declare,
-// so that the bound is checked and the output allocated once.
-func decompressXerial(dst, src []byte, limit int) ([]byte, error) {
+// so that the bounds are checked and the output allocated once.
+func decompressXerial(dst, src []byte, limit int, l *lease) ([]byte, error) {
 	total := 0
 	for rem := src; len(rem) > 0; {
 		block, next, err := xerialChunk(rem)
 		if err != nil {
 			return nil, err
 		}
-		n, err := s2.DecodedLen(block)
+		n, err := snappyDecodedLen(block)
 		if err != nil {
-			return nil, fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
+			return nil, err
 		}
 		if total += n; total > limit {
 			return nil, fmt.Errorf("%w: xerial snappy over %d bytes", ErrTooLarge, limit)
 		}
 		rem = next
+	}
+	dst, err := charge(l, dst, total)
+	if err != nil {
+		return nil, err
 	}
 	out := sized(dst, total)
 	at := 0
@@ -214,6 +211,16 @@ func decompressXerial(dst, src []byte, limit int) ([]byte, error) {
 		rem = next
 	}
 	return out, nil
+}
+
+// charge makes l hold n bytes for a buffer about to be taken from dst or
+// allocated, and returns dst, or nil if l had to wait: a waiter holds no
+// buffer.
+func charge(l *lease, dst []byte, n int) ([]byte, error) {
+	if l.grow(n) {
+		return dst, nil
+	}
+	return nil, l.wait(n)
 }
 
 func xerialChunk(b []byte) (block, rest []byte, err error) {

@@ -14,5 +14,9 @@
 // Decoding ([Records]) and encoding ([Build]) are for the cold paths, such as
 // compaction and tests; they decompress gzip, snappy (raw and xerial framed),
 // lz4 (frame format) and zstd, always under a caller-supplied output bound,
-// because batch bytes come from the network and are untrusted.
+// because batch bytes come from the network and are untrusted. For the same
+// reason no header's claim of the output's size is believed beyond what the
+// compressed bytes can make (zstd.go, snappyMaxDecoded): memory goes to
+// real output, and a [Budget] shared by every validation bounds it for all
+// of them together.
 package batch

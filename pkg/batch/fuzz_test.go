@@ -2,10 +2,15 @@ package batch
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"reflect"
 	"testing"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Run with a short minimization time, or the fuzzer spends up to a minute
@@ -155,7 +160,7 @@ func FuzzValidateRecords(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		b = reframed(b)
-		s, err := ValidateRecords(b, fuzzLimit)
+		s, err := ValidateRecords(context.Background(), b, fuzzLimit, nil)
 		// Validate and Records, which decodes every record into memory,
 		// are the reference: between them they decide what ValidateRecords
 		// must accept.
@@ -178,7 +183,10 @@ func FuzzValidateRecords(f *testing.F) {
 			t.Fatalf("accepted a batch that Validate (%v) or Records (%v, %d of %d records, in sequence: %v) refuses", herr, rerr, len(recs), h.NumRecords, sequential)
 		}
 		want := Summary{Header: h, MinTimestamp: math.MaxInt64, MaxTimestamp: -1, Keyed: true}
+		section, _ := decompress(h.Codec(), b[HeaderSize:], fuzzLimit)
+		want.size = len(section)
 		for _, r := range recs {
+			want.headers += len(r.Headers)
 			ts := h.FirstTimestamp + r.TimestampDelta
 			if h.TimestampType() == 1 {
 				ts = h.MaxTimestamp
@@ -193,4 +201,93 @@ func FuzzValidateRecords(f *testing.F) {
 			t.Fatalf("summary %+v, records say %+v", s, want)
 		}
 	})
+}
+
+// FuzzDecompressWhole checks the codecs decoded whole against their
+// libraries' own decoders, unbounded: what those decode within the limit,
+// decompress decodes alike (snappy only what snappy itself can make, not
+// s2's denser extensions), and what decompress decodes, they do. A tiny
+// budget is taken and given back in full whatever happens.
+func FuzzDecompressWhole(f *testing.F) {
+	raw := rawRecords(sampleRecords())
+	var stream bytes.Buffer
+	w := zstdStream(&stream)
+	w.Write(make([]byte, 200<<10))
+	w.Close()
+	for _, body := range [][]byte{
+		squeeze(f, Zstd, raw), lyingZstd(), zstdFrame(0x88, rleBlock(1000, false), rleBlock(10, true)),
+		append(squeeze(f, Zstd, raw), lyingZstd()...), squeeze(f, Zstd, make([]byte, 200<<10)), stream.Bytes(),
+		append([]byte{0x50, 0x2a, 0x4d, 0x18, 1, 0, 0, 0, 0}, squeeze(f, Zstd, raw)...),
+	} {
+		f.Add(true, body)
+	}
+	for _, body := range [][]byte{squeeze(f, Snappy, raw), xerialFramed(raw), lyingSnappy(1 << 30), lyingXerial(3)} {
+		f.Add(false, body)
+	}
+	// The reference's output is bounded only by its input: up to 32 KiB
+	// a byte, of RLE blocks, so inputs are kept small.
+	ref, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(zstdMaxWindow))
+	if err != nil {
+		f.Fatal(err)
+	}
+	budget := NewBudget(64 << 10)
+	f.Fuzz(func(t *testing.T, isZstd bool, src []byte) {
+		if len(src) > 2<<10 {
+			return
+		}
+		l := &lease{b: budget, ctx: context.Background()}
+		var got, want []byte
+		var err, werr error
+		if isZstd {
+			got, err = decompressZstd(nil, src, fuzzLimit, l)
+			want, werr = ref.DecodeAll(src, nil)
+		} else {
+			got, err = decompressSnappy(nil, src, fuzzLimit, l)
+			want, werr = referenceSnappy(src)
+		}
+		l.release()
+		if n := budget.InUse(); n != 0 {
+			t.Fatalf("%d bytes of the budget still held", n)
+		}
+		switch {
+		case err == nil && (werr != nil || !bytes.Equal(got, want)):
+			t.Fatalf("decoded %d bytes where the reference says %d bytes, %v", len(got), len(want), werr)
+		case err != nil && werr == nil && len(want) <= fuzzLimit:
+			t.Fatalf("refused (%v) what the reference decodes to %d bytes", err, len(want))
+		case err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTooLarge):
+			t.Fatalf("unclassified error: %v", err)
+		}
+	})
+}
+
+// referenceSnappy decodes a raw or xerial-framed snappy section with s2,
+// trusting nothing but refusing what snappy itself cannot make.
+func referenceSnappy(src []byte) ([]byte, error) {
+	blocks := [][]byte{src}
+	if len(src) >= xerialHeaderSize && bytes.HasPrefix(src, xerialMagic) {
+		blocks = nil
+		for rem := src[xerialHeaderSize:]; len(rem) > 0; {
+			block, next, err := xerialChunk(rem)
+			if err != nil {
+				return nil, err
+			}
+			blocks, rem = append(blocks, block), next
+		}
+	}
+	var out []byte
+	for _, block := range blocks {
+		n, err := s2.DecodedLen(block)
+		if err != nil || n > fuzzLimit || len(out)+n > fuzzLimit {
+			return nil, errors.New("too large or corrupt")
+		}
+		if _, k := binary.Uvarint(block); n > 64*(len(block)-k)/3 {
+			return nil, errors.New("more than snappy can make")
+		}
+		d, err := s2.Decode(nil, block)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d...)
+	}
+	return out, nil
 }

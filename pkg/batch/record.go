@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"unsafe"
 )
 
 // A record inside a v2 batch, after decompression. Integers marked varint
@@ -79,6 +80,20 @@ func Records(b []byte, maxDecompressed int) ([]Record, error) {
 		return nil, fmt.Errorf("%s: %w", h.Codec(), err)
 	}
 	return decodeRecords(data, h.NumRecords)
+}
+
+// RecodeMemory is about the most that decoding s's records with [Records]
+// and encoding them again with [Build] allocate together: the records
+// section decompressed without knowing its size (up to 5 times it, by
+// zstd's doubling), a Record per record and a RecordHeader per header with
+// its key, the section encoded again and compressed into a growing buffer
+// (up to 3 times it), and the largest encoder's state (a gzip writer's,
+// over 1 MiB).
+func (s Summary) RecodeMemory() int64 {
+	const encoder = 2 << 20
+	perRecord := int64(unsafe.Sizeof(Record{}) + unsafe.Sizeof(0)) // and Build's size of it
+	perHeader := int64(unsafe.Sizeof(RecordHeader{}) + 16)         // and its key, if short
+	return 8*int64(s.size) + int64(s.Header.NumRecords)*perRecord + int64(s.headers)*perHeader + encoder
 }
 
 func decodeRecords(data []byte, count int32) ([]Record, error) {

@@ -1,16 +1,12 @@
 package batch
 
 import (
-	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"sync"
-
-	"github.com/klauspost/compress/gzip"
-	"github.com/pierrec/lz4/v4"
 )
 
 // Summary is what [ValidateRecords] learns from a batch's records: what
@@ -28,6 +24,9 @@ type Summary struct {
 	// Keyed reports whether every record has a key, as a compacted topic
 	// requires (a negative key length is a null key).
 	Keyed bool
+
+	size    int // of the records section, decompressed
+	headers int // of all the records
 }
 
 // noTimestamp is a record timestamp that says there is none (Kafka's
@@ -44,47 +43,70 @@ const noTimestamp = -1
 // maxDecompressed bytes (ErrTooLarge past it): gzip and lz4 stream through
 // a pooled buffer that needs to hold one record at a time, snappy and
 // zstd, whose decoders want the whole output, decode into a pooled one.
+// Those buffers are charged to budget, shared with the caller's other
+// validations (nil: no budget), before they are allocated or reused;
+// waiting for it ends with ctx.
 //
 // A malformed record is ErrInvalidRecord, as Kafka answers INVALID_RECORD
 // for what its DefaultRecord and DefaultRecordBatch iterators throw
 // (InvalidRecordException, since KIP-467); a records section that does not
 // decompress is ErrCorrupt (CORRUPT_MESSAGE). An uncompressed batch is
 // checked without allocating.
-func ValidateRecords(b []byte, maxDecompressed int) (Summary, error) {
+func ValidateRecords(ctx context.Context, b []byte, maxDecompressed int, budget *Budget) (Summary, error) {
 	h, err := Validate(b)
 	if err != nil {
 		return Summary{Header: h}, err
 	}
 	body := b[HeaderSize:]
 	if h.Codec() == None {
-		r := recordReader{buf: body}
+		r := recordReader{buf: body, size: len(body)}
 		return r.walk(h)
 	}
 	z := inflaters.Get().(*inflater)
 	defer z.release()
-	r, err := z.open(h.Codec(), body, max(maxDecompressed, 0))
-	if err != nil {
-		return Summary{Header: h}, fmt.Errorf("%s: %w", h.Codec(), err)
+	z.lease = lease{b: budget, ctx: ctx}
+	for chunk := 0; ; {
+		r, err := z.open(h.Codec(), body, max(maxDecompressed, 0), chunk)
+		if err != nil {
+			return Summary{Header: h}, fmt.Errorf("%s: %w", h.Codec(), err)
+		}
+		s, err := r.walk(h)
+		if err == errRestart {
+			chunk = r.want
+			z.restart()
+			continue
+		}
+		if err != nil && !errors.Is(err, ErrInvalidRecord) {
+			err = fmt.Errorf("%s: %w", h.Codec(), err)
+		}
+		return s, err
 	}
-	s, err := r.walk(h)
-	if err != nil && !errors.Is(err, ErrInvalidRecord) {
-		err = fmt.Errorf("%s: %w", h.Codec(), err)
-	}
-	return s, err
 }
 
-var errNoProgress = errors.New("decompressor returned no bytes and no error")
+var (
+	errNoProgress = errors.New("decompressor returned no bytes and no error")
+	// errRestart: a stream's chunk must grow for a long record and the
+	// budget cannot give the room at once. The reader, holding bytes of
+	// the stream, may not wait; the caller gives back everything, waits
+	// for room for the record (want) and starts the stream again.
+	errRestart = errors.New("out of decompression budget")
+)
 
 // recordReader hands out the records of a records section one at a time,
 // each as one slice: from buf when the section is held whole, else read
-// from src into chunk, which grows for a record longer than it. A failure
-// sticks in err.
+// from src into chunk, which grows for a record longer than it, charged to
+// lease with the fixed bytes the stream's decoder holds. A failure sticks
+// in err.
 type recordReader struct {
 	buf   []byte            // bytes in hand, unread
 	src   *io.LimitedReader // the rest of a stream; nil if buf is all there is
 	chunk []byte            // where bytes from src land
 	eof   bool              // src is exhausted
 	err   error
+	size  int // bytes of the section so far
+	lease *lease
+	fixed int
+	want  int // the chunk that errRestart asks for
 }
 
 // fill tries to have at least n bytes in hand, reading from src as needed;
@@ -101,10 +123,17 @@ func (r *recordReader) fill(n int) bool {
 	k := copy(r.chunk, r.buf)
 	for idle := 0; k < n && !r.eof; {
 		if k == len(r.chunk) {
-			r.chunk = append(r.chunk, make([]byte, max(len(r.chunk), inflateChunk))...)
+			// The old chunk and the new one, while append copies.
+			grown := len(r.chunk) + max(len(r.chunk), inflateChunk)
+			if !r.lease.grow(r.fixed + len(r.chunk) + grown) {
+				r.err, r.want, r.buf = errRestart, grown, nil
+				return false
+			}
+			r.chunk = append(r.chunk, make([]byte, grown-len(r.chunk))...)
+			r.lease.grow(r.fixed + grown)
 		}
 		m, err := r.src.Read(r.chunk[k:])
-		k += m
+		k, r.size = k+m, r.size+m
 		switch {
 		case r.src.N <= 0:
 			// src.N started one past the bound: the output is over it.
@@ -153,9 +182,10 @@ func (r *recordReader) walk(h Header) (Summary, error) {
 	for i := range h.NumRecords {
 		var tsDelta int64
 		var keyed bool
+		var headers int32
 		rec, err := r.next()
 		if err == nil {
-			tsDelta, keyed, err = scanRecord(rec, i)
+			tsDelta, keyed, headers, err = scanRecord(rec, i)
 		}
 		if r.err != nil {
 			return s, r.err
@@ -164,6 +194,7 @@ func (r *recordReader) walk(h Header) (Summary, error) {
 			return s, fmt.Errorf("%w: record %d of %d: %v", ErrInvalidRecord, i, h.NumRecords, err)
 		}
 		s.Keyed = s.Keyed && keyed
+		s.headers += int(headers)
 		ts := h.FirstTimestamp + tsDelta
 		if logAppend {
 			ts = h.MaxTimestamp
@@ -178,35 +209,36 @@ func (r *recordReader) walk(h Header) (Summary, error) {
 	}
 	// A stream that fails only at its end (a gzip or lz4 checksum) fails
 	// here.
+	s.size = r.size
 	return s, r.err
 }
 
 // scanRecord checks the fields of record i, rec being the bytes after its
-// length, which they must fill exactly, and returns its timestamp delta
-// and whether it has a key. Positions go negative once a field is bad, and
-// stay so.
-func scanRecord(rec []byte, i int32) (tsDelta int64, keyed bool, err error) {
+// length, which they must fill exactly, and returns its timestamp delta,
+// whether it has a key and its header count. Positions go negative once a
+// field is bad, and stay so.
+func scanRecord(rec []byte, i int32) (tsDelta int64, keyed bool, nh int32, err error) {
 	if len(rec) < 1 {
-		return 0, false, errFields
+		return 0, false, 0, errFields
 	}
 	p := 1 // attributes: unused by v2 records
 	tsDelta, p = varlongAt(rec, p)
 	delta, p := varintAt(rec, p)
 	if p >= 0 && delta != i {
-		return 0, false, fmt.Errorf("%w: %d, want %d", errOffsetDelta, delta, i)
+		return 0, false, 0, fmt.Errorf("%w: %d, want %d", errOffsetDelta, delta, i)
 	}
 	n, p := varintAt(rec, p)
 	keyed = n >= 0
 	p = skipAt(rec, p, n)
 	n, p = varintAt(rec, p)
 	p = skipAt(rec, p, n)
-	nh, p := varintAt(rec, p)
+	nh, p = varintAt(rec, p)
 	if p >= 0 && (nh < 0 || int(nh) > (len(rec)-p)/2) { // a header takes at least 2 bytes
-		return 0, false, fmt.Errorf("%w: %d", errHeaderCount, nh)
+		return 0, false, 0, fmt.Errorf("%w: %d", errHeaderCount, nh)
 	}
 	for range nh {
 		if n, p = varintAt(rec, p); n < 0 && p >= 0 {
-			return 0, false, errNullHeader
+			return 0, false, 0, errNullHeader
 		}
 		p = skipAt(rec, p, n)
 		n, p = varintAt(rec, p)
@@ -217,11 +249,11 @@ func scanRecord(rec []byte, i int32) (tsDelta int64, keyed bool, err error) {
 	}
 	switch {
 	case p < 0:
-		return 0, false, errFields
+		return 0, false, 0, errFields
 	case p != len(rec):
-		return 0, false, fmt.Errorf("%w: %d", errLong, len(rec)-p)
+		return 0, false, 0, fmt.Errorf("%w: %d", errLong, len(rec)-p)
 	}
-	return tsDelta, keyed, nil
+	return tsDelta, keyed, nh, nil
 }
 
 // varintAt reads a zigzag varint that fits an int32 at b[p:], returning
@@ -283,83 +315,4 @@ func skipAt(b []byte, p int, n int32) int {
 		return -1
 	}
 	return p + int(n)
-}
-
-// inflateChunk is how much of a streamed records section is in hand at
-// once, unless a record is longer.
-const inflateChunk = 32 << 10
-
-// maxPooledOutput bounds the decompressed sections kept for reuse, so that
-// a rare huge batch does not pin its buffer.
-const maxPooledOutput = 8 << 20
-
-// inflater decompresses one records section at a time. Pooled with its
-// decoders and buffers, it lets a compressed batch be validated without
-// allocating a decoder or, mostly, its output.
-type inflater struct {
-	rd    recordReader
-	src   bytes.Reader
-	lim   io.LimitedReader
-	chunk []byte
-	out   []byte // the section, for the codecs decoded whole
-	gzip  *gzip.Reader
-	lz4   *lz4.Reader
-}
-
-var inflaters = sync.Pool{New: func() any { return &inflater{chunk: make([]byte, inflateChunk)} }}
-
-// open returns a reader of the decompressed records of body.
-func (z *inflater) open(c Codec, body []byte, limit int) (*recordReader, error) {
-	z.src.Reset(body)
-	var stream io.Reader
-	switch c {
-	case Gzip:
-		if z.gzip == nil {
-			z.gzip = new(gzip.Reader)
-		}
-		if err := z.gzip.Reset(&z.src); err != nil {
-			return nil, fmt.Errorf("%w: gzip: %v", ErrCorrupt, err)
-		}
-		stream = z.gzip
-	case LZ4:
-		if z.lz4 == nil {
-			z.lz4 = lz4.NewReader(nil)
-		}
-		z.lz4.Reset(&z.src)
-		stream = z.lz4
-	case Snappy, Zstd:
-		var out []byte
-		var err error
-		if c == Snappy {
-			out, err = decompressSnappy(z.out, body, limit)
-		} else {
-			out, err = decompressZstd(z.out, body, limit)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if cap(out) <= maxPooledOutput {
-			z.out = out[:0]
-		}
-		z.rd = recordReader{buf: out}
-		return &z.rd, nil
-	default:
-		return nil, fmt.Errorf("%w: codec id %d", ErrUnsupportedCodec, int8(c))
-	}
-	z.lim = io.LimitedReader{R: stream, N: int64(limit) + 1}
-	z.rd = recordReader{src: &z.lim, chunk: z.chunk}
-	return &z.rd, nil
-}
-
-// release drops every reference to the batch and returns z to the pool.
-func (z *inflater) release() {
-	if c := z.rd.chunk; len(c) > len(z.chunk) && len(c) <= maxPooledOutput {
-		z.chunk = c // grown for a long record: likely needed again
-	}
-	z.src.Reset(nil)
-	if z.lz4 != nil {
-		z.lz4.Reset(nil) // hands its block buffer back to lz4's pool
-	}
-	z.rd, z.lim = recordReader{}, io.LimitedReader{}
-	inflaters.Put(z)
 }

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -79,7 +80,7 @@ func TestValidateRecordsRules(t *testing.T) {
 				if _, err := Validate(b); err != nil {
 					t.Fatalf("the header is wrong too: %v", err)
 				}
-				_, err := ValidateRecords(b, 1<<20)
+				_, err := ValidateRecords(context.Background(), b, 1<<20, nil)
 				wantOnly(t, "ValidateRecords", err, tt.want)
 			})
 		}
@@ -109,23 +110,23 @@ func TestValidateRecordsStreams(t *testing.T) {
 				{"flipped in half", flipHalf(comp), true},
 			} {
 				b := withBody(t, template, c, int32(len(recs)), tc.body)
-				_, err := ValidateRecords(b, 1<<20)
+				_, err := ValidateRecords(context.Background(), b, 1<<20, nil)
 				if !errors.Is(err, ErrCorrupt) && !(tc.orInvalid && errors.Is(err, ErrInvalidRecord)) {
 					t.Errorf("%s: %v, want ErrCorrupt", tc.name, err)
 				}
 			}
 			b := withBody(t, template, c, int32(len(recs)), comp)
-			if _, err := ValidateRecords(b, len(raw)-1); !errors.Is(err, ErrTooLarge) {
+			if _, err := ValidateRecords(context.Background(), b, len(raw)-1, nil); !errors.Is(err, ErrTooLarge) {
 				t.Errorf("limit %d: %v, want ErrTooLarge", len(raw)-1, err)
 			}
-			if _, err := ValidateRecords(b, len(raw)); err != nil {
+			if _, err := ValidateRecords(context.Background(), b, len(raw), nil); err != nil {
 				t.Errorf("limit %d: %v", len(raw), err)
 			}
 			// A bomb: one well-formed record of 64 MiB of zeros, far more
 			// than the bound, from little input.
 			bomb := withBody(t, template, c, 1, squeeze(t, c, rawRecords([]Record{{Value: make([]byte, 64<<20)}})))
 			var err error
-			if n := allocated(func() { _, err = ValidateRecords(bomb, 1<<20) }); !errors.Is(err, ErrTooLarge) || n > 16<<20 {
+			if n := allocated(func() { _, err = ValidateRecords(context.Background(), bomb, 1<<20, nil) }); !errors.Is(err, ErrTooLarge) || n > 16<<20 {
 				t.Errorf("bomb: %v, %d bytes allocated", err, n)
 			}
 		})
@@ -151,7 +152,7 @@ func librdkafkaZstd(t testing.TB) []byte {
 
 func TestValidateRecordsLibrdkafka(t *testing.T) {
 	b := librdkafkaZstd(t)
-	s, err := ValidateRecords(b, 64<<20)
+	s, err := ValidateRecords(context.Background(), b, 64<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func TestValidateRecordsSummary(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(c.String()+"/"+tt.name, func(t *testing.T) {
 				b := mustBuild(t, tt.h, c, tt.recs)
-				s, err := ValidateRecords(b, 1<<20)
+				s, err := ValidateRecords(context.Background(), b, 1<<20, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -229,7 +230,7 @@ func TestValidateRecordsHeaderFirst(t *testing.T) {
 		"count delta": corrupt(good, true, func(b []byte) []byte { b[offLastOffsetDelta+3]++; return b }),
 	} {
 		_, want := Validate(b)
-		if _, err := ValidateRecords(b, 1<<20); want == nil || err == nil || err.Error() != want.Error() {
+		if _, err := ValidateRecords(context.Background(), b, 1<<20, nil); want == nil || err == nil || err.Error() != want.Error() {
 			t.Errorf("%s: %v, want %v", name, err, want)
 		}
 	}
@@ -246,17 +247,17 @@ func TestValidateRecordsAllocs(t *testing.T) {
 	}
 	for _, c := range codecs {
 		b := mustBuild(t, template, c, recs)
-		if _, err := ValidateRecords(b, 1<<20); err != nil { // warm the pools
+		if _, err := ValidateRecords(context.Background(), b, 1<<20, nil); err != nil { // warm the pools
 			t.Fatal(err)
 		}
 		allocs := testing.AllocsPerRun(50, func() {
-			if _, err := ValidateRecords(b, 1<<20); err != nil {
+			if _, err := ValidateRecords(context.Background(), b, 1<<20, nil); err != nil {
 				panic(err)
 			}
 		})
 		bytesPer := allocated(func() {
 			for range 10 {
-				if _, err := ValidateRecords(b, 1<<20); err != nil {
+				if _, err := ValidateRecords(context.Background(), b, 1<<20, nil); err != nil {
 					panic(err)
 				}
 			}
@@ -284,6 +285,7 @@ func benchBatch(b *testing.B, c Codec, size int) []byte {
 }
 
 func BenchmarkValidateRecords(b *testing.B) {
+	budget := NewBudget(256 << 20) // as the produce path's
 	for _, size := range []int{100, 1024} {
 		for _, c := range codecs {
 			batch := benchBatch(b, c, size)
@@ -291,7 +293,7 @@ func BenchmarkValidateRecords(b *testing.B) {
 				b.SetBytes(int64(len(batch)))
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, err := ValidateRecords(batch, 64<<20); err != nil {
+					if _, err := ValidateRecords(context.Background(), batch, 64<<20, budget); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -58,7 +58,7 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 				p.ErrorMessage = strp("transactions are not supported by this agent yet")
 				continue
 			}
-			tk, err := s.appendPartition(rt.Topic, &rt.Partitions[j])
+			tk, err := s.appendPartition(ctx, rt.Topic, &rt.Partitions[j])
 			if err != nil {
 				p.ErrorCode = errorCode(err)
 				p.ErrorMessage = strp(err.Error())
@@ -96,7 +96,7 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 }
 
 // appendPartition validates one partition's records and appends them.
-func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicPartition) (*tiered.Ticket, error) {
+func (s *Server) appendPartition(ctx context.Context, topic string, rp *kmsg.ProduceRequestTopicPartition) (*tiered.Ticket, error) {
 	var (
 		id        meta.TopicID
 		maxBytes  int64
@@ -137,7 +137,7 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 		if int64(len(b)) > maxBytes {
 			return errTooLarge{size: len(b), max: maxBytes}
 		}
-		sum, err := batch.ValidateRecords(b, maxDecodeBytes)
+		sum, err := batch.ValidateRecords(ctx, b, maxDecodeBytes, decodeBudget)
 		if err != nil {
 			return err
 		}
@@ -161,7 +161,7 @@ func (s *Server) appendPartition(topic string, rp *kmsg.ProduceRequestTopicParti
 			h, _ = batch.ParseHeader(b)
 		}
 		if recodeTo >= 0 && h.Codec() != recodeTo {
-			if b, h, err = recode(b, h, recodeTo); err != nil {
+			if b, h, err = recode(ctx, b, h, recodeTo, sum.RecodeMemory()); err != nil {
 				return err
 			}
 		}
@@ -234,6 +234,16 @@ func (b timestampBounds) check(oldest, newest, nowMs int64) error {
 // decompresses: to validate them or to recompress them.
 const maxDecodeBytes = 64 << 20
 
+// decodeBudget bounds the memory that all produces hold at once for
+// decompression and recompression, whatever the number of connections
+// (batch.Budget); past it, validations wait, and their connections stop
+// being read. 256 MiB is four batches at maxDecodeBytes, or hundreds of
+// ordinary ones; beside queued.max.request.bytes (256 MiB of requests by
+// default), it makes the produce path's memory a sum of two bounds. It is
+// the process's, not a Server's, as the memory it stands for is, and fixed,
+// as maxDecodeBytes is.
+var decodeBudget = batch.NewBudget(4 * maxDecodeBytes)
+
 // topicCodec returns the codec a topic's compression.type asks batches to
 // be stored with, or -1 for "producer": as sent.
 func topicCodec(compressionType string) batch.Codec {
@@ -255,8 +265,14 @@ func topicCodec(compressionType string) batch.Codec {
 // recode rewrites a batch with codec, as Kafka does for a topic whose
 // compression.type is not the producer's: the same records, header fields
 // and sequence numbers, a new CRC. It costs a decode and an encode, which
-// is why "producer" (the default) is the fast path.
-func recode(b []byte, h batch.Header, codec batch.Codec) ([]byte, batch.Header, error) {
+// is why "producer" (the default) is the fast path, and about memory bytes
+// (batch.Summary.RecodeMemory), which it holds of decodeBudget meanwhile.
+func recode(ctx context.Context, b []byte, h batch.Header, codec batch.Codec, memory int64) ([]byte, batch.Header, error) {
+	held, err := decodeBudget.Acquire(ctx, memory)
+	if err != nil {
+		return nil, h, err
+	}
+	defer decodeBudget.Release(held)
 	recs, err := batch.Records(b, maxDecodeBytes)
 	if err != nil {
 		return nil, h, err

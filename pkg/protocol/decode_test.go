@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/binary"
 	"testing"
 
@@ -62,7 +63,10 @@ func TestDecodeUnsupported(t *testing.T) {
 
 // FuzzDecodeRequest: no frame, however malformed, panics the decoder; it
 // either decodes, answers UNSUPPORTED_VERSION, or reports an error (which
-// closes only that connection).
+// closes only that connection). A frame that decodes re-encodes to a
+// fixed point: what the handlers see is what the bytes said, nothing the
+// decoder invented or dropped on the way, and a canonical frame (every
+// seed, as a client encodes it) re-encodes to exactly its own bytes.
 func FuzzDecodeRequest(f *testing.F) {
 	for _, fr := range seedFrames() {
 		f.Add(fr)
@@ -76,5 +80,48 @@ func FuzzDecodeRequest(f *testing.F) {
 		if err == nil && req == nil && in.raw == nil {
 			t.Fatal("neither a request nor an answer")
 		}
+		if err != nil || req == nil {
+			return
+		}
+		if in.key != req.Key() || in.version != req.GetVersion() || in.correlationID != int32(binary.BigEndian.Uint32(b[4:])) {
+			t.Fatalf("header misread: %+v", in)
+		}
+		once := reencode(t, b, req)
+		_, again, _, err := c.decode(once)
+		if err != nil || again == nil {
+			t.Fatalf("the re-encoded %s v%d does not decode: %v\n%x", kmsg.NameForKey(in.key), in.version, err, once)
+		}
+		if twice := reencode(t, once, again); !bytes.Equal(once, twice) {
+			t.Fatalf("%s v%d is not a fixed point of decode and encode:\n%x\n%x", kmsg.NameForKey(in.key), in.version, once, twice)
+		}
+		if canonical[string(b)] && !bytes.Equal(b, once) {
+			t.Fatalf("the canonical %s v%d re-encodes differently:\n%x\n%x", kmsg.NameForKey(in.key), in.version, b, once)
+		}
 	})
+}
+
+// canonical holds the seed frames, which must survive decode and encode
+// byte for byte.
+var canonical = func() map[string]bool {
+	m := map[string]bool{}
+	for _, fr := range seedFrames() {
+		m[string(fr)] = true
+	}
+	return m
+}()
+
+// reencode returns frame b's request header, as read, followed by req
+// encoded again.
+func reencode(t *testing.T, b []byte, req kmsg.Request) []byte {
+	rest := b[8:]
+	idLen := int(int16(binary.BigEndian.Uint16(rest)))
+	rest = rest[2+max(idLen, 0):]
+	if req.IsFlexible() {
+		var err error
+		if rest, err = skipTags(rest); err != nil {
+			t.Fatalf("a decoded frame's header tags: %v", err)
+		}
+	}
+	header := b[:len(b)-len(rest)]
+	return req.AppendTo(append([]byte(nil), header...))
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/bargehq/barge/internal/harness"
@@ -79,5 +80,78 @@ func TestHTTPOff(t *testing.T) {
 	_, port, _ := strings.Cut(a.Addr, ":")
 	if ports := listeningPorts(t, a.Pid()); fmt.Sprint(ports) != "["+port+"]" {
 		t.Fatalf("the agent listens on ports %v, want only Kafka's %s", ports, port)
+	}
+}
+
+// TestJobsOffSwitches: --cleaner-backoff=0 turns key compaction off and
+// --orphan-grace=0 the orphan sweep, while the other jobs run: retention
+// empties a topic and collection deletes its segments (the pass that
+// would sweep orphans), yet a compacted topic's duplicates stay dirty and
+// readable, and orphan seg/, cmp/ and cln/ objects named an hour ago stay
+// in the bucket, never condemned.
+func TestJobsOffSwitches(t *testing.T) {
+	b := harness.FileBackend(t)
+	store := b.Open(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	old := time.Now().Add(-time.Hour).UnixMilli()
+	orphans := []string{
+		fmt.Sprintf("seg/%013d-dead-000001", old),
+		fmt.Sprintf("cmp/%013d-dead-000002", old),
+		fmt.Sprintf("cln/%013d-dead-000003", old),
+	}
+	for _, k := range orphans {
+		if err := store.Put(ctx, k, []byte("never committed")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := startAgent(t, b, 0, "--cleaner-backoff=0", "--orphan-grace=0",
+		"--retention-check-interval=100ms", "--collect-grace=100ms", "--compaction-interval=0")
+	createTopic(t, a.Addr, "kept", 1, map[string]*string{
+		"cleanup.policy": kadm.StringPtr("compact"), "min.cleanable.dirty.ratio": kadm.StringPtr("0.01")})
+	createTopic(t, a.Addr, "gone", 1, map[string]*string{"retention.ms": kadm.StringPtr("1")})
+	cl := client(t, a.Addr)
+	for i := range 10 {
+		for _, r := range []*kgo.Record{
+			{Topic: "kept", Key: fmt.Append(nil, "k", i%2), Value: fmt.Append(nil, i)},
+			{Topic: "gone", Value: fmt.Append(nil, i)},
+		} {
+			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+		}
+	}
+	// Retention released the segments of "gone" and collection deleted
+	// them: collection passes ran after everything was written.
+	var m map[string]float64
+	harness.Eventually(t, time.Minute, func() bool {
+		m = scrape(t, a.HTTPAddr)
+		return m["barge_retention_log_start_moves_total"] > 0 && m["barge_collected_objects_total"] >= 10 && m["barge_released_objects"] == 0
+	}, "retention and collection never ran: %v", lazy(func() string {
+		return fmt.Sprint(m["barge_retention_log_start_moves_total"], m["barge_collected_objects_total"], m["barge_released_objects"])
+	}))
+
+	for _, k := range orphans {
+		if !slices.Contains(b.List(t, k[:4]), k) {
+			t.Errorf("orphan %s was swept with --orphan-grace=0", k)
+		}
+	}
+	if n := m["barge_condemned_objects_total"]; n != 0 {
+		t.Errorf("barge_condemned_objects_total %v with --orphan-grace=0", n)
+	}
+	if n := m["barge_cleaned_partitions_total"]; n != 0 {
+		t.Errorf("barge_cleaned_partitions_total %v with --cleaner-backoff=0", n)
+	}
+	if cln := b.List(t, "cln/"); len(cln) != 1 {
+		t.Errorf("cln/ holds %v with --cleaner-backoff=0, want only the planted orphan", cln)
+	}
+	if _, cleaned, _ := cleanerState(t, b, "kept"); cleaned[0] != 0 {
+		t.Errorf("clean/dirty boundary at %d with --cleaner-backoff=0", cleaned[0])
+	}
+	got := consumeAll(t, a.Addr, "kept", map[int32]int64{0: 10})
+	for i, r := range got[0] {
+		if string(r.Value) != fmt.Sprint(i) {
+			t.Fatalf("kept/%d holds %q: the duplicates were compacted away", i, r.Value)
+		}
 	}
 }

@@ -53,6 +53,18 @@ func TestMetaLogTrim(t *testing.T) {
 		return n < rounds/3 && len(b.List(t, "meta/snap/")) <= 3
 	}, "metadata log not trimmed")
 	t.Logf("after trim: %d meta/log/ entries, %d snapshots", len(b.List(t, "meta/log/")), len(b.List(t, "meta/snap/")))
+	// The entries below the first left are the ones this agent (the only
+	// one) deleted.
+	logKeys := b.List(t, "meta/log/")
+	first, err := strconv.ParseUint(strings.TrimPrefix(logKeys[0], "meta/log/"), 10, 64)
+	if err != nil {
+		t.Fatalf("log key %s: %v", logKeys[0], err)
+	}
+	var trimmed float64
+	harness.Eventually(t, 10*time.Second, func() bool {
+		trimmed = scrape(t, a.HTTPAddr)["barge_meta_trimmed_entries_total"]
+		return trimmed >= float64(first-1)
+	}, "barge_meta_trimmed_entries_total %v, but entries 1 to %d are gone", lazy(func() string { return fmt.Sprint(trimmed) }), first-1)
 
 	a.Restart(t)
 	if got := endOffsets(t, a.Addr, "trim"); fmt.Sprint(got) != fmt.Sprint(ends) {

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/bargehq/barge/internal/harness"
+	"github.com/bargehq/barge/pkg/protocol"
 )
 
 // listeningPorts returns the TCP ports the process pid listens on: its
@@ -152,6 +153,64 @@ func TestJobsOffSwitches(t *testing.T) {
 	for i, r := range got[0] {
 		if string(r.Value) != fmt.Sprint(i) {
 			t.Fatalf("kept/%d holds %q: the duplicates were compacted away", i, r.Value)
+		}
+	}
+}
+
+// TestJobsFalse: an agent run with --jobs=false runs no background job.
+// Beside an agent with jobs on, with topics whose retention rendezvous
+// gives to each, the other agent applies retention to its own while the
+// --jobs=false one never takes a job lease (the log says so) and exports
+// no job metrics.
+func TestJobsFalse(t *testing.T) {
+	b := harness.FileBackend(t)
+	args := []string{"--retention-check-interval=100ms", "--collect-grace=100ms", "--meta-retention=0"}
+	off := startAgent(t, b, 0, append(args, "--jobs=false")...)
+	on := startAgent(t, b, 0, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	view := client(t, on.Addr)
+	harness.Eventually(t, 30*time.Second, func() bool { return len(brokersOf(ctx, view)) == 2 },
+		"the agents never saw each other")
+	addrs := []string{off.Addr, on.Addr}
+	topics := map[string]string{} // owner address → topic
+	for i := 0; len(topics) < 2; i++ {
+		name := fmt.Sprint("jf-", i)
+		if o := protocol.Rendezvous("retention/"+name, addrs); topics[o] == "" {
+			topics[o] = name
+			createTopic(t, on.Addr, name, 1, map[string]*string{"retention.ms": kadm.StringPtr("1")})
+		}
+	}
+	cl := client(t, on.Addr)
+	for _, name := range topics {
+		for i := range 3 {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: name, Value: fmt.Append(nil, i)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	adm := kadm.NewClient(view)
+	harness.Eventually(t, 30*time.Second, func() bool { return startOffsets(t, adm, topics[on.Addr])[0] == 3 },
+		"the agent with jobs on never applied retention to %s", topics[on.Addr])
+	for _, name := range []string{"barge_job_leases_total", "barge_retention_log_start_moves_total", "barge_collected_objects_total"} {
+		for k := range scrape(t, off.HTTPAddr) {
+			if strings.HasPrefix(k, name) {
+				t.Errorf("the --jobs=false agent exports %s", k)
+			}
+		}
+	}
+	if err := off.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := on.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	h := harness.ReadLeaseHistory(t, b.Open(t))
+	for job, ws := range h.Grants {
+		for w := range ws {
+			if h.Addrs[w] == off.Addr {
+				t.Errorf("the --jobs=false agent was granted %s", job)
+			}
 		}
 	}
 }

@@ -119,6 +119,11 @@ func TestFileCompaction(t *testing.T) {
 		t.Fatalf("state did not shrink: %d chunks (was %d), snapshot %d bytes (was %d)", chunksAfter, chunksBefore, snapAfter, snapBefore)
 	}
 
+	// Every chunk there was before is one this agent replaced.
+	if n := scrape(t, a.HTTPAddr)["barge_compacted_chunks_total"]; n < float64(chunksBefore) {
+		t.Errorf("barge_compacted_chunks_total %v, want at least the %d chunks replaced", n, chunksBefore)
+	}
+
 	after := consumeKeyed(t, a.Addr, "cmp", total)
 	for k, v := range before {
 		if after[k] != v {

@@ -91,7 +91,15 @@ func TestJobLeasesTwoAgents(t *testing.T) {
 		"topics not compacted")
 	var metric []float64
 	for _, a := range agents {
-		metric = append(metric, scrape(t, a.HTTPAddr)[`barge_job_leases_total{outcome="granted"}`])
+		m := scrape(t, a.HTTPAddr)
+		metric = append(metric, m[`barge_job_leases_total{outcome="granted"}`])
+		// The replaced objects are released and, with an hour's
+		// --collect-grace, still in the bucket: every agent's gauge
+		// (the shared state's count) shows them.
+		objs := len(b.List(t, "seg/")) + len(b.List(t, "cmp/"))
+		if n := m["barge_released_objects"]; n == 0 || n > float64(objs) {
+			t.Errorf("%s: barge_released_objects %v, want some of the %d seg/ and cmp/ objects", a, n, objs)
+		}
 	}
 	// Stopped, the agents release their leases and write no more entries.
 	for _, a := range agents {

@@ -53,6 +53,18 @@ func TestMetaLogTrim(t *testing.T) {
 		return n < rounds/3 && len(b.List(t, "meta/snap/")) <= 3
 	}, "metadata log not trimmed")
 	t.Logf("after trim: %d meta/log/ entries, %d snapshots", len(b.List(t, "meta/log/")), len(b.List(t, "meta/snap/")))
+	// The entries below the first left are the ones this agent (the only
+	// one) deleted.
+	logKeys := b.List(t, "meta/log/")
+	first, err := strconv.ParseUint(strings.TrimPrefix(logKeys[0], "meta/log/"), 10, 64)
+	if err != nil {
+		t.Fatalf("log key %s: %v", logKeys[0], err)
+	}
+	var trimmed float64
+	harness.Eventually(t, 10*time.Second, func() bool {
+		trimmed = scrape(t, a.HTTPAddr)["barge_meta_trimmed_entries_total"]
+		return trimmed >= float64(first-1)
+	}, "barge_meta_trimmed_entries_total %v, but entries 1 to %d are gone", lazy(func() string { return fmt.Sprint(trimmed) }), first-1)
 
 	a.Restart(t)
 	if got := endOffsets(t, a.Addr, "trim"); fmt.Sprint(got) != fmt.Sprint(ends) {
@@ -74,9 +86,9 @@ func TestMetaLogTrim(t *testing.T) {
 }
 
 // TestOrphanSweep: a seg/ object named long ago that no commit refers to
-// (an agent died between its PUT and its commit) and a cmp/ object whose
-// replace never applied are deleted by the collection pass; the committed
-// segments stay and read back.
+// (an agent died between its PUT and its commit) and cmp/ and cln/ objects
+// whose replace or clean never applied are deleted by the collection pass;
+// the committed segments and cleaned objects stay and read back.
 func TestOrphanSweep(t *testing.T) {
 	b := harness.MinIOBackend(t)
 	store := b.Open(t)
@@ -84,27 +96,36 @@ func TestOrphanSweep(t *testing.T) {
 	defer cancel()
 	orphan := fmt.Sprintf("seg/%013d-dead-000001", time.Now().Add(-time.Hour).UnixMilli())
 	orphanCmp := fmt.Sprintf("cmp/%013d-dead-000002", time.Now().Add(-time.Hour).UnixMilli())
-	for _, k := range []string{orphan, orphanCmp} {
+	orphanCln := fmt.Sprintf("cln/%013d-dead-000004", time.Now().Add(-time.Hour).UnixMilli())
+	for _, k := range []string{orphan, orphanCmp, orphanCln} {
 		if err := store.Put(ctx, k, []byte("never committed")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	a := startAgent(t, b, 5*time.Millisecond, "--orphan-grace=3s", "--write-timeout=2s", "--retention-check-interval=200ms", "--compaction-interval=0")
+	a := startAgent(t, b, 5*time.Millisecond, "--orphan-grace=3s", "--write-timeout=2s", "--retention-check-interval=200ms",
+		"--compaction-interval=0", "--cleaner-backoff=200ms")
 	createTopic(t, a.Addr, "orph", 2, nil)
+	createTopic(t, a.Addr, "orphc", 1, map[string]*string{
+		"cleanup.policy": kadm.StringPtr("compact"), "min.cleanable.dirty.ratio": kadm.StringPtr("0.01")})
 	cl := client(t, a.Addr)
 	for i := range 20 {
 		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "orph", Value: fmt.Appendf(nil, "v%d", i)}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "orphc", Key: fmt.Append(nil, i%4), Value: fmt.Appendf(nil, "v%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	harness.Eventually(t, time.Minute, func() bool {
-		for _, k := range b.List(t, "seg/") {
-			if k == orphan {
-				return false
-			}
-		}
-		return len(b.List(t, "cmp/")) == 0
+		return !slices.Contains(b.List(t, "seg/"), orphan) && len(b.List(t, "cmp/")) == 0 &&
+			!slices.Contains(b.List(t, "cln/"), orphanCln)
 	}, "orphan objects not deleted")
+	// Key compaction commits cln/ objects of its own.
+	harness.Eventually(t, time.Minute, func() bool {
+		hw, cleaned, all := cleanerState(t, b, "orphc")
+		return cleaned[0] == hw[0] && all
+	}, "the compacted topic was never cleaned into cln/ objects")
+	cleaned := b.List(t, "cln/")
 	// Once the real segments are older than the grace period, plant a
 	// second orphan; its deletion proves a sweep ran after they passed the
 	// grace, and they must have survived it.
@@ -112,10 +133,13 @@ func TestOrphanSweep(t *testing.T) {
 	if len(segs) == 0 {
 		t.Fatal("no committed segments")
 	}
-	newest := segs[len(segs)-1] // keys sort by their leading timestamp
-	ms, err := strconv.ParseInt(strings.TrimPrefix(newest, "seg/")[:13], 10, 64)
-	if err != nil {
-		t.Fatalf("segment key %s: %v", newest, err)
+	var ms int64
+	for _, newest := range []string{segs[len(segs)-1], cleaned[len(cleaned)-1]} { // keys sort by their leading timestamp
+		at, err := strconv.ParseInt(newest[4:17], 10, 64)
+		if err != nil {
+			t.Fatalf("object key %s: %v", newest, err)
+		}
+		ms = max(ms, at)
 	}
 	harness.Eventually(t, time.Minute, func() bool { return time.Since(time.UnixMilli(ms)) > 3*time.Second },
 		"the segments never became older than the grace period")
@@ -130,10 +154,24 @@ func TestOrphanSweep(t *testing.T) {
 			t.Fatalf("committed segment %s was deleted", k)
 		}
 	}
+	for _, k := range cleaned {
+		if !slices.Contains(b.List(t, "cln/"), k) {
+			t.Fatalf("committed cleaned object %s was deleted", k)
+		}
+	}
 	ends := endOffsets(t, a.Addr, "orph")
 	got := consumeAll(t, a.Addr, "orph", ends)
 	if n := len(got[0]) + len(got[1]); n != 20 {
 		t.Fatalf("read %d records, want 20", n)
+	}
+	// The newest value of each of the four keys, read from the cln/ objects.
+	var produced []*kgo.Record
+	for i := range 20 {
+		produced = append(produced, &kgo.Record{Partition: 0, Offset: int64(i), Key: fmt.Append(nil, i%4), Value: fmt.Appendf(nil, "v%d", i)})
+	}
+	ref := newestPerKey(produced)
+	if d := ref.diff(readCompactedFranz(t, a.Addr, "orphc", ref)); d != "" {
+		t.Fatalf("the compacted topic after the sweeps:\n%s", d)
 	}
 }
 

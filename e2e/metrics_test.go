@@ -79,4 +79,12 @@ func checkMetricsAndHealth(t *testing.T, b harness.Backend) {
 	if m["barge_produce_records_total"] != 10 {
 		t.Errorf("barge_produce_records_total = %v, want 10", m["barge_produce_records_total"])
 	}
+	// Each ProduceSync is one batch, acknowledged before the next is
+	// sent: every segment holds one.
+	if n, sum := m["barge_flush_batches_count"], m["barge_flush_batches_sum"]; n != 10 || sum != 10 {
+		t.Errorf("barge_flush_batches count %v sum %v, want 10 segments of one batch", n, sum)
+	}
+	if n := m["barge_flush_failures_total"]; n != 0 {
+		t.Errorf("barge_flush_failures_total = %v with the bucket up, want 0", n)
+	}
 }

@@ -102,6 +102,9 @@ func TestBucketOutage(t *testing.T) {
 		}
 	}
 
+	if n := scrape(t, a.HTTPAddr)["barge_flush_failures_total"]; n != 0 {
+		t.Fatalf("barge_flush_failures_total %v before the outage", n)
+	}
 	proxy.cut()
 	code := produceRaw(ctx, t, cl, "outage", buildBatch(t, 10, 10))
 	if code != kerr.KafkaStorageError.Code {
@@ -116,6 +119,11 @@ func TestBucketOutage(t *testing.T) {
 		t.Fatalf("fetch during the outage: %v, %d batches, hwm %d", kerr.ErrorForCode(p.ErrorCode), len(got), p.HighWatermark)
 	}
 
+	// The segment holding it failed (its upload or commit), counted
+	// before its producer was answered.
+	if n := scrape(t, a.HTTPAddr)["barge_flush_failures_total"]; n < 1 {
+		t.Fatalf("barge_flush_failures_total %v after a produce failed on the outage", n)
+	}
 	proxy.restore()
 	harness.Eventually(t, time.Minute, func() bool {
 		return produceRaw(ctx, t, cl, "outage", buildBatch(t, 10, 10)) == 0

@@ -336,6 +336,9 @@ func TestRetentionCollectsObjects(t *testing.T) {
 	if got := startOffsets(t, adm, "ret"); got[0] != 3 || got[1] != 3 {
 		t.Fatalf("log starts %v after deleting another topic", got)
 	}
+	// Every released object was collected, and forgotten by the state.
+	harness.Eventually(t, 30*time.Second, func() bool { return scrape(t, a.HTTPAddr)["barge_released_objects"] == 0 },
+		"barge_released_objects never came back to 0 after collection")
 	m := scrape(t, a.HTTPAddr)
 	if m["barge_retention_log_start_moves_total"] < 2 || m["barge_collected_objects_total"] < float64(len(oldObjects)+len(goneObjects)) {
 		t.Errorf("job metrics: moves %v, collected %v", m["barge_retention_log_start_moves_total"], m["barge_collected_objects_total"])

@@ -3,6 +3,7 @@ package harness
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -103,6 +104,9 @@ type AgentConfig struct {
 	// Unready starts an agent that is expected not to become ready: it
 	// waits for /healthz instead of /readyz.
 	Unready bool
+	// NoHTTP runs the agent with --http "" (no HTTP listener; HTTPAddr is
+	// empty): it is ready once its Kafka listener accepts a connection.
+	NoHTTP bool
 }
 
 // Agent is one running agent process. Its methods are not safe for
@@ -183,9 +187,13 @@ func newAgent(cfg AgentConfig) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	httpAddr := loopback(http)
+	if cfg.NoHTTP {
+		httpAddr = ""
+	}
 	return &Agent{
 		Addr:     loopback(kafka),
-		HTTPAddr: loopback(http),
+		HTTPAddr: httpAddr,
 		Dir:      dir,
 		LogPath:  filepath.Join(dir, "agent.log"),
 		Config:   cfg,
@@ -247,6 +255,9 @@ func (a *Agent) launch() error {
 }
 
 func (a *Agent) waitReady() error {
+	if a.Config.NoHTTP {
+		return a.waitListening()
+	}
 	url := "http://" + a.HTTPAddr + "/readyz"
 	if a.Config.Unready {
 		url = "http://" + a.HTTPAddr + "/healthz"
@@ -271,6 +282,28 @@ func (a *Agent) waitReady() error {
 		if time.Now().After(deadline) {
 			a.Kill()
 			return fmt.Errorf("agent not ready at %s within 60s; log:\n%s", url, tail(a.LogPath, 16<<10))
+		}
+	}
+}
+
+// waitListening waits until the Kafka listener accepts a connection: the
+// agent opens it only once it is ready to serve.
+func (a *Agent) waitListening() error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", a.Addr, 2*time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-a.done:
+			return fmt.Errorf("agent exited before listening (%v); log:\n%s", a.waitErr, tail(a.LogPath, 16<<10))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			a.Kill()
+			return fmt.Errorf("agent not listening at %s within 60s; log:\n%s", a.Addr, tail(a.LogPath, 16<<10))
 		}
 	}
 }

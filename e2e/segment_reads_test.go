@@ -43,7 +43,12 @@ func produceRounds(ctx context.Context, t *testing.T, addr, topic string, partit
 // of cache and it reads every chunk with a ranged GET instead. Counted by
 // barge_segment_reads_total{kind}.
 func TestCacheBytesWholeSegmentRule(t *testing.T) {
-	b := harness.FileBackend(t)
+	for _, b := range harness.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) { checkWholeSegmentRule(t, b) })
+	}
+}
+
+func checkWholeSegmentRule(t *testing.T, b harness.Backend) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	w := startAgent(t, b, 0)
@@ -111,41 +116,47 @@ func TestTailReadsMakeNoSegmentGets(t *testing.T) {
 		{"whole-segment reads", nil},                         // 512 MiB cache, 8 MiB flushes
 		{"ranged reads", []string{"--cache-bytes=33554431"}}, // a quarter holds under four 8 MiB segments
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			a := startAgent(t, harness.FileBackend(t), 50*time.Millisecond, tc.args...)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			const partitions, rounds, perPart = 4, 20, 5
-			createTopic(t, a.Addr, "tail", partitions, nil)
-			// The consumer is polling before the first record exists.
-			cl := client(t, a.Addr, kgo.ConsumeTopics("tail"), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
-				kgo.FetchMaxWait(time.Second))
-			seen := make(chan int, 1)
-			go func() {
-				n := 0
-				for n < partitions*rounds*perPart && ctx.Err() == nil {
-					n += cl.PollFetches(ctx).NumRecords()
-				}
-				seen <- n
-			}()
-			harness.Eventually(t, time.Minute, func() bool { return scrape(t, a.HTTPAddr)[`barge_requests_total{api="Fetch"}`] > 0 },
-				"the consumer never fetched")
-			produceRounds(ctx, t, a.Addr, "tail", partitions, rounds, perPart)
-			if n := <-seen; n != partitions*rounds*perPart {
-				t.Fatalf("tail consumer read %d of %d records", n, partitions*rounds*perPart)
-			}
-			m := scrape(t, a.HTTPAddr)
-			if _, ok := m[wholeReads]; !ok {
-				t.Fatalf("no %s in /metrics", wholeReads)
-			}
-			for _, name := range []string{wholeReads, rangeReads, `barge_objstore_requests_total{op="get_range",result="ok"}`} {
-				if m[name] != 0 {
-					t.Errorf("%s = %v after tail reads, want 0", name, m[name])
-				}
-			}
-			if m["barge_cache_hits_total"] == 0 {
-				t.Errorf("no cache hits: the tail reads were not served from the cache")
-			}
-		})
+		for _, b := range []harness.Backend{harness.FileBackend(t), harness.MinIOBackend(t)} {
+			t.Run(tc.name+"/"+b.Name, func(t *testing.T) { checkTailReads(t, b, tc.args) })
+		}
+	}
+}
+
+// checkTailReads runs TestTailReadsMakeNoSegmentGets's case on b, at the
+// backend's default flush interval (250 ms on S3, 5 ms on a directory).
+func checkTailReads(t *testing.T, b harness.Backend, args []string) {
+	a := startAgent(t, b, 0, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const partitions, rounds, perPart = 4, 20, 5
+	createTopic(t, a.Addr, "tail", partitions, nil)
+	// The consumer is polling before the first record exists.
+	cl := client(t, a.Addr, kgo.ConsumeTopics("tail"), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		kgo.FetchMaxWait(time.Second))
+	seen := make(chan int, 1)
+	go func() {
+		n := 0
+		for n < partitions*rounds*perPart && ctx.Err() == nil {
+			n += cl.PollFetches(ctx).NumRecords()
+		}
+		seen <- n
+	}()
+	harness.Eventually(t, time.Minute, func() bool { return scrape(t, a.HTTPAddr)[`barge_requests_total{api="Fetch"}`] > 0 },
+		"the consumer never fetched")
+	produceRounds(ctx, t, a.Addr, "tail", partitions, rounds, perPart)
+	if n := <-seen; n != partitions*rounds*perPart {
+		t.Fatalf("tail consumer read %d of %d records", n, partitions*rounds*perPart)
+	}
+	m := scrape(t, a.HTTPAddr)
+	if _, ok := m[wholeReads]; !ok {
+		t.Fatalf("no %s in /metrics", wholeReads)
+	}
+	for _, name := range []string{wholeReads, rangeReads, `barge_objstore_requests_total{op="get_range",result="ok"}`} {
+		if m[name] != 0 {
+			t.Errorf("%s = %v after tail reads, want 0", name, m[name])
+		}
+	}
+	if m["barge_cache_hits_total"] == 0 {
+		t.Errorf("no cache hits: the tail reads were not served from the cache")
 	}
 }

@@ -111,7 +111,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	defer pageCache.Close()
 	ingest := tiered.NewIngest(tiered.IngestConfig{FlushInterval: cfg.FlushInterval, FlushBytes: cfg.FlushBytes,
 		WriteTimeout: cfg.WriteTimeout, WriterID: writerID, Logger: logger}, store, mlog, pageCache, reg)
-	reader := tiered.NewReader(store, pageCache)
+	reader := tiered.NewReader(store, pageCache).Register(reg)
 	if cfg.CacheBytes/4 >= 4*cfg.FlushBytes {
 		// The quarter of the cache for segments read whole holds at
 		// least four: reading a segment whole then serves its other

@@ -38,6 +38,20 @@ const maxFetchSessions = 1000
 // may take its place (Kafka's eviction of stale sessions, 120 s).
 const sessionIdleEvict = 2 * time.Minute
 
+// sessionIdleEvictOverride shortens sessionIdleEvict (a Go duration) in a
+// build made for end-to-end tests of eviction, which cannot wait minutes:
+//
+//	go build -ldflags "-X github.com/bargehq/barge/pkg/protocol.sessionIdleEvictOverride=0s" ./cmd/agent
+var sessionIdleEvictOverride string
+
+// sessionEvictAfter is sessionIdleEvict, or its override when shorter.
+var sessionEvictAfter = func() time.Duration {
+	if d, err := time.ParseDuration(sessionIdleEvictOverride); err == nil && d >= 0 && d < sessionIdleEvict {
+		return d
+	}
+	return sessionIdleEvict
+}()
+
 // maxSessionPartitions bounds the partitions all sessions hold together
 // (about 100 bytes each), so that a thousand consumers of 10,000
 // partitions each cannot take a gigabyte. Idle sessions make room as
@@ -119,7 +133,7 @@ func (fs *fetchSessions) create(size int, usesIDs bool) *fetchSession {
 				oldest = s
 			}
 		}
-		if oldest == nil || time.Since(oldest.used) < sessionIdleEvict {
+		if oldest == nil || time.Since(oldest.used) < sessionEvictAfter {
 			return nil
 		}
 		delete(fs.byID, oldest.id)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/bargehq/barge/pkg/batch"
 	"github.com/bargehq/barge/pkg/cache"
 	"github.com/bargehq/barge/pkg/meta"
@@ -17,11 +19,30 @@ type Reader struct {
 	store objstore.Store
 	cache *cache.Cache
 	whole bool
+	// reads counts the bucket reads made for chunks missing from the
+	// cache, by kind: "range" (a ranged GET of one chunk) or "whole" (a
+	// GET of a whole ingestion segment). Unlike the store's own request
+	// counts, it leaves out metadata-log reads, so that tail consumers'
+	// zero is visible as a zero.
+	reads *prometheus.CounterVec
 }
 
 // NewReader returns a Reader over store and c that reads each missing
 // chunk with a ranged GET.
-func NewReader(store objstore.Store, c *cache.Cache) *Reader { return &Reader{store: store, cache: c} }
+func NewReader(store objstore.Store, c *cache.Cache) *Reader {
+	return &Reader{store: store, cache: c, reads: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "barge_segment_reads_total",
+		Help: "Bucket reads of segment data for chunks missing from the cache, by kind: range (a ranged GET of one chunk) or whole (a GET of a whole ingestion segment).",
+	}, []string{"kind"})}
+}
+
+// Register adds r's metrics to reg and returns r.
+func (r *Reader) Register(reg prometheus.Registerer) *Reader {
+	r.reads.WithLabelValues("range")
+	r.reads.WithLabelValues("whole") // both exported from the start, at 0
+	reg.MustRegister(r.reads)
+	return r
+}
 
 // ReadWholeSegments makes r read a missing chunk of an ingestion segment
 // (the objects Ingest writes, at most about FlushBytes) by fetching the
@@ -95,9 +116,11 @@ func checkOffsets(b []byte, base, next int64) error {
 // load returns a private copy of the chunk's bytes, unpatched.
 func (r *Reader) load(ctx context.Context, c meta.Chunk) ([]byte, error) {
 	if !r.whole || !strings.HasPrefix(c.Object, segPrefix) {
+		r.reads.WithLabelValues("range").Inc()
 		return r.store.GetRange(ctx, c.Object, c.Pos, c.Len)
 	}
 	obj, err := r.cache.Object(ctx, c.Object, func(ctx context.Context) ([]byte, error) {
+		r.reads.WithLabelValues("whole").Inc()
 		return r.store.Get(ctx, c.Object)
 	})
 	if err != nil {

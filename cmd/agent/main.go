@@ -311,7 +311,7 @@ func startHTTP(addr string, profiles bool, reg *prometheus.Registry, ready func(
 // loadClusterID returns the bucket's cluster id, creating it on first use:
 // every agent on one bucket reports the same id.
 func loadClusterID(ctx context.Context, store objstore.Store) (string, error) {
-	const key = "meta/cluster-id"
+	const key = meta.ClusterIDKey
 	var raw [16]byte
 	rand.Read(raw[:])
 	id := base64.RawURLEncoding.EncodeToString(raw[:]) // Kafka's form: a UUID in 22 characters

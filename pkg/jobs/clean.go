@@ -310,7 +310,7 @@ func (r *Runner) cleanRun(ctx context.Context, plan cleanPlan, chunks []meta.Chu
 	for ci, c := range chunks {
 		// Only the cleaner sets the delete horizon bit; a producer's is
 		// not believed (it would let tombstones go at once).
-		trusted := strings.HasPrefix(c.Object, tiered.CleanedPrefix)
+		trusted := strings.HasPrefix(c.Object, meta.CleanedPrefix)
 		b, ok := held[c.Ref()]
 		if !ok {
 			var err error
@@ -356,7 +356,7 @@ func (r *Runner) cleanRun(ctx context.Context, plan cleanPlan, chunks []meta.Chu
 		return nil, nil
 	}
 	obj, part := tiered.EncodePartSegment(plan.topic, plan.partition, out, count)
-	key := fmt.Sprintf("%s%013d-%s-%06d", tiered.CleanedPrefix, time.Now().UnixMilli(), r.cfg.WriterID, r.objects.Add(1)%1_000_000)
+	key := meta.DataKey(meta.CleanedPrefix, time.Now().UnixMilli(), r.cfg.WriterID, r.objects.Add(1))
 	if err := r.store.Put(ctx, key, obj); err != nil {
 		return nil, fmt.Errorf("key compaction: write %s: %w", key, err)
 	}

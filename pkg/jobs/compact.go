@@ -76,11 +76,6 @@ const DefaultCompactionTarget = 64 << 20
 // and T/compactionFanout the size from which a chunk is left alone.
 const compactionFanout = 8
 
-const (
-	ingestPrefix  = "seg/"
-	compactPrefix = "cmp/"
-)
-
 func (r *Runner) runCompaction(ctx context.Context) {
 	Every(ctx, r.cfg.CompactionInterval, func(ctx context.Context) {
 		if n, err := r.Compact(ctx); err != nil && ctx.Err() == nil {
@@ -196,7 +191,7 @@ func (r *Runner) compactTopic(ctx context.Context, name string) (int, error) {
 func compactable(chunks []meta.Chunk, target int64) [][]meta.Chunk {
 	small := func(c meta.Chunk) bool {
 		return c.Len < target/compactionFanout &&
-			(strings.HasPrefix(c.Object, ingestPrefix) || strings.HasPrefix(c.Object, compactPrefix))
+			(strings.HasPrefix(c.Object, meta.SegmentPrefix) || strings.HasPrefix(c.Object, meta.CompactedPrefix))
 	}
 	var runs [][]meta.Chunk
 	for i := 0; i < len(chunks); {
@@ -217,7 +212,7 @@ func compactable(chunks []meta.Chunk, target int64) [][]meta.Chunk {
 // stretchRuns returns the runs to merge in a stretch of small chunks;
 // closed says a chunk left alone follows it.
 func stretchRuns(chunks []meta.Chunk, closed bool, target int64) [][]meta.Chunk {
-	ingest := func(c meta.Chunk) bool { return strings.HasPrefix(c.Object, ingestPrefix) }
+	ingest := func(c meta.Chunk) bool { return strings.HasPrefix(c.Object, meta.SegmentPrefix) }
 	if runs := packRuns(chunks, target, ingest); len(runs) > 0 { // rule 1
 		return runs
 	}
@@ -325,7 +320,7 @@ func (r *Runner) compactOne(ctx context.Context, run compactRun) (bool, error) {
 		maxTs = max(maxTs, c.MaxTimestamp)
 	}
 	obj, part := tiered.EncodePartSegment(run.topic, run.partition, data, batches)
-	key := fmt.Sprintf("%s%013d-%s-%06d", compactPrefix, time.Now().UnixMilli(), r.cfg.WriterID, r.objects.Add(1)%1_000_000)
+	key := meta.DataKey(meta.CompactedPrefix, time.Now().UnixMilli(), r.cfg.WriterID, r.objects.Add(1))
 	if err := r.store.Put(ctx, key, obj); err != nil {
 		return false, fmt.Errorf("compaction: write %s: %w", key, err)
 	}

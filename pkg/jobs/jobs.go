@@ -3,7 +3,6 @@ package jobs
 import (
 	"context"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/bargehq/barge/pkg/meta"
 	"github.com/bargehq/barge/pkg/objstore"
-	"github.com/bargehq/barge/pkg/tiered"
 )
 
 // Log is what the jobs need of the metadata log.
@@ -391,18 +389,16 @@ func (r *Runner) sweepOrphans(ctx context.Context, now time.Time) (int, error) {
 
 	cutoff := now.Add(-r.cfg.OrphanGrace)
 	var old []string
-	for _, prefix := range []string{ingestPrefix, compactPrefix, tiered.CleanedPrefix} {
+	for _, prefix := range meta.DataPrefixes {
 		infos, err := r.store.List(ctx, prefix, "", 0)
 		if err != nil {
 			return n, err
 		}
 		for _, o := range infos {
-			name := strings.TrimPrefix(o.Key, prefix)
-			ms, err := strconv.ParseInt(name[:strings.IndexByte(name+"-", '-')], 10, 64)
-			if err != nil {
+			written, ok := meta.DataKeyTime(prefix, o.Key)
+			if !ok {
 				continue // not ours to judge
 			}
-			written := time.UnixMilli(ms)
 			if o.Modified.After(written) {
 				written = o.Modified
 			}

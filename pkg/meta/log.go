@@ -17,17 +17,6 @@ import (
 	"github.com/bargehq/barge/pkg/objstore"
 )
 
-const (
-	logPrefix  = "meta/log/"
-	snapPrefix = "meta/snap/"
-)
-
-// EntryKey is the object key of log slot seq.
-func EntryKey(seq uint64) string { return fmt.Sprintf("%s%020d", logPrefix, seq) }
-
-// SnapshotKey is the object key of the snapshot taken after slot seq.
-func SnapshotKey(seq uint64) string { return fmt.Sprintf("%s%020d", snapPrefix, seq) }
-
 // Options configure a Log.
 type Options struct {
 	WriterID      string        // unique per agent process

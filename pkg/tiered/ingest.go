@@ -300,7 +300,7 @@ func (in *Ingest) upload(seg *segment) {
 	}
 	obj = appendFooter(obj, footer)
 	seg.obj = obj
-	seg.key = fmt.Sprintf("seg/%013d-%s-%06d", seg.appendMs, in.cfg.WriterID, in.objects.Add(1)%1_000_000)
+	seg.key = meta.DataKey(meta.SegmentPrefix, seg.appendMs, in.cfg.WriterID, int64(in.objects.Add(1)))
 	seg.commit.Object, seg.commit.Size, seg.commit.Since = seg.key, int64(len(obj)), seg.since
 	in.metrics.flushBytes.Observe(float64(len(obj)))
 	in.metrics.flushBatches.Observe(float64(nb))

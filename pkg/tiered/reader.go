@@ -55,9 +55,6 @@ func (r *Reader) ReadWholeSegments() *Reader {
 	return r
 }
 
-// segPrefix starts the key of every object Ingest writes.
-const segPrefix = "seg/"
-
 // Chunk returns the chunk's batches with their final base offsets. The
 // slice is shared with the cache and must not be modified.
 func (r *Reader) Chunk(ctx context.Context, c meta.Chunk) ([]byte, error) {
@@ -73,12 +70,6 @@ func (r *Reader) Chunk(ctx context.Context, c meta.Chunk) ([]byte, error) {
 	})
 }
 
-// CleanedPrefix starts the key of every object key compaction writes.
-// Their batches carry their real base offsets, with gaps where superseded
-// records were dropped; every other object holds batches as producers sent
-// them, whose offsets follow from the chunk's base.
-const CleanedPrefix = "cln/"
-
 // FinishChunk checks the bytes read for chunk c and gives its batches their
 // final base offsets and leader epoch, in place.
 func FinishChunk(b []byte, c meta.Chunk) error {
@@ -86,7 +77,7 @@ func FinishChunk(b []byte, c meta.Chunk) error {
 		return fmt.Errorf("%w: %s: short range read", ErrCorruptSegment, c.Object)
 	}
 	var err error
-	if strings.HasPrefix(c.Object, CleanedPrefix) {
+	if strings.HasPrefix(c.Object, meta.CleanedPrefix) {
 		err = checkOffsets(b, c.BaseOffset, c.NextOffset)
 	} else {
 		err = patchOffsets(b, c.BaseOffset, c.NextOffset)
@@ -115,7 +106,7 @@ func checkOffsets(b []byte, base, next int64) error {
 
 // load returns a private copy of the chunk's bytes, unpatched.
 func (r *Reader) load(ctx context.Context, c meta.Chunk) ([]byte, error) {
-	if !r.whole || !strings.HasPrefix(c.Object, segPrefix) {
+	if !r.whole || !strings.HasPrefix(c.Object, meta.SegmentPrefix) {
 		r.reads.WithLabelValues("range").Inc()
 		return r.store.GetRange(ctx, c.Object, c.Pos, c.Len)
 	}

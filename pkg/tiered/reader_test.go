@@ -417,7 +417,7 @@ func TestFinishCleanedChunk(t *testing.T) {
 	batch.SetBaseOffset(b1, 20)
 	batch.SetPartitionLeaderEpoch(b1, 7)
 	chunk := append(bytes.Clone(b0), b1...)
-	c := meta.Chunk{Object: CleanedPrefix + "x", Len: int64(len(chunk)), BaseOffset: 10, NextOffset: 30}
+	c := meta.Chunk{Object: meta.CleanedPrefix + "x", Len: int64(len(chunk)), BaseOffset: 10, NextOffset: 30}
 	got := bytes.Clone(chunk)
 	if err := FinishChunk(got, c); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +27,8 @@ func ackedProduce(t *testing.T, topic string, acks int16, values ...string) *kms
 // all (on a raw connection, the next request's answer is the next thing
 // the agent writes) and its records are stored; acks=1 is answered once
 // its records are stored; any other acks value is answered
-// INVALID_REQUIRED_ACKS, as Kafka does, and stores nothing.
+// INVALID_REQUIRED_ACKS, as Kafka does, and stores nothing; an acks=0
+// produce that fails closes the connection.
 func TestProduceAcks(t *testing.T) {
 	a := startAgent(t, harness.FileBackend(t), 0)
 	createTopic(t, a.Addr, "acks", 1, nil)
@@ -95,9 +99,29 @@ func TestProduceAcks(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	got := consumeAll(t, a.Addr, "acks", map[int32]int64{0: 10})[0]
+	// An acks=0 produce that fails closes the connection, as in Kafka,
+	// once the answers before it are written: the producer's only sign.
+	// The good partition of the same request is still stored.
+	bad := dialRaw(t, a.Addr)
+	failing := ackedProduce(t, "acks", 0, "b10")
+	failing.Topics = append(failing.Topics, ackedProduce(t, "no-such-topic", 0, "lost").Topics...)
+	out = append(frame(apiVersions, 20), frame(failing, 21)...)
+	if _, err := bad.Write(append(out, frame(apiVersions, 22)...)); err != nil {
+		t.Fatal(err)
+	}
+	if corr, _ := bad.recv(t); corr != 20 {
+		t.Fatalf("answer %d before the failing acks=0 produce, want 20", corr)
+	}
+	bad.SetReadDeadline(time.Now().Add(time.Minute))
+	if n, err := bad.r.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("after a failing acks=0 produce: read %d bytes, %v; want the connection closed", n, err)
+	}
+	harness.Eventually(t, time.Minute, func() bool { return endOffsets(t, a.Addr, "acks")[0] == 11 },
+		"the good partition of the failing acks=0 produce was not stored")
+
+	got := consumeAll(t, a.Addr, "acks", map[int32]int64{0: 11})[0]
 	for i, r := range got {
-		want := fmt.Sprintf("%c%d", "zzzzzzoooa"[i], i)
+		want := fmt.Sprintf("%c%d", "zzzzzzoooab"[i], i)
 		if string(r.Value) != want {
 			t.Errorf("offset %d: %q, want %q", i, r.Value, want)
 		}

@@ -23,7 +23,8 @@ import (
 // ingest buffer. Phase two: wait until the segment holding them
 // is in the bucket and committed to the metadata log, which assigns the
 // offsets. acks=1 and acks=-1 both answer only then, since the bucket is the
-// only replica; acks=0 gets no answer. Idempotent sequences are checked
+// only replica; acks=0 gets no answer, and if any partition failed the
+// connection is closed, as Kafka does, so that the producer notices. Idempotent sequences are checked
 // when the commit is applied, so two agents cannot both accept a sequence.
 // v8: per-record errors; v9: flexible; v10-11: leader hints (unused).
 func init() { register(0, 3, 11, handleProduce) }
@@ -88,6 +89,13 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 			}
 		}
 		if req.Acks == 0 {
+			for i := range resp.Topics {
+				for _, p := range resp.Topics[i].Partitions {
+					if p.ErrorCode != 0 {
+						return closeConnection
+					}
+				}
+			}
 			return nil
 		}
 		s.fillLogStart(resp)

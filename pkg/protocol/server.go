@@ -436,6 +436,13 @@ func (c *conn) writeLoop() {
 	for in := range c.queue {
 		<-in.done
 		c.s.metrics.observe(in.key, in.start)
+		if !broken && in.resp == closeConnection {
+			c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.ConnectionsMaxIdle))
+			w.Flush()
+			broken = true
+			c.nc.Close()
+			c.s.cfg.Logger.Debug("closing connection after a failed acks=0 produce", "remote", c.nc.RemoteAddr().String())
+		}
 		if !broken && (in.resp != nil || in.raw != nil) { // acks=0 produce: no answer
 			buf = in.encode(buf)
 			c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.ConnectionsMaxIdle))
@@ -457,6 +464,11 @@ func (c *conn) writeLoop() {
 	}
 	w.Flush()
 }
+
+// closeConnection, returned by a handler, answers nothing and closes the
+// connection once the answers before it are written: Kafka's only way of
+// telling an acks=0 producer that its records were refused.
+var closeConnection kmsg.Response = new(kmsg.ProduceResponse)
 
 // encode appends the framed answer to buf[:0].
 func (in *inflight) encode(buf []byte) []byte {

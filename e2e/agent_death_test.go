@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/bargehq/barge/internal/harness"
-	"github.com/bargehq/barge/pkg/protocol"
+	"github.com/bargehq/barge/pkg/fleet"
 )
 
 // brokersOf returns the brokers agent addr lists in Metadata, address →
@@ -52,7 +52,7 @@ func TestAgentDeathMovesGroups(t *testing.T) {
 	// A group the victim coordinates, as every agent computes it.
 	var group string
 	for i := 0; group == ""; i++ {
-		if g := fmt.Sprint("dying-", i); protocol.Rendezvous(g, []string{victim.Addr, survivor.Addr}) == victim.Addr {
+		if g := fmt.Sprint("dying-", i); fleet.Rendezvous(g, []string{victim.Addr, survivor.Addr}) == victim.Addr {
 			group = g
 		}
 	}

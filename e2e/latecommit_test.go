@@ -15,7 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/bargehq/barge/internal/harness"
-	"github.com/bargehq/barge/pkg/protocol"
+	"github.com/bargehq/barge/pkg/fleet"
 )
 
 // commitHolder stands between an agent and MinIO and passes everything
@@ -89,7 +89,7 @@ func TestLateCommitLosesToSweep(t *testing.T) {
 		proxied := strings.Replace(b.URL, url.QueryEscape(m.Endpoint), url.QueryEscape(holder.srv.URL), 1)
 		a := harness.StartAgent(t, harness.AgentConfig{Store: proxied, Env: b.Env, FlushInterval: 5 * time.Millisecond,
 			Args: []string{"--jobs=false", "--write-timeout=1m"}})
-		if protocol.Rendezvous("collect", []string{sweeper.Addr, a.Addr}) == sweeper.Addr {
+		if fleet.Rendezvous("collect", []string{sweeper.Addr, a.Addr}) == sweeper.Addr {
 			writer = a
 			continue
 		}

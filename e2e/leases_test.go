@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/bargehq/barge/internal/harness"
+	"github.com/bargehq/barge/pkg/fleet"
 	"github.com/bargehq/barge/pkg/meta"
-	"github.com/bargehq/barge/pkg/protocol"
 )
 
 // uncompacted counts the partitions of topics that still hold two
@@ -66,7 +66,7 @@ func TestJobLeasesTwoAgents(t *testing.T) {
 	owned := map[string]int{}
 	for i := 0; len(names) < 2*perAgent; i++ {
 		name := fmt.Sprint("lease-", i)
-		if o := protocol.Rendezvous("compact/"+name, addrs); owned[o] < perAgent {
+		if o := fleet.Rendezvous("compact/"+name, addrs); owned[o] < perAgent {
 			owned[o]++
 			names = append(names, name)
 			createTopic(t, agents[0].Addr, name, partitions, nil)

@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/bargehq/barge/internal/harness"
-	"github.com/bargehq/barge/pkg/protocol"
+	"github.com/bargehq/barge/pkg/fleet"
 )
 
 // listeningPorts returns the TCP ports the process pid listens on: its
@@ -176,7 +176,7 @@ func TestJobsFalse(t *testing.T) {
 	topics := map[string]string{} // owner address → topic
 	for i := 0; len(topics) < 2; i++ {
 		name := fmt.Sprint("jf-", i)
-		if o := protocol.Rendezvous("retention/"+name, addrs); topics[o] == "" {
+		if o := fleet.Rendezvous("retention/"+name, addrs); topics[o] == "" {
 			topics[o] = name
 			createTopic(t, on.Addr, name, 1, map[string]*string{"retention.ms": kadm.StringPtr("1")})
 		}

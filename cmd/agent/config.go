@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bargehq/barge/pkg/fleet"
 	"github.com/bargehq/barge/pkg/jobs"
 	"github.com/bargehq/barge/pkg/meta"
 	"github.com/bargehq/barge/pkg/protocol"
@@ -161,6 +162,9 @@ func (c *config) finish() error {
 	}
 	if c.FormatGrace <= 0 {
 		return fmt.Errorf("cluster-format-grace must be positive")
+	}
+	if err := fleet.Check(fleet.TTL, fleet.HeartbeatInterval); err != nil {
+		return err
 	}
 	if c.ProducerExpiry <= 0 || c.ProducerExpiry > 24*time.Hour {
 		// The state machine treats a producer silent for a day as

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bargehq/barge/pkg/cache"
+	"github.com/bargehq/barge/pkg/fleet"
 	"github.com/bargehq/barge/pkg/jobs"
 	"github.com/bargehq/barge/pkg/meta"
 	"github.com/bargehq/barge/pkg/objstore"
@@ -101,7 +102,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 			return fmt.Errorf("cluster format: %w", err)
 		}
 	}
-	go heartbeat(logCtx, mlog, cfg.Advertise, logger)
+	go fleet.Heartbeat(logCtx, mlog, cfg.Advertise, logger)
 	go stepFormat(logCtx, mlog, logger)
 
 	pageCache, err := cache.New(cfg.CacheBytes, reg)
@@ -123,7 +124,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		NodeID: nodeID, AdvertisedHost: host, AdvertisedPort: port, ClusterID: clusterID,
 		AutoCreateTopics: cfg.AutoCreateTopics, DefaultPartitions: int32(cfg.DefaultPartitions), Logger: logger,
 		MaxPartitionsPerTopic: int32(cfg.MaxTopicParts), MaxPartitions: cfg.MaxParts,
-		GroupInitialRebalanceDelay: cfg.GroupInitialDelay, AgentTTL: agentTTL,
+		GroupInitialRebalanceDelay: cfg.GroupInitialDelay, AgentTTL: fleet.TTL,
 		FetchMaxBytes: int32(cfg.FetchMaxBytes), QueuedMaxRequestBytes: cfg.QueuedMaxBytes, ConnectionsMaxIdle: cfg.ConnMaxIdle,
 		MaxConnections: cfg.MaxConns, MaxConnectionsPerIP: cfg.MaxConnsPerIP,
 		RequestBodyTimeout: cfg.BodyTimeout,
@@ -136,7 +137,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	go expireOffsets(logCtx, srv, cfg.OffsetsRetention, cfg.OffsetsCheck, logger)
 	if cfg.Jobs {
-		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, OrphanGrace: cfg.OrphanGrace, Owns: srv.Owns, Logger: logger,
+		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, OrphanGrace: cfg.OrphanGrace, Owns: srv.Fleet().Owns, Logger: logger,
 			CompactionInterval: cfg.CompactionEvery, CompactionTarget: cfg.CompactionTarget, WriterID: writerID,
 			CleanerBackoff: cfg.CleanerBackoff, CleanerKeys: cfg.CleanerKeys,
 			MetaRetention: cfg.MetaRetention, MetaSnapshotEvery: cfg.MetaSnapEvery, LeaseDuration: cfg.JobLease,
@@ -181,31 +182,11 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	return nil
 }
 
-// An agent counts as live while its newest metadata-log entry is younger
-// than agentTTL. A busy agent's commits keep it live; an idle one writes a
-// heartbeat every heartbeatInterval, so liveness costs no bucket writes
-// under load and one small conditional PUT every few seconds at rest.
-const (
-	heartbeatInterval = 3 * time.Second
-	agentTTL          = 10 * time.Second
-)
-
-func heartbeat(ctx context.Context, mlog *meta.Log, addr string, logger *slog.Logger) {
-	jobs.Every(ctx, heartbeatInterval/3, func(ctx context.Context) {
-		if time.Since(mlog.LastOwnAppend()) < heartbeatInterval {
-			return
-		}
-		if _, err := mlog.Append(ctx, meta.AgentHeartbeat{Addr: addr}); err != nil && ctx.Err() == nil {
-			logger.Warn("agent heartbeat", "err", err)
-		}
-	})
-}
-
 // stepFormat moves the cluster format toward this build's (meta/format.go):
 // it announces what this agent understands, and raises the format once
 // every member of the cluster has.
 func stepFormat(ctx context.Context, mlog *meta.Log, logger *slog.Logger) {
-	jobs.Every(ctx, heartbeatInterval, func(ctx context.Context) {
+	jobs.Every(ctx, fleet.HeartbeatInterval, func(ctx context.Context) {
 		if err := mlog.StepFormat(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			logger.Warn("cluster format", "err", err)
 		}

@@ -43,7 +43,7 @@
 // Which agent runs which job: each job ("retention/<topic>",
 // "compact/<topic>", "clean/<topic>", "collect", "meta-compaction") is meant for the live
 // agent that rendezvous hashing picks among the live agents, the same way
-// groups are placed (Config.Owns). That only spreads the work: two agents
+// groups are placed (Config.Owns, pkg/fleet). That only spreads the work: two agents
 // with different views of the live set, or an agent restarted while its
 // old process still ran, would both run one. So before a job runs, its
 // agent takes the job's lease in the metadata log (meta/leases.go, and

@@ -26,7 +26,7 @@ func handleFindCoordinator(_ context.Context, s *Server, req *kmsg.FindCoordinat
 	for _, key := range keys {
 		c := kmsg.NewFindCoordinatorResponseCoordinator()
 		owner := s.coordinatorOf(key)
-		c.Key, c.NodeID, c.Host, c.Port = key, owner.nodeID, owner.host, owner.port
+		c.Key, c.NodeID, c.Host, c.Port = key, owner.NodeID, owner.Host, owner.Port
 		switch {
 		case req.CoordinatorType == 1:
 			c.ErrorCode, c.ErrorMessage = kerr.CoordinatorNotAvailable.Code, strp("transactions are not supported yet")

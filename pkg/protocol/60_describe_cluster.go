@@ -18,9 +18,9 @@ func handleDescribeCluster(_ context.Context, s *Server, req *kmsg.DescribeClust
 	resp.ControllerID = s.cfg.NodeID
 	for _, br := range s.brokers() {
 		b := kmsg.NewDescribeClusterResponseBroker()
-		b.NodeID, b.Host, b.Port = br.nodeID, br.host, br.port
+		b.NodeID, b.Host, b.Port = br.NodeID, br.Host, br.Port
 		resp.Brokers = append(resp.Brokers, b)
-		resp.ControllerID = min(resp.ControllerID, br.nodeID)
+		resp.ControllerID = min(resp.ControllerID, br.NodeID)
 	}
 	return resp
 }

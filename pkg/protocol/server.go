@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/bargehq/barge/pkg/fleet"
 	"github.com/bargehq/barge/pkg/meta"
 	"github.com/bargehq/barge/pkg/tiered"
 )
@@ -58,7 +59,7 @@ type Config struct {
 	// (0: none; the agent's default is Kafka's 3 s).
 	GroupInitialRebalanceDelay time.Duration
 	// AgentTTL is how long an agent counts as live after its last
-	// metadata-log entry.
+	// metadata-log entry (0: fleet.TTL).
 	AgentTTL               time.Duration
 	GroupMinSessionTimeout time.Duration // group.min.session.timeout.ms; 0: 6 s
 	GroupMaxSessionTimeout time.Duration // group.max.session.timeout.ms; 0: 30 min
@@ -68,6 +69,7 @@ type Config struct {
 type Server struct {
 	cfg       Config
 	log       *meta.Log
+	fleet     *fleet.Fleet
 	ingest    *tiered.Ingest
 	reader    *tiered.Reader
 	producers producerIDs
@@ -90,7 +92,6 @@ func New(cfg Config, log *meta.Log, ingest *tiered.Ingest, reader *tiered.Reader
 		cfg.Logger = slog.Default()
 	}
 	orDefault(&cfg.MaxRequestBytes, 100<<20)
-	orDefault(&cfg.AgentTTL, 10*time.Second)
 	orDefault(&cfg.MaxInflight, 64)
 	orDefault(&cfg.DefaultPartitions, 1)
 	orDefault(&cfg.DefaultReplicas, 1)
@@ -104,6 +105,7 @@ func New(cfg Config, log *meta.Log, ingest *tiered.Ingest, reader *tiered.Reader
 	orDefault(&cfg.RequestBodyTimeout, 10*time.Second)
 	orDefault(&cfg.OrderWait, 30*time.Second)
 	s := &Server{cfg: cfg, log: log, ingest: ingest, reader: reader, conns: map[*conn]struct{}{}, perIP: map[string]int{}}
+	s.fleet = fleet.New(log, fleet.Member{NodeID: cfg.NodeID, Host: cfg.AdvertisedHost, Port: cfg.AdvertisedPort}, cfg.AgentTTL)
 	s.slotFree = sync.NewCond(&s.mu)
 	s.producers.log = log
 	s.groups = newCoordinator(s)

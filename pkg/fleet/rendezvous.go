@@ -1,4 +1,4 @@
-package protocol
+package fleet
 
 import "hash/fnv"
 

@@ -1,8 +1,9 @@
-package protocol
+package fleet
 
 import (
 	"fmt"
 	"testing"
+	"time"
 )
 
 func TestRendezvous(t *testing.T) {
@@ -30,5 +31,16 @@ func TestRendezvous(t *testing.T) {
 	}
 	if Rendezvous("g", nil) != "" {
 		t.Fatal("no candidates must give no owner")
+	}
+}
+
+func TestCheck(t *testing.T) {
+	if err := Check(TTL, HeartbeatInterval); err != nil {
+		t.Fatalf("the built-in timing: %v", err)
+	}
+	for _, c := range [][2]time.Duration{{5 * time.Second, 3 * time.Second}, {time.Second, 0}} {
+		if Check(c[0], c[1]) == nil {
+			t.Errorf("TTL %v with heartbeats every %v accepted: one missed heartbeat would drop a healthy agent", c[0], c[1])
+		}
 	}
 }

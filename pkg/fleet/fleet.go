@@ -1,0 +1,118 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/bargehq/barge/pkg/meta"
+)
+
+// Liveness timing, checked by Check: an agent counts as live while its
+// newest metadata-log entry is younger than TTL. A busy agent's commits
+// keep it live; an idle one writes a heartbeat once it has been silent for
+// HeartbeatInterval, so liveness costs no bucket writes under load and one
+// small conditional PUT every few seconds at rest. TTL leaves room for two
+// missed heartbeats and a slow append.
+const (
+	HeartbeatInterval = 3 * time.Second
+	TTL               = 10 * time.Second
+)
+
+// Check reports whether a TTL and heartbeat interval keep a healthy idle
+// agent live: it must be able to miss a heartbeat and still be live.
+func Check(ttl, heartbeat time.Duration) error {
+	if heartbeat <= 0 || ttl < 3*heartbeat {
+		return fmt.Errorf("fleet: an agent TTL of %v must be at least three heartbeat intervals (%v)", ttl, heartbeat)
+	}
+	return nil
+}
+
+// Member is one live agent as a Kafka broker.
+type Member struct {
+	NodeID int32
+	Host   string
+	Port   int32
+}
+
+// Addr is the member's advertised host:port.
+func (m Member) Addr() string { return net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port))) }
+
+// Fleet answers who is live and who owns what, from one agent's view of
+// the metadata log.
+type Fleet struct {
+	log  *meta.Log
+	self Member
+	ttl  time.Duration
+}
+
+// New returns the fleet as the agent self sees it; ttl 0 means TTL.
+func New(log *meta.Log, self Member, ttl time.Duration) *Fleet {
+	if ttl <= 0 {
+		ttl = TTL
+	}
+	return &Fleet{log: log, self: self, ttl: ttl}
+}
+
+// Self is this agent.
+func (f *Fleet) Self() Member { return f.self }
+
+// Live returns the live agents, this one first, the others by node id.
+func (f *Fleet) Live() []Member {
+	var agents []meta.Agent
+	f.log.View(func(st *meta.State) { agents = st.LiveAgents(time.Now().UnixMilli(), f.ttl.Milliseconds()) })
+	out := []Member{f.self}
+	for _, a := range agents {
+		host, port, err := net.SplitHostPort(a.Addr)
+		p, perr := strconv.Atoi(port)
+		if err != nil || perr != nil || (host == f.self.Host && int32(p) == f.self.Port) || a.NodeID == f.self.NodeID {
+			continue
+		}
+		out = append(out, Member{NodeID: a.NodeID, Host: host, Port: int32(p)})
+	}
+	return out
+}
+
+// Owner returns the live agent that owns key (a group, a job): rendezvous
+// over the advertised addresses, so that a restarted agent at the same
+// address gets its keys back.
+func (f *Fleet) Owner(key string) Member {
+	live := f.Live()
+	addrs := make([]string, len(live))
+	for i, m := range live {
+		addrs[i] = m.Addr()
+	}
+	owner := Rendezvous(key, addrs)
+	for _, m := range live {
+		if m.Addr() == owner {
+			return m
+		}
+	}
+	return f.self
+}
+
+// Owns reports whether this agent owns key. It reads the log's state, so
+// it must not be called inside Log.View.
+func (f *Fleet) Owns(key string) bool { return f.Owner(key).Addr() == f.self.Addr() }
+
+// Heartbeat keeps this agent live while it is idle, until ctx ends.
+func Heartbeat(ctx context.Context, log *meta.Log, addr string, logger *slog.Logger) {
+	t := time.NewTicker(HeartbeatInterval / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if time.Since(log.LastOwnAppend()) < HeartbeatInterval {
+			continue
+		}
+		if _, err := log.Append(ctx, meta.AgentHeartbeat{Addr: addr}); err != nil && ctx.Err() == nil {
+			logger.Warn("agent heartbeat", "err", err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"testing"
@@ -85,6 +86,12 @@ func (m *groupMember) close() {
 	}
 	m.cl.Close()
 	<-m.done
+}
+
+func (m *groupMember) ownedSet() map[int32]bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.owned)
 }
 
 func (m *groupMember) ownedCount() int {
@@ -305,7 +312,8 @@ func TestGroupOffsetsSurviveKill(t *testing.T) {
 
 // TestGroupStaticRestart: a static member (group.instance.id) that
 // restarts within the session timeout takes its place back without a
-// rebalance: the other member is neither revoked nor reassigned.
+// rebalance: the group's generation stays what it was, and the other
+// member keeps exactly the partitions it owned.
 func TestGroupStaticRestart(t *testing.T) {
 	const (
 		topic = "static"
@@ -319,15 +327,25 @@ func TestGroupStaticRestart(t *testing.T) {
 	long := kgo.SessionTimeout(60 * time.Second)
 	s1 := startMember(t, a.Addr, group, topic, record, kgo.InstanceID("s1"), long)
 	s2 := startMember(t, a.Addr, group, topic, record, kgo.InstanceID("s2"), long)
-	harness.Eventually(t, time.Minute, func() bool { return s1.ownedCount() > 0 && s2.ownedCount() > 0 && s1.ownedCount()+s2.ownedCount() == 4 },
-		"both static members own partitions")
-	s2.mu.Lock()
-	assigned := s2.assigned
-	s2.mu.Unlock()
+	// The cooperative balancer (franz-go's default) reaches this in two
+	// rebalances; both members then hold the same, final generation.
+	var gen int32
+	harness.Eventually(t, time.Minute, func() bool {
+		_, g1 := s1.cl.GroupMetadata()
+		_, g2 := s2.cl.GroupMetadata()
+		gen = g1
+		return s1.ownedCount() > 0 && s2.ownedCount() > 0 && s1.ownedCount()+s2.ownedCount() == 4 && g1 > 0 && g1 == g2
+	}, "both static members own partitions in one generation")
+	owned := s2.ownedSet()
 
 	s1.close() // a static member does not leave the group on close
 	s1 = startMember(t, a.Addr, group, topic, record, kgo.InstanceID("s1"), long)
 	harness.Eventually(t, time.Minute, func() bool { return s1.ownedCount() > 0 }, "the restarted member gets its partitions back")
+	// A rebalance would answer the restarted member's JoinGroup only with
+	// the generation it completes, so its generation says whether one ran.
+	if _, g := s1.cl.GroupMetadata(); g != gen {
+		t.Fatalf("the restarted member joined generation %d, want %d (a rebalance ran)", g, gen)
+	}
 
 	// Records on every partition are read, by both members.
 	prod := client(t, a.Addr, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -337,10 +355,11 @@ func TestGroupStaticRestart(t *testing.T) {
 		}
 	}
 	harness.Eventually(t, time.Minute, func() bool { mu.Lock(); defer mu.Unlock(); return len(read) == 4 }, "records of all partitions read")
-	s2.mu.Lock()
-	defer s2.mu.Unlock()
-	if s2.assigned != assigned || len(s2.owned) == 0 {
-		t.Fatalf("the other member was reassigned (%d assignments, was %d) or lost its partitions (%d)", s2.assigned, assigned, len(s2.owned))
+	if _, g := s2.cl.GroupMetadata(); g != gen {
+		t.Fatalf("the other member is in generation %d, want %d (a rebalance ran)", g, gen)
+	}
+	if now := s2.ownedSet(); !maps.Equal(now, owned) {
+		t.Fatalf("the other member owns %v, owned %v before the restart", now, owned)
 	}
 	adm := kadm.NewClient(client(t, a.Addr))
 	dg, err := adm.DescribeGroups(context.Background(), group)

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
@@ -122,7 +124,8 @@ func TestFetchSemantics(t *testing.T) {
 
 // TestLaggingConsumerReadsThroughCache: with a cache far smaller than the
 // data, a consumer from offset 0 gets every record from the bucket through
-// the read-through cache (ranged GETs, cache misses), and the bytes match.
+// the read-through cache (ranged GETs, cache misses), and every record's
+// key and value are the bytes produced (compared by SHA-256).
 func TestLaggingConsumerReadsThroughCache(t *testing.T) {
 	for _, b := range harness.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
@@ -132,12 +135,14 @@ func TestLaggingConsumerReadsThroughCache(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			pcl := client(t, a.Addr, kgo.DefaultProduceTopic("lag"))
+			sums := make(map[string][sha256.Size]byte, n) // id → hash of key and value produced
 			for i := 0; i < n; i += 1000 {
 				recs := make([]*kgo.Record, 1000)
 				for j := range recs {
 					v := append([]byte(fmt.Sprintf("%08d", i+j)), make([]byte, 1024)...)
 					rand.Read(v[8:]) // incompressible: the bytes must really be 20 MB
 					recs[j] = &kgo.Record{Key: []byte(fmt.Sprint((i + j) % 97)), Value: v}
+					sums[string(v[:8])] = recordSum(recs[j])
 				}
 				if err := pcl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 					t.Fatal(err)
@@ -154,9 +159,19 @@ func TestLaggingConsumerReadsThroughCache(t *testing.T) {
 				}
 				fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
 				fs.EachRecord(func(r *kgo.Record) {
+					if len(r.Value) < 8 {
+						t.Fatalf("%d/%d: value of %d bytes", r.Partition, r.Offset, len(r.Value))
+					}
 					id := string(r.Value[:8])
 					if seen[id] {
 						t.Fatalf("record %s read twice", id)
+					}
+					want, ok := sums[id]
+					if !ok {
+						t.Fatalf("%d/%d: record %q was never produced", r.Partition, r.Offset, id)
+					}
+					if recordSum(r) != want {
+						t.Fatalf("%d/%d: record %s's key or value differs from what was produced", r.Partition, r.Offset, id)
 					}
 					seen[id] = true
 				})
@@ -169,4 +184,14 @@ func TestLaggingConsumerReadsThroughCache(t *testing.T) {
 			}
 		})
 	}
+}
+
+// recordSum hashes a record's key and value, each with its length first.
+func recordSum(r *kgo.Record) [sha256.Size]byte {
+	h := sha256.New()
+	for _, b := range [][]byte{r.Key, r.Value} {
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
+		h.Write(b)
+	}
+	return [sha256.Size]byte(h.Sum(nil))
 }

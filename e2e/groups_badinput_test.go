@@ -78,15 +78,20 @@ func TestGroupProtocolErrors(t *testing.T) {
 		t.Fatalf("SyncGroup: %v %+v", err, sr)
 	}
 
+	heartbeat := func(what string) int16 {
+		t.Helper()
+		hr, err := hb.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return hr.ErrorCode
+	}
 	hb.Group, hb.MemberID, hb.Generation = "g", "nobody", gen
-	hr, _ := hb.RequestWith(ctx, cl)
-	code("heartbeat of an unknown member", hr.ErrorCode, kerr.UnknownMemberID)
+	code("heartbeat of an unknown member", heartbeat("heartbeat of an unknown member"), kerr.UnknownMemberID)
 	hb.MemberID, hb.Generation = member, gen+1
-	hr, _ = hb.RequestWith(ctx, cl)
-	code("heartbeat of a wrong generation", hr.ErrorCode, kerr.IllegalGeneration)
+	code("heartbeat of a wrong generation", heartbeat("heartbeat of a wrong generation"), kerr.IllegalGeneration)
 	hb.Generation = gen
-	hr, _ = hb.RequestWith(ctx, cl)
-	code("heartbeat", hr.ErrorCode, nil)
+	code("heartbeat", heartbeat("heartbeat"), nil)
 
 	commit := func(member string, gen int32, offset int64) int16 {
 		t.Helper()

@@ -30,11 +30,10 @@ func TestMetaLogTrim(t *testing.T) {
 	cl := client(t, a.Addr, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	acked := ackedRecords{}
 	for r := range rounds {
 		rec := &kgo.Record{Topic: "trim", Partition: int32(r % partitions), Value: fmt.Appendf(nil, "v%d", r)}
-		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-			t.Fatalf("produce: %v", err)
-		}
+		acked.produce(ctx, t, cl, rec)
 	}
 	adm := kadm.NewClient(client(t, a.Addr))
 	var os kadm.Offsets
@@ -44,6 +43,7 @@ func TestMetaLogTrim(t *testing.T) {
 	}
 	ends := endOffsets(t, a.Addr, "trim")
 	before := consumeAll(t, a.Addr, "trim", ends)
+	acked.check(t, "before the trim", ends, before)
 
 	// What stays: entries younger than --meta-retention (each 200 ms pass
 	// takes and releases the collect and meta-compaction leases, about 20
@@ -71,6 +71,7 @@ func TestMetaLogTrim(t *testing.T) {
 		t.Fatalf("end offsets %v after restart, want %v", got, ends)
 	}
 	after := consumeAll(t, a.Addr, "trim", ends)
+	acked.check(t, "after the trim and a restart", ends, after)
 	for p, recs := range before {
 		for i, r := range recs {
 			if string(after[p][i].Value) != string(r.Value) {
@@ -82,6 +83,48 @@ func TestMetaLogTrim(t *testing.T) {
 	offs, err := adm.FetchOffsets(ctx, "g")
 	if o, ok := offs.Lookup("trim", 1); err != nil || !ok || o.At != 7 || o.Metadata != "here" {
 		t.Fatalf("group offset after restart %+v %v", o, err)
+	}
+}
+
+// ackedRecords is what a test produced: partition → offset acknowledged →
+// value.
+type ackedRecords map[int32]map[int64]string
+
+// produce produces r alone and keeps the offset its acknowledgement names.
+func (a ackedRecords) produce(ctx context.Context, t *testing.T, cl *kgo.Client, r *kgo.Record) {
+	t.Helper()
+	res, err := cl.ProduceSync(ctx, r).First()
+	if err != nil {
+		t.Fatalf("produce %q: %v", r.Value, err)
+	}
+	if a[res.Partition] == nil {
+		a[res.Partition] = map[int64]string{}
+	}
+	if prev, ok := a[res.Partition][res.Offset]; ok {
+		t.Fatalf("%q acknowledged at %d/%d, where %q was before", res.Value, res.Partition, res.Offset, prev)
+	}
+	a[res.Partition][res.Offset] = string(res.Value)
+}
+
+// check fails the test unless the records read (by partition, indexed by
+// offset, as consumeAll returns them) are exactly those acknowledged, each
+// at the offset its acknowledgement named.
+func (a ackedRecords) check(t *testing.T, when string, ends map[int32]int64, read map[int32][]*kgo.Record) {
+	t.Helper()
+	for p, end := range ends {
+		if int64(len(a[p])) != end {
+			t.Fatalf("%s: partition %d ends at %d, %d records acknowledged", when, p, end, len(a[p]))
+		}
+	}
+	for p, offs := range a {
+		for off, v := range offs {
+			if off < 0 || off >= int64(len(read[p])) {
+				t.Fatalf("%s: %q acknowledged at %d/%d, not read back", when, v, p, off)
+			}
+			if got := string(read[p][off].Value); got != v {
+				t.Fatalf("%s: %d/%d holds %q, %q was acknowledged there", when, p, off, got, v)
+			}
+		}
 	}
 }
 
@@ -188,11 +231,10 @@ func TestMetaTrimStaleAgent(t *testing.T) {
 	createTopic(t, a.Addr, "stale", 1, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	acked := ackedRecords{}
 	produce := func(cl *kgo.Client, prefix string, n int) {
 		for i := range n {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "stale", Value: fmt.Appendf(nil, "%s%d", prefix, i)}).FirstErr(); err != nil {
-				t.Fatalf("produce %s%d: %v", prefix, i, err)
-			}
+			acked.produce(ctx, t, cl, &kgo.Record{Topic: "stale", Value: fmt.Appendf(nil, "%s%d", prefix, i)})
 		}
 	}
 	clB := client(t, stale.Addr)
@@ -229,7 +271,9 @@ func TestMetaTrimStaleAgent(t *testing.T) {
 		other := endOffsets(t, stale.Addr, "stale")
 		return fmt.Sprint(other) == fmt.Sprint(ends) && ends[0] == int64(5+50+xs+20)
 	}, "agents disagree on the end offset")
-	recs := consumeAll(t, a.Addr, "stale", ends)[0]
+	all := consumeAll(t, a.Addr, "stale", ends)
+	acked.check(t, "through the other agent", ends, all)
+	recs := all[0]
 	seen := map[string]int{}
 	for _, r := range recs {
 		seen[string(r.Value)]++

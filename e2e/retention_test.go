@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/bargehq/barge/internal/harness"
 	"github.com/bargehq/barge/pkg/batch"
+	"github.com/bargehq/barge/pkg/protocol"
 )
 
 // topicConfig returns a topic config's value and source as DescribeConfigs
@@ -393,20 +395,30 @@ func TestRetentionBytes(t *testing.T) {
 }
 
 // TestRetentionTwoAgents: two agents on one bucket share the jobs; every
-// topic's expired data goes and its objects are deleted once.
+// topic's expired data goes and its objects are deleted once. Each agent
+// advances the log starts of the topics rendezvous gives it, and the
+// metadata log shows no job leased to both at once.
 func TestRetentionTwoAgents(t *testing.T) {
-	const topics = 6
+	const perAgent = 3
 	b := harness.MinIOBackend(t)
-	args := []string{"--retention-check-interval=200ms", "--collect-grace=100ms"}
+	// The whole log stays, for ReadLeaseHistory.
+	args := []string{"--retention-check-interval=200ms", "--collect-grace=100ms", "--meta-retention=0"}
 	agents := []*harness.Agent{startAgent(t, b, 10*time.Millisecond, args...), startAgent(t, b, 10*time.Millisecond, args...)}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cl := client(t, agents[0].Addr)
 	adm := kadm.NewClient(cl)
+	// perAgent topics for each agent to run retention on.
+	addrs := []string{agents[0].Addr, agents[1].Addr}
 	var names []string
-	for i := range topics {
-		names = append(names, "two-"+string(rune('a'+i)))
-		createTopic(t, agents[0].Addr, names[i], 1, nil)
+	owned := map[string]int{}
+	for i := 0; len(names) < 2*perAgent; i++ {
+		name := fmt.Sprint("two-", i)
+		if o := protocol.Rendezvous("retention/"+name, addrs); owned[o] < perAgent {
+			owned[o]++
+			names = append(names, name)
+			createTopic(t, agents[0].Addr, name, 1, nil)
+		}
 	}
 	for _, n := range names {
 		produceAt(ctx, t, cl, n, 0, 2, time.Now().Add(-time.Hour)) // offsets 0-1, one object per topic
@@ -424,7 +436,7 @@ func TestRetentionTwoAgents(t *testing.T) {
 		}, "%s does not see both agents", a)
 	}
 	rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: kadm.StringPtr("60000")}}, names...)
-	if err != nil || len(rs) != topics {
+	if err != nil || len(rs) != len(names) {
 		t.Fatalf("set retention.ms: %v %v", err, rs)
 	}
 	for _, r := range rs {
@@ -445,8 +457,30 @@ func TestRetentionTwoAgents(t *testing.T) {
 	for _, a := range agents {
 		moves = append(moves, scrape(t, a.HTTPAddr)["barge_retention_log_start_moves_total"])
 	}
-	if moves[0]+moves[1] < topics {
-		t.Errorf("log start moves per agent %v, want %d in all", moves, topics)
+	// Stopped, the agents release their leases and write no more entries.
+	for _, a := range agents {
+		if err := a.Stop(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	t.Logf("log start moves per agent: %v", moves)
+	h := harness.ReadLeaseHistory(t, b.Open(t)) // fails on a lease granted while another agent held it
+	t.Logf("log start moves per agent %v, retention leases per job and writer %v", moves, h.Grants)
+	if moves[0]+moves[1] < float64(len(names)) {
+		t.Errorf("log start moves per agent %v, want %d in all", moves, len(names))
+	}
+	byAddr := map[string]int{}
+	for _, n := range names {
+		ws := h.Grants["retention/"+n]
+		if len(ws) == 0 {
+			t.Errorf("retention/%s was never leased", n)
+		}
+		for w, c := range ws {
+			byAddr[h.Addrs[w]] += c
+		}
+	}
+	for i, a := range agents {
+		if moves[i] == 0 || byAddr[a.Addr] == 0 {
+			t.Errorf("%s did no retention work: %v log start moves, %d retention leases (per agent %v)", a, moves[i], byAddr[a.Addr], byAddr)
+		}
+	}
 }

@@ -67,11 +67,11 @@ func TestRetentionThenCollection(t *testing.T) {
 			t.Error("retention ran for a topic this agent does not own")
 		}
 	})
-	if n, _ := r.Retention(ctx, now); n != 0 {
-		t.Fatalf("second pass moved %d partitions", n)
+	if n, err := r.Retention(ctx, now); err != nil || n != 0 {
+		t.Fatalf("second pass moved %d partitions (%v)", n, err)
 	}
-	if n, _ := r.Collect(ctx, now.Add(time.Hour)); n != 0 {
-		t.Fatal("collected without owning collection")
+	if n, err := r.Collect(ctx, now.Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("collected %d (%v) without owning collection", n, err)
 	}
 
 	r.cfg.Owns = func(string) bool { return true }
@@ -145,7 +145,10 @@ func TestOrphanSweep(t *testing.T) {
 		t.Fatalf("collected %d (%v), want the 2 orphans", n, err)
 	}
 	all := keys(t, store)
-	infos, _ := store.List(ctx, "cmp/", "", 0)
+	infos, err := store.List(ctx, "cmp/", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !slices.Equal(all, []string{committed, released, ahead}) || len(infos) != 0 {
 		t.Fatalf("bucket seg/ %v cmp/ %v", all, infos)
 	}

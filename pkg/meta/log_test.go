@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/bargehq/barge/pkg/objstore"
@@ -619,22 +620,37 @@ func benchLog(b *testing.B, n int, withSnap bool) objstore.Store {
 }
 
 // A bucket call that hangs fails its attempt after CallTimeout, so an
-// append reports ErrUnavailable instead of stalling the log for good.
+// append reports ErrUnavailable instead of stalling the log for good. The
+// test runs in a synctest bubble: its clock moves only while every
+// goroutine of the log waits, so no call that merely runs slowly on a
+// loaded machine can outlast the 20 ms, and only the hung one does.
 func TestAppendHungBucketTimesOut(t *testing.T) {
-	mem := objstore.NewMemory()
-	f := objstore.NewFaulty(mem)
-	l := openLog(t, f, Options{MaxAttempts: 2, CallTimeout: 20 * time.Millisecond})
-	defer runLog(t, l)()
-	f.SetDelay(objstore.OpPutIfAbsent, time.Hour) // a blackholed connection
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := l.Append(ctx, ReserveProducers{Count: 1}); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("append against a hung bucket: %v, want ErrUnavailable", err)
-	}
-	f.SetDelay(objstore.OpPutIfAbsent, 0)
-	if _, err := l.Append(ctx, ReserveProducers{Count: 1}); err != nil {
-		t.Fatalf("append after the bucket answers again: %v", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		mem := objstore.NewMemory()
+		f := objstore.NewFaulty(mem)
+		l := openLog(t, f, Options{MaxAttempts: 2, CallTimeout: 20 * time.Millisecond})
+		defer runLog(t, l)()
+		f.SetDelay(objstore.OpPutIfAbsent, time.Hour) // a blackholed connection
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		start := time.Now()
+		if _, err := l.Append(ctx, ReserveProducers{Count: 1}); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("append against a hung bucket: %v, want ErrUnavailable", err)
+		}
+		// Two attempts of 20 ms and the backoff between them, by the
+		// bubble's clock: the calls were cut off by CallTimeout, not by
+		// the hour's delay or the append's own 30 s.
+		if took := time.Since(start); took >= 30*time.Second {
+			t.Fatalf("the append gave up after %v, not after its calls' timeouts", took)
+		}
+		if n := f.Calls(objstore.OpPutIfAbsent); n != 2 {
+			t.Fatalf("%d PutIfAbsent calls, want 2 (MaxAttempts)", n)
+		}
+		f.SetDelay(objstore.OpPutIfAbsent, 0)
+		if _, err := l.Append(ctx, ReserveProducers{Count: 1}); err != nil {
+			t.Fatalf("append after the bucket answers again: %v", err)
+		}
+	})
 }
 
 // The write loop is bounded by time whatever holds it up: an op not

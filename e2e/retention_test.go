@@ -15,7 +15,7 @@ import (
 
 	"github.com/bargehq/barge/internal/harness"
 	"github.com/bargehq/barge/pkg/batch"
-	"github.com/bargehq/barge/pkg/protocol"
+	"github.com/bargehq/barge/pkg/fleet"
 )
 
 // topicConfig returns a topic config's value and source as DescribeConfigs
@@ -414,7 +414,7 @@ func TestRetentionTwoAgents(t *testing.T) {
 	owned := map[string]int{}
 	for i := 0; len(names) < 2*perAgent; i++ {
 		name := fmt.Sprint("two-", i)
-		if o := protocol.Rendezvous("retention/"+name, addrs); owned[o] < perAgent {
+		if o := fleet.Rendezvous("retention/"+name, addrs); owned[o] < perAgent {
 			owned[o]++
 			names = append(names, name)
 			createTopic(t, agents[0].Addr, name, 1, nil)

@@ -141,11 +141,6 @@ func TestKillMidCompaction(t *testing.T) {
 	harness.Eventually(t, 2*time.Minute, func() bool {
 		return len(b.List(t, "seg/")) == 0 && len(b.List(t, "cmp/")) >= partitions && unreferenced(t, b) == 0
 	}, "compaction not finished or orphans left")
-	// Until the killed agent's lease ran out, the log answered this one's
-	// requests for it with the other holder.
-	if n := scrape(t, a.HTTPAddr)[`barge_job_leases_total{outcome="held"}`]; n == 0 {
-		t.Errorf(`barge_job_leases_total{outcome="held"} is 0: the killed agent's compaction lease was never met`)
-	}
 	if got := endOffsets(t, a.Addr, "kc"); fmt.Sprint(got) != fmt.Sprint(ends) {
 		t.Fatalf("end offsets %v, want %v", got, ends)
 	}

@@ -10,6 +10,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/bargehq/barge/internal/harness"
 	"github.com/bargehq/barge/pkg/meta"
 	"github.com/bargehq/barge/pkg/objstore"
@@ -176,6 +179,16 @@ func TestCompactLeasedTwoAgents(t *testing.T) {
 	if n := grants["w1"] + grants["w2"]; n != rounds*len(topics) {
 		t.Fatalf("compaction leases granted %v, want %d in all", grants, rounds*len(topics))
 	}
+	// And each round the other runner was refused it, which
+	// barge_job_leases_total counts by outcome, as the log granted.
+	var granted, held float64
+	for _, r := range runners {
+		granted += counterValue(t, r.leases.WithLabelValues("granted"))
+		held += counterValue(t, r.leases.WithLabelValues("held"))
+	}
+	if want := float64(rounds * len(topics)); granted != want || held != want {
+		t.Fatalf(`barge_job_leases_total: granted %v and held %v in all, want %v each`, granted, held, want)
+	}
 	for i := range topics {
 		for p, part := range st.Topic(fmt.Sprint("t", i)).Partitions {
 			for _, c := range part.Chunks {
@@ -281,4 +294,14 @@ func TestLeaseLostStopsJob(t *testing.T) {
 			t.Fatalf("job stopped at %d, lease ended at %d", stoppedMs, lease.UntilMs)
 		}
 	})
+}
+
+// counterValue reads a counter as a scrape would.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

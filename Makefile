@@ -50,12 +50,19 @@ fuzz:
 	done
 
 # MinIO server for the integration tests (about 6 minutes to build once),
-# and kcat for the librdkafka compatibility tests.
+# kcat for the librdkafka compatibility tests and HAProxy for the fleet
+# tests (the tests run haproxy themselves; the package's service is not
+# used). apt-get update runs only when the install fails without it.
 deps: $(MINIO) $(KAFKAJS)
 	@command -v kcat >/dev/null 2>&1 || { \
 		echo "installing kcat"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && $$SUDO apt-get install -y kcat; }
+	@command -v haproxy >/dev/null 2>&1 || { \
+		echo "installing haproxy"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get install -y haproxy || \
+		{ $$SUDO apt-get update && $$SUDO apt-get install -y haproxy; }; }
 
 # kafkajs from npm for the JavaScript client test (node and npm from Debian
 # when the machine lacks them).

@@ -135,6 +135,15 @@ func StartAgent(t testing.TB, cfg AgentConfig) *Agent {
 	if cfg.Binary == "" {
 		cfg.Binary = AgentBinary(t)
 	}
+	a := newTestAgent(t, cfg)
+	a.start(t)
+	return a
+}
+
+// newTestAgent makes an agent that is not started yet, whose process the
+// test's cleanup kills.
+func newTestAgent(t testing.TB, cfg AgentConfig) *Agent {
+	t.Helper()
 	a, err := newAgent(cfg)
 	if err != nil {
 		t.Fatalf("harness: %v", err)
@@ -147,7 +156,6 @@ func StartAgent(t testing.TB, cfg AgentConfig) *Agent {
 			os.RemoveAll(a.Dir)
 		}
 	})
-	a.start(t)
 	return a
 }
 

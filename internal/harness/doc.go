@@ -1,7 +1,9 @@
 // Package harness holds what Barge's integration tests share: a real agent
 // binary started on loopback ports (StartAgent), one MinIO server per test
 // process (StartMinIO), the list of bucket backends every behaviour test
-// runs against (Backends), and a polling Eventually.
+// runs against (Backends), a real HAProxy in front of a set of agents
+// (StartLoadBalancer, and Fleet for n agents on one bucket behind one),
+// and a polling Eventually.
 //
 // A test package that uses MinIO must stop it at exit:
 //

@@ -17,10 +17,12 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// Shutdown stops the shared MinIO (if one was started) and removes the
-// agent build directory. Main calls it after the tests; programs that use
-// LaunchMinIO or BuildAgent call it before they exit.
+// Shutdown kills any load balancer left running, stops the shared MinIO
+// (if one was started) and removes the agent build directory. Main calls
+// it after the tests; programs that use LaunchMinIO, LaunchLoadBalancer or
+// BuildAgent call it before they exit.
 func Shutdown() {
+	stopLoadBalancers()
 	stopMinIO()
 	removeAgentBuild()
 }

@@ -1,6 +1,7 @@
 // Command fakeagent stands in for cmd/agent in the harness's own tests: it
 // takes the agent's flags, creates a file:// store directory, listens on
-// --listen and serves /readyz and /healthz on --http until SIGTERM.
+// --listen and serves /readyz and /healthz on --http until SIGTERM. With
+// --unready its /readyz answers 503 (it listens but is not ready).
 package main
 
 import (
@@ -21,6 +22,7 @@ func main() {
 	store := flag.String("store", "", "")
 	flag.String("flush-interval", "", "")
 	exitCode := flag.Int("exit", -1, "exit at once with this code")
+	unready := flag.Bool("unready", false, "answer 503 on /readyz")
 	flag.Parse()
 	fmt.Println("fakeagent", os.Args[1:], "env BARGE_FAKE=", os.Getenv("BARGE_FAKE"))
 	if *exitCode >= 0 {
@@ -46,7 +48,13 @@ func main() {
 	}()
 	mux := http.NewServeMux()
 	ok := func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") }
-	mux.HandleFunc("/readyz", ok)
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if *unready {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		ok(w, r)
+	})
 	mux.HandleFunc("/healthz", ok)
 	go http.ListenAndServe(*httpAddr, mux)
 	sig := make(chan os.Signal, 1)

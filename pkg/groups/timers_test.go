@@ -1,0 +1,189 @@
+package groups
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// The timers of timers.go under a fake clock: each test runs in a synctest
+// bubble, where time moves only when every goroutine in it is blocked, so
+// the durations asserted are exact.
+
+// timed is an answer and when it came, counted from the bubble's start.
+type timed[T any] struct {
+	resp T
+	at   time.Duration
+}
+
+// joinAs builds a JoinGroup of the given version ("range" protocol).
+func joinAs(version int16, group, member string, session, rebalance time.Duration) *kmsg.JoinGroupRequest {
+	req := kmsg.NewPtrJoinGroupRequest()
+	req.Version = version
+	req.Group, req.MemberID, req.ProtocolType = group, member, "consumer"
+	req.SessionTimeoutMillis = int32(session / time.Millisecond)
+	req.RebalanceTimeoutMillis = int32(rebalance / time.Millisecond)
+	p := kmsg.NewJoinGroupRequestProtocol()
+	p.Name = "range"
+	req.Protocols = append(req.Protocols, p)
+	return req
+}
+
+// waitJoin takes j's answer in a goroutine of the bubble (which gives up
+// when the test ends).
+func waitJoin(t *testing.T, start time.Time, j Joining) chan timed[*kmsg.JoinGroupResponse] {
+	ch := make(chan timed[*kmsg.JoinGroupResponse], 1)
+	go func() {
+		resp := j.Answer(t.Context())
+		ch <- timed[*kmsg.JoinGroupResponse]{resp, time.Since(start)}
+	}()
+	return ch
+}
+
+// waitSync takes s's answer in a goroutine of the bubble (which gives up
+// when the test ends).
+func waitSync(t *testing.T, start time.Time, s Syncing) chan timed[*kmsg.SyncGroupResponse] {
+	ch := make(chan timed[*kmsg.SyncGroupResponse], 1)
+	go func() {
+		resp := s.Answer(t.Context())
+		ch <- timed[*kmsg.SyncGroupResponse]{resp, time.Since(start)}
+	}()
+	return ch
+}
+
+// pending checks, once the bubble is idle, that nothing came on ch.
+func pending[T any](t *testing.T, ch chan timed[T], what string) {
+	t.Helper()
+	synctest.Wait()
+	select {
+	case a := <-ch:
+		t.Fatalf("%s answered at %v: %+v", what, a.at, a.resp)
+	default:
+	}
+}
+
+// answered returns what came on ch, once the bubble is idle.
+func answered[T any](t *testing.T, ch chan timed[T], what string) timed[T] {
+	t.Helper()
+	synctest.Wait()
+	select {
+	case a := <-ch:
+		return a
+	default:
+		t.Fatalf("%s not answered", what)
+		panic("unreachable")
+	}
+}
+
+// sleepUntil sleeps until d after start.
+func sleepUntil(start time.Time, d time.Duration) { time.Sleep(d - time.Since(start)) }
+
+// memberIDsOf lists the group's members and its state, from View.
+func memberIDsOf(t *testing.T, c *Coordinator, group string) ([]string, string) {
+	t.Helper()
+	v, ok := c.View(group)
+	if !ok {
+		t.Fatalf("group %s unknown", group)
+	}
+	var ids []string
+	for _, m := range v.Members {
+		ids = append(ids, m.MemberID)
+	}
+	slices.Sort(ids)
+	return ids, v.State
+}
+
+func wantMembers(t *testing.T, c *Coordinator, group, state string, ids ...string) {
+	t.Helper()
+	slices.Sort(ids)
+	got, st := memberIDsOf(t, c, group)
+	if !slices.Equal(got, ids) || st != state {
+		t.Fatalf("group %s: %s with %v, want %s with %v", group, st, got, state, ids)
+	}
+}
+
+func syncAs(group, member string, gen int32, assign ...string) *kmsg.SyncGroupRequest {
+	req := kmsg.NewPtrSyncGroupRequest()
+	req.Version = 3
+	req.Group, req.MemberID, req.Generation = group, member, gen
+	for _, id := range assign {
+		a := kmsg.NewSyncGroupRequestGroupAssignment()
+		a.MemberID, a.MemberAssignment = id, []byte(id)
+		req.GroupAssignment = append(req.GroupAssignment, a)
+	}
+	return req
+}
+
+func heartbeatOf(c *Coordinator, group, member string, gen int32) int16 {
+	req := kmsg.NewPtrHeartbeatRequest()
+	req.Group, req.MemberID, req.Generation = group, member, gen
+	return c.Heartbeat(req)
+}
+
+// joinNow joins with a v3 JoinGroup (no MEMBER_ID_REQUIRED) and expects the
+// answer at once, with no error.
+func joinNow(t *testing.T, c *Coordinator, req *kmsg.JoinGroupRequest) *kmsg.JoinGroupResponse {
+	t.Helper()
+	resp := c.Join(req, Client{ID: "cl"}).Answer(context.Background())
+	if resp.ErrorCode != 0 {
+		t.Fatalf("join: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	return resp
+}
+
+// group.initial.rebalance.delay: an empty group's first join phase ends
+// the delay after its first member joined; a member joining within a
+// delay extends the phase by another (Kafka's InitialDelayedJoin), never
+// past the longest rebalance timeout. With a 3 s delay and a 10 s
+// rebalance timeout the phase ends at 3 s, at 6 s with one joiner at 2 s,
+// and at 10 s (3+3+3, then the 1 s left) with joiners at 2, 5 and 8 s.
+func TestInitialRebalanceDelay(t *testing.T) {
+	const delay, rebalance = 3 * time.Second, 10 * time.Second
+	for _, tc := range []struct {
+		name    string
+		joiners []time.Duration // when members after the first join
+		ends    time.Duration
+	}{
+		{"alone", nil, 3 * time.Second},
+		{"one more", []time.Duration{2 * time.Second}, 6 * time.Second},
+		{"up to the rebalance timeout", []time.Duration{2 * time.Second, 5 * time.Second, 8 * time.Second}, rebalance},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c, _ := newCoordinator(t, true, Config{InitialRebalanceDelay: delay})
+				start := time.Now()
+				var answers []chan timed[*kmsg.JoinGroupResponse]
+				join := func() {
+					j := c.Join(joinAs(3, "g", "", 30*time.Second, rebalance), Client{ID: "cl"})
+					answers = append(answers, waitJoin(t, start, j))
+				}
+				join()
+				for _, at := range tc.joiners {
+					sleepUntil(start, at)
+					pending(t, answers[0], "first member's join")
+					join()
+				}
+				sleepUntil(start, tc.ends-time.Millisecond)
+				for _, ch := range answers {
+					pending(t, ch, "join before the delay ran out")
+				}
+				sleepUntil(start, tc.ends)
+				for i, ch := range answers {
+					a := answered(t, ch, "join once the delay ran out")
+					if a.resp.ErrorCode != 0 || a.resp.Generation != 1 || a.at != tc.ends {
+						t.Fatalf("member %d: %v, generation %d, at %v; want generation 1 at %v",
+							i, kerr.ErrorForCode(a.resp.ErrorCode), a.resp.Generation, a.at, tc.ends)
+					}
+				}
+				if ids, _ := memberIDsOf(t, c, "g"); len(ids) != len(answers) {
+					t.Fatalf("%d members, want %d", len(ids), len(answers))
+				}
+			})
+		})
+	}
+}

@@ -187,3 +187,58 @@ func TestInitialRebalanceDelay(t *testing.T) {
 		})
 	}
 }
+
+// stableOf makes a Stable group of one member (v3 join, answered at once
+// with no initial delay, then the leader's sync) and returns the join.
+func stableOf(t *testing.T, c *Coordinator, group string, session, rebalance time.Duration) *kmsg.JoinGroupResponse {
+	t.Helper()
+	j := joinNow(t, c, joinAs(3, group, "", session, rebalance))
+	if resp := c.Sync(syncAs(group, j.MemberID, j.Generation, j.MemberID)).Answer(t.Context()); resp.ErrorCode != 0 {
+		t.Fatalf("sync: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	return j
+}
+
+// The rebalance timeout: a join phase ends when it runs out, counted from
+// the rebalance's start, without the members that did not rejoin. A
+// member that does not rejoin a Stable group another member joined is
+// still one 1 ms before, and the new member's join is answered at exactly
+// the timeout with a generation it leads alone.
+func TestRebalanceTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const session, rebalance = 30 * time.Second, 10 * time.Second
+		c, _ := newCoordinator(t, true, Config{})
+		old := stableOf(t, c, "g", session, rebalance)
+		start := time.Now()
+		ch := waitJoin(t, start, c.Join(joinAs(3, "g", "", session, rebalance), Client{ID: "cl"}))
+		sleepUntil(start, rebalance-time.Millisecond)
+		pending(t, ch, "new member's join")
+		wantMembers(t, c, "g", "PreparingRebalance", old.MemberID, memberIDsOfNew(t, c, "g", old.MemberID))
+		sleepUntil(start, rebalance)
+		a := answered(t, ch, "new member's join")
+		if a.at != rebalance || a.resp.ErrorCode != 0 || a.resp.Generation != old.Generation+1 || a.resp.LeaderID != a.resp.MemberID {
+			t.Fatalf("join answered at %v: %v, generation %d, leader %q; want at %v, generation %d, leading",
+				a.at, kerr.ErrorForCode(a.resp.ErrorCode), a.resp.Generation, a.resp.LeaderID, rebalance, old.Generation+1)
+		}
+		if len(a.resp.Members) != 1 {
+			t.Fatalf("the leader was given %d members, want itself only", len(a.resp.Members))
+		}
+		wantMembers(t, c, "g", "CompletingRebalance", a.resp.MemberID)
+		if code := heartbeatOf(c, "g", old.MemberID, old.Generation); code != kerr.UnknownMemberID.Code {
+			t.Fatalf("heartbeat of the member that did not rejoin: %v, want UNKNOWN_MEMBER_ID", kerr.ErrorForCode(code))
+		}
+	})
+}
+
+// memberIDsOfNew is the one member of group other than old.
+func memberIDsOfNew(t *testing.T, c *Coordinator, group, old string) string {
+	t.Helper()
+	ids, _ := memberIDsOf(t, c, group)
+	for _, id := range ids {
+		if id != old {
+			return id
+		}
+	}
+	t.Fatalf("group %s has no member but %s", group, old)
+	return ""
+}

@@ -242,3 +242,59 @@ func memberIDsOfNew(t *testing.T, c *Coordinator, group, old string) string {
 	t.Fatalf("group %s has no member but %s", group, old)
 	return ""
 }
+
+// twoStable makes a Stable group of two members: a first one alone, then
+// a second joins and the first rejoins, and both sync. It returns their
+// joins of the last generation, the leader's first, and when the leader
+// synced.
+func twoStable(t *testing.T, c *Coordinator, group string, session, rebalance time.Duration) (lead, follow *kmsg.JoinGroupResponse, synced time.Time) {
+	t.Helper()
+	first := stableOf(t, c, group, session, rebalance)
+	start := time.Now()
+	ch := waitJoin(t, start, c.Join(joinAs(3, group, "", session, rebalance), Client{ID: "cl"}))
+	lead = joinNow(t, c, joinAs(3, group, first.MemberID, session, rebalance))
+	follow = answered(t, ch, "second member's join").resp
+	if follow.ErrorCode != 0 || lead.LeaderID != first.MemberID {
+		t.Fatalf("second join: %v, leader %q", kerr.ErrorForCode(follow.ErrorCode), lead.LeaderID)
+	}
+	fs := waitSync(t, start, c.Sync(syncAs(group, follow.MemberID, follow.Generation)))
+	synced = time.Now()
+	if resp := c.Sync(syncAs(group, lead.MemberID, lead.Generation, lead.MemberID, follow.MemberID)).Answer(t.Context()); resp.ErrorCode != 0 {
+		t.Fatalf("leader's sync: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	if a := answered(t, fs, "follower's sync"); a.resp.ErrorCode != 0 {
+		t.Fatalf("follower's sync: %v", kerr.ErrorForCode(a.resp.ErrorCode))
+	}
+	return lead, follow, synced
+}
+
+// The session timeout: a member that stops heartbeating is removed after
+// exactly its session timeout since its last contact (its SyncGroup), not
+// before, and the group rebalances: the member left heartbeating is told
+// REBALANCE_IN_PROGRESS and rejoins into a generation of its own.
+func TestSessionTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const session, rebalance = 10 * time.Second, 20 * time.Second
+		c, _ := newCoordinator(t, true, Config{})
+		silent, beating, start := twoStable(t, c, "g", session, rebalance) // the silent member's sync, its last contact
+		for at := 3 * time.Second; at < session; at += 3 * time.Second {
+			sleepUntil(start, at)
+			if code := heartbeatOf(c, "g", beating.MemberID, beating.Generation); code != 0 {
+				t.Fatalf("heartbeat at %v: %v", at, kerr.ErrorForCode(code))
+			}
+		}
+		sleepUntil(start, session-time.Millisecond)
+		synctest.Wait()
+		wantMembers(t, c, "g", "Stable", silent.MemberID, beating.MemberID)
+		sleepUntil(start, session)
+		synctest.Wait()
+		wantMembers(t, c, "g", "PreparingRebalance", beating.MemberID)
+		if code := heartbeatOf(c, "g", beating.MemberID, beating.Generation); code != kerr.RebalanceInProgress.Code {
+			t.Fatalf("heartbeat after the other's session ran out: %v, want REBALANCE_IN_PROGRESS", kerr.ErrorForCode(code))
+		}
+		j := joinNow(t, c, joinAs(3, "g", beating.MemberID, session, rebalance))
+		if j.Generation != beating.Generation+1 || len(j.Members) != 1 {
+			t.Fatalf("rejoin: generation %d with %d members, want %d with 1", j.Generation, len(j.Members), beating.Generation+1)
+		}
+	})
+}

@@ -213,7 +213,7 @@ func TestRebalanceTimeout(t *testing.T) {
 		ch := waitJoin(t, start, c.Join(joinAs(3, "g", "", session, rebalance), Client{ID: "cl"}))
 		sleepUntil(start, rebalance-time.Millisecond)
 		pending(t, ch, "new member's join")
-		wantMembers(t, c, "g", "PreparingRebalance", old.MemberID, memberIDsOfNew(t, c, "g", old.MemberID))
+		wantMembers(t, c, "g", "PreparingRebalance", old.MemberID, otherMember(t, c, "g", old.MemberID))
 		sleepUntil(start, rebalance)
 		a := answered(t, ch, "new member's join")
 		if a.at != rebalance || a.resp.ErrorCode != 0 || a.resp.Generation != old.Generation+1 || a.resp.LeaderID != a.resp.MemberID {
@@ -230,8 +230,8 @@ func TestRebalanceTimeout(t *testing.T) {
 	})
 }
 
-// memberIDsOfNew is the one member of group other than old.
-func memberIDsOfNew(t *testing.T, c *Coordinator, group, old string) string {
+// otherMember is the one member of group other than old.
+func otherMember(t *testing.T, c *Coordinator, group, old string) string {
 	t.Helper()
 	ids, _ := memberIDsOf(t, c, group)
 	for _, id := range ids {
@@ -295,6 +295,44 @@ func TestSessionTimeout(t *testing.T) {
 		j := joinNow(t, c, joinAs(3, "g", beating.MemberID, session, rebalance))
 		if j.Generation != beating.Generation+1 || len(j.Members) != 1 {
 			t.Fatalf("rejoin: generation %d with %d members, want %d with 1", j.Generation, len(j.Members), beating.Generation+1)
+		}
+	})
+}
+
+// The sync deadline: a group whose join phase completed waits for its
+// members' SyncGroups for the rebalance timeout. When the leader never
+// sends its own, it is removed at exactly that deadline, not 1 ms before;
+// the follower waiting in SyncGroup is told REBALANCE_IN_PROGRESS then and
+// rejoins into a generation of its own.
+func TestSyncDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const session, rebalance = 30 * time.Second, 10 * time.Second
+		c, _ := newCoordinator(t, true, Config{})
+		first := stableOf(t, c, "g", session, rebalance)
+		start := time.Now()
+		ch := waitJoin(t, start, c.Join(joinAs(3, "g", "", session, rebalance), Client{ID: "cl"}))
+		lead := joinNow(t, c, joinAs(3, "g", first.MemberID, session, rebalance)) // the join phase completes now
+		follow := answered(t, ch, "second member's join").resp
+		if lead.LeaderID != lead.MemberID || follow.Generation != lead.Generation {
+			t.Fatalf("joins: leader %q, generations %d and %d", lead.LeaderID, lead.Generation, follow.Generation)
+		}
+		sleepUntil(start, time.Second)
+		fs := waitSync(t, start, c.Sync(syncAs("g", follow.MemberID, follow.Generation)))
+		sleepUntil(start, rebalance-time.Millisecond)
+		pending(t, fs, "follower's sync")
+		wantMembers(t, c, "g", "CompletingRebalance", lead.MemberID, follow.MemberID)
+		sleepUntil(start, rebalance)
+		a := answered(t, fs, "follower's sync")
+		if a.at != rebalance || a.resp.ErrorCode != kerr.RebalanceInProgress.Code {
+			t.Fatalf("follower's sync answered at %v: %v; want REBALANCE_IN_PROGRESS at %v", a.at, kerr.ErrorForCode(a.resp.ErrorCode), rebalance)
+		}
+		wantMembers(t, c, "g", "PreparingRebalance", follow.MemberID)
+		if code := heartbeatOf(c, "g", lead.MemberID, lead.Generation); code != kerr.UnknownMemberID.Code {
+			t.Fatalf("heartbeat of the leader that did not sync: %v, want UNKNOWN_MEMBER_ID", kerr.ErrorForCode(code))
+		}
+		j := joinNow(t, c, joinAs(3, "g", follow.MemberID, session, rebalance))
+		if j.Generation != follow.Generation+1 || j.LeaderID != follow.MemberID || len(j.Members) != 1 {
+			t.Fatalf("rejoin: generation %d, leader %q, %d members; want %d, itself, 1", j.Generation, j.LeaderID, len(j.Members), follow.Generation+1)
 		}
 	})
 }

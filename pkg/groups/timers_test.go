@@ -336,3 +336,67 @@ func TestSyncDeadline(t *testing.T) {
 		}
 	})
 }
+
+// A member id handed out with MEMBER_ID_REQUIRED (KIP-394) is held for the
+// session timeout its first join asked for: coming back with it 1 ms
+// before joins the group, at the timeout it is UNKNOWN_MEMBER_ID (and the
+// group it alone kept is freed), and a join phase waiting for it ends
+// exactly when it expires.
+func TestPendingMemberIDExpires(t *testing.T) {
+	const session = 10 * time.Second
+	required := func(t *testing.T, c *Coordinator, group string, session time.Duration) string {
+		t.Helper()
+		resp := c.Join(joinAs(5, group, "", session, session), Client{ID: "cl"}).Answer(t.Context())
+		if resp.ErrorCode != kerr.MemberIDRequired.Code || resp.MemberID == "" {
+			t.Fatalf("first join: %v, member id %q; want MEMBER_ID_REQUIRED", kerr.ErrorForCode(resp.ErrorCode), resp.MemberID)
+		}
+		return resp.MemberID
+	}
+	for _, tc := range []struct {
+		name  string
+		after time.Duration
+		want  int16
+	}{
+		{"back in time", session - time.Millisecond, 0},
+		{"back too late", session, kerr.UnknownMemberID.Code},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c, _ := newCoordinator(t, true, Config{})
+				start := time.Now()
+				id := required(t, c, "g", session)
+				sleepUntil(start, tc.after)
+				synctest.Wait()
+				resp := c.Join(joinAs(5, "g", id, session, session), Client{ID: "cl"}).Answer(t.Context())
+				if resp.ErrorCode != tc.want {
+					t.Fatalf("join with the id at %v: %v, want %v", tc.after, kerr.ErrorForCode(resp.ErrorCode), kerr.ErrorForCode(tc.want))
+				}
+				if _, known := c.View("g"); known != (tc.want == 0) {
+					t.Fatalf("group known: %v", known)
+				}
+			})
+		})
+	}
+	t.Run("holds a join phase", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			const held, rebalance = 6 * time.Second, 10 * time.Second
+			c, _ := newCoordinator(t, true, Config{})
+			first := stableOf(t, c, "g", 30*time.Second, rebalance)
+			start := time.Now()
+			required(t, c, "g", held) // never comes back
+			ch := waitJoin(t, start, c.Join(joinAs(3, "g", "", 30*time.Second, rebalance), Client{ID: "cl"}))
+			rejoin := waitJoin(t, start, c.Join(joinAs(3, "g", first.MemberID, 30*time.Second, rebalance), Client{ID: "cl"}))
+			sleepUntil(start, held-time.Millisecond)
+			pending(t, ch, "join while an id is held")
+			pending(t, rejoin, "rejoin while an id is held")
+			sleepUntil(start, held)
+			for _, ch := range []chan timed[*kmsg.JoinGroupResponse]{ch, rejoin} {
+				a := answered(t, ch, "join once the id expired")
+				if a.at != held || a.resp.ErrorCode != 0 || a.resp.Generation != first.Generation+1 {
+					t.Fatalf("join answered at %v: %v, generation %d; want at %v, generation %d",
+						a.at, kerr.ErrorForCode(a.resp.ErrorCode), a.resp.Generation, held, first.Generation+1)
+				}
+			}
+		})
+	})
+}

@@ -15,8 +15,9 @@
 //	CompletingRebalance ──sync deadline (rebalance timeout)──▶ PreparingRebalance, without the members that did not sync
 //	PreparingRebalance ──nobody rejoined──▶ Empty;  Empty ──DeleteGroups──▶ Dead
 //
-// Timers (timers.go), all time.AfterFunc callbacks that take the mutex and
-// re-check that they still belong to the current state:
+// Timers (timers.go, set by rebalance.go and join.go), all time.AfterFunc
+// callbacks that take the mutex and re-check that they still belong to the
+// current state:
 //   - group.initial.rebalance.delay: an Empty group's first join phase
 //     waits the delay, again for as long as new members keep arriving
 //     within it, up to the members' longest rebalance timeout;

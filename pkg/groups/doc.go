@@ -23,8 +23,10 @@
 //     within it, up to the members' longest rebalance timeout;
 //   - the rebalance timeout: a join phase ends then without the members
 //     that did not rejoin;
-//   - the sync deadline, also the rebalance timeout: a group still awaiting
-//     SyncGroups then drops the members that did not send theirs;
+//   - the sync deadline, also the rebalance timeout: a group whose leader
+//     has not sent its SyncGroup by then drops the members that did not send
+//     theirs and rebalances (Kafka's DelayedSync also drops a Stable group's
+//     members that never synced; here the leader's sync ends the deadline);
 //   - a member's session timeout, restarted by every heartbeat, join, sync
 //     and commit: the member is removed when it runs out;
 //   - a member id handed out with MEMBER_ID_REQUIRED (KIP-394) is expected

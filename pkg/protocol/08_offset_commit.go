@@ -31,6 +31,8 @@ import (
 // were sent, so the newest offset wins.
 func init() { register(8, 2, 9, twoPhase(handleOffsetCommit)) }
 
+const maxOffsetMetadataBytes = 4096 // offset.metadata.max.bytes
+
 func handleOffsetCommit(ctx context.Context, s *Server, req *kmsg.OffsetCommitRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
 	codes := make([][]int16, len(req.Topics)) // per request partition
@@ -82,7 +84,7 @@ func handleOffsetCommit(ctx context.Context, s *Server, req *kmsg.OffsetCommitRe
 		}
 	} else if len(op.Offsets) > 0 {
 		var code int16
-		code, pending = s.groups.commit(req, op)
+		code, pending = s.groups.Commit(req, op)
 		changed(ctx, pending)
 		setAll(code)
 	}

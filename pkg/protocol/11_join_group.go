@@ -5,9 +5,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/groups"
 )
 
-// JoinGroup, versions 0-9 (groups.go has the coordinator).
+// JoinGroup, versions 0-9 (pkg/groups has the coordinator).
 //
 // A new dynamic member on v4+ gets MEMBER_ID_REQUIRED with its member id
 // and joins with it (KIP-394). The answer waits until the join phase
@@ -34,17 +36,13 @@ func init() { register(11, 0, 9, twoPhase(handleJoinGroup)) }
 // connection take effect in that order), and waits for the rebalance in
 // phase two.
 func handleJoinGroup(ctx context.Context, s *Server, req *kmsg.JoinGroupRequest) func() kmsg.Response {
-	var resp *kmsg.JoinGroupResponse
-	var ch chan *kmsg.JoinGroupResponse
 	if req.Group != "" && !s.coordinates(req.Group) {
-		resp = errJoin(req, kerr.NotCoordinator.Code)
-	} else {
-		resp, ch = s.groups.join(req, clientOf(ctx))
+		resp := groups.JoinError(req, kerr.NotCoordinator.Code)
+		return func() kmsg.Response { return resp }
 	}
+	j := s.groups.Join(req, clientOf(ctx))
 	return func() kmsg.Response {
-		if ch != nil {
-			resp = waitJoin(ctx, req, ch)
-		}
+		resp := j.Answer(ctx)
 		resp.Version = req.Version
 		return resp
 	}

@@ -22,7 +22,7 @@ func handleHeartbeat(_ context.Context, s *Server, req *kmsg.HeartbeatRequest) f
 	if req.Group != "" && !s.coordinates(req.Group) {
 		resp.ErrorCode = kerr.NotCoordinator.Code
 	} else {
-		resp.ErrorCode = s.groups.heartbeat(req)
+		resp.ErrorCode = s.groups.Heartbeat(req)
 	}
 	return func() kmsg.Response { return resp }
 }

@@ -32,7 +32,7 @@ func leave(_ context.Context, s *Server, req *kmsg.LeaveGroupRequest) kmsg.Respo
 		resp.ErrorCode = kerr.NotCoordinator.Code
 		return resp
 	}
-	code, codes := s.groups.leave(req.Group, members)
+	code, codes := s.groups.Leave(req.Group, members)
 	resp.ErrorCode = code
 	if req.Version < 3 {
 		if code == 0 {

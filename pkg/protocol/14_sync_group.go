@@ -29,36 +29,6 @@ func handleSyncGroup(ctx context.Context, s *Server, req *kmsg.SyncGroupRequest)
 		resp.ErrorCode = kerr.NotCoordinator.Code
 		return func() kmsg.Response { return resp }
 	}
-	ans, ch, g := s.groups.sync(req)
-	return func() kmsg.Response { return finishSync(ctx, s, req, resp, ans, ch, g) }
-}
-
-func finishSync(ctx context.Context, s *Server, req *kmsg.SyncGroupRequest, resp *kmsg.SyncGroupResponse, ans syncAnswer, ch chan syncAnswer, g *group) kmsg.Response {
-	if ch != nil {
-		select {
-		case ans = <-ch:
-		case <-ctx.Done():
-			resp.ErrorCode = kerr.RebalanceInProgress.Code
-			return resp
-		}
-	}
-	if ans.wait != nil {
-		res, err := ans.wait.Wait(ctx)
-		if err == nil && res[0].Err != nil {
-			err = res[0].Err
-		}
-		if err != nil {
-			s.cfg.Logger.Warn("logging group generation", "group", req.Group, "generation", req.Generation, "err", err)
-			s.groups.generationFailed(g, req.Generation)
-			ans = syncAnswer{code: kerr.CoordinatorNotAvailable.Code}
-		}
-	}
-	resp.ErrorCode = ans.code
-	if ans.code == 0 {
-		resp.MemberAssignment = ans.assignment
-		s.groups.mu.Lock()
-		resp.ProtocolType, resp.Protocol = kmsg.StringPtr(g.protocolType), kmsg.StringPtr(g.protocol)
-		s.groups.mu.Unlock()
-	}
-	return resp
+	sync := s.groups.Sync(req)
+	return func() kmsg.Response { return sync.Answer(ctx) }
 }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/groups"
 )
 
 // DescribeGroups, versions 0-5.
@@ -32,11 +34,11 @@ func handleDescribeGroups(_ context.Context, s *Server, req *kmsg.DescribeGroups
 			resp.Groups = append(resp.Groups, rg)
 			continue
 		}
-		v, ok := s.groups.view(name)
+		v, ok := s.groups.View(name)
 		if !ok {
-			rg.State = groupDead.String()
+			rg.State = groups.Dead
 		} else {
-			rg.State, rg.ProtocolType, rg.Protocol, rg.Members = v.state, v.protocolType, v.protocol, v.members
+			rg.State, rg.ProtocolType, rg.Protocol, rg.Members = v.State, v.ProtocolType, v.Protocol, v.Members
 		}
 		resp.Groups = append(resp.Groups, rg)
 	}

@@ -23,16 +23,16 @@ func handleListGroups(_ context.Context, s *Server, req *kmsg.ListGroupsRequest)
 	if !match(req.TypesFilter, "classic") {
 		return resp
 	}
-	for _, name := range s.groups.names() {
+	for _, name := range s.groups.Names() {
 		if !s.coordinates(name) {
 			continue // each agent lists the groups it coordinates, as Kafka's brokers do
 		}
-		v, ok := s.groups.view(name)
-		if !ok || !match(req.StatesFilter, v.state) {
+		v, ok := s.groups.View(name)
+		if !ok || !match(req.StatesFilter, v.State) {
 			continue
 		}
 		g := kmsg.NewListGroupsResponseGroup()
-		g.Group, g.ProtocolType, g.GroupState, g.GroupType = name, v.protocolType, v.state, "classic"
+		g.Group, g.ProtocolType, g.GroupState, g.GroupType = name, v.ProtocolType, v.State, "classic"
 		resp.Groups = append(resp.Groups, g)
 	}
 	return resp

@@ -34,7 +34,7 @@ func handleDeleteGroups(ctx context.Context, s *Server, req *kmsg.DeleteGroupsRe
 			g.ErrorCode = kerr.GroupIDNotFound.Code // deleted just before, in this request
 		} else {
 			seen[name] = true
-			if g.ErrorCode = s.groups.remove(name); g.ErrorCode == 0 {
+			if g.ErrorCode = s.groups.Remove(name); g.ErrorCode == 0 {
 				op.Groups = append(op.Groups, name)
 				idx = append(idx, len(resp.Groups))
 			}

@@ -30,12 +30,12 @@ func handleOffsetDelete(ctx context.Context, s *Server, req *kmsg.OffsetDeleteRe
 		resp.ErrorCode = kerr.NotCoordinator.Code
 		return answer
 	}
-	v, ok := s.groups.view(req.Group)
+	v, ok := s.groups.View(req.Group)
 	switch {
 	case !ok:
 		resp.ErrorCode = kerr.GroupIDNotFound.Code
 		return answer
-	case v.subscribed != nil && v.protocolType != "consumer":
+	case v.Subscribed != nil && v.ProtocolType != "consumer":
 		resp.ErrorCode = kerr.NonEmptyGroup.Code
 		return answer
 	}
@@ -51,7 +51,7 @@ func handleOffsetDelete(ctx context.Context, s *Server, req *kmsg.OffsetDeleteRe
 				switch {
 				case mt == nil || mt.Partition(rp.Partition) == nil:
 					p.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				case v.subscribed[rt.Topic]:
+				case v.Subscribed[rt.Topic]:
 					p.ErrorCode = kerr.GroupSubscribedToTopic.Code
 				default:
 					op.Partitions = append(op.Partitions, meta.GroupPartition{Topic: mt.ID, Partition: rp.Partition})

@@ -31,6 +31,14 @@ func laggingServer(t *testing.T, store objstore.Store) (*Server, *meta.Log) {
 	return New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, lagging, nil, nil, nil), other
 }
 
+// runLog runs l until the test ends.
+func runLog(t *testing.T, l *meta.Log) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
 func appendOps(t *testing.T, l *meta.Log, ops ...meta.Op) {
 	t.Helper()
 	if _, err := l.Append(context.Background(), ops...); err != nil {

@@ -33,7 +33,7 @@ func (s *Server) ExpireOffsets(ctx context.Context, retention time.Duration) ([]
 	var op meta.DeleteGroups
 	for _, name := range candidates {
 		// remove refuses a group that has members in memory.
-		if s.coordinates(name) && s.groups.remove(name) == 0 {
+		if s.coordinates(name) && s.groups.Remove(name) == 0 {
 			op.Groups = append(op.Groups, name)
 		}
 	}

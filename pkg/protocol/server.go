@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/bargehq/barge/pkg/fleet"
+	"github.com/bargehq/barge/pkg/groups"
 	"github.com/bargehq/barge/pkg/meta"
 	"github.com/bargehq/barge/pkg/tiered"
 )
@@ -73,7 +74,7 @@ type Server struct {
 	ingest    *tiered.Ingest
 	reader    *tiered.Reader
 	producers producerIDs
-	groups    *coordinator
+	groups    *groups.Coordinator
 	metrics   metrics
 	sessions  fetchSessions // their own lock
 	budget    *requestBudget
@@ -108,7 +109,8 @@ func New(cfg Config, log *meta.Log, ingest *tiered.Ingest, reader *tiered.Reader
 	s.fleet = fleet.New(log, fleet.Member{NodeID: cfg.NodeID, Host: cfg.AdvertisedHost, Port: cfg.AdvertisedPort}, cfg.AgentTTL)
 	s.slotFree = sync.NewCond(&s.mu)
 	s.producers.log = log
-	s.groups = newCoordinator(s)
+	s.groups = groups.New(log, groups.Config{Logger: cfg.Logger, InitialRebalanceDelay: cfg.GroupInitialRebalanceDelay,
+		MinSessionTimeout: cfg.GroupMinSessionTimeout, MaxSessionTimeout: cfg.GroupMaxSessionTimeout})
 	s.metrics = newMetrics(reg)
 	connShare, addrShare := budgetShares(cfg.QueuedMaxRequestBytes, int64(cfg.MaxRequestBytes), cfg.MaxConnectionsPerIP, cfg.MaxConnections)
 	s.budget = newRequestBudget(cfg.QueuedMaxRequestBytes, connShare, addrShare, s.metrics)
@@ -142,7 +144,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		backoff = 0
 		c := &conn{s: s, nc: nc, queue: make(chan *inflight, s.cfg.MaxInflight)}
 		if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
-			c.ip, c.client.host = host, "/"+host
+			c.ip, c.client.Host = host, "/"+host
 		}
 		c.budget.addr = c.ip
 		ctx, cancel := context.WithCancel(context.WithValue(context.Background(), connKey{}, c))
@@ -201,7 +203,7 @@ type conn struct {
 
 	// client is the client id of the connection's first request and the
 	// peer's host, for group members. Written once before any handler runs.
-	client     clientInfo
+	client     groups.Client
 	sawRequest bool
 
 	// change is the log append of the newest state-changing request read
@@ -215,11 +217,11 @@ type conn struct {
 type connKey struct{}
 
 // clientOf returns who is on the other end of a handler's connection.
-func clientOf(ctx context.Context) clientInfo {
+func clientOf(ctx context.Context) groups.Client {
 	if c, ok := ctx.Value(connKey{}).(*conn); ok {
 		return c.client
 	}
-	return clientInfo{}
+	return groups.Client{}
 }
 
 type inflight struct {
@@ -389,7 +391,7 @@ func (c *conn) decode(frame []byte) (*inflight, kmsg.Request, handler, error) {
 			return nil, nil, nil, errors.New("truncated client id")
 		}
 		if !c.sawRequest {
-			c.client.id = string(body[:idLen])
+			c.client.ID = string(body[:idLen])
 		}
 		body = body[idLen:]
 	}

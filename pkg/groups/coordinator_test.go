@@ -1,4 +1,4 @@
-package protocol
+package groups
 
 import (
 	"context"
@@ -19,10 +19,10 @@ import (
 
 const testSession = 10 * time.Second
 
-// groupServer returns a Server over a metadata log in memory; the log runs
-// (applies what is submitted) only if run is set. Call it inside a
+// newCoordinator returns a coordinator over a metadata log in memory; the
+// log runs (applies what is submitted) only if run is set. Call it inside a
 // synctest bubble, so that the log's queue and timers belong to it.
-func groupServer(t *testing.T, run bool) (*Server, *meta.Log) {
+func newCoordinator(t *testing.T, run bool, cfg Config) (*Coordinator, *meta.Log) {
 	t.Helper()
 	l, err := meta.Open(context.Background(), objstore.NewMemory(), meta.Options{WriterID: "a"})
 	if err != nil {
@@ -31,7 +31,10 @@ func groupServer(t *testing.T, run bool) (*Server, *meta.Log) {
 	if run {
 		runLog(t, l)
 	}
-	return New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, l, nil, nil, nil), l
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return New(l, cfg), l
 }
 
 // runLog runs l until the test ends.
@@ -56,13 +59,13 @@ func joinRequest(group, member string) *kmsg.JoinGroupRequest {
 
 // joined joins a new member to group (MEMBER_ID_REQUIRED, then with the
 // id) and returns the join's answer, the group's new generation.
-func joined(t *testing.T, c *coordinator, group string) *kmsg.JoinGroupResponse {
+func joined(t *testing.T, c *Coordinator, group string) *kmsg.JoinGroupResponse {
 	t.Helper()
-	resp, _ := c.join(joinRequest(group, ""), clientInfo{id: "cl", host: "/h"})
+	resp, _ := c.join(joinRequest(group, ""), Client{ID: "cl", Host: "/h"})
 	if resp == nil || resp.ErrorCode != kerr.MemberIDRequired.Code {
 		t.Fatalf("%s: first join: %+v", group, resp)
 	}
-	resp, ch := c.join(joinRequest(group, resp.MemberID), clientInfo{id: "cl", host: "/h"})
+	resp, ch := c.join(joinRequest(group, resp.MemberID), Client{ID: "cl", Host: "/h"})
 	if ch == nil {
 		t.Fatalf("%s: join answered at once: %+v", group, resp)
 	}
@@ -72,8 +75,9 @@ func joined(t *testing.T, c *coordinator, group string) *kmsg.JoinGroupResponse 
 	return resp
 }
 
-// leaderSync sends the leader's SyncGroup and returns its answer.
-func leaderSync(c *coordinator, group string, j *kmsg.JoinGroupResponse) syncAnswer {
+// leaderSync sends the leader's SyncGroup and returns its answer, without
+// waiting for the generation's log append (Syncing.Answer would).
+func leaderSync(c *Coordinator, group string, j *kmsg.JoinGroupResponse) syncAnswer {
 	req := kmsg.NewPtrSyncGroupRequest()
 	req.Group, req.Generation, req.MemberID = group, j.Generation, j.MemberID
 	a := kmsg.NewSyncGroupRequestGroupAssignment()
@@ -87,7 +91,7 @@ func leaderSync(c *coordinator, group string, j *kmsg.JoinGroupResponse) syncAns
 }
 
 // stable joins one member to group and syncs it.
-func stable(t *testing.T, c *coordinator, group string) *kmsg.JoinGroupResponse {
+func stable(t *testing.T, c *Coordinator, group string) *kmsg.JoinGroupResponse {
 	t.Helper()
 	j := joined(t, c, group)
 	if ans := leaderSync(c, group, j); ans.code != 0 {
@@ -97,11 +101,11 @@ func stable(t *testing.T, c *coordinator, group string) *kmsg.JoinGroupResponse 
 }
 
 // leaveGroup sends a LeaveGroup for one member.
-func leaveGroup(t *testing.T, c *coordinator, group, member string) {
+func leaveGroup(t *testing.T, c *Coordinator, group, member string) {
 	t.Helper()
 	m := kmsg.NewLeaveGroupRequestMember()
 	m.MemberID = member
-	if code, codes := c.leave(group, []kmsg.LeaveGroupRequestMember{m}); code != 0 || codes[0] != 0 {
+	if code, codes := c.Leave(group, []kmsg.LeaveGroupRequestMember{m}); code != 0 || codes[0] != 0 {
 		t.Fatalf("%s: leave: %d %v", group, code, codes)
 	}
 }
@@ -109,14 +113,14 @@ func leaveGroup(t *testing.T, c *coordinator, group, member string) {
 // rejoinsAtThree checks that a group that had a synced generation (1) and
 // then became empty (2) is joined at generation 3, whether from memory or
 // from the log.
-func rejoinsAtThree(t *testing.T, c *coordinator, group string) {
+func rejoinsAtThree(t *testing.T, c *Coordinator, group string) {
 	t.Helper()
 	if j := joined(t, c, group); j.Generation != 3 {
 		t.Fatalf("%s joined again at generation %d, want 3", group, j.Generation)
 	}
 }
 
-func groupCount(c *coordinator) int {
+func groupCount(c *Coordinator) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.groups)
@@ -127,8 +131,7 @@ func groupCount(c *coordinator) int {
 // continues past them. (Not in a synctest bubble: the race detector's
 // runtime trips over this many goroutines in one, golang/go#78156.)
 func TestGroupsFreedWhenEmpty(t *testing.T) {
-	s, _ := groupServer(t, true)
-	c := s.groups
+	c, _ := newCoordinator(t, true, Config{})
 	const groups = 3000
 	for i := range groups {
 		name := fmt.Sprint("g", i)
@@ -155,8 +158,7 @@ func TestGroupsFreedWhenEmpty(t *testing.T) {
 // older generation.
 func TestGroupKeptUntilGenerationLogged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, l := groupServer(t, false) // the log applies nothing yet
-		c := s.groups
+		c, l := newCoordinator(t, false, Config{}) // the log applies nothing yet
 		for _, name := range []string{"g", "h"} {
 			leaveGroup(t, c, name, stable(t, c, name).MemberID)
 		}
@@ -182,10 +184,9 @@ func TestGroupKeptUntilGenerationLogged(t *testing.T) {
 // out; groups left with nothing else are freed.
 func TestGroupTimersFreeMemory(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, _ := groupServer(t, true)
-		c := s.groups
+		c, _ := newCoordinator(t, true, Config{})
 		for i := range 100 {
-			resp, _ := c.join(joinRequest(fmt.Sprint("p", i), ""), clientInfo{id: "cl"})
+			resp, _ := c.join(joinRequest(fmt.Sprint("p", i), ""), Client{ID: "cl"})
 			if resp.ErrorCode != kerr.MemberIDRequired.Code {
 				t.Fatalf("join: %v", kerr.ErrorForCode(resp.ErrorCode))
 			}
@@ -195,14 +196,14 @@ func TestGroupTimersFreeMemory(t *testing.T) {
 		}
 		// A Stable group with a pending id of its own keeps its member.
 		j := stable(t, c, "live")
-		if resp, _ := c.join(joinRequest("live", ""), clientInfo{id: "cl"}); resp.ErrorCode != kerr.MemberIDRequired.Code {
+		if resp, _ := c.join(joinRequest("live", ""), Client{ID: "cl"}); resp.ErrorCode != kerr.MemberIDRequired.Code {
 			t.Fatalf("join: %v", kerr.ErrorForCode(resp.ErrorCode))
 		}
 		for range 3 { // past the session timeout, heartbeating
 			time.Sleep(testSession / 2)
 			hb := kmsg.NewPtrHeartbeatRequest()
 			hb.Group, hb.MemberID, hb.Generation = "live", j.MemberID, j.Generation
-			if code := c.heartbeat(hb); code != 0 {
+			if code := c.Heartbeat(hb); code != 0 {
 				t.Fatalf("heartbeat: %v", kerr.ErrorForCode(code))
 			}
 		}
@@ -228,8 +229,7 @@ func TestGroupTimersFreeMemory(t *testing.T) {
 // generation it was checked against.
 func TestFullLogQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, l := groupServer(t, false) // nothing leaves the queue yet
-		c := s.groups
+		c, l := newCoordinator(t, false, Config{}) // nothing leaves the queue yet
 		a, b := stable(t, c, "a"), stable(t, c, "b")
 		jc := joined(t, c, "c") // awaits its leader's sync
 		for {
@@ -252,7 +252,7 @@ func TestFullLogQueue(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			code, p := c.commit(commitReq("a", a), op)
+			code, p := c.Commit(commitReq("a", a), op)
 			done <- result{code, p}
 		}()
 		synctest.Wait()
@@ -267,12 +267,12 @@ func TestFullLogQueue(t *testing.T) {
 		}
 		// A commit from outside group management is refused the same way
 		// and leaves no group behind.
-		if code, _ := c.commit(commitReq("solo", nil), meta.CommitOffsets{Group: "solo"}); code != kerr.CoordinatorNotAvailable.Code {
+		if code, _ := c.Commit(commitReq("solo", nil), meta.CommitOffsets{Group: "solo"}); code != kerr.CoordinatorNotAvailable.Code {
 			t.Fatalf("simple commit on a full queue: %v", kerr.ErrorForCode(code))
 		}
 		hb := kmsg.NewPtrHeartbeatRequest()
 		hb.Group, hb.MemberID, hb.Generation = "b", b.MemberID, b.Generation
-		if code := c.heartbeat(hb); code != 0 {
+		if code := c.Heartbeat(hb); code != 0 {
 			t.Fatalf("heartbeat of another group: %v", kerr.ErrorForCode(code))
 		}
 		// The leader's sync cannot log its generation: the group
@@ -289,7 +289,7 @@ func TestFullLogQueue(t *testing.T) {
 
 		runLog(t, l)
 		synctest.Wait() // the queue drained
-		code, p := c.commit(commitReq("a", a), op)
+		code, p := c.Commit(commitReq("a", a), op)
 		if code != 0 {
 			t.Fatalf("commit after the queue drained: %v", kerr.ErrorForCode(code))
 		}
@@ -297,7 +297,7 @@ func TestFullLogQueue(t *testing.T) {
 			t.Fatalf("commit after the queue drained: %v %v", err, results)
 		}
 		// The rebalanced group completes once its member rejoins.
-		resp, ch := c.join(joinRequest("c", jc.MemberID), clientInfo{id: "cl"})
+		resp, ch := c.join(joinRequest("c", jc.MemberID), Client{ID: "cl"})
 		if ch != nil {
 			resp = <-ch
 		}

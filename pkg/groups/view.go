@@ -14,8 +14,10 @@ import (
 type GroupView struct {
 	Name, State, ProtocolType, Protocol string
 	Members                             []kmsg.DescribeGroupsResponseGroupMember
-	// Subscribed is nil for an Empty group; for a consumer group with
-	// members, the topics of their subscriptions.
+	// Subscribed is nil exactly when the group is Empty, whatever its
+	// protocol type (OffsetDelete relies on it to refuse an active group
+	// that is not a consumer group); for a consumer group, it holds the
+	// topics of the members' subscriptions.
 	Subscribed map[string]bool
 }
 

@@ -5,6 +5,7 @@ GO        ?= go
 TOOLS     := $(CURDIR)/.tools
 MINIO     := $(TOOLS)/bin/minio
 KAFKAJS   := $(TOOLS)/node/node_modules/kafkajs/package.json
+IMDS_MOCK := $(TOOLS)/bin/ec2-metadata-mock
 MINIO_ADDR ?= 127.0.0.1:9000
 MINIO_USER ?= minioadmin
 MINIO_PASS ?= minioadmin
@@ -53,7 +54,7 @@ fuzz:
 # kcat for the librdkafka compatibility tests and HAProxy for the fleet
 # tests (the tests run haproxy themselves; the package's service is not
 # used). apt-get update runs only when the install fails without it.
-deps: $(MINIO) $(KAFKAJS)
+deps: $(MINIO) $(KAFKAJS) $(IMDS_MOCK)
 	@command -v kcat >/dev/null 2>&1 || { \
 		echo "installing kcat"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -71,6 +72,10 @@ $(KAFKAJS):
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && $$SUDO apt-get install -y nodejs npm; }
 	npm install --no-audit --no-fund --prefix $(TOOLS)/node kafkajs@2.2.4
+
+# AWS's EC2 instance-metadata mock, for --zone auto (seconds to build).
+$(IMDS_MOCK):
+	GOBIN=$(TOOLS)/bin $(GO) install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0
 
 $(MINIO):
 	@echo "building MinIO into $(MINIO) (takes several minutes)"

@@ -19,6 +19,7 @@ import (
 type config struct {
 	Listen            string
 	Advertise         string
+	Zone              string
 	Store             string
 	HTTP              string
 	FlushInterval     time.Duration
@@ -63,6 +64,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", ":9092", "Kafka listener address")
 	fs.StringVar(&c.Advertise, "advertise", "", "host:port clients should connect to (default: the listener, with localhost for an empty host)")
+	fs.StringVar(&c.Zone, "zone", "", "this agent's availability zone, recorded in the metadata log and reported as its broker.rack; \"auto\" reads it from EC2 instance metadata (IMDSv2) at start-up")
 	fs.StringVar(&c.Store, "store", "file://./data", "bucket URL: file://DIR, s3://BUCKET[/PREFIX]?endpoint=URL&region=R&path_style=true, or mem://")
 	fs.StringVar(&c.HTTP, "http", ":9644", "address for /metrics, /healthz and /readyz (empty: off)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 0, "seal the ingest buffer this long after its first record (default 250ms for s3, 5ms for file and mem)")

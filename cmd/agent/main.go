@@ -92,7 +92,12 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	// Registering gives this agent its broker id (kept per advertised
 	// address across restarts) and makes it live for the others.
-	reg0, err := mlog.Append(ctx, meta.AgentHeartbeat{Addr: cfg.Advertise})
+	zone, err := resolveZone(ctx, cfg.Zone)
+	if err != nil {
+		return err
+	}
+	hb := meta.AgentHeartbeat{Addr: cfg.Advertise, Zone: zone}
+	reg0, err := mlog.Append(ctx, hb)
 	if err != nil {
 		return fmt.Errorf("registering in the metadata log: %w", err)
 	}
@@ -102,7 +107,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 			return fmt.Errorf("cluster format: %w", err)
 		}
 	}
-	go fleet.Heartbeat(logCtx, mlog, cfg.Advertise, logger)
+	go fleet.Heartbeat(logCtx, mlog, hb, logger)
 	go stepFormat(logCtx, mlog, logger)
 
 	pageCache, err := cache.New(cfg.CacheBytes, reg)
@@ -121,7 +126,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	host, port, _ := cfg.advertised()
 	srv := protocol.New(protocol.Config{
-		NodeID: nodeID, AdvertisedHost: host, AdvertisedPort: port, ClusterID: clusterID,
+		NodeID: nodeID, AdvertisedHost: host, AdvertisedPort: port, Zone: zone, ClusterID: clusterID,
 		AutoCreateTopics: cfg.AutoCreateTopics, DefaultPartitions: int32(cfg.DefaultPartitions), Logger: logger,
 		MaxPartitionsPerTopic: int32(cfg.MaxTopicParts), MaxPartitions: cfg.MaxParts,
 		GroupInitialRebalanceDelay: cfg.GroupInitialDelay, AgentTTL: fleet.TTL,
@@ -152,7 +157,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	ready.Store(true)
-	logger.Info("serving Kafka", "listen", ln.Addr().String(), "advertise", cfg.Advertise, "store", cfg.Store,
+	logger.Info("serving Kafka", "listen", ln.Addr().String(), "advertise", cfg.Advertise, "zone", zone, "store", cfg.Store,
 		"flush_interval", cfg.FlushInterval, "http", cfg.HTTP)
 
 	select {

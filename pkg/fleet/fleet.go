@@ -36,6 +36,7 @@ type Member struct {
 	NodeID int32
 	Host   string
 	Port   int32
+	Zone   string // its availability zone, Kafka's broker.rack; "" if not set
 }
 
 // Addr is the member's advertised host:port.
@@ -71,7 +72,7 @@ func (f *Fleet) Live() []Member {
 		if err != nil || perr != nil || (host == f.self.Host && int32(p) == f.self.Port) || a.NodeID == f.self.NodeID {
 			continue
 		}
-		out = append(out, Member{NodeID: a.NodeID, Host: host, Port: int32(p)})
+		out = append(out, Member{NodeID: a.NodeID, Host: host, Port: int32(p), Zone: a.Zone})
 	}
 	return out
 }
@@ -98,8 +99,9 @@ func (f *Fleet) Owner(key string) Member {
 // it must not be called inside Log.View.
 func (f *Fleet) Owns(key string) bool { return f.Owner(key).Addr() == f.self.Addr() }
 
-// Heartbeat keeps this agent live while it is idle, until ctx ends.
-func Heartbeat(ctx context.Context, log *meta.Log, addr string, logger *slog.Logger) {
+// Heartbeat keeps this agent live while it is idle, until ctx ends,
+// announcing what hb says (its address and zone).
+func Heartbeat(ctx context.Context, log *meta.Log, hb meta.AgentHeartbeat, logger *slog.Logger) {
 	t := time.NewTicker(HeartbeatInterval / 3)
 	defer t.Stop()
 	for {
@@ -111,7 +113,7 @@ func Heartbeat(ctx context.Context, log *meta.Log, addr string, logger *slog.Log
 		if time.Since(log.LastOwnAppend()) < HeartbeatInterval {
 			continue
 		}
-		if _, err := log.Append(ctx, meta.AgentHeartbeat{Addr: addr}); err != nil && ctx.Err() == nil {
+		if _, err := log.Append(ctx, hb); err != nil && ctx.Err() == nil {
 			logger.Warn("agent heartbeat", "err", err)
 		}
 	}

@@ -42,7 +42,7 @@ func (s *Server) metadata(req *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	for _, br := range s.brokers() {
 		b := kmsg.NewMetadataResponseBroker()
-		b.NodeID, b.Host, b.Port = br.NodeID, br.Host, br.Port
+		b.NodeID, b.Host, b.Port, b.Rack = br.NodeID, br.Host, br.Port, rack(br.Zone)
 		resp.Brokers = append(resp.Brokers, b)
 	}
 	resp.ClusterID = strp(s.cfg.ClusterID)

@@ -18,7 +18,7 @@ func handleDescribeCluster(_ context.Context, s *Server, req *kmsg.DescribeClust
 	resp.ControllerID = s.cfg.NodeID
 	for _, br := range s.brokers() {
 		b := kmsg.NewDescribeClusterResponseBroker()
-		b.NodeID, b.Host, b.Port = br.NodeID, br.Host, br.Port
+		b.NodeID, b.Host, b.Port, b.Rack = br.NodeID, br.Host, br.Port, rack(br.Zone)
 		resp.Brokers = append(resp.Brokers, b)
 		resp.ControllerID = min(resp.ControllerID, br.NodeID)
 	}

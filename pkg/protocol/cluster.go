@@ -19,6 +19,14 @@ func (s *Server) coordinatorOf(group string) fleet.Member { return s.fleet.Owner
 // answer NOT_COORDINATOR otherwise, and clients look it up again.
 func (s *Server) coordinates(group string) bool { return s.fleet.Owns(group) }
 
+// rack is a zone as Kafka's broker.rack: null when not set.
+func rack(zone string) *string {
+	if zone == "" {
+		return nil
+	}
+	return &zone
+}
+
 // Fleet is the agent's view of the cluster, which the background jobs
 // share to decide which of them to run.
 func (s *Server) Fleet() *fleet.Fleet { return s.fleet }

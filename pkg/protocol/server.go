@@ -59,6 +59,9 @@ type Config struct {
 	// long the first rebalance of an empty group waits for more members
 	// (0: none; the agent's default is Kafka's 3 s).
 	GroupInitialRebalanceDelay time.Duration
+	// Zone is this agent's availability zone (--zone), reported as its
+	// broker.rack.
+	Zone string
 	// AgentTTL is how long an agent counts as live after its last
 	// metadata-log entry (0: fleet.TTL).
 	AgentTTL               time.Duration
@@ -106,7 +109,7 @@ func New(cfg Config, log *meta.Log, ingest *tiered.Ingest, reader *tiered.Reader
 	orDefault(&cfg.RequestBodyTimeout, 10*time.Second)
 	orDefault(&cfg.OrderWait, 30*time.Second)
 	s := &Server{cfg: cfg, log: log, ingest: ingest, reader: reader, conns: map[*conn]struct{}{}, perIP: map[string]int{}}
-	s.fleet = fleet.New(log, fleet.Member{NodeID: cfg.NodeID, Host: cfg.AdvertisedHost, Port: cfg.AdvertisedPort}, cfg.AgentTTL)
+	s.fleet = fleet.New(log, fleet.Member{NodeID: cfg.NodeID, Host: cfg.AdvertisedHost, Port: cfg.AdvertisedPort, Zone: cfg.Zone}, cfg.AgentTTL)
 	s.slotFree = sync.NewCond(&s.mu)
 	s.producers.log = log
 	s.groups = groups.New(log, groups.Config{Logger: cfg.Logger, InitialRebalanceDelay: cfg.GroupInitialRebalanceDelay,

@@ -28,6 +28,13 @@ type Agent struct {
 	Zone   string
 	NodeID int32
 	LastMs int64 // writer time of its newest entry
+	// Left says the agent wrote LeaveCluster on its way out: it is not
+	// live, whatever its last entry's time, so that its groups and jobs
+	// move at once instead of after the TTL. Liveness is a hint (leases
+	// and generations fence what must not happen twice), so this is not
+	// in snapshots: an agent loaded from one treats the leaver as live
+	// until the TTL, as it would have without it.
+	Left bool
 }
 
 // heard notes an entry by writer at timeMs.
@@ -60,7 +67,7 @@ func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) i
 		a = &Agent{ID: writer}
 		s.agents[writer] = a
 	}
-	a.Addr, a.Zone, a.NodeID, a.LastMs = op.Addr, op.Zone, id, max(a.LastMs, timeMs)
+	a.Addr, a.Zone, a.NodeID, a.LastMs, a.Left = op.Addr, op.Zone, id, max(a.LastMs, timeMs), false
 	return id
 }
 
@@ -78,11 +85,12 @@ func (s *State) forgetAddr(addr string) {
 	delete(s.nodeByAddr, addr)
 }
 
-// LiveAgents returns the agents heard from within ttlMs of nowMs, by node id.
+// LiveAgents returns the agents heard from within ttlMs of nowMs that have
+// not left, by node id.
 func (s *State) LiveAgents(nowMs, ttlMs int64) []Agent {
 	out := make([]Agent, 0, len(s.agents))
 	for _, a := range s.agents {
-		if nowMs-a.LastMs <= ttlMs {
+		if !a.Left && nowMs-a.LastMs <= ttlMs {
 			out = append(out, *a)
 		}
 	}

@@ -62,3 +62,25 @@ func TestAgents(t *testing.T) {
 		t.Fatalf("heartbeat entry round trip: %v %+v", err, got)
 	}
 }
+
+// An agent that leaves the cluster is not live from that entry on, though
+// it wrote within the TTL (its last lease releases come after it), and
+// nothing it writes later brings it back; a registration does. The node
+// id stays with the address.
+func TestLeftAgentsAreNotLive(t *testing.T) {
+	s := NewState()
+	apply := func(writer string, ms int64, ops ...Op) {
+		s.Apply(s.Seq+1, &Entry{Writer: writer, TimeMs: ms, Ops: ops})
+	}
+	apply("a", 1000, AgentHeartbeat{Addr: "h1:9092"})
+	apply("b", 1000, AgentHeartbeat{Addr: "h2:9092"})
+	apply("b", 2000, LeaveCluster{})
+	apply("b", 2001, ReleaseLease{Job: "collect"})
+	if live := s.LiveAgents(2002, 10000); len(live) != 1 || live[0].ID != "a" {
+		t.Fatalf("live after b left: %+v, want only a", live)
+	}
+	apply("b", 3000, AgentHeartbeat{Addr: "h2:9092"})
+	if live := s.LiveAgents(3001, 10000); len(live) != 2 || live[1].ID != "b" || live[1].NodeID != 1 {
+		t.Fatalf("live after b registered again: %+v, want a and b (node 1)", live)
+	}
+}

@@ -35,8 +35,9 @@ import (
 // with another. It never announces, so it holds the format at Format1
 // until it has been silent for the grace. The format ops (AnnounceFormat,
 // SetFormat, LeaveCluster) are each alone in their entry and change only
-// what such an agent does not keep, so applying them as empty forks
-// nothing. Once a cluster is at Format2, a build from before formats must
+// what such an agent does not keep (LeaveCluster also marks the agent as
+// gone for liveness, a hint no snapshot holds), so applying them as empty
+// forks nothing. Once a cluster is at Format2, a build from before formats must
 // never be started on it again.
 //
 // An agent that meets an entry it cannot decode (a newer version, an

@@ -197,6 +197,9 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 			s.setFormat(op)
 		case LeaveCluster:
 			delete(s.members, en.Writer)
+			if a := s.agents[en.Writer]; a != nil {
+				a.Left = true
+			}
 		case CondemnObjects:
 			results[i].Keys = s.condemnObjects(seq, en.TimeMs, op)
 		case ExpireProducers:

@@ -78,24 +78,26 @@ func TestLateCommitLosesToSweep(t *testing.T) {
 	sweeper := startAgent(t, b, 5*time.Millisecond, "--orphan-grace=3s", "--write-timeout=2s",
 		"--retention-check-interval=200ms", "--compaction-interval=0", "--cleaner-backoff=0")
 	createTopic(t, sweeper.Addr, "late", 1, nil)
+	late := fleet.PartitionKey(topicID(t, sweeper.Addr, "late"), 0)
 
 	gone := func(key string) bool { return !slices.Contains(b.List(t, "seg/"), key) }
 	var holder *commitHolder
 	var writer *harness.Agent
 	for try := 0; writer == nil; try++ {
 		// The sweep runs on the agent that rendezvous hashing picks for
-		// "collect"; the writer runs no jobs, so it must be the other.
+		// "collect"; the writer runs no jobs, so it must be the other,
+		// and it must lead the partition, where the producer goes.
 		holder = newCommitHolder(t, m.Endpoint, gone)
 		proxied := strings.Replace(b.URL, url.QueryEscape(m.Endpoint), url.QueryEscape(holder.srv.URL), 1)
 		a := harness.StartAgent(t, harness.AgentConfig{Store: proxied, Env: b.Env, FlushInterval: 5 * time.Millisecond,
 			Args: []string{"--jobs=false", "--write-timeout=1m"}})
-		if fleet.Rendezvous("collect", []string{sweeper.Addr, a.Addr}) == sweeper.Addr {
+		if addrs := []string{sweeper.Addr, a.Addr}; fleet.Rendezvous("collect", addrs) == sweeper.Addr && fleet.Rendezvous(late, addrs) == a.Addr {
 			writer = a
 			continue
 		}
 		a.Kill()
-		if try == 20 {
-			t.Fatal("no writer address hashed the collection job to the sweeper")
+		if try == 80 {
+			t.Fatal("no writer address hashed the collection job to the sweeper and the partition to itself")
 		}
 	}
 

@@ -6,9 +6,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/bargehq/barge/internal/harness"
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
@@ -42,7 +45,9 @@ func createTopic(t *testing.T, addr, name string, partitions int32, configs map[
 	}
 }
 
-// endOffsets returns the high watermark of every partition of topic.
+// endOffsets returns the high watermark of every partition of topic,
+// asked of each partition's leader (a client bootstrapped to addr follows
+// Metadata), which has applied its own commits.
 func endOffsets(t *testing.T, addr, topic string) map[int32]int64 {
 	t.Helper()
 	adm := kadm.NewClient(client(t, addr))
@@ -60,6 +65,61 @@ func endOffsets(t *testing.T, addr, topic string) map[int32]int64 {
 		out[o.Partition] = o.Offset
 	})
 	return out
+}
+
+// endOffsetsSeen returns the high watermark of every partition of topic as
+// the agent at addr sees it: asked of that agent, whichever leads.
+func endOffsetsSeen(t *testing.T, addr, topic string) map[int32]int64 {
+	t.Helper()
+	seed := client(t, addr).SeedBrokers()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mreq := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	mreq.Topics = append(mreq.Topics, mt)
+	mresp, err := mreq.RequestWith(ctx, seed)
+	if err != nil || len(mresp.Topics) != 1 || mresp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("metadata of %s from %s: %v %v", topic, addr, err, mresp)
+	}
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = -1
+	lt := kmsg.NewListOffsetsRequestTopic()
+	lt.Topic = topic
+	for _, p := range mresp.Topics[0].Partitions {
+		lp := kmsg.NewListOffsetsRequestTopicPartition()
+		lp.Partition, lp.Timestamp = p.Partition, -1
+		lt.Partitions = append(lt.Partitions, lp)
+	}
+	req.Topics = append(req.Topics, lt)
+	resp, err := req.RequestWith(ctx, seed)
+	if err != nil || len(resp.Topics) != 1 {
+		t.Fatalf("end offsets of %s from %s: %v %v", topic, addr, err, resp)
+	}
+	out := map[int32]int64{}
+	for _, p := range resp.Topics[0].Partitions {
+		if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+			t.Fatalf("end offset %s/%d from %s: %v", topic, p.Partition, addr, err)
+		}
+		out[p.Partition] = p.Offset
+	}
+	return out
+}
+
+// topicID returns topic's id as the agent at addr knows it.
+func topicID(t *testing.T, addr, topic string) meta.TopicID {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, mt)
+	resp, err := req.RequestWith(ctx, client(t, addr).SeedBrokers()[0])
+	if err != nil || len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("metadata of %s from %s: %v %v", topic, addr, err, resp)
+	}
+	return meta.TopicID(resp.Topics[0].TopicID)
 }
 
 // consumeAll reads topic from the start with a fresh client bootstrapped to

@@ -56,6 +56,11 @@ func checkWholeSegmentRule(t *testing.T, b harness.Backend) {
 	createTopic(t, w.Addr, "whole", partitions, nil)
 	produceRounds(ctx, t, w.Addr, "whole", partitions, rounds, perPart)
 	ends := endOffsets(t, w.Addr, "whole")
+	// The readers below are alone, so that every partition's fetches
+	// reach them, not their leader's cache: the writer leaves.
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
 
 	var chunks int
 	objects := map[string]bool{}
@@ -98,6 +103,9 @@ func checkWholeSegmentRule(t *testing.T, b harness.Backend) {
 			if whole != tc.whole || (tc.range_ >= 0 && ranged != tc.range_) || (tc.range_ < 0 && ranged < chunks) {
 				t.Errorf("--cache-bytes=%d --flush-bytes=%d: %d whole-segment and %d ranged reads for %d chunks in %d segments; want %d whole and %d ranged (-1: one per chunk at least)",
 					tc.cacheBytes, flushBytes, whole, ranged, chunks, len(objects), tc.whole, tc.range_)
+			}
+			if err := r.Stop(); err != nil { // it leaves: the next reader is alone
+				t.Fatal(err)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net"
@@ -117,4 +118,46 @@ func Heartbeat(ctx context.Context, log *meta.Log, hb meta.AgentHeartbeat, logge
 			logger.Warn("agent heartbeat", "err", err)
 		}
 	}
+}
+
+// PartitionKey is the rendezvous key of a partition's leadership: the
+// topic's id (names can be reused) and the partition.
+func PartitionKey(topic meta.TopicID, partition int32) string {
+	var key [len(meta.TopicID{}) + 4]byte
+	copy(key[:], topic[:])
+	binary.BigEndian.PutUint32(key[len(topic):], uint32(partition))
+	return string(key[:])
+}
+
+// Placement is the live set at one moment, for placing many keys alike
+// (every partition of a Metadata answer) without reading the log for each.
+type Placement struct {
+	live  []Member
+	addrs []string
+}
+
+// Placement returns the live agents as they are now.
+func (f *Fleet) Placement() Placement {
+	live := f.Live()
+	addrs := make([]string, len(live))
+	for i, m := range live {
+		addrs[i] = m.Addr()
+	}
+	return Placement{live: live, addrs: addrs}
+}
+
+// Leader returns the agent that leads a partition: rendezvous over the
+// live agents, so a partition's producers and consumers meet on one agent,
+// whose cache holds its tail, and when an agent leaves only its partitions
+// move. Every agent serves every partition (the bucket holds the data), so
+// a client with an older view still gets answers; leading only concentrates
+// a partition's traffic.
+func (p Placement) Leader(topic meta.TopicID, partition int32) Member {
+	owner := Rendezvous(PartitionKey(topic, partition), p.addrs)
+	for i, a := range p.addrs {
+		if a == owner {
+			return p.live[i]
+		}
+	}
+	return p.live[0]
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/bargehq/barge/pkg/fleet"
 	"github.com/bargehq/barge/pkg/meta"
 )
 
@@ -47,10 +48,11 @@ func (s *Server) metadata(req *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 	}
 	resp.ClusterID = strp(s.cfg.ClusterID)
 	resp.ControllerID = s.cfg.NodeID
+	place := s.fleet.Placement() // before View, which Live takes itself
 	s.log.View(func(st *meta.State) {
 		if req.Topics == nil {
 			for _, name := range st.TopicNames() {
-				resp.Topics = append(resp.Topics, s.describeTopic(st.Topic(name)))
+				resp.Topics = append(resp.Topics, describeTopic(place, st.Topic(name)))
 			}
 			return
 		}
@@ -63,7 +65,7 @@ func (s *Server) metadata(req *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 				t = st.TopicByID(meta.TopicID(rt.TopicID))
 			}
 			if t != nil {
-				resp.Topics = append(resp.Topics, s.describeTopic(t))
+				resp.Topics = append(resp.Topics, describeTopic(place, t))
 				continue
 			}
 			mt := kmsg.NewMetadataResponseTopic()
@@ -80,17 +82,21 @@ func (s *Server) metadata(req *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 	return resp
 }
 
-func (s *Server) describeTopic(t *meta.Topic) kmsg.MetadataResponseTopic {
+// describeTopic names each partition's leader by the fleet's placement;
+// the bucket is the only replica, so the leader is the one replica and in
+// sync.
+func describeTopic(place fleet.Placement, t *meta.Topic) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	mt.Topic = strp(t.Name)
 	mt.TopicID = t.ID
 	for i := range t.Partitions {
 		p := kmsg.NewMetadataResponseTopicPartition()
 		p.Partition = int32(i)
-		p.Leader = s.cfg.NodeID
+		leader := place.Leader(t.ID, int32(i)).NodeID
+		p.Leader = leader
 		p.LeaderEpoch = 0
-		p.Replicas = []int32{s.cfg.NodeID}
-		p.ISR = []int32{s.cfg.NodeID}
+		p.Replicas = []int32{leader}
+		p.ISR = []int32{leader}
 		mt.Partitions = append(mt.Partitions, p)
 	}
 	return mt

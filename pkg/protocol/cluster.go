@@ -5,9 +5,9 @@ import (
 )
 
 // The cluster as clients see it comes from pkg/fleet: the live agents are
-// the brokers. Any agent serves any partition, so each names itself leader
-// of all of them; groups are placed by the fleet's rendezvous, so every
-// agent computes the same coordinator.
+// the brokers, and the fleet's rendezvous places each partition's
+// leadership and each group's coordinator, so every agent with the same
+// view names the same ones. Any agent still serves any partition.
 
 // brokers returns the live agents, this one first.
 func (s *Server) brokers() []fleet.Member { return s.fleet.Live() }

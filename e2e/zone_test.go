@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/bargehq/barge/internal/harness"
@@ -18,8 +19,9 @@ import (
 // reads it from EC2 instance metadata (IMDSv2, here AWS's mock). The zone
 // is recorded in the metadata log, so every agent reports every other's
 // as its broker.rack in Metadata and DescribeCluster, as Kafka reports
-// broker.rack. Off EC2, --zone auto stops the agent at start-up with a
-// message that says why.
+// broker.rack. A client naming its zone in client.id (barge_az=NAME) is
+// given leaders in that zone while one is live. Off EC2, --zone auto stops
+// the agent at start-up with a message that says why.
 func TestZones(t *testing.T) {
 	b := harness.FileBackend(t)
 	imds := harness.StartIMDS(t)
@@ -67,6 +69,42 @@ func TestZones(t *testing.T) {
 				}
 			}
 		}
+	}
+
+	// A client that names its zone in client.id is given leaders there
+	// while one is live; one naming a zone without agents, all of them.
+	createTopic(t, plain.Addr, "zoned", 24, nil)
+	for _, a := range []*harness.Agent{auto, named, plain} {
+		harness.Eventually(t, time.Minute, func() bool { return sees(a.Addr, "zoned", 3) }, "%s never saw the topic", a)
+	}
+	leaders := func(clientID string) map[string]int {
+		cl := client(t, plain.Addr, kgo.ClientID(clientID))
+		req := kmsg.NewPtrMetadataRequest()
+		mt := kmsg.NewMetadataRequestTopic()
+		mt.Topic = kmsg.StringPtr("zoned")
+		req.Topics = append(req.Topics, mt)
+		resp, err := req.RequestWith(context.Background(), cl.SeedBrokers()[0])
+		if err != nil || len(resp.Topics) != 1 {
+			t.Fatalf("metadata for %q: %v", clientID, err)
+		}
+		addrs := map[int32]string{}
+		for _, br := range resp.Brokers {
+			addrs[br.NodeID] = net.JoinHostPort(br.Host, strconv.Itoa(int(br.Port)))
+		}
+		n := map[string]int{}
+		for _, p := range resp.Topics[0].Partitions {
+			n[addrs[p.Leader]]++
+		}
+		return n
+	}
+	if got := leaders("app,barge_az=eu-west-1b"); len(got) != 1 || got[named.Addr] != 24 {
+		t.Errorf("leaders for a client in eu-west-1b: %v, want all 24 on %s", got, named.Addr)
+	}
+	if got := leaders("barge_az=us-east-1a"); len(got) != 1 || got[auto.Addr] != 24 {
+		t.Errorf("leaders for a client in us-east-1a: %v, want all 24 on %s", got, auto.Addr)
+	}
+	if got := leaders("app,barge_az=ap-south-1c"); len(got) != 3 {
+		t.Errorf("leaders for a client in a zone without agents: %v, want all three agents", got)
 	}
 
 	// No instance metadata (a closed port): the agent exits, naming the

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bargehq/barge/pkg/meta"
@@ -118,6 +119,41 @@ func Heartbeat(ctx context.Context, log *meta.Log, hb meta.AgentHeartbeat, logge
 			logger.Warn("agent heartbeat", "err", err)
 		}
 	}
+}
+
+// InZone returns the placement among the live agents in zone, so that a
+// client there is given leaders it reaches without crossing zones; all of
+// them when zone is "" or has no live agent.
+func (p Placement) InZone(zone string) Placement {
+	if zone == "" {
+		return p
+	}
+	var in Placement
+	for i, m := range p.live {
+		if m.Zone == zone {
+			in.live, in.addrs = append(in.live, m), append(in.addrs, p.addrs[i])
+		}
+	}
+	if len(in.live) == 0 {
+		return p
+	}
+	return in
+}
+
+// ClientZone returns the zone a client names in its client.id, as
+// "barge_az=NAME" anywhere in it (WarpStream's warpstream_az= convention:
+// the id is the one setting every Kafka client has), or "".
+func ClientZone(clientID string) string {
+	const tag = "barge_az="
+	i := strings.Index(clientID, tag)
+	if i < 0 {
+		return ""
+	}
+	zone := clientID[i+len(tag):]
+	if j := strings.IndexAny(zone, ",; "); j >= 0 {
+		zone = zone[:j]
+	}
+	return zone
 }
 
 // PartitionKey is the rendezvous key of a partition's leadership: the

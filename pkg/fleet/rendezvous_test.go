@@ -44,3 +44,40 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestClientZone(t *testing.T) {
+	for id, want := range map[string]string{
+		"":                           "",
+		"app":                        "",
+		"barge_az=use1-az1":          "use1-az1",
+		"app,barge_az=eu-west-1b":    "eu-west-1b",
+		"app-barge_az=b;host=x":      "b",
+		"barge_az=a rest of the id":  "a",
+		"warpstream_az=a,barge_az=c": "c",
+	} {
+		if got := ClientZone(id); got != want {
+			t.Errorf("ClientZone(%q) = %q, want %q", id, got, want)
+		}
+	}
+}
+
+func TestPlacementInZone(t *testing.T) {
+	p := Placement{live: []Member{{NodeID: 0, Host: "a", Port: 1, Zone: "z1"}, {NodeID: 1, Host: "b", Port: 1, Zone: "z2"}, {NodeID: 2, Host: "c", Port: 1, Zone: "z1"}}}
+	for _, m := range p.live {
+		p.addrs = append(p.addrs, m.Addr())
+	}
+	seen := map[int32]bool{}
+	for i := range int32(64) {
+		l := p.InZone("z1").Leader([16]byte{1}, i)
+		if l.Zone != "z1" {
+			t.Fatalf("partition %d: leader %+v outside z1", i, l)
+		}
+		seen[l.NodeID] = true
+		if all := p.InZone("nowhere").Leader([16]byte{1}, i); all != p.Leader([16]byte{1}, i) {
+			t.Fatalf("partition %d: a zone with no agent gives %+v, all agents %+v", i, all, p.Leader([16]byte{1}, i))
+		}
+	}
+	if len(seen) != 2 {
+		t.Fatalf("z1's partitions led by %v, want both z1 agents", seen)
+	}
+}

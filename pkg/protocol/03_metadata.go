@@ -34,12 +34,13 @@ func handleMetadata(ctx context.Context, s *Server, req *kmsg.MetadataRequest) f
 				s.cfg.Logger.Warn("auto-creating topics", "err", err)
 			}
 		}
-		return s.metadata(req)
+		return s.metadata(req, fleet.ClientZone(clientOf(ctx).ID))
 	}
 }
 
 // metadata answers from the state as it is now.
-func (s *Server) metadata(req *kmsg.MetadataRequest) *kmsg.MetadataResponse {
+// A client that names its zone (fleet.ClientZone) is given leaders in it.
+func (s *Server) metadata(req *kmsg.MetadataRequest, zone string) *kmsg.MetadataResponse {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	for _, br := range s.brokers() {
 		b := kmsg.NewMetadataResponseBroker()
@@ -48,7 +49,7 @@ func (s *Server) metadata(req *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 	}
 	resp.ClusterID = strp(s.cfg.ClusterID)
 	resp.ControllerID = s.cfg.NodeID
-	place := s.fleet.Placement() // before View, which Live takes itself
+	place := s.fleet.Placement().InZone(zone) // before View, which Live takes itself
 	s.log.View(func(st *meta.State) {
 		if req.Topics == nil {
 			for _, name := range st.TopicNames() {

@@ -2,14 +2,10 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/bargehq/barge/internal/harness"
 )
@@ -18,15 +14,9 @@ import (
 // agent at addr names it, and the agents' node ids by address.
 func leadersOf(t *testing.T, addr, topic string) (map[int32]int32, map[int32]string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req := kmsg.NewPtrMetadataRequest()
-	mt := kmsg.NewMetadataRequestTopic()
-	mt.Topic = kmsg.StringPtr(topic)
-	req.Topics = append(req.Topics, mt)
-	resp, err := req.RequestWith(ctx, client(t, addr).SeedBrokers()[0])
-	if err != nil || len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
-		t.Fatalf("metadata of %s from %s: %v %v", topic, addr, err, resp)
+	resp, err := metadataSeen(addr, topic)
+	if err != nil {
+		t.Fatal(err)
 	}
 	leaders := map[int32]int32{}
 	for _, p := range resp.Topics[0].Partitions {
@@ -44,19 +34,8 @@ func leadersOf(t *testing.T, addr, topic string) (map[int32]int32, map[int32]str
 
 // sees reports whether the agent at addr knows topic and lists n agents.
 func sees(addr, topic string, n int) bool {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		return false
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req := kmsg.NewPtrMetadataRequest()
-	mt := kmsg.NewMetadataRequestTopic()
-	mt.Topic = kmsg.StringPtr(topic)
-	req.Topics = append(req.Topics, mt)
-	resp, err := req.RequestWith(ctx, cl.SeedBrokers()[0])
-	return err == nil && len(resp.Brokers) == n && len(resp.Topics) == 1 && resp.Topics[0].ErrorCode == 0
+	resp, err := metadataSeen(addr, topic)
+	return err == nil && len(resp.Brokers) == n
 }
 
 // TestFleetLeadership: three agents on one MinIO bucket behind HAProxy

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -67,21 +68,42 @@ func endOffsets(t *testing.T, addr, topic string) map[int32]int64 {
 	return out
 }
 
+// metadataSeen asks the agent at addr itself, not the partitions' leaders,
+// for topic's metadata (with a client of its own, closed before it
+// returns, so that it can be polled). It fails unless the agent answers and
+// knows the topic.
+func metadataSeen(addr, topic string, opts ...kgo.Opt) (*kmsg.MetadataResponse, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, mt)
+	resp, err := req.RequestWith(ctx, cl.SeedBrokers()[0])
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s from %s: %w", topic, addr, err)
+	}
+	if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
+		return nil, fmt.Errorf("metadata of %s from %s: %v", topic, addr, resp.Topics)
+	}
+	return resp, nil
+}
+
 // endOffsetsSeen returns the high watermark of every partition of topic as
 // the agent at addr sees it: asked of that agent, whichever leads.
 func endOffsetsSeen(t *testing.T, addr, topic string) map[int32]int64 {
 	t.Helper()
-	seed := client(t, addr).SeedBrokers()[0]
+	mresp, err := metadataSeen(addr, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	mreq := kmsg.NewPtrMetadataRequest()
-	mt := kmsg.NewMetadataRequestTopic()
-	mt.Topic = kmsg.StringPtr(topic)
-	mreq.Topics = append(mreq.Topics, mt)
-	mresp, err := mreq.RequestWith(ctx, seed)
-	if err != nil || len(mresp.Topics) != 1 || mresp.Topics[0].ErrorCode != 0 {
-		t.Fatalf("metadata of %s from %s: %v %v", topic, addr, err, mresp)
-	}
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.ReplicaID = -1
 	lt := kmsg.NewListOffsetsRequestTopic()
@@ -92,7 +114,7 @@ func endOffsetsSeen(t *testing.T, addr, topic string) map[int32]int64 {
 		lt.Partitions = append(lt.Partitions, lp)
 	}
 	req.Topics = append(req.Topics, lt)
-	resp, err := req.RequestWith(ctx, seed)
+	resp, err := req.RequestWith(ctx, client(t, addr).SeedBrokers()[0])
 	if err != nil || len(resp.Topics) != 1 {
 		t.Fatalf("end offsets of %s from %s: %v %v", topic, addr, err, resp)
 	}
@@ -109,15 +131,9 @@ func endOffsetsSeen(t *testing.T, addr, topic string) map[int32]int64 {
 // topicID returns topic's id as the agent at addr knows it.
 func topicID(t *testing.T, addr, topic string) meta.TopicID {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req := kmsg.NewPtrMetadataRequest()
-	mt := kmsg.NewMetadataRequestTopic()
-	mt.Topic = kmsg.StringPtr(topic)
-	req.Topics = append(req.Topics, mt)
-	resp, err := req.RequestWith(ctx, client(t, addr).SeedBrokers()[0])
-	if err != nil || len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
-		t.Fatalf("metadata of %s from %s: %v %v", topic, addr, err, resp)
+	resp, err := metadataSeen(addr, topic)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return meta.TopicID(resp.Topics[0].TopicID)
 }

@@ -78,14 +78,9 @@ func TestZones(t *testing.T) {
 		harness.Eventually(t, time.Minute, func() bool { return sees(a.Addr, "zoned", 3) }, "%s never saw the topic", a)
 	}
 	leaders := func(clientID string) map[string]int {
-		cl := client(t, plain.Addr, kgo.ClientID(clientID))
-		req := kmsg.NewPtrMetadataRequest()
-		mt := kmsg.NewMetadataRequestTopic()
-		mt.Topic = kmsg.StringPtr("zoned")
-		req.Topics = append(req.Topics, mt)
-		resp, err := req.RequestWith(context.Background(), cl.SeedBrokers()[0])
-		if err != nil || len(resp.Topics) != 1 {
-			t.Fatalf("metadata for %q: %v", clientID, err)
+		resp, err := metadataSeen(plain.Addr, "zoned", kgo.ClientID(clientID))
+		if err != nil {
+			t.Fatalf("client id %q: %v", clientID, err)
 		}
 		addrs := map[int32]string{}
 		for _, br := range resp.Brokers {

@@ -82,20 +82,7 @@ func (f *Fleet) Live() []Member {
 // Owner returns the live agent that owns key (a group, a job): rendezvous
 // over the advertised addresses, so that a restarted agent at the same
 // address gets its keys back.
-func (f *Fleet) Owner(key string) Member {
-	live := f.Live()
-	addrs := make([]string, len(live))
-	for i, m := range live {
-		addrs[i] = m.Addr()
-	}
-	owner := Rendezvous(key, addrs)
-	for _, m := range live {
-		if m.Addr() == owner {
-			return m
-		}
-	}
-	return f.self
-}
+func (f *Fleet) Owner(key string) Member { return f.Placement().owner(key) }
 
 // Owns reports whether this agent owns key. It reads the log's state, so
 // it must not be called inside Log.View.
@@ -189,7 +176,13 @@ func (f *Fleet) Placement() Placement {
 // a client with an older view still gets answers; leading only concentrates
 // a partition's traffic.
 func (p Placement) Leader(topic meta.TopicID, partition int32) Member {
-	owner := Rendezvous(PartitionKey(topic, partition), p.addrs)
+	return p.owner(PartitionKey(topic, partition))
+}
+
+// owner is the live agent rendezvous picks for key; the live set is never
+// empty (this agent is in it).
+func (p Placement) owner(key string) Member {
+	owner := Rendezvous(key, p.addrs)
 	for i, a := range p.addrs {
 		if a == owner {
 			return p.live[i]

@@ -24,23 +24,24 @@ type Reader struct {
 	// GET of a whole ingestion segment). Unlike the store's own request
 	// counts, it leaves out metadata-log reads, so that tail consumers'
 	// zero is visible as a zero.
-	reads *prometheus.CounterVec
+	reads                  *prometheus.CounterVec
+	rangeReads, wholeReads prometheus.Counter // its two series, resolved once
 }
 
 // NewReader returns a Reader over store and c that reads each missing
 // chunk with a ranged GET.
 func NewReader(store objstore.Store, c *cache.Cache) *Reader {
-	return &Reader{store: store, cache: c, reads: prometheus.NewCounterVec(prometheus.CounterOpts{
+	reads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "barge_segment_reads_total",
 		Help: "Bucket reads of segment data for chunks missing from the cache, by kind: range (a ranged GET of one chunk) or whole (a GET of a whole ingestion segment).",
-	}, []string{"kind"})}
+	}, []string{"kind"})
+	return &Reader{store: store, cache: c, reads: reads,
+		rangeReads: reads.WithLabelValues("range"), wholeReads: reads.WithLabelValues("whole")}
 }
 
 // Register adds r's metrics to reg and returns r.
 func (r *Reader) Register(reg prometheus.Registerer) *Reader {
-	r.reads.WithLabelValues("range")
-	r.reads.WithLabelValues("whole") // both exported from the start, at 0
-	reg.MustRegister(r.reads)
+	reg.MustRegister(r.reads) // both series exist from the start, at 0
 	return r
 }
 
@@ -107,11 +108,11 @@ func checkOffsets(b []byte, base, next int64) error {
 // load returns a private copy of the chunk's bytes, unpatched.
 func (r *Reader) load(ctx context.Context, c meta.Chunk) ([]byte, error) {
 	if !r.whole || !strings.HasPrefix(c.Object, meta.SegmentPrefix) {
-		r.reads.WithLabelValues("range").Inc()
+		r.rangeReads.Inc()
 		return r.store.GetRange(ctx, c.Object, c.Pos, c.Len)
 	}
 	obj, err := r.cache.Object(ctx, c.Object, func(ctx context.Context) ([]byte, error) {
-		r.reads.WithLabelValues("whole").Inc()
+		r.wholeReads.Inc()
 		return r.store.Get(ctx, c.Object)
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -77,33 +78,44 @@ func TestLateCommitLosesToSweep(t *testing.T) {
 	m := harness.StartMinIO(t)
 	sweeper := startAgent(t, b, 5*time.Millisecond, "--orphan-grace=3s", "--write-timeout=2s",
 		"--retention-check-interval=200ms", "--compaction-interval=0", "--cleaner-backoff=0")
-	createTopic(t, sweeper.Addr, "late", 1, nil)
-	late := fleet.PartitionKey(topicID(t, sweeper.Addr, "late"), 0)
 
 	gone := func(key string) bool { return !slices.Contains(b.List(t, "seg/"), key) }
 	var holder *commitHolder
 	var writer *harness.Agent
 	for try := 0; writer == nil; try++ {
 		// The sweep runs on the agent that rendezvous hashing picks for
-		// "collect"; the writer runs no jobs, so it must be the other,
-		// and it must lead the partition, where the producer goes.
+		// "collect"; the writer runs no jobs, so it must be the other.
 		holder = newCommitHolder(t, m.Endpoint, gone)
 		proxied := strings.Replace(b.URL, url.QueryEscape(m.Endpoint), url.QueryEscape(holder.srv.URL), 1)
 		a := harness.StartAgent(t, harness.AgentConfig{Store: proxied, Env: b.Env, FlushInterval: 5 * time.Millisecond,
 			Args: []string{"--jobs=false", "--write-timeout=1m"}})
-		if addrs := []string{sweeper.Addr, a.Addr}; fleet.Rendezvous("collect", addrs) == sweeper.Addr && fleet.Rendezvous(late, addrs) == a.Addr {
+		if fleet.Rendezvous("collect", []string{sweeper.Addr, a.Addr}) == sweeper.Addr {
 			writer = a
 			continue
 		}
 		a.Kill()
-		if try == 80 {
-			t.Fatal("no writer address hashed the collection job to the sweeper and the partition to itself")
+		if try == 20 {
+			t.Fatal("no writer address hashed the collection job to the sweeper")
 		}
 	}
 
+	// The producer goes to the partition's leader, which must be the
+	// writer: topic ids are random, so a few topics give one it leads.
+	late := ""
+	for i := 0; late == ""; i++ {
+		name := fmt.Sprint("late-", i)
+		createTopic(t, sweeper.Addr, name, 1, nil)
+		if fleet.Rendezvous(fleet.PartitionKey(topicID(t, sweeper.Addr, name), 0), []string{sweeper.Addr, writer.Addr}) == writer.Addr {
+			late = name
+		} else if i == 40 {
+			t.Fatal("no topic's partition hashed to the writer")
+		}
+	}
+	harness.Eventually(t, time.Minute, func() bool { return sees(writer.Addr, late, 2) }, "the writer never saw %s and the sweeper", late)
+
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cl := client(t, writer.Addr, kgo.DefaultProduceTopic("late"), kgo.ProduceRequestTimeout(time.Minute))
+	cl := client(t, writer.Addr, kgo.DefaultProduceTopic(late), kgo.ProduceRequestTimeout(time.Minute))
 	res := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("acknowledged")})
 	if err := res.FirstErr(); err != nil {
 		t.Fatalf("produce: %v", err)
@@ -124,7 +136,7 @@ func TestLateCommitLosesToSweep(t *testing.T) {
 	r := res[0].Record
 	writer.Kill()
 	sweeper.Restart(t)
-	got := consumeAll(t, sweeper.Addr, "late", map[int32]int64{0: r.Offset + 1})
+	got := consumeAll(t, sweeper.Addr, late, map[int32]int64{0: r.Offset + 1})
 	if v := string(got[0][r.Offset].Value); v != "acknowledged" {
 		t.Fatalf("offset %d holds %q", r.Offset, v)
 	}

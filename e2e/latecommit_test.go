@@ -76,8 +76,11 @@ func newCommitHolder(t *testing.T, target string, gone func(key string) bool) *c
 func TestLateCommitLosesToSweep(t *testing.T) {
 	b := harness.MinIOBackend(t)
 	m := harness.StartMinIO(t)
-	sweeper := startAgent(t, b, 5*time.Millisecond, "--orphan-grace=3s", "--write-timeout=2s",
-		"--retention-check-interval=200ms", "--compaction-interval=0", "--cleaner-backoff=0")
+	startSweeper := func() *harness.Agent {
+		return startAgent(t, b, 5*time.Millisecond, "--orphan-grace=3s", "--write-timeout=2s",
+			"--retention-check-interval=200ms", "--compaction-interval=0", "--cleaner-backoff=0")
+	}
+	sweeper := startSweeper()
 
 	gone := func(key string) bool { return !slices.Contains(b.List(t, "seg/"), key) }
 	var holder *commitHolder
@@ -93,9 +96,20 @@ func TestLateCommitLosesToSweep(t *testing.T) {
 			writer = a
 			continue
 		}
-		a.Kill()
-		if try == 20 {
-			t.Fatal("no writer address hashed the collection job to the sweeper")
+		// Stopped, not killed: it leaves the live set at once, so the
+		// next pair is two agents. A sweeper whose address loses to most
+		// others is replaced too.
+		if err := a.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if try%4 == 3 {
+			if err := sweeper.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			sweeper = startSweeper()
+		}
+		if try == 40 {
+			t.Fatal("no pair of addresses hashed the collection job to the sweeper")
 		}
 	}
 

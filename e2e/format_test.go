@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/bargehq/barge/internal/harness"
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 // oldBuild is the agent built to act as the build before Format2: it
@@ -62,14 +63,14 @@ func TestVersionSkew(t *testing.T) {
 	if err := old.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	harness.Eventually(t, time.Minute, func() bool { return scrape(t, newer.HTTPAddr)["barge_meta_format"] == 2 },
-		"the cluster format did not move to 2 after the old agent left")
+	harness.Eventually(t, time.Minute, func() bool { return scrape(t, newer.HTTPAddr)["barge_meta_format"] == float64(meta.MaxFormat) },
+		"the cluster format did not move to %d after the old agent left", meta.MaxFormat)
 	produce(newer.Addr, 40, 20)
 	ends = endOffsets(t, newer.Addr, "skew")
 
 	// The old build comes back: it must not apply what it cannot read.
 	old.RestartAs(t, oldBin, true)
-	harness.Eventually(t, time.Minute, func() bool { return strings.Contains(old.Log(), "needs cluster format 2") },
+	harness.Eventually(t, time.Minute, func() bool { return strings.Contains(old.Log(), fmt.Sprintf("needs cluster format %d", meta.MaxFormat)) },
 		"the old build did not say which format it needs; log:\n%s", old.Log())
 	if old.Ready() {
 		t.Fatal("the old build is ready on a log it cannot read")

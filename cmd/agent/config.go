@@ -19,6 +19,7 @@ import (
 type config struct {
 	Listen            string
 	Advertise         string
+	PeerAdvertise     string
 	Zone              string
 	Store             string
 	HTTP              string
@@ -64,6 +65,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", ":9092", "Kafka listener address")
 	fs.StringVar(&c.Advertise, "advertise", "", "host:port clients should connect to (default: the listener, with localhost for an empty host)")
+	fs.StringVar(&c.PeerAdvertise, "peer-advertise", "", "host:port other agents reach this one at (default: --advertise); set it to this agent's own address when --advertise is shared with other agents (a load balancer's), which tells the agents apart and lets them forward group requests to the one that coordinates the group")
 	fs.StringVar(&c.Zone, "zone", "", "this agent's availability zone, recorded in the metadata log and reported as its broker.rack; \"auto\" reads it from EC2 instance metadata (IMDSv2) at start-up")
 	fs.StringVar(&c.Store, "store", "file://./data", "bucket URL: file://DIR, s3://BUCKET[/PREFIX]?endpoint=URL&region=R&path_style=true, or mem://")
 	fs.StringVar(&c.HTTP, "http", ":9644", "address for /metrics, /healthz and /readyz (empty: off)")
@@ -195,8 +197,18 @@ func (c *config) finish() error {
 	if _, _, err := c.advertised(); err != nil {
 		return err
 	}
+	if c.PeerAdvertise == "" {
+		c.PeerAdvertise = c.Advertise
+	}
+	if _, p, err := net.SplitHostPort(c.PeerAdvertise); err != nil || p == "" || p == "0" {
+		return fmt.Errorf("peer-advertise %q: want host:port", c.PeerAdvertise)
+	}
 	return nil
 }
+
+// sharedAddress reports whether this agent's advertised address is meant
+// to be shared with others: its peer address differs from it.
+func (c *config) sharedAddress() bool { return c.PeerAdvertise != c.Advertise }
 
 func (c *config) advertised() (string, int32, error) {
 	host, port, err := net.SplitHostPort(c.Advertise)

@@ -96,7 +96,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	hb := meta.AgentHeartbeat{Addr: cfg.Advertise, Zone: zone}
+	hb := meta.AgentHeartbeat{Addr: cfg.Advertise, Zone: zone, PeerAddr: cfg.PeerAdvertise}
 	reg0, err := mlog.Append(ctx, hb)
 	if err != nil {
 		return fmt.Errorf("registering in the metadata log: %w", err)
@@ -106,6 +106,20 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		if err := mlog.StepFormat(ctx, time.Now()); err != nil {
 			return fmt.Errorf("cluster format: %w", err)
 		}
+	}
+	if cfg.sharedAddress() {
+		// The peer address is in the log from Format3 on; register
+		// again now that the format may have moved to it.
+		var f meta.Format
+		mlog.View(func(st *meta.State) { f = st.Format() })
+		if f < meta.Format3 {
+			return fmt.Errorf("--peer-advertise %s differs from --advertise %s, which needs cluster format %d; the cluster is at %d while an agent of an older build is a member",
+				cfg.PeerAdvertise, cfg.Advertise, meta.Format3, f)
+		}
+		if reg0, err = mlog.Append(ctx, hb); err != nil {
+			return fmt.Errorf("registering in the metadata log: %w", err)
+		}
+		nodeID = reg0[0].NodeID
 	}
 	go fleet.Heartbeat(logCtx, mlog, hb, logger)
 	go stepFormat(logCtx, mlog, logger)
@@ -126,7 +140,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	host, port, _ := cfg.advertised()
 	srv := protocol.New(protocol.Config{
-		NodeID: nodeID, AdvertisedHost: host, AdvertisedPort: port, Zone: zone, ClusterID: clusterID,
+		NodeID: nodeID, AdvertisedHost: host, AdvertisedPort: port, PeerAddr: cfg.PeerAdvertise, Zone: zone, ClusterID: clusterID,
 		AutoCreateTopics: cfg.AutoCreateTopics, DefaultPartitions: int32(cfg.DefaultPartitions), Logger: logger,
 		MaxPartitionsPerTopic: int32(cfg.MaxTopicParts), MaxPartitions: cfg.MaxParts,
 		GroupInitialRebalanceDelay: cfg.GroupInitialDelay, AgentTTL: fleet.TTL,
@@ -157,7 +171,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	ready.Store(true)
-	logger.Info("serving Kafka", "listen", ln.Addr().String(), "advertise", cfg.Advertise, "zone", zone, "store", cfg.Store,
+	logger.Info("serving Kafka", "listen", ln.Addr().String(), "advertise", cfg.Advertise, "peer_advertise", cfg.PeerAdvertise, "node", nodeID, "zone", zone, "store", cfg.Store,
 		"flush_interval", cfg.FlushInterval, "http", cfg.HTTP)
 
 	select {

@@ -99,6 +99,10 @@ type AgentConfig struct {
 	Env []string
 	// Args are appended to the command line.
 	Args []string
+	// SharedAddr, when set, is advertised to clients instead of the
+	// agent's own address (shared-address mode: a load balancer's), and
+	// the agent's own address becomes its --peer-advertise.
+	SharedAddr string
 	// Binary overrides the agent binary (default AgentBinary(t)).
 	Binary string
 	// Unready starts an agent that is expected not to become ready: it
@@ -214,9 +218,14 @@ func (a *Agent) args() []string {
 	if store == "" {
 		store = "file://./data"
 	}
+	advertise := a.Addr
+	if a.Config.SharedAddr != "" {
+		advertise = a.Config.SharedAddr
+	}
 	args := []string{
 		"--listen", a.Addr,
-		"--advertise", a.Addr,
+		"--advertise", advertise,
+		"--peer-advertise", a.Addr,
 		"--http", a.HTTPAddr,
 		"--store", store,
 	}

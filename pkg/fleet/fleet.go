@@ -39,10 +39,19 @@ type Member struct {
 	Host   string
 	Port   int32
 	Zone   string // its availability zone, Kafka's broker.rack; "" if not set
+	// Peer is the host:port other agents reach it at, which tells it
+	// apart from every other member: it is its own even when the
+	// advertised address is shared (a load balancer's).
+	Peer string
 }
 
 // Addr is the member's advertised host:port.
 func (m Member) Addr() string { return net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port))) }
+
+// SharesAddr reports whether o is another agent that clients reach at m's
+// advertised address: a request o must answer cannot be sent to it by the
+// client, so the agent it reached forwards it.
+func (m Member) SharesAddr(o Member) bool { return m.Peer != o.Peer && m.Addr() == o.Addr() }
 
 // Fleet answers who is live and who owns what, from one agent's view of
 // the metadata log.
@@ -52,10 +61,14 @@ type Fleet struct {
 	ttl  time.Duration
 }
 
-// New returns the fleet as the agent self sees it; ttl 0 means TTL.
+// New returns the fleet as the agent self sees it; ttl 0 means TTL, and a
+// self.Peer of "" means its advertised address.
 func New(log *meta.Log, self Member, ttl time.Duration) *Fleet {
 	if ttl <= 0 {
 		ttl = TTL
+	}
+	if self.Peer == "" {
+		self.Peer = self.Addr()
 	}
 	return &Fleet{log: log, self: self, ttl: ttl}
 }
@@ -71,22 +84,22 @@ func (f *Fleet) Live() []Member {
 	for _, a := range agents {
 		host, port, err := net.SplitHostPort(a.Addr)
 		p, perr := strconv.Atoi(port)
-		if err != nil || perr != nil || (host == f.self.Host && int32(p) == f.self.Port) || a.NodeID == f.self.NodeID {
+		if err != nil || perr != nil || a.Key() == f.self.Peer || a.NodeID == f.self.NodeID {
 			continue
 		}
-		out = append(out, Member{NodeID: a.NodeID, Host: host, Port: int32(p), Zone: a.Zone})
+		out = append(out, Member{NodeID: a.NodeID, Host: host, Port: int32(p), Zone: a.Zone, Peer: a.Key()})
 	}
 	return out
 }
 
 // Owner returns the live agent that owns key (a group, a job): rendezvous
-// over the advertised addresses, so that a restarted agent at the same
-// address gets its keys back.
+// over the peer addresses, so that a restarted agent at the same address
+// gets its keys back.
 func (f *Fleet) Owner(key string) Member { return f.Placement().owner(key) }
 
 // Owns reports whether this agent owns key. It reads the log's state, so
 // it must not be called inside Log.View.
-func (f *Fleet) Owns(key string) bool { return f.Owner(key).Addr() == f.self.Addr() }
+func (f *Fleet) Owns(key string) bool { return f.Owner(key).Peer == f.self.Peer }
 
 // Heartbeat keeps this agent live while it is idle, until ctx ends,
 // announcing what hb says (its address and zone).
@@ -115,7 +128,7 @@ func (p Placement) InZone(zone string) Placement {
 	if zone == "" {
 		return p
 	}
-	var in Placement
+	in := Placement{brokers: p.brokers}
 	for i, m := range p.live {
 		if m.Zone == zone {
 			in.live, in.addrs = append(in.live, m), append(in.addrs, p.addrs[i])
@@ -156,17 +169,59 @@ func PartitionKey(topic meta.TopicID, partition int32) string {
 // (every partition of a Metadata answer) without reading the log for each.
 type Placement struct {
 	live  []Member
-	addrs []string
+	addrs []string // their peer addresses, the rendezvous keys
+	// brokers maps an advertised address to the broker clients know it
+	// as: the live agent with the lowest node id there.
+	brokers map[string]Member
 }
 
 // Placement returns the live agents as they are now.
 func (f *Fleet) Placement() Placement {
-	live := f.Live()
+	return placementOf(f.Live())
+}
+
+// placementOf places keys over live, whose first member is this agent.
+func placementOf(live []Member) Placement {
 	addrs := make([]string, len(live))
+	brokers := make(map[string]Member, len(live))
 	for i, m := range live {
-		addrs[i] = m.Addr()
+		addrs[i] = m.Peer
+		if b, ok := brokers[m.Addr()]; !ok || m.NodeID < b.NodeID {
+			brokers[m.Addr()] = m
+		}
 	}
-	return Placement{live: live, addrs: addrs}
+	return Placement{live: live, addrs: addrs, brokers: brokers}
+}
+
+// Brokers returns the live agents as clients see them, this agent's
+// broker first: one broker per advertised address. Agents that share an
+// address (a load balancer's) are one broker to clients, whichever of them
+// a connection reaches, since a client keys its brokers by address as much
+// as by id (librdkafka merges brokers of one address, and then never finds
+// the others' ids); they tell each other apart by peer address.
+func (p Placement) Brokers() []Member {
+	out := make([]Member, 0, len(p.brokers))
+	for _, m := range p.live {
+		if b := p.brokers[m.Addr()]; b.Peer == m.Peer {
+			out = append(out, b)
+		}
+	}
+	if self := p.Broker(p.live[0]); self.Peer != p.live[0].Peer {
+		for i, b := range out {
+			if b.Peer == self.Peer {
+				out[0], out[i] = out[i], out[0]
+			}
+		}
+	}
+	return out
+}
+
+// Broker returns the broker clients know m as (Brokers).
+func (p Placement) Broker(m Member) Member {
+	if b, ok := p.brokers[m.Addr()]; ok {
+		return b
+	}
+	return m
 }
 
 // Leader returns the agent that leads a partition: rendezvous over the
@@ -176,8 +231,11 @@ func (f *Fleet) Placement() Placement {
 // a client with an older view still gets answers; leading only concentrates
 // a partition's traffic.
 func (p Placement) Leader(topic meta.TopicID, partition int32) Member {
-	return p.owner(PartitionKey(topic, partition))
+	return p.Broker(p.owner(PartitionKey(topic, partition)))
 }
+
+// Owner is the live agent that owns key (a group, a job).
+func (p Placement) Owner(key string) Member { return p.owner(key) }
 
 // owner is the live agent rendezvous picks for key; the live set is never
 // empty (this agent is in it).

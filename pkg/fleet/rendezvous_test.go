@@ -2,8 +2,11 @@ package fleet
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 func TestRendezvous(t *testing.T) {
@@ -79,5 +82,37 @@ func TestPlacementInZone(t *testing.T) {
 	}
 	if len(seen) != 2 {
 		t.Fatalf("z1's partitions led by %v, want both z1 agents", seen)
+	}
+}
+
+// Agents that share an advertised address are one broker to clients, the
+// one of lowest node id there, whichever of them answers; every partition
+// and group they own is named by that broker. Agents of their own address
+// stay brokers of their own.
+func TestPlacementSharedAddress(t *testing.T) {
+	live := []Member{
+		{NodeID: 4, Host: "lb", Port: 9092, Peer: "10.0.0.4:9092"}, // this agent
+		{NodeID: 1, Host: "lb", Port: 9092, Peer: "10.0.0.1:9092"},
+		{NodeID: 2, Host: "lb", Port: 9092, Peer: "10.0.0.2:9092"},
+		{NodeID: 3, Host: "own", Port: 9092, Peer: "own:9092"},
+	}
+	p := placementOf(live)
+	brokers := p.Brokers()
+	if len(brokers) != 2 || brokers[0].NodeID != 1 || brokers[1].NodeID != 3 {
+		t.Fatalf("brokers %+v, want node 1 (lb, this agent's broker) first, then node 3", brokers)
+	}
+	owners := map[string]bool{}
+	for i := range 200 {
+		key := strconv.Itoa(i)
+		owners[p.Owner(key).Peer] = true
+		if l := p.Leader(meta.TopicID{byte(i)}, 0).NodeID; l != 1 && l != 3 {
+			t.Fatalf("partition led by node %d, not a broker clients know", l)
+		}
+	}
+	if len(owners) != len(live) {
+		t.Fatalf("keys owned by %d agents, want all %d: agents behind one address still share the work", len(owners), len(live))
+	}
+	if !live[0].SharesAddr(live[1]) || live[0].SharesAddr(live[0]) || live[0].SharesAddr(live[3]) {
+		t.Fatal("SharesAddr")
 	}
 }

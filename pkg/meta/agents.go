@@ -7,8 +7,11 @@ import (
 // Live agents. An agent announces its advertised address with an
 // AgentHeartbeat when it starts and whenever it has been silent for a while;
 // any entry it writes also counts as hearing from it. The state gives each
-// address a broker id that survives restarts (a restarted agent at the same
-// address takes over the id), so clients see stable node ids.
+// agent a broker id that survives restarts, so clients see stable node ids:
+// the id belongs to the agent's peer address (Agent.Key), which a restarted
+// agent at the same place takes over. Agents that share one advertised
+// address (the load balancer's) are told apart by their peer addresses
+// (Format3); before Format3 the advertised address was the key.
 
 // agentForgetMs is how long an agent unheard of stays in the state.
 const agentForgetMs = 60 * 60 * 1000
@@ -17,17 +20,31 @@ const agentForgetMs = 60 * 60 * 1000
 type AgentHeartbeat struct {
 	Addr string // host:port clients connect to
 	Zone string
+	// PeerAddr is the host:port other agents reach this one at
+	// (Format3); "" means Addr.
+	PeerAddr string
+}
+
+// key is the address that identifies the agent: its peer address.
+func (op AgentHeartbeat) key() string {
+	if op.PeerAddr != "" {
+		return op.PeerAddr
+	}
+	return op.Addr
 }
 
 func (AgentHeartbeat) kind() uint8 { return kindAgentHeartbeat }
 
 // Agent is what the log knows of one agent process.
 type Agent struct {
-	ID     string // the writer id of its entries
-	Addr   string
-	Zone   string
-	NodeID int32
-	LastMs int64 // writer time of its newest entry
+	ID   string // the writer id of its entries
+	Addr string
+	Zone string
+	// PeerAddr is where other agents reach it (Format3): its own
+	// address when Addr is shared with others; "" means Addr.
+	PeerAddr string
+	NodeID   int32
+	LastMs   int64 // writer time of its newest entry
 	// Left says the agent wrote LeaveCluster on its way out: it is not
 	// live, whatever its last entry's time, so that its groups and jobs
 	// move at once instead of after the TTL. Liveness is a hint (leases
@@ -35,6 +52,15 @@ type Agent struct {
 	// in snapshots: an agent loaded from one treats the leaver as live
 	// until the TTL, as it would have without it.
 	Left bool
+}
+
+// Key is the address that tells the agent apart from every other: its peer
+// address. Its broker id and what rendezvous gives it follow the key.
+func (a Agent) Key() string {
+	if a.PeerAddr != "" {
+		return a.PeerAddr
+	}
+	return a.Addr
 }
 
 // heard notes an entry by writer at timeMs.
@@ -46,19 +72,23 @@ func (s *State) heard(writer string, timeMs int64) {
 
 func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) int32 {
 	s.forgetMembers(timeMs)
-	id, ok := s.nodeByAddr[op.Addr]
+	if s.format < Format3 {
+		op.PeerAddr = "" // not in the entry's encoding either
+	}
+	key := op.key()
+	id, ok := s.nodeByAddr[key]
 	if !ok {
 		id = s.nextNodeID
 		s.nextNodeID++
-		s.nodeByAddr[op.Addr] = id
+		s.nodeByAddr[key] = id
 	}
 	for other, a := range s.agents {
 		// An earlier process at this address is gone: this one replaced
 		// it. Agents silent for an hour are forgotten.
-		if other != writer && (a.Addr == op.Addr || timeMs-a.LastMs > agentForgetMs) {
+		if other != writer && (a.Key() == key || timeMs-a.LastMs > agentForgetMs) {
 			delete(s.agents, other)
-			if s.format >= Format2 && a.Addr != op.Addr {
-				s.forgetAddr(a.Addr)
+			if s.format >= Format2 && a.Key() != key {
+				s.forgetAddr(a.Key())
 			}
 		}
 	}
@@ -67,18 +97,18 @@ func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) i
 		a = &Agent{ID: writer}
 		s.agents[writer] = a
 	}
-	a.Addr, a.Zone, a.NodeID, a.LastMs, a.Left = op.Addr, op.Zone, id, max(a.LastMs, timeMs), false
+	a.Addr, a.Zone, a.PeerAddr, a.NodeID, a.LastMs, a.Left = op.Addr, op.Zone, op.PeerAddr, id, max(a.LastMs, timeMs), false
 	return id
 }
 
-// forgetAddr drops an address's broker id once no agent has it, so that
+// forgetAddr drops a key's broker id once no agent has it, so that
 // the table follows the agents as instances come and go instead of growing
 // with every address ever seen (Format2: before it, ids were kept forever,
 // and agents of one cluster must agree). An agent that comes back at the
 // address after an hour gets a new id.
 func (s *State) forgetAddr(addr string) {
 	for _, a := range s.agents {
-		if a.Addr == addr {
+		if a.Key() == addr {
 			return
 		}
 	}
@@ -109,12 +139,21 @@ func (s *State) AgentByID(id string) (Agent, bool) {
 func (op AgentHeartbeat) encode(e *encoder) {
 	e.str(op.Addr)
 	e.str(op.Zone)
+	if e.format >= Format3 {
+		e.str(op.PeerAddr)
+	}
 }
 
-func decodeAgentHeartbeat(d *decoder) Op { return AgentHeartbeat{Addr: d.str(), Zone: d.str()} }
+func decodeAgentHeartbeat(d *decoder) Op {
+	op := AgentHeartbeat{Addr: d.str(), Zone: d.str()}
+	if d.format >= Format3 {
+		op.PeerAddr = d.str()
+	}
+	return op
+}
 
-// Snapshot agents section (version 3): next node id, the address → node id
-// table sorted by address, then the agents sorted by id (id, address, zone,
+// Snapshot agents section (version 3): next node id, the key → node id
+// table sorted by key, then the agents sorted by id (id, address, zone,
 // node id, last heard).
 func (s *State) encodeAgents(e *encoder) {
 	e.svar(int64(s.nextNodeID))
@@ -155,5 +194,34 @@ func (s *State) decodeAgents(d *decoder) {
 	for i := 0; i < n && d.err == nil; i++ {
 		a := &Agent{ID: d.str(), Addr: d.str(), Zone: d.str(), NodeID: d.i32(), LastMs: d.svar()}
 		s.agents[a.ID] = a
+	}
+}
+
+// Snapshot peers section (version 8, Format3): the agents with a peer
+// address of their own (count, then id and peer address, sorted by id).
+func (s *State) encodePeers(e *encoder) {
+	ids := make([]string, 0, len(s.agents))
+	for id, a := range s.agents {
+		if a.PeerAddr != "" {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	e.uvar(uint64(len(ids)))
+	for _, id := range ids {
+		e.str(id)
+		e.str(s.agents[id].PeerAddr)
+	}
+}
+
+func (s *State) decodePeers(d *decoder) {
+	n := d.count(2)
+	for i := 0; i < n && d.err == nil; i++ {
+		id, peer := d.str(), d.str()
+		if a := s.agents[id]; a != nil {
+			a.PeerAddr = peer
+		} else {
+			d.fail("peer of an unknown agent")
+		}
 	}
 }

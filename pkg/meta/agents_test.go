@@ -84,3 +84,56 @@ func TestLeftAgentsAreNotLive(t *testing.T) {
 		t.Fatalf("live after b registered again: %+v, want a and b (node 1)", live)
 	}
 }
+
+// Agents that advertise one address (a load balancer's) are told apart by
+// their peer addresses from Format3: each has its own broker id and none
+// replaces another, a restart at the same peer address takes its id back,
+// and the peer addresses survive entries and snapshots. Before Format3 the
+// peer address is not written, so agents of one address replace each other
+// as they always did.
+func TestAgentsSharingAnAddress(t *testing.T) {
+	s := NewState()
+	apply := func(writer string, ms int64, ops ...Op) []Result {
+		return s.Apply(s.Seq+1, &Entry{Writer: writer, TimeMs: ms, Ops: ops})
+	}
+	apply("a", 1000, AgentHeartbeat{Addr: "lb:9092", PeerAddr: "10.0.0.1:9092"})
+	apply("b", 1000, AgentHeartbeat{Addr: "lb:9092", PeerAddr: "10.0.0.2:9092"})
+	if live := s.LiveAgents(1000, 10000); len(live) != 1 || live[0].ID != "b" {
+		t.Fatalf("live at Format1: %+v, want b alone (the peer address is not in a Format1 entry)", live)
+	}
+
+	s = NewState()
+	apply("t", 0, SetFormat{Version: Format3})
+	ra := apply("a", 1000, AgentHeartbeat{Addr: "lb:9092", PeerAddr: "10.0.0.1:9092"})
+	rb := apply("b", 1000, AgentHeartbeat{Addr: "lb:9092", PeerAddr: "10.0.0.2:9092", Zone: "z"})
+	live := s.LiveAgents(1000, 10000)
+	if len(live) != 2 || ra[0].NodeID == rb[0].NodeID || live[1].Key() != "10.0.0.2:9092" || live[1].Addr != "lb:9092" {
+		t.Fatalf("live: %+v (nodes %d, %d), want a and b apart by peer address", live, ra[0].NodeID, rb[0].NodeID)
+	}
+	if r := apply("b2", 2000, AgentHeartbeat{Addr: "lb:9092", PeerAddr: "10.0.0.2:9092"}); r[0].NodeID != rb[0].NodeID {
+		t.Fatalf("b restarted at its peer address got node %d, want %d", r[0].NodeID, rb[0].NodeID)
+	}
+	if _, ok := s.AgentByID("b"); ok {
+		t.Fatal("the restarted agent did not replace its earlier process")
+	}
+	if _, ok := s.AgentByID("a"); !ok {
+		t.Fatal("an agent at another peer address was replaced")
+	}
+
+	snap := s.EncodeSnapshot()
+	if snap[4] != 8 {
+		t.Fatalf("a Format3 state snapshots as version %d, want 8", snap[4])
+	}
+	dec, err := DecodeSnapshot(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := dec.AgentByID("a"); a.PeerAddr != "10.0.0.1:9092" || !sameAsSnapshot(s, dec) || !bytes.Equal(dec.EncodeSnapshot(), snap) {
+		t.Fatalf("peer addresses do not survive a snapshot: %+v", a)
+	}
+	en := &Entry{Writer: "w", Ops: []Op{AgentHeartbeat{Addr: "lb:1", PeerAddr: "p:1"}}}
+	got, err := DecodeEntry(en.EncodeAt(Format3))
+	if err != nil || !reflect.DeepEqual(got, en) {
+		t.Fatalf("Format3 heartbeat entry round trip: %v %+v", err, got)
+	}
+}

@@ -61,6 +61,9 @@ const (
 	// of Commit, ReplaceChunks and CleanChunks (condemn.go), and tighter
 	// partition bounds (bounds.go).
 	Format2 Format = 2
+	// Format3 adds the PeerAddr of AgentHeartbeat (agents.go): agents
+	// that share one advertised address are told apart by it.
+	Format3 Format = 3
 )
 
 // maxFormatOverride lowers MaxFormat in a build made to act as an older
@@ -71,7 +74,7 @@ var maxFormatOverride string
 
 // MaxFormat is the newest format this build understands.
 var MaxFormat = func() Format {
-	f := Format2
+	f := Format3
 	if n, err := strconv.Atoi(maxFormatOverride); err == nil && n >= int(Format1) && n < int(f) {
 		f = Format(n)
 	}

@@ -76,8 +76,8 @@ func TestFormatRatchet(t *testing.T) {
 		t.Fatal(err)
 	}
 	stepFormat(t, newer, now)
-	if f := formatOf(newer); f != Format2 {
-		t.Fatalf("format %d after the old agent left, want 2", f)
+	if f := formatOf(newer); f != MaxFormat {
+		t.Fatalf("format %d after the old agent left, want %d", f, MaxFormat)
 	}
 	if r, err := newer.Append(ctx, CondemnObjects{Keys: []string{"seg/x"}}); err != nil || len(r[0].Keys) != 1 {
 		t.Fatalf("a Format2 op once the cluster is at Format2: %v %v", r, err)
@@ -88,8 +88,8 @@ func TestFormatRatchet(t *testing.T) {
 	defer runLog(t, back)()
 	st := back.Stalled()
 	var fe *FormatError
-	if st == nil || !errors.As(st.Err, &fe) || fe.Need != Format2 {
-		t.Fatalf("an old build reading a Format2 log: stall %+v, want a FormatError needing 2", st)
+	if st == nil || !errors.As(st.Err, &fe) || fe.Need != MaxFormat {
+		t.Fatalf("an old build reading a newer log: stall %+v, want a FormatError needing %d", st, MaxFormat)
 	}
 	if seqOf(back) != st.Seq-1 {
 		t.Fatalf("the old build applied up to %d, stalled at %d: it must stop before the entry", seqOf(back), st.Seq)
@@ -120,7 +120,7 @@ func TestOldAgentStallsWhileRunning(t *testing.T) {
 	later := time.Now().Add(2 * time.Hour) // the old agent's last entry is two hours old by then
 	stepFormat(t, newer, later)
 	stepFormat(t, newer, later)
-	if formatOf(newer) != Format2 {
+	if formatOf(newer) != MaxFormat {
 		t.Fatal("setup: format did not move")
 	}
 	eventually(t, "the old agent to stall", func() bool { return old.Stalled() != nil })
@@ -156,7 +156,7 @@ func TestFormatWaitsAfterAFormat1Snapshot(t *testing.T) {
 		t.Fatalf("format %d a minute after loading a snapshot without membership", f)
 	}
 	stepFormat(t, newer, now.Add(2*time.Hour))
-	if f := formatOf(newer); f != Format2 {
+	if f := formatOf(newer); f != MaxFormat {
 		t.Fatalf("format %d after watching the log for the grace", f)
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"sort"
 )
 
-// Snapshot layout (version 7), stored as meta/snap/<20-digit seq>:
+// Snapshot layout (version 8), stored as meta/snap/<20-digit seq>:
 //
 //	magic "BRGN", version byte, then: seq (uvarint), next producer id
 //	(varint), the distinct object keys (count, strings) that chunks refer to
@@ -16,27 +16,32 @@ import (
 //	the job leases (leases.go), then (version 6) key compaction's
 //	per-partition boundaries (clean.go), then (version 7) the cluster
 //	format, the agents' announced formats and the condemned objects
-//	(format.go), and a CRC-32C trailer. Older snapshots, which end after
+//	(format.go), then (version 8) the agents' peer addresses (agents.go),
+//	and a CRC-32C trailer. Older snapshots, which end after
 //	an earlier section, are still read. Per-object chunk counts and the
 //	partition count are rebuilt, not stored.
 //
 // A state of cluster format 1 is written as version 6, so that agents
 // built before formats existed can read the snapshots of a cluster they
 // may still be part of (format.go); it holds nothing version 7 adds
-// except the announcements, which their agents repeat.
+// except the announcements, which their agents repeat; a state of format 2
+// is written as version 7, for the builds of Format2.
 //
 // The encoding is deterministic: two agents snapshotting the same state
 // write the same bytes.
 const (
 	snapMagic   = "BRGN"
-	snapVersion = 7
+	snapVersion = 8
 )
 
 // snapVersionFor returns the snapshot version a state of format f is
 // written in.
 func snapVersionFor(f Format) uint8 {
-	if f < Format2 {
+	switch {
+	case f < Format2:
 		return 6
+	case f < Format3:
+		return 7
 	}
 	return snapVersion
 }
@@ -123,6 +128,9 @@ func (s *State) EncodeSnapshot() []byte {
 	s.encodeCleaner(&e)
 	if version >= 7 {
 		s.encodeFormat(&e)
+	}
+	if version >= 8 {
+		s.encodePeers(&e)
 	}
 	return e.seal()
 }
@@ -217,6 +225,9 @@ func DecodeSnapshot(b []byte) (*State, error) {
 		s.decodeFormat(d)
 	} else {
 		s.membersSince = -1 // who wrote before this snapshot is not in it
+	}
+	if version >= 8 {
+		s.decodePeers(d)
 	}
 	s.rebuildRefs()
 	if d.err != nil {

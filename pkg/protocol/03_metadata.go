@@ -42,14 +42,16 @@ func handleMetadata(ctx context.Context, s *Server, req *kmsg.MetadataRequest) f
 // A client that names its zone (fleet.ClientZone) is given leaders in it.
 func (s *Server) metadata(req *kmsg.MetadataRequest, zone string) *kmsg.MetadataResponse {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	for _, br := range s.brokers() {
+	all := s.fleet.Placement() // before View, which Live takes itself
+	brokers := all.Brokers()
+	for _, br := range brokers {
 		b := kmsg.NewMetadataResponseBroker()
 		b.NodeID, b.Host, b.Port, b.Rack = br.NodeID, br.Host, br.Port, rack(br.Zone)
 		resp.Brokers = append(resp.Brokers, b)
 	}
 	resp.ClusterID = strp(s.cfg.ClusterID)
-	resp.ControllerID = s.cfg.NodeID
-	place := s.fleet.Placement().InZone(zone) // before View, which Live takes itself
+	resp.ControllerID = brokers[0].NodeID
+	place := all.InZone(zone)
 	s.log.View(func(st *meta.State) {
 		if req.Topics == nil {
 			for _, name := range st.TopicNames() {

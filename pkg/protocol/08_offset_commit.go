@@ -29,7 +29,7 @@ import (
 // The check and the log submission run in phase one, in the connection's
 // order (order.go): back-to-back commits reach the log in the order they
 // were sent, so the newest offset wins.
-func init() { register(8, 2, 9, twoPhase(handleOffsetCommit)) }
+func init() { register(8, 2, 9, routed(offsetCommitGroups, twoPhase(handleOffsetCommit))) }
 
 const maxOffsetMetadataBytes = 4096 // offset.metadata.max.bytes
 

@@ -29,7 +29,7 @@ import (
 // 1 MiB), UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID.
 // v1: rebalance timeout; v5: group.instance.id; v6: flexible; v7: protocol
 // type in the answer; v8: reason; v9: SkipAssignment.
-func init() { register(11, 0, 9, twoPhase(handleJoinGroup)) }
+func init() { register(11, 0, 9, routed(joinGroups, twoPhase(handleJoinGroup))) }
 
 // handleJoinGroup changes the group in phase one, in the connection's
 // order (a LeaveGroup then a JoinGroup of one static member on one

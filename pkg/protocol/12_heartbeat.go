@@ -13,7 +13,7 @@ import (
 // member to rejoin; UNKNOWN_MEMBER_ID (session expired, left, or the agent
 // restarted), ILLEGAL_GENERATION and FENCED_INSTANCE_ID as in Kafka.
 // v3: group.instance.id; v4: flexible.
-func init() { register(12, 0, 4, twoPhase(handleHeartbeat)) }
+func init() { register(12, 0, 4, routed(heartbeatGroups, twoPhase(handleHeartbeat))) }
 
 // handleHeartbeat runs whole in phase one, in the connection's order: it
 // only touches the group in memory.

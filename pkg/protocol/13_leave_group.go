@@ -13,7 +13,7 @@ import (
 // member id or group.instance.id (KIP-345), with an error per member:
 // UNKNOWN_MEMBER_ID, or FENCED_INSTANCE_ID when both are given and do not
 // match. v4: flexible; v5: reason.
-func init() { register(13, 0, 5, twoPhase(handleLeaveGroup)) }
+func init() { register(13, 0, 5, routed(leaveGroups, twoPhase(handleLeaveGroup))) }
 
 // handleLeaveGroup runs whole in phase one, in the connection's order: it
 // only touches the group in memory.

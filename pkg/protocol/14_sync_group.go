@@ -18,7 +18,7 @@ import (
 // INCONSISTENT_GROUP_PROTOCOL (v5: protocol type or name differ), and
 // COORDINATOR_NOT_AVAILABLE when the log append failed.
 // v3: group.instance.id; v4: flexible; v5: protocol type and name.
-func init() { register(14, 0, 5, twoPhase(handleSyncGroup)) }
+func init() { register(14, 0, 5, routed(syncGroups, twoPhase(handleSyncGroup))) }
 
 // handleSyncGroup changes the group in phase one, in the connection's
 // order, and waits for the leader's assignment and the generation's log

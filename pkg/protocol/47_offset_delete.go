@@ -17,7 +17,7 @@ import (
 // GROUP_ID_NOT_FOUND for an unknown group, INVALID_GROUP_ID for an empty
 // id, UNKNOWN_TOPIC_OR_PARTITION per partition of an unknown topic.
 // Submitted in phase one, in the connection's order (order.go).
-func init() { register(47, 0, 0, twoPhase(handleOffsetDelete)) }
+func init() { register(47, 0, 0, routed(offsetDeleteGroups, twoPhase(handleOffsetDelete))) }
 
 func handleOffsetDelete(ctx context.Context, s *Server, req *kmsg.OffsetDeleteRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)

@@ -15,8 +15,9 @@ func handleDescribeCluster(_ context.Context, s *Server, req *kmsg.DescribeClust
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
 	resp.ClusterID = s.cfg.ClusterID
 	resp.EndpointType = 1
-	resp.ControllerID = s.cfg.NodeID
-	for _, br := range s.brokers() {
+	brokers := s.brokers()
+	resp.ControllerID = brokers[0].NodeID
+	for _, br := range brokers {
 		b := kmsg.NewDescribeClusterResponseBroker()
 		b.NodeID, b.Host, b.Port, b.Rack = br.NodeID, br.Host, br.Port, rack(br.Zone)
 		resp.Brokers = append(resp.Brokers, b)

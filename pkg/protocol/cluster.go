@@ -9,11 +9,17 @@ import (
 // leadership and each group's coordinator, so every agent with the same
 // view names the same ones. Any agent still serves any partition.
 
-// brokers returns the live agents, this one first.
-func (s *Server) brokers() []fleet.Member { return s.fleet.Live() }
+// brokers returns the live agents as clients see them (one broker per
+// advertised address), this one's first.
+func (s *Server) brokers() []fleet.Member { return s.fleet.Placement().Brokers() }
 
-// coordinatorOf returns the agent that coordinates group.
-func (s *Server) coordinatorOf(group string) fleet.Member { return s.fleet.Owner(group) }
+// coordinatorOf returns the broker that coordinates group, as clients know
+// it: with a shared address, the address's broker, and the agent that
+// reaches forwards the group's requests (forward.go).
+func (s *Server) coordinatorOf(group string) fleet.Member {
+	p := s.fleet.Placement()
+	return p.Broker(p.Owner(group))
+}
 
 // coordinates reports whether this agent coordinates group; group APIs
 // answer NOT_COORDINATOR otherwise, and clients look it up again.

@@ -22,6 +22,7 @@ type metrics struct {
 	queuedWaits  prometheus.Gauge
 	slowClosed   prometheus.Counter
 	acceptPaused prometheus.Gauge
+	forwarded    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -55,11 +56,13 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help: "Connections closed because a request's body fell behind the pace --request-body-timeout allows."}),
 		acceptPaused: prometheus.NewGauge(prometheus.GaugeOpts{Name: "barge_accept_paused",
 			Help: "1 while the agent accepts no connections because max.connections are open."}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "barge_forwarded_requests_total",
+			Help: "Group requests forwarded to the coordinating agent at this agent's shared address, by outcome (ok, or failed: answered NOT_COORDINATOR)."}, []string{"outcome"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.seconds, m.unsupported, m.produceBytes, m.produceRecs, m.fetchBytes, m.incremental,
 			m.connections, m.refused, m.idleClosed, m.queuedBytes, m.queuedWaits,
-			m.slowClosed, m.acceptPaused)
+			m.slowClosed, m.acceptPaused, m.forwarded)
 	}
 	return m
 }

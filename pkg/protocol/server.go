@@ -27,9 +27,13 @@ import (
 
 // Config is what the protocol layer needs to know about this agent.
 type Config struct {
-	NodeID            int32
-	AdvertisedHost    string
-	AdvertisedPort    int32
+	NodeID         int32
+	AdvertisedHost string
+	AdvertisedPort int32
+	// PeerAddr is where other agents reach this one (--peer-advertise;
+	// "": the advertised address). Agents that share an advertised
+	// address forward group requests to each other here (forward.go).
+	PeerAddr          string
 	ClusterID         string
 	AutoCreateTopics  bool
 	DefaultPartitions int32 // num.partitions
@@ -109,7 +113,7 @@ func New(cfg Config, log *meta.Log, ingest *tiered.Ingest, reader *tiered.Reader
 	orDefault(&cfg.RequestBodyTimeout, 10*time.Second)
 	orDefault(&cfg.OrderWait, 30*time.Second)
 	s := &Server{cfg: cfg, log: log, ingest: ingest, reader: reader, conns: map[*conn]struct{}{}, perIP: map[string]int{}}
-	s.fleet = fleet.New(log, fleet.Member{NodeID: cfg.NodeID, Host: cfg.AdvertisedHost, Port: cfg.AdvertisedPort, Zone: cfg.Zone}, cfg.AgentTTL)
+	s.fleet = fleet.New(log, fleet.Member{NodeID: cfg.NodeID, Host: cfg.AdvertisedHost, Port: cfg.AdvertisedPort, Zone: cfg.Zone, Peer: cfg.PeerAddr}, cfg.AgentTTL)
 	s.slotFree = sync.NewCond(&s.mu)
 	s.producers.log = log
 	s.groups = groups.New(log, groups.Config{Logger: cfg.Logger, InitialRebalanceDelay: cfg.GroupInitialRebalanceDelay,
@@ -215,6 +219,12 @@ type conn struct {
 	// (order.go). Read loop only.
 	change      *meta.Pending
 	commitsOnly bool
+
+	// peer says the connection is another agent's relay (forward.go):
+	// its requests are answered here, never forwarded. relays are this
+	// connection's own relays, by coordinator. Read loop only.
+	peer   bool
+	relays map[string]*relay
 }
 
 type connKey struct{}
@@ -244,6 +254,7 @@ func (c *conn) serve(ctx context.Context, cancel context.CancelFunc, readCtx con
 	writerDone := make(chan struct{})
 	go func() { c.writeLoop(); close(writerDone) }()
 	err := c.readLoop(ctx, readCtx)
+	c.closeRelays()
 	if !errors.Is(err, errDraining) {
 		cancel() // the client is gone: stop long polls early
 	}
@@ -382,6 +393,7 @@ func (c *conn) decode(frame []byte) (*inflight, kmsg.Request, handler, error) {
 	req := kmsg.RequestForKey(key)
 	req.SetVersion(version)
 	in.flexible = req.IsFlexible()
+	first := !c.sawRequest
 	body := frame[8:]
 	// Client id: a nullable int16-length string.
 	if len(body) < 2 {
@@ -407,6 +419,9 @@ func (c *conn) decode(frame []byte) (*inflight, kmsg.Request, handler, error) {
 	}
 	if err := req.ReadFrom(body); err != nil {
 		return nil, nil, nil, fmt.Errorf("decoding %s v%d: %w", kmsg.NameForKey(key), version, err)
+	}
+	if av, ok := req.(*kmsg.ApiVersionsRequest); ok && first && av.ClientSoftwareName == peerSoftware {
+		c.peer = true
 	}
 	return in, req, a.handle, nil
 }

@@ -1,0 +1,401 @@
+package protocol
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/fleet"
+	"github.com/bargehq/barge/pkg/groups"
+)
+
+// Forwarding group requests between agents that share an address.
+//
+// When agents advertise one address (a load balancer's: --advertise lb:9092
+// with --peer-advertise set to each agent's own), a client cannot choose
+// which agent it reaches, yet a group has one coordinator. So an agent that
+// gets a request for a group another such agent coordinates forwards it
+// over that agent's peer address and relays the answer.
+//
+// Each client connection gets its own relay connection to each coordinator
+// it needs, so the coordinator sees the client's requests on one
+// connection, in the client's order, pipelined as the client sent them: a
+// LeaveGroup then a JoinGroup keep their order, and a Heartbeat is not held
+// up behind another member's JoinGroup. A relay connection begins with an
+// ApiVersions request naming the client software peerSoftware, which marks
+// it as a peer's: requests on it are never forwarded again, so agents whose
+// views of the fleet differ for a moment answer NOT_COORDINATOR (the client
+// looks the coordinator up again) instead of passing a request around. If
+// the coordinator cannot be reached, or the relay breaks, the request is
+// answered NOT_COORDINATOR too. The relay ends with the client's connection.
+//
+// The coordinator sees the forwarding agent as the member's host
+// (DescribeGroups' client host) and the first request's client id as the
+// client's.
+
+// peerSoftware is the client software name of a relay connection.
+const peerSoftware = "barge-peer"
+
+// relayDialTimeout bounds connecting to a coordinator; relayWriteTimeout
+// bounds sending it one request (the client's read loop waits meanwhile).
+const (
+	relayDialTimeout  = 5 * time.Second
+	relayWriteTimeout = 10 * time.Second
+)
+
+// routed wraps the handler of a group API: a request whose groups another
+// agent at this agent's advertised address coordinates is forwarded to it.
+func routed[Req kmsg.Request](groupsOf func(Req) []string, h handler) handler {
+	return func(ctx context.Context, s *Server, req kmsg.Request) func() kmsg.Response {
+		if owner, ok := s.forwardTarget(ctx, groupsOf(req.(Req))); ok {
+			return s.forward(ctx, owner, req)
+		}
+		return h(ctx, s, req)
+	}
+}
+
+// forwardTarget returns the coordinator a request for groups goes to: the
+// one agent, not this one, that coordinates every group and that clients
+// reach at this agent's advertised address. Requests on a relay connection
+// are never forwarded.
+func (s *Server) forwardTarget(ctx context.Context, names []string) (fleet.Member, bool) {
+	c, ok := ctx.Value(connKey{}).(*conn)
+	if !ok || c.peer || len(names) == 0 {
+		return fleet.Member{}, false
+	}
+	p := s.fleet.Placement()
+	self := s.fleet.Self()
+	var owner fleet.Member
+	for i, g := range names {
+		o := p.Owner(g)
+		if !self.SharesAddr(o) || i > 0 && o.Peer != owner.Peer {
+			return fleet.Member{}, false
+		}
+		owner = o
+	}
+	return owner, true
+}
+
+// forward sends req to owner over the connection's relay in phase one, so
+// relayed requests keep the client's order, and waits for the answer in
+// phase two.
+func (s *Server) forward(ctx context.Context, owner fleet.Member, req kmsg.Request) func() kmsg.Response {
+	c := ctx.Value(connKey{}).(*conn)
+	r, err := c.relayTo(owner.Peer)
+	var wait <-chan relayAnswer
+	if err == nil {
+		wait, err = r.send(req)
+	}
+	if err != nil {
+		s.metrics.forwarded.WithLabelValues("failed").Inc()
+		s.cfg.Logger.Info("forwarding a group request", "api", kmsg.NameForKey(req.Key()), "coordinator", owner.Peer, "err", err)
+		resp := notCoordinator(req)
+		return func() kmsg.Response { return resp }
+	}
+	return func() kmsg.Response {
+		var a relayAnswer
+		select {
+		case a = <-wait:
+		case <-ctx.Done():
+			a.err = ctx.Err()
+		}
+		if a.err == nil {
+			resp := req.ResponseKind()
+			if a.err = readResponse(resp, req.GetVersion(), a.frame); a.err == nil {
+				s.metrics.forwarded.WithLabelValues("ok").Inc()
+				return resp
+			}
+		}
+		s.metrics.forwarded.WithLabelValues("failed").Inc()
+		s.cfg.Logger.Info("forwarding a group request", "api", kmsg.NameForKey(req.Key()), "coordinator", owner.Peer, "err", a.err)
+		return notCoordinator(req)
+	}
+}
+
+// relayTo returns the connection's relay to the agent at peer, dialling it
+// if it has none or the last one broke. Phase one only (the read loop).
+func (c *conn) relayTo(peer string) (*relay, error) {
+	if r := c.relays[peer]; r != nil && !r.broken() {
+		return r, nil
+	}
+	r, err := dialRelay(peer, c.client.ID, cap(c.queue))
+	if err != nil {
+		return nil, err
+	}
+	if c.relays == nil {
+		c.relays = map[string]*relay{}
+	} else if old := c.relays[peer]; old != nil {
+		old.close()
+	}
+	c.relays[peer] = r
+	return r, nil
+}
+
+// closeRelays ends the connection's relays, once its read loop has ended.
+func (c *conn) closeRelays() {
+	for _, r := range c.relays {
+		r.close()
+	}
+}
+
+// relay is one connection to a coordinating agent on behalf of one client
+// connection. Requests are written by the client's read loop; a reader
+// goroutine hands each answer to the oldest waiting request, since the
+// coordinator answers a connection's requests in order.
+type relay struct {
+	nc      net.Conn
+	w       *bufio.Writer
+	format  *kmsg.RequestFormatter
+	nextID  int32
+	waiting chan relayWait // in request order; as deep as the client's pipeline
+
+	mu   sync.Mutex
+	err  error // set once the relay broke
+	done chan struct{}
+}
+
+type relayWait struct {
+	id     int32
+	answer chan relayAnswer
+}
+
+type relayAnswer struct {
+	frame []byte // the answer after its size: correlation id, header, body
+	err   error
+}
+
+func dialRelay(peer, clientID string, depth int) (*relay, error) {
+	nc, err := net.DialTimeout("tcp", peer, relayDialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	r := &relay{nc: nc, w: bufio.NewWriter(nc), format: kmsg.NewRequestFormatter(kmsg.FormatterClientID(clientID)),
+		waiting: make(chan relayWait, depth+1), done: make(chan struct{})}
+	go r.readLoop()
+	nc.SetReadDeadline(time.Now().Add(relayDialTimeout))
+	defer nc.SetReadDeadline(time.Time{})
+	hello := kmsg.NewPtrApiVersionsRequest()
+	hello.Version = 3
+	hello.ClientSoftwareName, hello.ClientSoftwareVersion = peerSoftware, "1"
+	wait, err := r.send(hello)
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	a := <-wait
+	if a.err == nil {
+		resp := hello.ResponseKind().(*kmsg.ApiVersionsResponse)
+		if a.err = readResponse(resp, hello.Version, a.frame); a.err == nil && resp.ErrorCode != 0 {
+			a.err = kerr.ErrorForCode(resp.ErrorCode)
+		}
+	}
+	if a.err != nil {
+		r.close()
+		return nil, fmt.Errorf("greeting %s: %w", peer, a.err)
+	}
+	return r, nil
+}
+
+// send writes req and returns where its answer will come.
+func (r *relay) send(req kmsg.Request) (<-chan relayAnswer, error) {
+	if r.broken() {
+		return nil, r.failure()
+	}
+	r.nextID++
+	w := relayWait{id: r.nextID, answer: make(chan relayAnswer, 1)}
+	select {
+	case r.waiting <- w:
+	default: // deeper than the client's own pipeline: cannot happen
+		return nil, errors.New("relay pipeline full")
+	}
+	r.nc.SetWriteDeadline(time.Now().Add(relayWriteTimeout))
+	frame := r.format.AppendRequest(nil, req, w.id)
+	if _, err := r.w.Write(frame); err != nil {
+		r.fail(err)
+		return nil, err
+	}
+	if err := r.w.Flush(); err != nil {
+		r.fail(err)
+		return nil, err
+	}
+	return w.answer, nil
+}
+
+func (r *relay) readLoop() {
+	br := bufio.NewReader(r.nc)
+	var size [4]byte
+	for {
+		var w relayWait
+		select {
+		case w = <-r.waiting:
+		case <-r.done:
+			r.drain()
+			return
+		}
+		frame, err := readFrame(br, size[:])
+		if err == nil && int32(binary.BigEndian.Uint32(frame)) != w.id {
+			err = fmt.Errorf("answer %d to request %d", int32(binary.BigEndian.Uint32(frame)), w.id)
+		}
+		if err != nil {
+			r.fail(err)
+			w.answer <- relayAnswer{err: err}
+			r.drain()
+			return
+		}
+		w.answer <- relayAnswer{frame: frame}
+	}
+}
+
+// readFrame reads one size-prefixed answer; relayed answers are group
+// answers, so a bound far below a Fetch's keeps a broken peer from making
+// this agent allocate much.
+func readFrame(br *bufio.Reader, size []byte) ([]byte, error) {
+	if _, err := io.ReadFull(br, size); err != nil {
+		return nil, err
+	}
+	n := int32(binary.BigEndian.Uint32(size))
+	if n < 4 || n > 64<<20 {
+		return nil, fmt.Errorf("answer size %d out of bounds", n)
+	}
+	frame := make([]byte, n)
+	if _, err := io.ReadFull(br, frame); err != nil {
+		return nil, err
+	}
+	return frame, nil
+}
+
+// drain fails every request still waiting, once the relay broke.
+func (r *relay) drain() {
+	err := r.failure()
+	for {
+		select {
+		case w := <-r.waiting:
+			w.answer <- relayAnswer{err: err}
+		default:
+			return
+		}
+	}
+}
+
+func (r *relay) fail(err error) {
+	r.mu.Lock()
+	if r.err == nil {
+		r.err = err
+		close(r.done)
+		r.nc.Close()
+	}
+	r.mu.Unlock()
+}
+
+func (r *relay) close() { r.fail(errors.New("relay closed")) }
+
+func (r *relay) broken() bool { return r.failure() != nil }
+
+func (r *relay) failure() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// readResponse decodes an answer frame (correlation id, header, body) into
+// resp of version v.
+func readResponse(resp kmsg.Response, v int16, frame []byte) error {
+	resp.SetVersion(v)
+	body := frame[4:]
+	// Response header v1 (tagged fields) for flexible versions, except
+	// ApiVersions, whose answer header is always v0.
+	if resp.IsFlexible() && resp.Key() != kmsg.ApiVersions.Int16() {
+		var err error
+		if body, err = skipTags(body); err != nil {
+			return err
+		}
+	}
+	return resp.ReadFrom(body)
+}
+
+// notCoordinator answers a group request NOT_COORDINATOR, so that the
+// client looks up the coordinator again.
+func notCoordinator(req kmsg.Request) kmsg.Response {
+	code := kerr.NotCoordinator.Code
+	resp := req.ResponseKind()
+	resp.SetVersion(req.GetVersion())
+	switch r := req.(type) {
+	case *kmsg.JoinGroupRequest:
+		return groups.JoinError(r, code)
+	case *kmsg.SyncGroupRequest:
+		resp.(*kmsg.SyncGroupResponse).ErrorCode = code
+	case *kmsg.HeartbeatRequest:
+		resp.(*kmsg.HeartbeatResponse).ErrorCode = code
+	case *kmsg.LeaveGroupRequest:
+		resp.(*kmsg.LeaveGroupResponse).ErrorCode = code
+	case *kmsg.OffsetDeleteRequest:
+		resp.(*kmsg.OffsetDeleteResponse).ErrorCode = code
+	case *kmsg.OffsetCommitRequest:
+		out := resp.(*kmsg.OffsetCommitResponse)
+		for _, rt := range r.Topics {
+			t := kmsg.NewOffsetCommitResponseTopic()
+			t.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				p := kmsg.NewOffsetCommitResponseTopicPartition()
+				p.Partition, p.ErrorCode = rp.Partition, code
+				t.Partitions = append(t.Partitions, p)
+			}
+			out.Topics = append(out.Topics, t)
+		}
+	case *kmsg.OffsetFetchRequest:
+		out := resp.(*kmsg.OffsetFetchResponse)
+		out.ErrorCode = code
+		for _, g := range r.Groups {
+			rg := kmsg.NewOffsetFetchResponseGroup()
+			rg.Group, rg.ErrorCode = g.Group, code
+			out.Groups = append(out.Groups, rg)
+		}
+	case *kmsg.DescribeGroupsRequest:
+		out := resp.(*kmsg.DescribeGroupsResponse)
+		for _, g := range r.Groups {
+			rg := kmsg.NewDescribeGroupsResponseGroup()
+			rg.Group, rg.ErrorCode = g, code
+			out.Groups = append(out.Groups, rg)
+		}
+	case *kmsg.DeleteGroupsRequest:
+		out := resp.(*kmsg.DeleteGroupsResponse)
+		for _, g := range r.Groups {
+			rg := kmsg.NewDeleteGroupsResponseGroup()
+			rg.Group, rg.ErrorCode = g, code
+			out.Groups = append(out.Groups, rg)
+		}
+	}
+	return resp
+}
+
+// The groups each forwarded API names.
+func joinGroups(r *kmsg.JoinGroupRequest) []string            { return []string{r.Group} }
+func syncGroups(r *kmsg.SyncGroupRequest) []string            { return []string{r.Group} }
+func heartbeatGroups(r *kmsg.HeartbeatRequest) []string       { return []string{r.Group} }
+func leaveGroups(r *kmsg.LeaveGroupRequest) []string          { return []string{r.Group} }
+func offsetCommitGroups(r *kmsg.OffsetCommitRequest) []string { return []string{r.Group} }
+func offsetDeleteGroups(r *kmsg.OffsetDeleteRequest) []string { return []string{r.Group} }
+
+func offsetFetchGroups(r *kmsg.OffsetFetchRequest) []string {
+	if r.Version < 8 {
+		return []string{r.Group}
+	}
+	gs := make([]string, len(r.Groups))
+	for i, g := range r.Groups {
+		gs[i] = g.Group
+	}
+	return gs
+}
+
+func describeGroupsGroups(r *kmsg.DescribeGroupsRequest) []string { return r.Groups }
+
+func deleteGroupsGroups(r *kmsg.DeleteGroupsRequest) []string { return r.Groups }

@@ -95,13 +95,19 @@ func metadataSeen(addr, topic string, opts ...kgo.Opt) (*kmsg.MetadataResponse, 
 }
 
 // endOffsetsSeen returns the high watermark of every partition of topic as
-// the agent at addr sees it: asked of that agent, whichever leads.
+// the agent at addr sees it: asked of that agent, whichever leads (with a
+// client of its own, closed before it returns, so that it can be polled).
 func endOffsetsSeen(t *testing.T, addr, topic string) map[int32]int64 {
 	t.Helper()
 	mresp, err := metadataSeen(addr, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req := kmsg.NewPtrListOffsetsRequest()
@@ -114,7 +120,7 @@ func endOffsetsSeen(t *testing.T, addr, topic string) map[int32]int64 {
 		lt.Partitions = append(lt.Partitions, lp)
 	}
 	req.Topics = append(req.Topics, lt)
-	resp, err := req.RequestWith(ctx, client(t, addr).SeedBrokers()[0])
+	resp, err := req.RequestWith(ctx, cl.SeedBrokers()[0])
 	if err != nil || len(resp.Topics) != 1 {
 		t.Fatalf("end offsets of %s from %s: %v %v", topic, addr, err, resp)
 	}

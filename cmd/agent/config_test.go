@@ -21,6 +21,7 @@ func TestConfigDefaults(t *testing.T) {
 	want := config{
 		Listen:            ":9092",
 		Advertise:         "localhost:9092",
+		PeerAdvertise:     "localhost:9092", // --advertise's
 		Store:             "file://./data",
 		HTTP:              ":9644",
 		FlushInterval:     5 * time.Millisecond,
@@ -114,6 +115,7 @@ func TestConfigFromEnv(t *testing.T) {
 	want := config{
 		Listen:            "127.0.0.1:19092",
 		Advertise:         "broker.example:29092",
+		PeerAdvertise:     "broker.example:29092",
 		Store:             "s3://bucket/prefix?region=eu-west-1",
 		HTTP:              "127.0.0.1:9999",
 		FlushInterval:     40 * time.Millisecond,
@@ -282,5 +284,22 @@ func TestConfigInvalid(t *testing.T) {
 func TestConfigHelp(t *testing.T) {
 	if _, err := parseConfig([]string{"-h"}, env(nil)); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v, want flag.ErrHelp", err)
+	}
+}
+
+// --peer-advertise defaults to --advertise (direct mode); a different one
+// means the advertised address is shared, and it must be a host:port.
+func TestConfigPeerAdvertise(t *testing.T) {
+	noenv := func(string) string { return "" }
+	c, err := parseConfig([]string{"--advertise", "lb:9092"}, noenv)
+	if err != nil || c.PeerAdvertise != "lb:9092" || c.sharedAddress() {
+		t.Fatalf("default: %q shared=%v %v", c.PeerAdvertise, c.sharedAddress(), err)
+	}
+	c, err = parseConfig([]string{"--advertise", "lb:9092", "--peer-advertise", "10.0.0.1:9092"}, noenv)
+	if err != nil || c.PeerAdvertise != "10.0.0.1:9092" || !c.sharedAddress() {
+		t.Fatalf("explicit: %q shared=%v %v", c.PeerAdvertise, c.sharedAddress(), err)
+	}
+	if _, err := parseConfig([]string{"--peer-advertise", "nohost"}, noenv); err == nil {
+		t.Fatal("a peer address without a port was accepted")
 	}
 }

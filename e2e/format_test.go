@@ -70,7 +70,9 @@ func TestVersionSkew(t *testing.T) {
 
 	// The old build comes back: it must not apply what it cannot read.
 	old.RestartAs(t, oldBin, true)
-	harness.Eventually(t, time.Minute, func() bool { return strings.Contains(old.Log(), fmt.Sprintf("needs cluster format %d", meta.MaxFormat)) },
+	harness.Eventually(t, time.Minute, func() bool {
+		return strings.Contains(old.Log(), fmt.Sprintf("needs cluster format %d", meta.MaxFormat))
+	},
 		"the old build did not say which format it needs; log:\n%s", old.Log())
 	if old.Ready() {
 		t.Fatal("the old build is ready on a log it cannot read")

@@ -78,9 +78,9 @@ func printScenario(w io.Writer, r *Result) {
 
 // printBucket writes a bucket line without its end.
 func printBucket(w io.Writer, what string, bk *BucketFigures) {
-	fmt.Fprintf(w, "%s: %.2f PUTs/s (%.2f segment + %.2f commit), %.1f PUTs/GiB, %.1f flushes/s of %s; "+
+	fmt.Fprintf(w, "%s: %.2f PUTs/s (%.2f segment + %.2f commit, %.2f of them 412s), %.1f PUTs/GiB, %.1f flushes/s of %s; "+
 		"%.1f GETs/s while producing (metadata polls), %d data GETs for tail reads (%d while saturating), %d of them segment reads (%.1f/GiB)",
-		what, bk.PutsPerSec, bk.SegmentPutsPerSec, bk.MetaPutsPerSec, bk.PutsPerGiB, bk.FlushesPerSec, size(int64(bk.MeanFlushBytes)),
+		what, bk.PutsPerSec, bk.SegmentPutsPerSec, bk.MetaPutsPerSec, bk.MetaPutConflictsPerSec, bk.PutsPerGiB, bk.FlushesPerSec, size(int64(bk.MeanFlushBytes)),
 		bk.GetsPerSec, bk.TailDataGets, bk.BurstDataGets, bk.TailSegmentReads, bk.TailGetsPerGiB)
 }
 

@@ -75,12 +75,16 @@ type Figures struct {
 // summed over its agents).
 type BucketFigures struct {
 	SegmentPutsPerSec float64 `json:"segment_puts_per_s"` // op=put: segment objects (and snapshots)
-	MetaPutsPerSec    float64 `json:"meta_puts_per_s"`    // op=put_if_absent: metadata-log commits
-	PutsPerSec        float64 `json:"puts_per_s"`         // both
-	PutsPerGiB        float64 `json:"puts_per_gib"`       // both, per GiB produced
-	GetsPerSec        float64 `json:"gets_per_s"`         // while producing, including metadata-log polls
-	TailDataGets      int64   `json:"tail_data_gets"`     // segment reads (and entries read) while serving tail consumers
-	BurstDataGets     int64   `json:"burst_data_gets"`    // the same during the saturating phase, where consumers may lag
+	MetaPutsPerSec    float64 `json:"meta_puts_per_s"`    // op=put_if_absent: metadata-log commits, lost races included
+	// Conditional PUTs that found the log slot taken (412: another agent
+	// appended first, or a retry found its own earlier attempt); a fleet's
+	// agents race for every slot.
+	MetaPutConflictsPerSec float64 `json:"meta_put_conflicts_per_s"`
+	PutsPerSec             float64 `json:"puts_per_s"`      // both
+	PutsPerGiB             float64 `json:"puts_per_gib"`    // both, per GiB produced
+	GetsPerSec             float64 `json:"gets_per_s"`      // while producing, including metadata-log polls
+	TailDataGets           int64   `json:"tail_data_gets"`  // segment reads (and entries read) while serving tail consumers
+	BurstDataGets          int64   `json:"burst_data_gets"` // the same during the saturating phase, where consumers may lag
 	// Segment reads (barge_segment_reads_total: whole or ranged GETs of
 	// segment data for fetches that missed the cache; metadata-log reads
 	// are not counted) over the same window as TailDataGets, and per GiB

@@ -303,12 +303,13 @@ func (b *bench) measure(ctx context.Context, sc Scenario, br brokers, topic stri
 	}
 	gib := float64(f.windowBytes) / (1 << 30)
 	bk := &BucketFigures{
-		SegmentPutsPerSec: tpw.Sum("barge_objstore_requests_total", `op="put"`) / f.windowSeconds,
-		MetaPutsPerSec:    tpw.Sum("barge_objstore_requests_total", `op="put_if_absent"`) / f.windowSeconds,
-		GetsPerSec:        (tpw.Sum("barge_objstore_requests_total", `op="get"`) + tpw.Sum("barge_objstore_requests_total", `op="get_range"`)) / f.windowSeconds,
-		TailDataGets:      dataGets(tail),
-		BurstDataGets:     dataGets(tpw),
-		TailSegmentReads:  int64(tail.Sum("barge_segment_reads_total")),
+		SegmentPutsPerSec:      tpw.Sum("barge_objstore_requests_total", `op="put"`) / f.windowSeconds,
+		MetaPutsPerSec:         tpw.Sum("barge_objstore_requests_total", `op="put_if_absent"`) / f.windowSeconds,
+		MetaPutConflictsPerSec: tpw.Sum("barge_objstore_requests_total", `op="put_if_absent"`, `result="exists"`) / f.windowSeconds,
+		GetsPerSec:             (tpw.Sum("barge_objstore_requests_total", `op="get"`) + tpw.Sum("barge_objstore_requests_total", `op="get_range"`)) / f.windowSeconds,
+		TailDataGets:           dataGets(tail),
+		BurstDataGets:          dataGets(tpw),
+		TailSegmentReads:       int64(tail.Sum("barge_segment_reads_total")),
 	}
 	bk.TailGetsPerGiB = perGiB(float64(bk.TailSegmentReads), acked["tail.close"]-acked[tailFrom])
 	bk.PutsPerSec = bk.SegmentPutsPerSec + bk.MetaPutsPerSec

@@ -9,7 +9,12 @@
 //     of the agent's own flushes and as many in flight as its ingest pipeline,
 //     and raw GET bandwidth of the same objects;
 //   - the peer: the same load against franz-go's in-memory fake cluster
-//     (kfake) started in this process.
+//     (kfake) started in this process;
+//   - for a fleet scenario (fleet-3), the fleet: the same load against
+//     several agents on a fresh bucket behind a real HAProxy, the clients
+//     given only its address (the agents advertise their own, so it only
+//     bootstraps), its latencies at the single agent's rate and its
+//     /metrics summed over the agents.
 //
 // Phases of one scenario against one target (Barge, then kfake):
 //

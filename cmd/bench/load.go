@@ -99,9 +99,9 @@ func producerOpts(l Load) ([]kgo.Opt, error) {
 	return opts, nil
 }
 
-// newDriver creates the topic and starts the tail consumers at offset 0 of
-// the empty topic.
-func newDriver(ctx context.Context, l Load, seeds []string, topic string) (*driver, error) {
+// newDriver creates the topic, runs settle (when not nil) and starts the
+// producer clients and the tail consumers at offset 0 of the empty topic.
+func newDriver(ctx context.Context, l Load, seeds []string, topic string, settle func(ctx context.Context, topic string) error) (*driver, error) {
 	if l.RecordSize < 8 {
 		return nil, errors.New("record size must be at least 8 bytes")
 	}
@@ -123,6 +123,11 @@ func newDriver(ctx context.Context, l Load, seeds []string, topic string) (*driv
 	admin.Close()
 	if err != nil {
 		return nil, fmt.Errorf("create topic %s (%d partitions): %w", topic, l.Partitions, err)
+	}
+	if settle != nil {
+		if err := settle(ctx, topic); err != nil {
+			return nil, err
+		}
 	}
 
 	popts, err := producerOpts(l)

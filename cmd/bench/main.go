@@ -44,11 +44,12 @@ func main() {
 		flush      = flag.Duration("flush-interval", 0, "agent --flush-interval (custom scenario)")
 		linger     = flag.Duration("linger", 0, "producer linger (custom scenario; default franz-go's 10ms)")
 		rate       = flag.Float64("rate", -1, "MB/s to produce, 0 for as fast as acknowledged (custom scenario)")
+		fleet      = flag.Int("fleet", -1, "also run the load against this many agents behind HAProxy, 0 for none (custom scenario)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: bench [flags]\n\nWithout load flags it runs the standard scenarios (%s).\n"+
 			"Any load flag (-record-size, -partitions, -producers, -consumers, -acks, -compression,\n"+
-			"-flush-interval, -rate) runs one custom scenario instead, starting from 1KiB-64p.\n\n",
+			"-flush-interval, -linger, -rate, -fleet) runs one custom scenario instead, starting from 1KiB-64p.\n\n",
 			strings.Join(scenarioNames(), ", "))
 		flag.PrintDefaults()
 	}
@@ -66,7 +67,7 @@ func main() {
 	custom := false
 	flag.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "record-size", "partitions", "producers", "consumers", "acks", "compression", "flush-interval", "rate", "linger":
+		case "record-size", "partitions", "producers", "consumers", "acks", "compression", "flush-interval", "rate", "linger", "fleet":
 			custom = true
 		}
 	})
@@ -99,6 +100,9 @@ func main() {
 		}
 		if *rate >= 0 {
 			sc.RateMBps = *rate
+		}
+		if *fleet >= 0 {
+			sc.Fleet = *fleet
 		}
 		scenarios = []Scenario{sc}
 	} else if *only != "" {
@@ -196,6 +200,9 @@ func standardScenarios() []Scenario {
 		{Name: "flush-5ms", Load: base, FlushInterval: 5 * time.Millisecond, RateMBps: 8},
 		{Name: "flush-50ms", Load: base, FlushInterval: 50 * time.Millisecond, RateMBps: 8},
 		{Name: "flush-250ms", Load: base, FlushInterval: 250 * time.Millisecond, RateMBps: 8},
+		// 1KiB-64p again, and the same load against three agents behind
+		// HAProxy beside it.
+		{Name: "fleet-3", Load: base, FlushInterval: 250 * time.Millisecond, Fleet: 3},
 	}
 }
 

@@ -91,6 +91,33 @@ func (m Metrics) Sub(base Metrics) Metrics {
 	return out
 }
 
+// SumMetrics adds scrapes series by series: a fleet's counters and
+// histogram buckets as if one process had counted them all (a series that
+// only some scrapes have counts 0 in the others). Quantile of the sum is
+// the quantile over every agent's observations.
+func SumMetrics(ms ...Metrics) Metrics {
+	out := Metrics{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] += v
+		}
+	}
+	return out
+}
+
+// ScrapeAll scrapes every address and sums the scrapes (SumMetrics).
+func ScrapeAll(addrs ...string) (Metrics, error) {
+	ms := make([]Metrics, 0, len(addrs))
+	for _, a := range addrs {
+		m, err := Scrape(a)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
+	}
+	return SumMetrics(ms...), nil
+}
+
 // Scrape fetches http://addr/metrics.
 func Scrape(addr string) (Metrics, error) {
 	c := &http.Client{Timeout: 10 * time.Second}

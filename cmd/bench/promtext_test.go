@@ -103,3 +103,67 @@ barge_request_seconds_bucket{api="fetch",le="+Inf"} 5
 		}
 	}
 }
+
+func TestSumMetricsOverAgents(t *testing.T) {
+	a := Metrics{
+		`barge_segment_reads_total{kind="range"}`: 0,
+		`barge_segment_reads_total{kind="whole"}`: 2,
+		`barge_flush_seconds_bucket{le="0.1"}`:    10,
+		`barge_flush_seconds_bucket{le="+Inf"}`:   10,
+		"process_cpu_seconds_total":               1.5,
+	}
+	b := Metrics{
+		`barge_segment_reads_total{kind="whole"}`: 3,
+		`barge_flush_seconds_bucket{le="0.1"}`:    0,
+		`barge_flush_seconds_bucket{le="+Inf"}`:   10,
+		"process_cpu_seconds_total":               2,
+		"only_here":                               7, // a series one agent lacks counts 0 there
+	}
+	sum := SumMetrics(a, b, Metrics{})
+	for name, want := range map[string]float64{
+		"barge_segment_reads_total": 5,
+		"process_cpu_seconds_total": 3.5,
+		"only_here":                 7,
+	} {
+		if got := sum.Sum(name); got != want {
+			t.Errorf("Sum(%s) = %v, want %v", name, got, want)
+		}
+	}
+	// The quantile of the sum is over every agent's observations: half of
+	// the 20 are at most 0.1 s, the other half in +Inf.
+	if got := sum.Quantile(0.5, "barge_flush_seconds"); got != 0.1 {
+		t.Errorf("median of the summed histogram = %v, want 0.1", got)
+	}
+	if got := sum.Quantile(0.9, "barge_flush_seconds"); got != 0.1 {
+		t.Errorf("p90 of the summed histogram = %v, want 0.1 (the highest finite bound)", got)
+	}
+	// Deltas of sums are sums of deltas.
+	later := SumMetrics(Metrics{"process_cpu_seconds_total": 2}, Metrics{"process_cpu_seconds_total": 4})
+	if d := later.Sub(sum).Sum("process_cpu_seconds_total"); d != 2.5 {
+		t.Errorf("delta %v, want 2.5", d)
+	}
+	if len(a) != 5 || a["process_cpu_seconds_total"] != 1.5 {
+		t.Errorf("SumMetrics changed its input: %v", a)
+	}
+	if n := len(SumMetrics()); n != 0 {
+		t.Errorf("sum of nothing has %d series", n)
+	}
+}
+
+func TestPerGiB(t *testing.T) {
+	for _, c := range []struct {
+		n     float64
+		bytes int64
+		want  float64
+	}{
+		{3, 1 << 30, 3},
+		{3, 1 << 29, 6},
+		{0, 1 << 30, 0},
+		{5, 0, 0},  // nothing produced: no rate, not +Inf
+		{5, -1, 0}, // a counter reset between scrapes
+	} {
+		if got := perGiB(c.n, c.bytes); got != c.want {
+			t.Errorf("perGiB(%v, %d) = %v, want %v", c.n, c.bytes, got, c.want)
+		}
+	}
+}

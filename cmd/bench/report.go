@@ -51,10 +51,8 @@ func printScenario(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "raw bucket: %s objects, %d in flight: PUT %.1f MB/s (p50 %.1f ms, p99 %.1f ms), GET %.1f MB/s (p99 %.1f ms)\n",
 		size(l.Put.ObjectBytes), l.Put.Inflight, l.Put.MBps, l.Put.P50ms, l.Put.P99ms, l.Get.MBps, l.Get.P99ms)
 	if bk := b.Bucket; bk != nil {
-		fmt.Fprintf(w, "bucket: %.2f PUTs/s (%.2f segment + %.2f commit), %.1f PUTs/GiB, %.1f flushes/s of %s; "+
-			"%.1f GETs/s while producing (metadata polls), %d data GETs for tail reads (%d while saturating); catch-up %.1f GETs/s, %.0f GETs/GiB\n",
-			bk.PutsPerSec, bk.SegmentPutsPerSec, bk.MetaPutsPerSec, bk.PutsPerGiB, bk.FlushesPerSec, size(int64(bk.MeanFlushBytes)),
-			bk.GetsPerSec, bk.TailDataGets, bk.BurstDataGets, bk.CatchUpGetsPerSec, bk.CatchUpGetsPerGiB)
+		printBucket(w, "bucket", bk)
+		fmt.Fprintf(w, "; catch-up %.1f GETs/s, %.0f GETs/GiB\n", bk.CatchUpGetsPerSec, bk.CatchUpGetsPerGiB)
 	}
 	if in := b.Inside; in != nil {
 		fmt.Fprintf(w, "inside the agent: produce request p50 %.0f / p99 %.0f ms; seal→commit p50 %.0f / p99 %.0f ms; segment PUT p99 %.0f ms; commit PUT p99 %.0f ms\n",
@@ -63,6 +61,9 @@ func printScenario(w io.Writer, r *Result) {
 	if a := b.Agent; a != nil {
 		fmt.Fprintf(w, "agent: peak RSS %.0f MiB, %.1f CPU s/GiB produced (MinIO %.1f, clients %.1f; cores %.0f%% busy)\n",
 			a.PeakRSSMiB, a.CPUSecondsPerGiB, a.MinIOCPUSecondsPerGiB, a.ClientCPUSecondsPerGiB, 100*a.MachineCPUUse)
+	}
+	if r.Fleet != nil {
+		printFleet(w, r)
 	}
 	if !b.CatchUpComplete || !p.CatchUpComplete {
 		fmt.Fprintf(w, "catch-up stopped at the time limit: barge read %.0f MB, kfake %.0f MB\n", b.CatchUpMB, p.CatchUpMB)
@@ -75,37 +76,123 @@ func printScenario(w io.Writer, r *Result) {
 	}
 }
 
+// printBucket writes a bucket line without its end.
+func printBucket(w io.Writer, what string, bk *BucketFigures) {
+	fmt.Fprintf(w, "%s: %.2f PUTs/s (%.2f segment + %.2f commit, %.2f of them 412s), %.1f PUTs/GiB, %.1f flushes/s of %s; "+
+		"%.1f GETs/s while producing (metadata polls), %d data GETs for tail reads (%d while saturating), %d of them segment reads (%.1f/GiB)",
+		what, bk.PutsPerSec, bk.SegmentPutsPerSec, bk.MetaPutsPerSec, bk.MetaPutConflictsPerSec, bk.PutsPerGiB, bk.FlushesPerSec, size(int64(bk.MeanFlushBytes)),
+		bk.GetsPerSec, bk.TailDataGets, bk.BurstDataGets, bk.TailSegmentReads, bk.TailGetsPerGiB)
+}
+
+// printFleet writes the fleet beside the one agent: the same load, the
+// latencies at the same rate.
+func printFleet(w io.Writer, r *Result) {
+	o, f := &r.Barge, r.Fleet
+	fmt.Fprintf(w, "-- the same load against %d agents behind HAProxy (clients given only its address; agents advertise their own) --\n", r.Config.FleetAgents)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\tone agent\tfleet\tfleet/one\t")
+	row := func(name string, ov, fv float64, format string, zero bool) {
+		cell := func(v float64) string {
+			if v == 0 && !zero {
+				return "-"
+			}
+			return fmt.Sprintf(format, v)
+		}
+		rt := "-"
+		if ov > 0 {
+			rt = fmt.Sprintf("%.2f", fv/ov)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", name, cell(ov), cell(fv), rt)
+	}
+	row("produce MB/s", o.ProduceMBps, f.ProduceMBps, "%.1f", false)
+	row("produce records/s", o.ProduceRecPerSec, f.ProduceRecPerSec, "%.0f", false)
+	row("latencies at MB/s", o.LatencyMBps, f.LatencyMBps, "%.1f", false)
+	row("produce p50 ms", o.ProduceP50ms, f.ProduceP50ms, "%.1f", false)
+	row("produce p99 ms", o.ProduceP99ms, f.ProduceP99ms, "%.1f", false)
+	row("produce p999 ms", o.ProduceP999ms, f.ProduceP999ms, "%.1f", false)
+	row("end-to-end p50 ms", o.E2EP50ms, f.E2EP50ms, "%.1f", false)
+	row("end-to-end p99 ms", o.E2EP99ms, f.E2EP99ms, "%.1f", false)
+	row("tail consume MB/s", o.TailConsumeMBps, f.TailConsumeMBps, "%.1f", false)
+	if o.Bucket != nil && f.Bucket != nil {
+		row("tail GETs/GiB", o.Bucket.TailGetsPerGiB, f.Bucket.TailGetsPerGiB, "%.1f", true)
+		row("PUTs/s", o.Bucket.PutsPerSec, f.Bucket.PutsPerSec, "%.1f", false)
+		row("PUTs/GiB", o.Bucket.PutsPerGiB, f.Bucket.PutsPerGiB, "%.0f", false)
+	}
+	if o.Agent != nil && f.Agent != nil {
+		row("agent CPU s/GiB", o.Agent.CPUSecondsPerGiB, f.Agent.CPUSecondsPerGiB, "%.1f", false)
+		row("peak RSS MiB per agent", o.Agent.PeakRSSMiB, f.Agent.PeakRSSMiB, "%.0f", false)
+	}
+	tw.Flush()
+	if bk := f.Bucket; bk != nil {
+		printBucket(w, "fleet bucket, all agents", bk)
+		fmt.Fprintln(w)
+	}
+	if in := f.Inside; in != nil {
+		fmt.Fprintf(w, "inside the fleet's agents: produce request p50 %.0f / p99 %.0f ms; seal→commit p50 %.0f / p99 %.0f ms; segment PUT p99 %.0f ms; commit PUT p99 %.0f ms\n",
+			in.ProduceP50ms, in.ProduceP99ms, in.SealCommitP50ms, in.SealCommitP99ms, in.PutP99ms, in.CommitPutP99ms)
+	}
+	if a := f.Agent; a != nil {
+		fmt.Fprintf(w, "fleet: %.1f CPU s/GiB produced over %d agents (MinIO %.1f, clients %.1f; cores %.0f%% busy)\n",
+			a.CPUSecondsPerGiB, a.Agents, a.MinIOCPUSecondsPerGiB, a.ClientCPUSecondsPerGiB, 100*a.MachineCPUUse)
+	}
+	if f.ProduceErrors > 0 {
+		fmt.Fprintf(w, "fleet produce errors: %d\n", f.ProduceErrors)
+	}
+}
+
 // printSummary writes one row per scenario, the table the README shows.
 func printSummary(w io.Writer, rep *Report) {
 	fmt.Fprintf(w, "\n== summary (%d CPUs, %s) ==\n", rep.CPUs, rep.GoVersion)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tMB/s\tof raw PUT\tvs kfake\tp50 ms\tp99 ms\tp999 ms\te2e p99\tvs kfake\ttail MB/s\tcatch-up MB/s\tof raw GET\tPUT/s\tPUT/GiB\ttail GETs\tRSS MiB\tCPU s/GiB\ttargets\t")
+	fmt.Fprintln(tw, "scenario\tMB/s\tof raw PUT\tvs kfake\tp50 ms\tp99 ms\tp999 ms\te2e p99\tvs kfake\ttail MB/s\tcatch-up MB/s\tof raw GET\tPUT/s\tPUT/GiB\ttail GET/GiB\tRSS MiB\tCPU s/GiB\ttargets\t")
 	for _, r := range rep.Results {
-		b := r.Barge
-		var missed []string
+		var missed, fleetMissed []string
 		for _, t := range r.Targets {
-			if !t.Met {
+			switch {
+			case t.Met:
+			case strings.HasPrefix(t.Name, "fleet "):
+				fleetMissed = append(fleetMissed, strings.TrimPrefix(t.Name, "fleet "))
+			default:
 				missed = append(missed, t.Name)
 			}
 		}
-		verdict := "all met"
-		if len(missed) > 0 {
-			verdict = "missed: " + strings.Join(missed, ", ")
+		summaryRow(tw, r.Scenario, &r.Barge, r.Limit, &r.Peer, missed)
+		if r.Fleet != nil {
+			summaryRow(tw, fmt.Sprintf("%s ×%d", r.Scenario, r.Config.FleetAgents), r.Fleet, r.Limit, &r.Peer, fleetMissed)
 		}
-		var puts, perGiB, rss, cpu float64
-		var tailGets int64
-		if b.Bucket != nil {
-			puts, perGiB, tailGets = b.Bucket.PutsPerSec, b.Bucket.PutsPerGiB, b.Bucket.TailDataGets
-		}
-		if b.Agent != nil {
-			rss, cpu = b.Agent.PeakRSSMiB, b.Agent.CPUSecondsPerGiB
-		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%.2f\t%.2f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t%.1f\t%.2f\t%.1f\t%.0f\t%d\t%.0f\t%.1f\t%s\t\n",
-			r.Scenario, b.ProduceMBps, r.Ratios.ProduceOfRawPut, r.Ratios.ProduceVsPeer, b.ProduceP50ms, b.ProduceP99ms,
-			b.ProduceP999ms, b.E2EP99ms, r.Ratios.E2EP99VsPeer, b.TailConsumeMBps, b.CatchUpMBps, r.Ratios.CatchUpOfRawGet,
-			puts, perGiB, tailGets, rss, cpu, verdict)
 	}
 	tw.Flush()
+	for _, r := range rep.Results {
+		if r.Fleet == nil {
+			continue
+		}
+		fmt.Fprintf(w, "%s ×%d: the same load against %d agents behind HAProxy (RSS: the largest agent's; CPU: all agents')\n",
+			r.Scenario, r.Config.FleetAgents, r.Config.FleetAgents)
+	}
+}
+
+// summaryRow writes one broker's row of the summary: the one agent's, or a
+// fleet's, whose catch-up is not measured.
+func summaryRow(w io.Writer, name string, b *Figures, l Limit, p *Figures, missed []string) {
+	verdict := "all met"
+	if len(missed) > 0 {
+		verdict = "missed: " + strings.Join(missed, ", ")
+	}
+	var puts, perGiB, tailGets, rss, cpu float64
+	if b.Bucket != nil {
+		puts, perGiB, tailGets = b.Bucket.PutsPerSec, b.Bucket.PutsPerGiB, b.Bucket.TailGetsPerGiB
+	}
+	if b.Agent != nil {
+		rss, cpu = b.Agent.PeakRSSMiB, b.Agent.CPUSecondsPerGiB
+	}
+	catchUp, ofGet := "-", "-"
+	if b.CatchUpMBps > 0 {
+		catchUp, ofGet = fmt.Sprintf("%.1f", b.CatchUpMBps), fmt.Sprintf("%.2f", ratio(b.CatchUpMBps, l.Get.MBps))
+	}
+	fmt.Fprintf(w, "%s\t%.1f\t%.2f\t%.2f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\t%s\t%s\t%.1f\t%.0f\t%.1f\t%.0f\t%.1f\t%s\t\n",
+		name, b.ProduceMBps, ratio(b.ProduceMBps, l.Put.MBps), ratio(b.ProduceMBps, p.ProduceMBps), b.ProduceP50ms, b.ProduceP99ms,
+		b.ProduceP999ms, b.E2EP99ms, ratio(b.E2EP99ms, p.E2EP99ms), b.TailConsumeMBps, catchUp, ofGet,
+		puts, perGiB, tailGets, rss, cpu, verdict)
 }
 
 func size(n int64) string {

@@ -5,13 +5,16 @@ import "fmt"
 // Result is everything measured for one scenario; bench/results.json holds
 // one per scenario.
 type Result struct {
-	Scenario string   `json:"scenario"`
-	Config   Config   `json:"config"`
-	Barge    Figures  `json:"barge"`
-	Limit    Limit    `json:"limit"`
-	Peer     Figures  `json:"kfake"`
-	Ratios   Ratios   `json:"ratios"`
-	Targets  []Target `json:"targets"`
+	Scenario string  `json:"scenario"`
+	Config   Config  `json:"config"`
+	Barge    Figures `json:"barge"`
+	Limit    Limit   `json:"limit"`
+	Peer     Figures `json:"kfake"`
+	// Fleet is the same load against Config.FleetAgents agents behind a
+	// load balancer, for scenarios that have one.
+	Fleet   *Figures `json:"fleet,omitempty"`
+	Ratios  Ratios   `json:"ratios"`
+	Targets []Target `json:"targets"`
 }
 
 // Config is the scenario as run.
@@ -26,12 +29,14 @@ type Config struct {
 	RateMBps        float64 `json:"rate_mb_per_s"` // 0: as fast as the broker answers
 	ProduceSeconds  float64 `json:"produce_seconds"`
 	LatencySeconds  float64 `json:"latency_seconds"`
+	FleetAgents     int     `json:"fleet_agents,omitempty"` // agents of the fleet measured beside the one
 }
 
 func configOf(sc Scenario, t Timing) Config {
 	c := Config{RecordSize: sc.Load.RecordSize, Partitions: sc.Load.Partitions, Producers: sc.Load.Producers,
 		Consumers: sc.Load.Consumers, Acks: sc.Load.Acks, Compression: sc.Load.Compression,
-		FlushIntervalMs: ms(sc.FlushInterval), RateMBps: sc.RateMBps, ProduceSeconds: t.Produce.Seconds()}
+		FlushIntervalMs: ms(sc.FlushInterval), RateMBps: sc.RateMBps, ProduceSeconds: t.Produce.Seconds(),
+		FleetAgents: sc.Fleet}
 	if sc.saturating() {
 		c.LatencySeconds = t.Latency.Seconds()
 	}
@@ -66,15 +71,27 @@ type Figures struct {
 	windowSeconds float64
 }
 
-// BucketFigures are the agent's own object-store counters.
+// BucketFigures are the agent's own object-store counters (a fleet's
+// summed over its agents).
 type BucketFigures struct {
 	SegmentPutsPerSec float64 `json:"segment_puts_per_s"` // op=put: segment objects (and snapshots)
-	MetaPutsPerSec    float64 `json:"meta_puts_per_s"`    // op=put_if_absent: metadata-log commits
-	PutsPerSec        float64 `json:"puts_per_s"`         // both
-	PutsPerGiB        float64 `json:"puts_per_gib"`       // both, per GiB produced
-	GetsPerSec        float64 `json:"gets_per_s"`         // while producing, including metadata-log polls
-	TailDataGets      int64   `json:"tail_data_gets"`     // segment reads (and entries read) while serving tail consumers
-	BurstDataGets     int64   `json:"burst_data_gets"`    // the same during the saturating phase, where consumers may lag
+	MetaPutsPerSec    float64 `json:"meta_puts_per_s"`    // op=put_if_absent: metadata-log commits, lost races included
+	// Conditional PUTs that found the log slot taken (412: another agent
+	// appended first, or a retry found its own earlier attempt); a fleet's
+	// agents race for every slot.
+	MetaPutConflictsPerSec float64 `json:"meta_put_conflicts_per_s"`
+	PutsPerSec             float64 `json:"puts_per_s"`      // both
+	PutsPerGiB             float64 `json:"puts_per_gib"`    // both, per GiB produced
+	GetsPerSec             float64 `json:"gets_per_s"`      // while producing, including metadata-log polls
+	TailDataGets           int64   `json:"tail_data_gets"`  // segment reads (and entries read) while serving tail consumers
+	BurstDataGets          int64   `json:"burst_data_gets"` // the same during the saturating phase, where consumers may lag
+	// Segment reads (barge_segment_reads_total: whole or ranged GETs of
+	// segment data for fetches that missed the cache; metadata-log reads
+	// are not counted) over the same window as TailDataGets, and per GiB
+	// acknowledged in it. In a fleet TailDataGets also counts the log
+	// entries each agent reads of the others' commits; these do not.
+	TailSegmentReads  int64   `json:"tail_segment_reads"`
+	TailGetsPerGiB    float64 `json:"tail_gets_per_gib"`
 	CatchUpGetsPerSec float64 `json:"catchup_gets_per_s"`
 	CatchUpGetsPerGiB float64 `json:"catchup_gets_per_gib"`
 	MeanFlushBytes    float64 `json:"mean_flush_bytes"`
@@ -92,8 +109,10 @@ type InsideFigures struct {
 	CommitPutP99ms  float64 `json:"commit_put_p99_ms"`
 }
 
-// AgentFigures are the agent process's own costs while producing.
+// AgentFigures are the agent process's own costs while producing (a
+// fleet's: the largest peak RSS of one agent, CPU summed over all).
 type AgentFigures struct {
+	Agents           int     `json:"agents"`
 	PeakRSSMiB       float64 `json:"peak_rss_mib"`
 	CPUSecondsPerGiB float64 `json:"cpu_seconds_per_gib"`
 	// Who else used the machine in the same window, per GiB produced: the
@@ -118,6 +137,10 @@ type Ratios struct {
 	E2EP99VsPeer     float64 `json:"e2e_p99_vs_kfake"`
 	TailVsPeer       float64 `json:"tail_consume_vs_kfake"`
 	CatchUpVsPeer    float64 `json:"catchup_vs_kfake"`
+	// The fleet beside the one agent (fleet ÷ one), for scenarios with one.
+	FleetProduceVsOne    float64 `json:"fleet_produce_mb_per_s_vs_one,omitempty"`
+	FleetProduceP99VsOne float64 `json:"fleet_produce_p99_vs_one,omitempty"`
+	FleetE2EP99VsOne     float64 `json:"fleet_e2e_p99_vs_one,omitempty"`
 }
 
 // Target is one acceptance target, reported, never asserted.
@@ -192,6 +215,19 @@ func (r *Result) evaluate(sc Scenario) {
 			Target{Name: "tail gets", Rule: "data GETs while serving tail reads = 0",
 				Got: float64(b.Bucket.TailDataGets), Limit: 0, Met: b.Bucket.TailDataGets == 0})
 	}
+	if fl := r.Fleet; fl != nil {
+		r.Ratios.FleetProduceVsOne = ratio(fl.ProduceMBps, b.ProduceMBps)
+		r.Ratios.FleetProduceP99VsOne = ratio(fl.ProduceP99ms, b.ProduceP99ms)
+		r.Ratios.FleetE2EP99VsOne = ratio(fl.E2EP99ms, b.E2EP99ms)
+		r.Targets = append(r.Targets, Target{Name: "fleet latency", Rule: "fleet produce p99 ≤ flush interval + 2 × raw PUT p99 (ms)",
+			Got: fl.ProduceP99ms, Limit: lim, Met: fl.ProduceP99ms <= lim})
+		if fl.Bucket != nil {
+			// Segment reads, not TailDataGets: each agent of a fleet
+			// GETs the log entries of the others' commits.
+			r.Targets = append(r.Targets, Target{Name: "fleet tail gets", Rule: "fleet segment reads per GiB while serving tail reads = 0",
+				Got: fl.Bucket.TailGetsPerGiB, Limit: 0, Met: fl.Bucket.TailSegmentReads == 0})
+		}
+	}
 }
 
 func (t Target) String() string {
@@ -199,5 +235,5 @@ func (t Target) String() string {
 	if !t.Met {
 		verdict = "MISSED"
 	}
-	return fmt.Sprintf("%-10s %-52s got %9.2f limit %9.2f  %s", t.Name, t.Rule, t.Got, t.Limit, verdict)
+	return fmt.Sprintf("%-15s %-58s got %9.2f limit %9.2f  %s", t.Name, t.Rule, t.Got, t.Limit, verdict)
 }

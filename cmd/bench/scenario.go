@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/bargehq/barge/internal/harness"
 	"github.com/bargehq/barge/pkg/objstore"
@@ -25,6 +27,9 @@ type Scenario struct {
 	Load          Load
 	FlushInterval time.Duration
 	RateMBps      float64 // 0: produce as fast as the broker answers
+	// Fleet, when nonzero, also runs the same load against that many
+	// agents behind a load balancer (runFleet), beside the one agent.
+	Fleet int
 }
 
 // Timing says how long each phase runs.
@@ -65,6 +70,14 @@ func (b *bench) run(ctx context.Context, sc Scenario) (*Result, error) {
 	latRate, err := b.runBarge(ctx, sc, storeURL, res)
 	if err != nil {
 		return nil, fmt.Errorf("barge: %w", err)
+	}
+
+	if sc.Fleet > 0 {
+		b.log.Info("fleet", "scenario", sc.Name, "agents", sc.Fleet)
+		res.Fleet = &Figures{}
+		if err := b.runFleet(ctx, sc, latRate, res.Fleet); err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
 	}
 
 	b.log.Info("raw bucket", "scenario", sc.Name, "object_bytes", int64(res.Barge.Bucket.MeanFlushBytes))
@@ -129,9 +142,23 @@ func (b *bench) produceAll(ctx context.Context, d *driver, sc Scenario, latRate 
 	return latRate, nil
 }
 
-func (b *bench) runBarge(ctx context.Context, sc Scenario, storeURL string, res *Result) (float64, error) {
-	cfg := harness.AgentConfig{Binary: b.agentBin, Store: storeURL, FlushInterval: sc.FlushInterval, Env: b.minio.Env(),
+// brokers is what one Barge measurement drives: one agent, or a fleet of
+// agents that the clients reach only through seeds (a load balancer).
+type brokers struct {
+	agents []*harness.Agent
+	seeds  []string
+	// settle, when set, runs after the topic is created and before any
+	// producer or consumer starts.
+	settle func(ctx context.Context, topic string) error
+}
+
+func (b *bench) agentConfig(sc Scenario, storeURL string) harness.AgentConfig {
+	return harness.AgentConfig{Binary: b.agentBin, Store: storeURL, FlushInterval: sc.FlushInterval, Env: b.minio.Env(),
 		Args: []string{"--log-level", "warn"}}
+}
+
+func (b *bench) runBarge(ctx context.Context, sc Scenario, storeURL string, res *Result) (float64, error) {
+	cfg := b.agentConfig(sc, storeURL)
 	if b.profileDir != "" {
 		cfg.Args = append(cfg.Args, "--pprof")
 	}
@@ -141,95 +168,11 @@ func (b *bench) runBarge(ctx context.Context, sc Scenario, storeURL string, res 
 	}
 	defer func() { agent.Kill(); os.RemoveAll(agent.Dir) }()
 	topic := "bench-" + sc.Name
-	d, err := newDriver(ctx, sc.Load, []string{agent.Addr}, topic)
-	if err != nil {
-		return 0, err
-	}
-	defer d.close()
-
-	scrapes := map[string]Metrics{}
-	cpuMarks := map[string]cpuMark{}
-	var scrapeErr error
-	mark := func(phase string, open bool) {
-		key := phase + map[bool]string{true: ".open", false: ".close"}[open]
-		m, err := Scrape(agent.HTTPAddr)
-		if err != nil && scrapeErr == nil {
-			scrapeErr = err
-		}
-		scrapes[key] = m
-		cpuMarks[key] = cpuMark{minio: procCPUOrZero(b.minio.Pid()), self: selfCPU()}
-		if b.profileDir != "" && phase == "produce" {
-			b.profile(agent.HTTPAddr, sc.Name, open)
-		}
-	}
 	f := &res.Barge
-	latRate, err := b.produceAll(ctx, d, sc, 0, f, mark)
+	latRate, err := b.measure(ctx, sc, brokers{agents: []*harness.Agent{agent}, seeds: []string{agent.Addr}}, topic, 0, f)
 	if err != nil {
 		return 0, err
 	}
-	// Tail reads: wait until the consumers have everything, then count the
-	// data GETs the agent made since the first window opened.
-	produced := d.acked.Load()
-	if !d.waitConsumed(ctx, produced, 60*time.Second) {
-		b.log.Warn("tail consumers did not catch up", "consumed", d.consumed.Load(), "produced", produced)
-	}
-	mark("tail", false)
-	if scrapeErr != nil {
-		return 0, scrapeErr
-	}
-	rss, err := harness.PeakRSS(agent.Pid())
-	if err != nil {
-		return 0, err
-	}
-	tpw := scrapes["produce.close"].Sub(scrapes["produce.open"])
-	tailFrom := "produce.open"
-	if sc.saturating() {
-		tailFrom = "latency.open"
-	}
-	tail := scrapes["tail.close"].Sub(scrapes[tailFrom])
-	dataGets := func(m Metrics) int64 {
-		return int64(m.Sum("barge_objstore_requests_total", `op="get_range"`) + m.Sum("barge_objstore_requests_total", `op="get"`, `result="ok"`))
-	}
-	gib := float64(f.windowBytes) / (1 << 30)
-	bk := &BucketFigures{
-		SegmentPutsPerSec: tpw.Sum("barge_objstore_requests_total", `op="put"`) / f.windowSeconds,
-		MetaPutsPerSec:    tpw.Sum("barge_objstore_requests_total", `op="put_if_absent"`) / f.windowSeconds,
-		GetsPerSec:        (tpw.Sum("barge_objstore_requests_total", `op="get"`) + tpw.Sum("barge_objstore_requests_total", `op="get_range"`)) / f.windowSeconds,
-		TailDataGets:      dataGets(tail),
-		BurstDataGets:     dataGets(tpw),
-	}
-	bk.PutsPerSec = bk.SegmentPutsPerSec + bk.MetaPutsPerSec
-	if gib > 0 {
-		bk.PutsPerGiB = bk.PutsPerSec * f.windowSeconds / gib
-	}
-	if n := tpw.Sum("barge_flush_bytes_count"); n > 0 {
-		bk.MeanFlushBytes = tpw.Sum("barge_flush_bytes_sum") / n
-		bk.FlushesPerSec = n / f.windowSeconds
-	}
-	f.Bucket = bk
-	latFrom, latTo := "produce.open", "produce.close"
-	if sc.saturating() {
-		latFrom, latTo = "latency.open", "latency.close"
-	}
-	lw := scrapes[latTo].Sub(scrapes[latFrom])
-	f.Inside = &InsideFigures{
-		ProduceP50ms:    1000 * lw.Quantile(0.5, "barge_request_seconds", `api="Produce"`),
-		ProduceP99ms:    1000 * lw.Quantile(0.99, "barge_request_seconds", `api="Produce"`),
-		SealCommitP50ms: 1000 * lw.Quantile(0.5, "barge_flush_seconds"),
-		SealCommitP99ms: 1000 * lw.Quantile(0.99, "barge_flush_seconds"),
-		PutP99ms:        1000 * lw.Quantile(0.99, "barge_objstore_request_seconds", `op="put"`),
-		CommitPutP99ms:  1000 * lw.Quantile(0.99, "barge_objstore_request_seconds", `op="put_if_absent"`),
-	}
-	ag := &AgentFigures{PeakRSSMiB: float64(rss) / (1 << 20)}
-	if gib > 0 {
-		ag.CPUSecondsPerGiB = tpw.Sum("process_cpu_seconds_total") / gib
-		ag.MinIOCPUSecondsPerGiB = (cpuMarks["produce.close"].minio - cpuMarks["produce.open"].minio) / gib
-		ag.ClientCPUSecondsPerGiB = (cpuMarks["produce.close"].self - cpuMarks["produce.open"].self) / gib
-		ag.MachineCPUUse = (tpw.Sum("process_cpu_seconds_total") + cpuMarks["produce.close"].minio - cpuMarks["produce.open"].minio +
-			cpuMarks["produce.close"].self - cpuMarks["produce.open"].self) / f.windowSeconds / float64(runtime.NumCPU())
-	}
-	f.Agent = ag
-	d.close()
 
 	// Cold catch-up through a fresh agent: nothing of the topic is cached.
 	want, err := endOffsets(ctx, []string{agent.Addr}, topic)
@@ -259,11 +202,202 @@ func (b *bench) runBarge(ctx context.Context, sc Scenario, storeURL string, res 
 	f.fromCatchUp(cu)
 	dm := m1.Sub(m0)
 	gets := dm.Sum("barge_objstore_requests_total", `op="get"`) + dm.Sum("barge_objstore_requests_total", `op="get_range"`)
-	bk.CatchUpGetsPerSec = gets / cu.Seconds
-	if cu.Bytes > 0 {
-		bk.CatchUpGetsPerGiB = gets / (float64(cu.Bytes) / (1 << 30))
-	}
+	f.Bucket.CatchUpGetsPerSec = gets / cu.Seconds
+	f.Bucket.CatchUpGetsPerGiB = perGiB(gets, cu.Bytes)
 	return latRate, nil
+}
+
+// runFleet runs the scenario's load against sc.Fleet agents on a fresh
+// bucket behind a real HAProxy, the clients given only its address. The
+// agents advertise their own addresses (direct mode), so the load balancer
+// only bootstraps: after one Metadata each client talks to each
+// partition's leader. Latencies are measured at latRate records/s, the
+// rate the single agent's were, so that the two compare at the same load.
+// There is no catch-up phase: the single agent's measures the bucket.
+func (b *bench) runFleet(ctx context.Context, sc Scenario, latRate float64, f *Figures) error {
+	_, storeURL, err := b.minio.CreateBucket()
+	if err != nil {
+		return err
+	}
+	agents, lb, err := harness.LaunchFleet(sc.Fleet, b.agentConfig(sc, storeURL))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		lb.Close()
+		for _, a := range agents {
+			a.Kill()
+			os.RemoveAll(a.Dir)
+		}
+	}()
+	settle := func(ctx context.Context, topic string) error {
+		return waitFleetAgrees(ctx, agents, topic, time.Minute)
+	}
+	_, err = b.measure(ctx, sc, brokers{agents: agents, seeds: []string{lb.Addr()}, settle: settle}, "bench-"+sc.Name, latRate, f)
+	return err
+}
+
+// measure creates the topic, runs the produce phases (produceAll) and the
+// tail read against br, and fills f from what the clients saw and from the
+// agents' /metrics, summed over all of them, as deltas between scrapes at
+// the phase boundaries. It returns the rate the latencies were measured at.
+func (b *bench) measure(ctx context.Context, sc Scenario, br brokers, topic string, latRate float64, f *Figures) (float64, error) {
+	d, err := newDriver(ctx, sc.Load, br.seeds, topic, br.settle)
+	if err != nil {
+		return 0, err
+	}
+	defer d.close()
+	var addrs []string
+	for _, a := range br.agents {
+		addrs = append(addrs, a.HTTPAddr)
+	}
+	profile := b.profileDir != "" && len(br.agents) == 1
+
+	scrapes := map[string]Metrics{}
+	cpuMarks := map[string]cpuMark{}
+	acked := map[string]int64{} // bytes acknowledged by then
+	var scrapeErr error
+	mark := func(phase string, open bool) {
+		key := phase + map[bool]string{true: ".open", false: ".close"}[open]
+		m, err := ScrapeAll(addrs...)
+		if err != nil && scrapeErr == nil {
+			scrapeErr = err
+		}
+		scrapes[key] = m
+		cpuMarks[key] = cpuMark{minio: procCPUOrZero(b.minio.Pid()), self: selfCPU()}
+		acked[key] = d.ackedBytes.Load()
+		if profile && phase == "produce" {
+			b.profile(addrs[0], sc.Name, open)
+		}
+	}
+	latRate, err = b.produceAll(ctx, d, sc, latRate, f, mark)
+	if err != nil {
+		return 0, err
+	}
+	// Tail reads: wait until the consumers have everything, then count the
+	// data GETs the agents made since the first window opened.
+	produced := d.acked.Load()
+	if !d.waitConsumed(ctx, produced, 60*time.Second) {
+		b.log.Warn("tail consumers did not catch up", "consumed", d.consumed.Load(), "produced", produced)
+	}
+	mark("tail", false)
+	if scrapeErr != nil {
+		return 0, scrapeErr
+	}
+	var rss int64
+	for _, a := range br.agents {
+		r, err := harness.PeakRSS(a.Pid())
+		if err != nil {
+			return 0, err
+		}
+		rss = max(rss, r)
+	}
+	tpw := scrapes["produce.close"].Sub(scrapes["produce.open"])
+	tailFrom := "produce.open"
+	if sc.saturating() {
+		tailFrom = "latency.open"
+	}
+	tail := scrapes["tail.close"].Sub(scrapes[tailFrom])
+	dataGets := func(m Metrics) int64 {
+		return int64(m.Sum("barge_objstore_requests_total", `op="get_range"`) + m.Sum("barge_objstore_requests_total", `op="get"`, `result="ok"`))
+	}
+	gib := float64(f.windowBytes) / (1 << 30)
+	bk := &BucketFigures{
+		SegmentPutsPerSec:      tpw.Sum("barge_objstore_requests_total", `op="put"`) / f.windowSeconds,
+		MetaPutsPerSec:         tpw.Sum("barge_objstore_requests_total", `op="put_if_absent"`) / f.windowSeconds,
+		MetaPutConflictsPerSec: tpw.Sum("barge_objstore_requests_total", `op="put_if_absent"`, `result="exists"`) / f.windowSeconds,
+		GetsPerSec:             (tpw.Sum("barge_objstore_requests_total", `op="get"`) + tpw.Sum("barge_objstore_requests_total", `op="get_range"`)) / f.windowSeconds,
+		TailDataGets:           dataGets(tail),
+		BurstDataGets:          dataGets(tpw),
+		TailSegmentReads:       int64(tail.Sum("barge_segment_reads_total")),
+	}
+	bk.TailGetsPerGiB = perGiB(float64(bk.TailSegmentReads), acked["tail.close"]-acked[tailFrom])
+	bk.PutsPerSec = bk.SegmentPutsPerSec + bk.MetaPutsPerSec
+	if gib > 0 {
+		bk.PutsPerGiB = bk.PutsPerSec * f.windowSeconds / gib
+	}
+	if n := tpw.Sum("barge_flush_bytes_count"); n > 0 {
+		bk.MeanFlushBytes = tpw.Sum("barge_flush_bytes_sum") / n
+		bk.FlushesPerSec = n / f.windowSeconds
+	}
+	f.Bucket = bk
+	latFrom, latTo := "produce.open", "produce.close"
+	if sc.saturating() {
+		latFrom, latTo = "latency.open", "latency.close"
+	}
+	lw := scrapes[latTo].Sub(scrapes[latFrom])
+	f.Inside = &InsideFigures{
+		ProduceP50ms:    1000 * lw.Quantile(0.5, "barge_request_seconds", `api="Produce"`),
+		ProduceP99ms:    1000 * lw.Quantile(0.99, "barge_request_seconds", `api="Produce"`),
+		SealCommitP50ms: 1000 * lw.Quantile(0.5, "barge_flush_seconds"),
+		SealCommitP99ms: 1000 * lw.Quantile(0.99, "barge_flush_seconds"),
+		PutP99ms:        1000 * lw.Quantile(0.99, "barge_objstore_request_seconds", `op="put"`),
+		CommitPutP99ms:  1000 * lw.Quantile(0.99, "barge_objstore_request_seconds", `op="put_if_absent"`),
+	}
+	ag := &AgentFigures{Agents: len(br.agents), PeakRSSMiB: float64(rss) / (1 << 20)}
+	if gib > 0 {
+		ag.CPUSecondsPerGiB = tpw.Sum("process_cpu_seconds_total") / gib
+		ag.MinIOCPUSecondsPerGiB = (cpuMarks["produce.close"].minio - cpuMarks["produce.open"].minio) / gib
+		ag.ClientCPUSecondsPerGiB = (cpuMarks["produce.close"].self - cpuMarks["produce.open"].self) / gib
+		ag.MachineCPUUse = (tpw.Sum("process_cpu_seconds_total") + cpuMarks["produce.close"].minio - cpuMarks["produce.open"].minio +
+			cpuMarks["produce.close"].self - cpuMarks["produce.open"].self) / f.windowSeconds / float64(runtime.NumCPU())
+	}
+	f.Agent = ag
+	return latRate, nil
+}
+
+// perGiB is n per GiB of bytes (0 when bytes is not positive).
+func perGiB(n float64, bytes int64) float64 {
+	if bytes <= 0 {
+		return 0
+	}
+	return n / (float64(bytes) / (1 << 30))
+}
+
+// waitFleetAgrees waits until every agent, asked itself, knows topic and
+// lists all of the agents as brokers: from then on they name the same
+// leader for each partition (rendezvous over the same members), so the
+// clients that start next meet on the leaders.
+func waitFleetAgrees(ctx context.Context, agents []*harness.Agent, topic string, timeout time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, a := range agents {
+		for {
+			n, err := brokersSeen(wctx, a.Addr, topic)
+			if err == nil && n == len(agents) {
+				break
+			}
+			if wctx.Err() != nil {
+				return fmt.Errorf("%s did not list %d agents and know %s within %v (last: %d brokers, %v)", a, len(agents), topic, timeout, n, err)
+			}
+			sleep(wctx, 50*time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// brokersSeen asks the agent at addr itself (not whichever broker a client
+// would pick) for topic's metadata and returns how many brokers it lists.
+func brokersSeen(ctx context.Context, addr, topic string) (int, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, mt)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(rctx, cl.SeedBrokers()[0])
+	if err != nil {
+		return 0, err
+	}
+	if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
+		return len(resp.Brokers), fmt.Errorf("metadata of %s: %v", topic, kerr.ErrorForCode(resp.Topics[0].ErrorCode))
+	}
+	return len(resp.Brokers), nil
 }
 
 func (b *bench) runPeer(ctx context.Context, sc Scenario, latRate float64, res *Result) error {
@@ -274,7 +408,7 @@ func (b *bench) runPeer(ctx context.Context, sc Scenario, latRate float64, res *
 	defer c.Close()
 	seeds := c.ListenAddrs()
 	topic := "bench-" + sc.Name
-	d, err := newDriver(ctx, sc.Load, seeds, topic)
+	d, err := newDriver(ctx, sc.Load, seeds, topic, nil)
 	if err != nil {
 		return err
 	}

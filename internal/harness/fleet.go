@@ -2,7 +2,11 @@ package harness
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"sync"
 	"testing"
+	"time"
 )
 
 // Fleet starts a load balancer, then n agents on backend's bucket (each
@@ -49,4 +53,44 @@ func fleet(t testing.TB, lb *LoadBalancer, n int, backend Backend, cfg AgentConf
 	}
 	lb.SetBackends(t, agents...)
 	return agents, lb
+}
+
+// LaunchFleet is Fleet for programs that are not tests (cmd/bench): n
+// agents launched concurrently with cfg (its Store and Env as given; an
+// empty Binary builds ./cmd/agent), then a load balancer in front of them,
+// returned once HAProxy sees every agent UP. It registers no cleanup: the
+// caller kills the agents, removes their Dirs and closes the load balancer
+// (Shutdown kills one left running). On error nothing is left running.
+func LaunchFleet(n int, cfg AgentConfig) ([]*Agent, *LoadBalancer, error) {
+	agents := make([]*Agent, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range agents {
+		wg.Add(1)
+		go func() { defer wg.Done(); agents[i], errs[i] = LaunchAgent(cfg) }()
+	}
+	wg.Wait()
+	kill := func() {
+		for _, a := range agents {
+			if a != nil {
+				a.Kill()
+				os.RemoveAll(a.Dir)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		kill()
+		return nil, nil, fmt.Errorf("fleet: %w", err)
+	}
+	lb, err := LaunchLoadBalancer(agents...)
+	if err != nil {
+		kill()
+		return nil, nil, err
+	}
+	if err := lb.WaitUp(30*time.Second, agents...); err != nil {
+		lb.Close()
+		kill()
+		return nil, nil, err
+	}
+	return agents, lb, nil
 }

@@ -435,6 +435,26 @@ func (lb *LoadBalancer) WaitState(t testing.TB, a *Agent, up bool) {
 	}
 }
 
+// WaitUp is WaitState(up) for programs that are not tests: it waits until
+// HAProxy sees every one of agents UP after a passing check, or returns an
+// error once timeout has passed.
+func (lb *LoadBalancer) WaitUp(timeout time.Duration, agents ...*Agent) error {
+	deadline := time.Now().Add(timeout)
+	for _, a := range agents {
+		for {
+			st, err := lb.State(a)
+			if err == nil && st.Status == "UP" && st.Check == "L7OK" {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("load balancer: haproxy does not see %s UP within %v (last %+v, %v)", a, timeout, st, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
 // Close kills every HAProxy process of this load balancer.
 func (lb *LoadBalancer) Close() {
 	for _, p := range lb.old {

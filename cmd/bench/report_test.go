@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fleetResult is a fleet scenario's result as the bench fills it.
+func fleetResult() (*Result, Scenario) {
+	sc := Scenario{Name: "fleet-3", Load: Load{RecordSize: 1024, Partitions: 64, Producers: 4, Consumers: 2, Acks: "all"},
+		FlushInterval: 250 * time.Millisecond, Fleet: 3}
+	one := Figures{ProduceMBps: 90, ProduceP99ms: 700, E2EP99ms: 650, CatchUpMBps: 40, CatchUpComplete: true,
+		Bucket: &BucketFigures{PutsPerSec: 17}, Agent: &AgentFigures{Agents: 1, PeakRSSMiB: 1000, CPUSecondsPerGiB: 5}}
+	fleet := &Figures{ProduceMBps: 60, ProduceP99ms: 900, E2EP99ms: 975,
+		Bucket: &BucketFigures{PutsPerSec: 30, TailDataGets: 40, TailSegmentReads: 2, TailGetsPerGiB: 1.5},
+		Agent:  &AgentFigures{Agents: 3, PeakRSSMiB: 600, CPUSecondsPerGiB: 9}}
+	r := &Result{Scenario: sc.Name, Config: configOf(sc, shortTiming), Barge: one, Peer: Figures{ProduceMBps: 60, E2EP99ms: 50},
+		Limit: Limit{Put: RawResult{MBps: 150, P99ms: 300}, Get: RawResult{MBps: 600}}, Fleet: fleet}
+	r.evaluate(sc)
+	return r, sc
+}
+
+func TestEvaluateFleet(t *testing.T) {
+	r, _ := fleetResult()
+	if got := r.Ratios.FleetProduceVsOne; got < 0.666 || got > 0.667 {
+		t.Errorf("fleet produce vs one = %v, want 2/3", got)
+	}
+	if got := r.Ratios.FleetE2EP99VsOne; got != 1.5 {
+		t.Errorf("fleet e2e p99 vs one = %v, want 1.5", got)
+	}
+	targets := map[string]Target{}
+	for _, tg := range r.Targets {
+		targets[tg.Name] = tg
+	}
+	// 900 ms ≤ 250 + 2 × 300.
+	if tg, ok := targets["fleet latency"]; !ok || tg.Met || tg.Limit != 850 {
+		t.Errorf("fleet latency target %+v (present %v), want missed against 850", tg, ok)
+	}
+	// Segment reads count, not the log entries in TailDataGets.
+	if tg, ok := targets["fleet tail gets"]; !ok || tg.Met || tg.Got != 1.5 {
+		t.Errorf("fleet tail gets target %+v (present %v), want missed at 1.5/GiB", tg, ok)
+	}
+	if tg := targets["tail gets"]; !tg.Met {
+		t.Errorf("the one agent's tail gets target %+v should hold", tg)
+	}
+
+	one := &Result{Scenario: "1KiB-64p", Barge: r.Barge, Limit: r.Limit}
+	one.evaluate(Scenario{Name: "1KiB-64p", Load: Load{RecordSize: 1024, Partitions: 64, Acks: "all"}, FlushInterval: 250 * time.Millisecond})
+	for _, tg := range one.Targets {
+		if strings.HasPrefix(tg.Name, "fleet") {
+			t.Errorf("a scenario without a fleet has target %q", tg.Name)
+		}
+	}
+	if one.Ratios.FleetProduceVsOne != 0 {
+		t.Errorf("a scenario without a fleet has fleet ratios %+v", one.Ratios)
+	}
+}
+
+func TestReportFleet(t *testing.T) {
+	r, _ := fleetResult()
+	var buf bytes.Buffer
+	printScenario(&buf, r)
+	out := buf.String()
+	for _, want := range []string{"3 agents behind HAProxy", "one agent", "fleet/one", "tail GETs/GiB", "fleet bucket, all agents"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scenario block lacks %q:\n%s", want, out)
+		}
+	}
+	// The one agent's tail GETs are a measured 0, printed as 0, not "-".
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "tail GETs/GiB") {
+			if f := strings.Fields(line); len(f) != 5 || f[2] != "0.0" || f[3] != "1.5" {
+				t.Errorf("tail GETs/GiB row %q, want 0.0 and 1.5", line)
+			}
+		}
+	}
+	buf.Reset()
+	printSummary(&buf, &Report{CPUs: 2, GoVersion: "go", Results: []*Result{r}})
+	out = buf.String()
+	var rows []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "fleet-3") {
+			rows = append(rows, line)
+		}
+	}
+	if len(rows) != 3 || !strings.Contains(rows[1], "fleet-3 ×3") {
+		t.Fatalf("summary rows for fleet-3: %q, want the one agent's, the fleet's and the note:\n%s", rows, out)
+	}
+	if !strings.Contains(rows[1], "missed: latency, tail gets") || strings.Contains(rows[0], "tail gets") {
+		t.Errorf("fleet targets not on the fleet's row:\n%s", out)
+	}
+	if f := strings.Fields(rows[1]); f[11] != "-" || f[12] != "-" {
+		t.Errorf("fleet row shows a catch-up (%q, %q), which it does not measure: %q", f[11], f[12], rows[1])
+	}
+}

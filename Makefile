@@ -98,7 +98,7 @@ BENCH_ARGS ?=
 bench: $(MINIO)
 	$(GO) run ./cmd/bench $(BENCH_ARGS)
 
-# Every scenario briefly (under two minutes once MinIO is built).
+# Every scenario briefly (about two minutes once MinIO is built).
 bench-short: $(MINIO)
 	$(GO) run ./cmd/bench -short $(BENCH_ARGS)
 

@@ -218,17 +218,16 @@ func (a *Agent) args() []string {
 	if store == "" {
 		store = "file://./data"
 	}
-	advertise := a.Addr
+	args := []string{"--listen", a.Addr}
 	if a.Config.SharedAddr != "" {
-		advertise = a.Config.SharedAddr
+		args = append(args, "--advertise", a.Config.SharedAddr, "--peer-advertise", a.Addr)
+	} else {
+		args = append(args, "--advertise", a.Addr)
 	}
-	args := []string{
-		"--listen", a.Addr,
-		"--advertise", advertise,
-		"--peer-advertise", a.Addr,
+	args = append(args,
 		"--http", a.HTTPAddr,
 		"--store", store,
-	}
+	)
 	if a.Config.FlushInterval != 0 {
 		args = append(args, "--flush-interval", a.Config.FlushInterval.String())
 	}

@@ -141,8 +141,9 @@ func TestOldAgentStallsWhileServing(t *testing.T) {
 	if err := syscall.Kill(old.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	harness.Eventually(t, time.Minute, func() bool { return scrape(t, newer.HTTPAddr)["barge_meta_format"] == 2 },
-		"the format did not move while the old agent was paused")
+	harness.Eventually(t, time.Minute, func() bool {
+		return scrape(t, newer.HTTPAddr)["barge_meta_format"] == float64(meta.MaxFormat)
+	}, "the format did not move while the old agent was paused")
 	if err := syscall.Kill(old.Pid(), syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}

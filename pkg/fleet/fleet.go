@@ -200,17 +200,11 @@ func placementOf(live []Member) Placement {
 // as by id (librdkafka merges brokers of one address, and then never finds
 // the others' ids); they tell each other apart by peer address.
 func (p Placement) Brokers() []Member {
-	out := make([]Member, 0, len(p.brokers))
+	first := p.Broker(p.live[0])
+	out := []Member{first}
 	for _, m := range p.live {
-		if b := p.brokers[m.Addr()]; b.Peer == m.Peer {
+		if b := p.brokers[m.Addr()]; b.Peer == m.Peer && b.Peer != first.Peer {
 			out = append(out, b)
-		}
-	}
-	if self := p.Broker(p.live[0]); self.Peer != p.live[0].Peer {
-		for i, b := range out {
-			if b.Peer == self.Peer {
-				out[0], out[i] = out[i], out[0]
-			}
 		}
 	}
 	return out

@@ -254,7 +254,6 @@ func (c *conn) serve(ctx context.Context, cancel context.CancelFunc, readCtx con
 	writerDone := make(chan struct{})
 	go func() { c.writeLoop(); close(writerDone) }()
 	err := c.readLoop(ctx, readCtx)
-	c.closeRelays()
 	if !errors.Is(err, errDraining) {
 		cancel() // the client is gone: stop long polls early
 	}
@@ -270,6 +269,8 @@ func (c *conn) serve(ctx context.Context, cancel context.CancelFunc, readCtx con
 	}
 	close(c.queue)
 	<-writerDone
+	// Only now: a draining agent still answers the requests it relayed.
+	c.closeRelays()
 	cancel()
 	c.nc.Close()
 	c.s.forget(c)

@@ -37,7 +37,7 @@ func timedBatch(t *testing.T, codec batch.Codec, pid int64, seq int32, ts ...int
 
 // TestAdminAndOffsets covers the remaining APIs of the foundation:
 // ListOffsets in every mode, idempotent de-duplication and sequence checks,
-// OffsetForLeaderEpoch, CreateTopics' answers, DescribeConfigs,
+// leader epochs (OffsetForLeaderEpoch, Fetch, ListOffsets), CreateTopics' answers, DescribeConfigs,
 // DescribeCluster, DeleteTopics and LogAppendTime.
 func TestAdminAndOffsets(t *testing.T) {
 	for _, b := range harness.Backends(t) {
@@ -110,13 +110,30 @@ func TestAdminAndOffsets(t *testing.T) {
 				}
 			})
 
-			t.Run("offset for leader epoch", func(t *testing.T) {
+			t.Run("leader epochs", func(t *testing.T) {
+				// The partition's epoch is the fleet's membership epoch:
+				// one agent joined a fresh cluster, so it is above 0.
+				mreq := kmsg.NewPtrMetadataRequest()
+				mt := kmsg.NewMetadataRequestTopic()
+				mt.Topic = kmsg.StringPtr("times")
+				mreq.Topics = append(mreq.Topics, mt)
+				mresp, err := mreq.RequestWith(ctx, cl)
+				if err != nil {
+					t.Fatal(err)
+				}
+				epoch := mresp.Topics[0].Partitions[0].LeaderEpoch
+				if epoch < 1 {
+					t.Fatalf("leader epoch %d, want the membership epoch (at least 1)", epoch)
+				}
+
+				// OffsetForLeaderEpoch: every batch is of epoch 0, which
+				// ends at the high watermark, for any epoch up to ours.
 				req := kmsg.NewPtrOffsetForLeaderEpochRequest()
 				rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
 				rt.Topic = "times"
-				for _, e := range []int32{0, 1} {
+				for _, c := range [][2]int32{{0, epoch}, {epoch, epoch}, {epoch + 1, epoch}, {0, -1}, {0, epoch - 1}, {0, epoch + 1}} {
 					rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
-					rp.LeaderEpoch, rp.CurrentLeaderEpoch = e, 0
+					rp.LeaderEpoch, rp.CurrentLeaderEpoch = c[0], c[1]
 					rt.Partitions = append(rt.Partitions, rp)
 				}
 				req.Topics = append(req.Topics, rt)
@@ -125,11 +142,57 @@ func TestAdminAndOffsets(t *testing.T) {
 					t.Fatal(err)
 				}
 				ps := resp.Topics[0].Partitions
-				if ps[0].ErrorCode != 0 || ps[0].LeaderEpoch != 0 || ps[0].EndOffset != 5 {
-					t.Errorf("epoch 0: %+v, want end offset 5", ps[0])
+				for i, want := range []struct {
+					code          int16
+					epoch, offset int64
+				}{{0, 0, 5}, {0, 0, 5}, {0, -1, -1}, {0, 0, 5}, {kerr.FencedLeaderEpoch.Code, -1, -1}, {kerr.UnknownLeaderEpoch.Code, -1, -1}} {
+					if p := ps[i]; p.ErrorCode != want.code || int64(p.LeaderEpoch) != want.epoch || p.EndOffset != want.offset {
+						t.Errorf("OffsetForLeaderEpoch case %d: %v epoch %d end %d, want %v %d %d", i,
+							kerr.ErrorForCode(p.ErrorCode), p.LeaderEpoch, p.EndOffset, kerr.ErrorForCode(want.code), want.epoch, want.offset)
+					}
 				}
-				if ps[1].LeaderEpoch != -1 || ps[1].EndOffset != -1 {
-					t.Errorf("epoch 1: %+v, want undefined", ps[1])
+
+				// Fetch and ListOffsets fence an older epoch (the client
+				// refreshes and finds the new leader) and hold off a newer
+				// one, and answer the current one and -1.
+				for _, c := range []struct {
+					current int32
+					code    int16
+				}{{epoch, 0}, {-1, 0}, {epoch - 1, kerr.FencedLeaderEpoch.Code}, {epoch + 1, kerr.UnknownLeaderEpoch.Code}} {
+					freq := kmsg.NewPtrFetchRequest()
+					freq.MaxWaitMillis, freq.MaxBytes = 0, 1<<20
+					ft := kmsg.NewFetchRequestTopic()
+					ft.Topic, ft.TopicID = "times", mresp.Topics[0].TopicID // whichever version the client picks
+					fp := kmsg.NewFetchRequestTopicPartition()
+					fp.FetchOffset, fp.PartitionMaxBytes, fp.CurrentLeaderEpoch = 0, 1<<20, c.current
+					ft.Partitions = append(ft.Partitions, fp)
+					freq.Topics = append(freq.Topics, ft)
+					fresp, err := freq.RequestWith(ctx, cl)
+					if err != nil {
+						t.Fatal(err)
+					}
+					fpr := fresp.Topics[0].Partitions[0]
+					if fpr.ErrorCode != c.code || (c.code == 0) != (len(fpr.RecordBatches) > 0) {
+						t.Errorf("Fetch at epoch %d of %d: %v with %d bytes, want %v", c.current, epoch,
+							kerr.ErrorForCode(fpr.ErrorCode), len(fpr.RecordBatches), kerr.ErrorForCode(c.code))
+					}
+
+					lreq := kmsg.NewPtrListOffsetsRequest()
+					lt := kmsg.NewListOffsetsRequestTopic()
+					lt.Topic = "times"
+					lp := kmsg.NewListOffsetsRequestTopicPartition()
+					lp.Timestamp, lp.CurrentLeaderEpoch = -1, c.current
+					lt.Partitions = append(lt.Partitions, lp)
+					lreq.Topics = append(lreq.Topics, lt)
+					lresp, err := lreq.RequestWith(ctx, cl)
+					if err != nil {
+						t.Fatal(err)
+					}
+					lpr := lresp.Topics[0].Partitions[0]
+					if lpr.ErrorCode != c.code || lpr.LeaderEpoch != epoch || (c.code == 0) != (lpr.Offset == 5) {
+						t.Errorf("ListOffsets at epoch %d of %d: %v offset %d epoch %d, want %v", c.current, epoch,
+							kerr.ErrorForCode(lpr.ErrorCode), lpr.Offset, lpr.LeaderEpoch, kerr.ErrorForCode(c.code))
+					}
 				}
 			})
 

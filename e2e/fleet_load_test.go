@@ -571,14 +571,27 @@ func TestFleetScaleUpDown(t *testing.T) {
 	// agree on every partition's leader and every group's coordinator, and
 	// that each leads and coordinates some. It returns the leaders and
 	// coordinators by address.
+	// The leader epoch of every partition goes up with each change of the
+	// fleet (it is the membership epoch), and every agent names the same.
+	var lastEpoch int32 = -1
+	var lastFleet string
 	check := func(live []*harness.Agent, when string) (map[int32]string, map[string]string) {
 		t.Helper()
 		var leaders map[int32]string
 		var coords map[string]string
+		epoch := int32(-1)
 		for _, a := range live {
 			resp, err := metadataSeen(a.Addr, topic)
 			if err != nil {
 				t.Fatalf("%s: %s: %v", when, a, err)
+			}
+			for _, p := range resp.Topics[0].Partitions {
+				if epoch < 0 {
+					epoch = p.LeaderEpoch
+				}
+				if p.LeaderEpoch != epoch {
+					t.Fatalf("%s: %s names leader epoch %d for partition %d, and %d elsewhere", when, a, p.LeaderEpoch, p.Partition, epoch)
+				}
 			}
 			var listed []string
 			for _, br := range resp.Brokers {
@@ -623,7 +636,15 @@ func TestFleetScaleUpDown(t *testing.T) {
 					when, a, leads[a.Addr], partitions, coordinates[a.Addr], len(groups))
 			}
 		}
-		t.Logf("%s: partitions led %v, groups coordinated %v", when, leads, coordinates)
+		fleetNow := fmt.Sprint(live)
+		switch {
+		case fleetNow != lastFleet && epoch <= lastEpoch:
+			t.Fatalf("%s: leader epoch %d, not above %d, the epoch before the fleet changed", when, epoch, lastEpoch)
+		case fleetNow == lastFleet && epoch != lastEpoch:
+			t.Fatalf("%s: leader epoch %d, was %d, with no change of the fleet", when, epoch, lastEpoch)
+		}
+		lastEpoch, lastFleet = epoch, fleetNow
+		t.Logf("%s: leader epoch %d, partitions led %v, groups coordinated %v", when, epoch, leads, coordinates)
 		return leaders, coords
 	}
 

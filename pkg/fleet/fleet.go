@@ -1,10 +1,8 @@
 package fleet
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
-	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -78,8 +76,23 @@ func (f *Fleet) Self() Member { return f.self }
 
 // Live returns the live agents, this one first, the others by node id.
 func (f *Fleet) Live() []Member {
+	live, _ := f.live()
+	return live
+}
+
+// live returns the live agents and the membership epoch they are of, read
+// together: the members the log names (Format4), or before that the agents
+// heard from within the TTL, at epoch 0.
+func (f *Fleet) live() ([]Member, int32) {
 	var agents []meta.Agent
-	f.log.View(func(st *meta.State) { agents = st.LiveAgents(time.Now().UnixMilli(), f.ttl.Milliseconds()) })
+	var epoch int32
+	f.log.View(func(st *meta.State) {
+		if st.Membership() {
+			agents, epoch = st.Members(), st.MembershipEpoch()
+		} else {
+			agents = st.LiveAgents(time.Now().UnixMilli(), f.ttl.Milliseconds())
+		}
+	})
 	out := []Member{f.self}
 	for _, a := range agents {
 		host, port, err := net.SplitHostPort(a.Addr)
@@ -89,7 +102,7 @@ func (f *Fleet) Live() []Member {
 		}
 		out = append(out, Member{NodeID: a.NodeID, Host: host, Port: int32(p), Zone: a.Zone, Peer: a.Key()})
 	}
-	return out
+	return out, epoch
 }
 
 // Owner returns the live agent that owns key (a group, a job): rendezvous
@@ -101,26 +114,6 @@ func (f *Fleet) Owner(key string) Member { return f.Placement().owner(key) }
 // it must not be called inside Log.View.
 func (f *Fleet) Owns(key string) bool { return f.Owner(key).Peer == f.self.Peer }
 
-// Heartbeat keeps this agent live while it is idle, until ctx ends,
-// announcing what hb says (its address and zone).
-func Heartbeat(ctx context.Context, log *meta.Log, hb meta.AgentHeartbeat, logger *slog.Logger) {
-	t := time.NewTicker(HeartbeatInterval / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if time.Since(log.LastOwnAppend()) < HeartbeatInterval {
-			continue
-		}
-		if _, err := log.Append(ctx, hb); err != nil && ctx.Err() == nil {
-			logger.Warn("agent heartbeat", "err", err)
-		}
-	}
-}
-
 // InZone returns the placement among the live agents in zone, so that a
 // client there is given leaders it reaches without crossing zones; all of
 // them when zone is "" or has no live agent.
@@ -128,7 +121,7 @@ func (p Placement) InZone(zone string) Placement {
 	if zone == "" {
 		return p
 	}
-	in := Placement{brokers: p.brokers}
+	in := Placement{Epoch: p.Epoch, brokers: p.brokers}
 	for i, m := range p.live {
 		if m.Zone == zone {
 			in.live, in.addrs = append(in.live, m), append(in.addrs, p.addrs[i])
@@ -168,6 +161,10 @@ func PartitionKey(topic meta.TopicID, partition int32) string {
 // Placement is the live set at one moment, for placing many keys alike
 // (every partition of a Metadata answer) without reading the log for each.
 type Placement struct {
+	// Epoch is the leader epoch of every partition it places: the
+	// membership epoch of its live set (meta.State.MembershipEpoch),
+	// which changes whenever a leader may.
+	Epoch int32
 	live  []Member
 	addrs []string // their peer addresses, the rendezvous keys
 	// brokers maps an advertised address to the broker clients know it
@@ -177,7 +174,10 @@ type Placement struct {
 
 // Placement returns the live agents as they are now.
 func (f *Fleet) Placement() Placement {
-	return placementOf(f.Live())
+	live, epoch := f.live()
+	p := placementOf(live)
+	p.Epoch = epoch
+	return p
 }
 
 // placementOf places keys over live, whose first member is this agent.

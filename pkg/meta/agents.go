@@ -47,11 +47,13 @@ type Agent struct {
 	LastMs   int64 // writer time of its newest entry
 	// Left says the agent wrote LeaveCluster on its way out: it is not
 	// live, whatever its last entry's time, so that its groups and jobs
-	// move at once instead of after the TTL. Liveness is a hint (leases
-	// and generations fence what must not happen twice), so this is not
-	// in snapshots: an agent loaded from one treats the leaver as live
-	// until the TTL, as it would have without it.
+	// move at once instead of after the TTL. Before Format4 this is not
+	// in snapshots (liveness was a hint): an agent loaded from one treats
+	// the leaver as live until the TTL, as it would have without it.
 	Left bool
+	// Expired says another agent recorded it gone after a TTL of silence
+	// (ExpireAgent, Format4); it is a member again once it heartbeats.
+	Expired bool
 }
 
 // Key is the address that tells the agent apart from every other: its peer
@@ -76,6 +78,7 @@ func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) i
 		op.PeerAddr = "" // not in the entry's encoding either
 	}
 	key := op.key()
+	changed := !s.agents[writer].member() // a join
 	id, ok := s.nodeByAddr[key]
 	if !ok {
 		id = s.nextNodeID
@@ -86,6 +89,7 @@ func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) i
 		// An earlier process at this address is gone: this one replaced
 		// it. Agents silent for an hour are forgotten.
 		if other != writer && (a.Key() == key || timeMs-a.LastMs > agentForgetMs) {
+			changed = changed || a.member() // replaced or forgotten while in
 			delete(s.agents, other)
 			if s.format >= Format2 && a.Key() != key {
 				s.forgetAddr(a.Key())
@@ -97,7 +101,10 @@ func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) i
 		a = &Agent{ID: writer}
 		s.agents[writer] = a
 	}
-	a.Addr, a.Zone, a.PeerAddr, a.NodeID, a.LastMs, a.Left = op.Addr, op.Zone, op.PeerAddr, id, max(a.LastMs, timeMs), false
+	a.Addr, a.Zone, a.PeerAddr, a.NodeID, a.LastMs, a.Left, a.Expired = op.Addr, op.Zone, op.PeerAddr, id, max(a.LastMs, timeMs), false, false
+	if changed {
+		s.changedMembership()
+	}
 	return id
 }
 

@@ -64,6 +64,9 @@ const (
 	// Format3 adds the PeerAddr of AgentHeartbeat (agents.go): agents
 	// that share one advertised address are told apart by it.
 	Format3 Format = 3
+	// Format4 adds membership (membership.go): ExpireAgent, leader
+	// epochs, and the fencing of commits by agents that are not members.
+	Format4 Format = 4
 )
 
 // maxFormatOverride lowers MaxFormat in a build made to act as an older
@@ -74,7 +77,7 @@ var maxFormatOverride string
 
 // MaxFormat is the newest format this build understands.
 var MaxFormat = func() Format {
-	f := Format3
+	f := Format4
 	if n, err := strconv.Atoi(maxFormatOverride); err == nil && n >= int(Format1) && n < int(f) {
 		f = Format(n)
 	}
@@ -166,6 +169,9 @@ func (s *State) forgetMembers(nowMs int64) {
 }
 
 func (s *State) setFormat(op SetFormat) {
+	if s.format < Format4 && op.Version >= Format4 {
+		s.startMembership()
+	}
 	s.format = max(s.format, op.Version) // a ratchet: never down
 }
 

@@ -36,6 +36,7 @@ const (
 	kindCondemnObjects   = 20 // condemn.go
 	kindExpireProducers  = 21 // producers.go
 	kindLeaveCluster     = 22 // format.go (a format op)
+	kindExpireAgent      = 23 // membership.go
 )
 
 // opSpec describes one op kind.
@@ -70,6 +71,7 @@ var opSpecs = [...]opSpec{
 	kindCondemnObjects:   {"CondemnObjects", Format2, decodeCondemnObjects},
 	kindExpireProducers:  {"ExpireProducers", Format2, decodeExpireProducers},
 	kindLeaveCluster:     {"LeaveCluster", 0, decodeLeaveCluster},
+	kindExpireAgent:      {"ExpireAgent", Format4, decodeExpireAgent},
 }
 
 // specOf returns the spec of kind k, or nil for a kind this build does not

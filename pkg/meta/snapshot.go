@@ -5,7 +5,7 @@ import (
 	"sort"
 )
 
-// Snapshot layout (version 8), stored as meta/snap/<20-digit seq>:
+// Snapshot layout (version 9), stored as meta/snap/<20-digit seq>:
 //
 //	magic "BRGN", version byte, then: seq (uvarint), next producer id
 //	(varint), the distinct object keys (count, strings) that chunks refer to
@@ -17,6 +17,7 @@ import (
 //	per-partition boundaries (clean.go), then (version 7) the cluster
 //	format, the agents' announced formats and the condemned objects
 //	(format.go), then (version 8) the agents' peer addresses (agents.go),
+//	then (version 9) the membership epoch and who is out (membership.go),
 //	and a CRC-32C trailer. Older snapshots, which end after
 //	an earlier section, are still read. Per-object chunk counts and the
 //	partition count are rebuilt, not stored.
@@ -25,13 +26,14 @@ import (
 // built before formats existed can read the snapshots of a cluster they
 // may still be part of (format.go); it holds nothing version 7 adds
 // except the announcements, which their agents repeat; a state of format 2
-// is written as version 7, for the builds of Format2.
+// is written as version 7, for the builds of Format2, and one of format 3
+// as version 8.
 //
 // The encoding is deterministic: two agents snapshotting the same state
 // write the same bytes.
 const (
 	snapMagic   = "BRGN"
-	snapVersion = 8
+	snapVersion = 9
 )
 
 // snapVersionFor returns the snapshot version a state of format f is
@@ -42,6 +44,8 @@ func snapVersionFor(f Format) uint8 {
 		return 6
 	case f < Format3:
 		return 7
+	case f < Format4:
+		return 8
 	}
 	return snapVersion
 }
@@ -131,6 +135,9 @@ func (s *State) EncodeSnapshot() []byte {
 	}
 	if version >= 8 {
 		s.encodePeers(&e)
+	}
+	if version >= 9 {
+		s.encodeMembership(&e)
 	}
 	return e.seal()
 }
@@ -228,6 +235,9 @@ func DecodeSnapshot(b []byte) (*State, error) {
 	}
 	if version >= 8 {
 		s.decodePeers(d)
+	}
+	if version >= 9 {
+		s.decodeMembership(d)
 	}
 	s.rebuildRefs()
 	if d.err != nil {

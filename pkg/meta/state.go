@@ -42,6 +42,7 @@ type State struct {
 	partitions     int                     // of all topics, against the hard bounds (bounds.go)
 	members        map[string]member       // every writer, for the format (format.go)
 	membersSince   int64                   // when members became complete: 0 from the start, -1 not yet
+	memberEpoch    int32                   // changes of the member set (membership.go)
 }
 
 // Topic is one topic and its partitions.
@@ -159,7 +160,7 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 		case CreatePartitions:
 			results[i].Err = s.createPartitions(op)
 		case Commit:
-			results[i].Parts = s.commit(en.TimeMs, op)
+			results[i].Parts = s.commit(en.Writer, en.TimeMs, op)
 		case ReserveProducers:
 			results[i].FirstProducerID, results[i].Err = s.reserveProducers(op)
 		case GroupGeneration:
@@ -196,10 +197,9 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 		case SetFormat:
 			s.setFormat(op)
 		case LeaveCluster:
-			delete(s.members, en.Writer)
-			if a := s.agents[en.Writer]; a != nil {
-				a.Left = true
-			}
+			s.leaveCluster(en.Writer)
+		case ExpireAgent:
+			results[i].Err = s.expireAgent(op)
 		case CondemnObjects:
 			results[i].Keys = s.condemnObjects(seq, en.TimeMs, op)
 		case ExpireProducers:
@@ -253,13 +253,20 @@ func (s *State) createPartitions(op CreatePartitions) error {
 	return nil
 }
 
-func (s *State) commit(nowMs int64, op Commit) [][]BatchResult {
+func (s *State) commit(writer string, nowMs int64, op Commit) [][]BatchResult {
 	out := make([][]BatchResult, len(op.Parts))
-	if s.refused(op.Object, op.Since) {
+	var refuse error
+	switch {
+	case s.refused(op.Object, op.Since):
+		refuse = ErrCondemned
+	case s.fenced(writer):
+		refuse = ErrFenced
+	}
+	if refuse != nil {
 		for i, part := range op.Parts {
 			out[i] = make([]BatchResult, len(part.Batches))
 			for j := range out[i] {
-				out[i][j].Err = ErrCondemned
+				out[i][j].Err = refuse
 			}
 		}
 		s.releaseUnused(nowMs, op.Object)

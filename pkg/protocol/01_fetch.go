@@ -105,6 +105,7 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 	var ahead []*kmsg.FetchResponseTopicPartition
 	stop := false
 	s.log.View(func(st *meta.State) {
+		epoch := st.MembershipEpoch()
 		for i := range req.Topics {
 			rt := &req.Topics[i]
 			t := &resp.Topics[i]
@@ -138,6 +139,10 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 					}
 					stop = true
 					ahead = append(ahead, p) // created after this view, perhaps
+					continue
+				}
+				if p.ErrorCode = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch); p.ErrorCode != 0 {
+					stop = true // answer now: the client must refresh, or retry
 					continue
 				}
 				p.HighWatermark, p.LastStableOffset, p.LogStartOffset = part.HighWatermark, part.HighWatermark, part.LogStart

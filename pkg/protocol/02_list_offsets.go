@@ -30,14 +30,19 @@ const (
 
 func handleListOffsets(ctx context.Context, s *Server, req *kmsg.ListOffsetsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	epoch := s.leaderEpoch()
 	for _, rt := range req.Topics {
 		t := kmsg.NewListOffsetsResponseTopic()
 		t.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewListOffsetsResponseTopicPartition()
 			p.Partition = rp.Partition
-			p.LeaderEpoch = 0
-			p.Offset, p.Timestamp, p.ErrorCode = s.listOffset(ctx, rt.Topic, rp.Partition, rp.Timestamp)
+			p.LeaderEpoch = epoch
+			if p.ErrorCode = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch); p.ErrorCode != 0 {
+				p.Offset, p.Timestamp = -1, -1
+			} else {
+				p.Offset, p.Timestamp, p.ErrorCode = s.listOffset(ctx, rt.Topic, rp.Partition, rp.Timestamp)
+			}
 			t.Partitions = append(t.Partitions, p)
 		}
 		resp.Topics = append(resp.Topics, t)

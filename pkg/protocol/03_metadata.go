@@ -97,7 +97,7 @@ func describeTopic(place fleet.Placement, t *meta.Topic) kmsg.MetadataResponseTo
 		p.Partition = int32(i)
 		leader := place.Leader(t.ID, int32(i)).NodeID
 		p.Leader = leader
-		p.LeaderEpoch = 0
+		p.LeaderEpoch = place.Epoch
 		p.Replicas = []int32{leader}
 		p.ISR = []int32{leader}
 		mt.Partitions = append(mt.Partitions, p)

@@ -10,19 +10,24 @@ import (
 )
 
 // OffsetForLeaderEpoch, versions 2-4. Leadership never moves data here, so
-// every partition has had one leader epoch, 0, since offset 0: the end
-// offset of epoch 0 is the high watermark. A client asking about a later
-// epoch than ours gets UNDEFINED (-1, -1); one whose current epoch is newer
-// than ours gets UNKNOWN_LEADER_EPOCH, as from a lagging Kafka leader.
-// The high watermark is read after the log's tail (lag.go): an end offset
-// below the client's position reads as truncation; if the tail cannot be
-// read, KAFKA_STORAGE_ERROR, which clients retry. v4: flexible.
+// no leader change ever truncates a partition: every batch is stamped with
+// leader epoch 0 (pkg/tiered), and epoch 0 runs from offset 0 to the high
+// watermark. A client asking about any epoch from 0 to the current one
+// (the fleet's membership epoch) is told epoch 0 ends at the high
+// watermark, which is never below its position, so it never sees
+// truncation; one asking about a later epoch gets UNDEFINED (-1, -1). The
+// request's CurrentLeaderEpoch is checked as Fetch checks it
+// (checkLeaderEpoch). The high watermark is read after the log's tail
+// (lag.go): an end offset below the client's position reads as
+// truncation; if the tail cannot be read, KAFKA_STORAGE_ERROR, which
+// clients retry. v4: flexible.
 func init() { register(23, 2, 4, deferred(handleOffsetForLeaderEpoch)) }
 
 func handleOffsetForLeaderEpoch(ctx context.Context, s *Server, req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
 	synced := s.syncTail(ctx)
 	s.log.View(func(st *meta.State) {
+		epoch := st.MembershipEpoch()
 		for _, rt := range req.Topics {
 			t := kmsg.NewOffsetForLeaderEpochResponseTopic()
 			t.Topic = rt.Topic
@@ -40,9 +45,9 @@ func handleOffsetForLeaderEpoch(ctx context.Context, s *Server, req *kmsg.Offset
 					p.ErrorCode = kerr.KafkaStorageError.Code
 				case part == nil:
 					p.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				case rp.CurrentLeaderEpoch > 0:
-					p.ErrorCode = kerr.UnknownLeaderEpoch.Code
-				case rp.LeaderEpoch == 0:
+				case checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch) != 0:
+					p.ErrorCode = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch)
+				case rp.LeaderEpoch >= 0 && rp.LeaderEpoch <= epoch:
 					p.LeaderEpoch, p.EndOffset = 0, part.HighWatermark
 				}
 				t.Partitions = append(t.Partitions, p)

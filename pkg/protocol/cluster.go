@@ -1,7 +1,10 @@
 package protocol
 
 import (
+	"github.com/twmb/franz-go/pkg/kerr"
+
 	"github.com/bargehq/barge/pkg/fleet"
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 // The cluster as clients see it comes from pkg/fleet: the live agents are
@@ -24,6 +27,30 @@ func (s *Server) coordinatorOf(group string) fleet.Member {
 // coordinates reports whether this agent coordinates group; group APIs
 // answer NOT_COORDINATOR otherwise, and clients look it up again.
 func (s *Server) coordinates(group string) bool { return s.fleet.Owns(group) }
+
+// leaderEpoch is every partition's leader epoch: the fleet's membership
+// epoch (pkg/fleet), 0 before the log records membership.
+func (s *Server) leaderEpoch() (epoch int32) {
+	s.log.View(func(st *meta.State) { epoch = st.MembershipEpoch() })
+	return epoch
+}
+
+// checkLeaderEpoch answers a request's CurrentLeaderEpoch as a Kafka leader
+// does (KIP-320): -1 skips the check; an older epoch than ours is
+// FENCED_LEADER_EPOCH, on which the client refreshes its metadata (and
+// moves to the partition's new leader); a newer one is
+// UNKNOWN_LEADER_EPOCH: this agent has not yet read the slot that raised
+// it, and the client retries.
+func checkLeaderEpoch(current, ours int32) int16 {
+	switch {
+	case current < 0 || current == ours:
+		return 0
+	case current < ours:
+		return kerr.FencedLeaderEpoch.Code
+	default:
+		return kerr.UnknownLeaderEpoch.Code
+	}
+}
 
 // rack is a zone as Kafka's broker.rack: null when not set.
 func rack(zone string) *string {

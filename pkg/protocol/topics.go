@@ -68,6 +68,10 @@ func errorCode(err error) int16 {
 		return kerr.KafkaStorageError.Code
 	case errors.Is(err, tiered.ErrClosed):
 		return kerr.NotLeaderForPartition.Code // the agent is going away: look elsewhere
+	case errors.Is(err, meta.ErrFenced):
+		// Not a member of the fleet (expired while paused, or gone):
+		// nothing was stored; the client refreshes and sends again.
+		return kerr.NotLeaderForPartition.Code
 	default:
 		return kerr.UnknownServerError.Code
 	}

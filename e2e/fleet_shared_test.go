@@ -3,12 +3,15 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -212,4 +215,100 @@ func forwardedOK(t *testing.T, agents []*harness.Agent) float64 {
 		}
 	}
 	return n
+}
+
+// TestSharedAddressManyGroups: with a shared address a client sees one
+// broker, so it sends the requests that name many groups (OffsetFetch v8+,
+// DescribeGroups, DeleteGroups) and ListGroups to whichever agent it
+// reaches, though the groups' coordinators are spread over the fleet. Each
+// agent, asked directly, answers for every group: it splits the request by
+// coordinator, forwards the parts, and merges the answers in order.
+func TestSharedAddressManyGroups(t *testing.T) {
+	const topic = "many"
+	agents, lb := harness.SharedFleet(t, 3, harness.MinIOBackend(t), harness.AgentConfig{FlushInterval: 20 * time.Millisecond})
+	createTopic(t, lb.Addr(), topic, 1, nil)
+	for _, a := range agents { // each coordinator checks commits against the topic
+		harness.Eventually(t, time.Minute, func() bool { _, err := metadataSeen(a.Addr, topic); return err == nil }, "%s never saw topic %s", a, topic)
+	}
+	groups := make([]string, 12) // rendezvous spreads them over the three
+	adm := kadm.NewClient(client(t, lb.Addr()))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for i := range groups {
+		groups[i] = fmt.Sprint("many-", i)
+		offs := kadm.Offsets{}
+		offs.Add(kadm.Offset{Topic: topic, Partition: 0, At: int64(i + 1), LeaderEpoch: -1})
+		if err := adm.CommitAllOffsets(ctx, groups[i], offs); err != nil {
+			t.Fatalf("commit for %s: %v", groups[i], err)
+		}
+	}
+
+	for _, a := range agents {
+		cl := client(t, a.Addr).SeedBrokers()[0]
+		before := forwardedOK(t, agents)
+
+		of := kmsg.NewPtrOffsetFetchRequest()
+		for _, g := range groups {
+			rg := kmsg.NewOffsetFetchRequestGroup()
+			rg.Group = g // all topics
+			of.Groups = append(of.Groups, rg)
+		}
+		ofr, err := of.RequestWith(ctx, cl)
+		if err != nil || len(ofr.Groups) != len(groups) {
+			t.Fatalf("OffsetFetch at %s: %v, %d groups", a, err, len(ofr.Groups))
+		}
+		for i, g := range ofr.Groups {
+			if g.Group != groups[i] || g.ErrorCode != 0 || len(g.Topics) != 1 || g.Topics[0].Partitions[0].Offset != int64(i+1) {
+				t.Fatalf("OffsetFetch at %s, group %d: %+v, want %s at offset %d", a, i, g, groups[i], i+1)
+			}
+		}
+
+		dg := kmsg.NewPtrDescribeGroupsRequest()
+		dg.Groups = groups
+		dgr, err := dg.RequestWith(ctx, cl)
+		if err != nil || len(dgr.Groups) != len(groups) {
+			t.Fatalf("DescribeGroups at %s: %v, %d groups", a, err, len(dgr.Groups))
+		}
+		for i, g := range dgr.Groups {
+			if g.Group != groups[i] || g.ErrorCode != 0 || g.State != "Empty" {
+				t.Fatalf("DescribeGroups at %s, group %d: %+v, want %s Empty", a, i, g, groups[i])
+			}
+		}
+
+		lg := kmsg.NewPtrListGroupsRequest()
+		lgr, err := lg.RequestWith(ctx, cl)
+		if err != nil || lgr.ErrorCode != 0 {
+			t.Fatalf("ListGroups at %s: %v %v", a, err, kerr.ErrorForCode(lgr.ErrorCode))
+		}
+		var listed []string
+		for _, g := range lgr.Groups {
+			listed = append(listed, g.Group)
+		}
+		slices.Sort(listed)
+		if want := slices.Sorted(slices.Values(groups)); !slices.Equal(listed, want) {
+			t.Fatalf("ListGroups at %s: %v, want %v", a, listed, want)
+		}
+		// Every agent but the one coordinating all of them (none does)
+		// forwarded parts of each request.
+		if n := forwardedOK(t, agents) - before; n < 3 {
+			t.Fatalf("%s forwarded %v requests for three multi-group requests, want at least 3", a, n)
+		}
+	}
+
+	// Deleting every group through one agent deletes them all.
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Groups = groups
+	delr, err := del.RequestWith(ctx, client(t, agents[0].Addr).SeedBrokers()[0])
+	if err != nil || len(delr.Groups) != len(groups) {
+		t.Fatalf("DeleteGroups: %v, %d groups", err, len(delr.Groups))
+	}
+	for i, g := range delr.Groups {
+		if g.Group != groups[i] || g.ErrorCode != 0 {
+			t.Fatalf("DeleteGroups, group %d: %+v (%v), want %s deleted", i, g, kerr.ErrorForCode(g.ErrorCode), groups[i])
+		}
+	}
+	harness.Eventually(t, time.Minute, func() bool {
+		listed, err := adm.ListGroups(ctx)
+		return err == nil && len(listed) == 0
+	}, "groups are still listed after DeleteGroups")
 }

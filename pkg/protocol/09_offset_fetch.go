@@ -24,7 +24,9 @@ import (
 // epoch; v6: flexible;
 // v8: several groups per request (KIP-709); v9: KIP-848 member epoch
 // (ignored: classic groups only).
-func init() { register(9, 1, 9, routed(offsetFetchGroups, deferred(handleOffsetFetch))) }
+func init() {
+	register(9, 1, 9, routedMany(offsetFetchGroups, offsetFetchSubset, offsetFetchMerge, deferred(handleOffsetFetch)))
+}
 
 func handleOffsetFetch(ctx context.Context, s *Server, req *kmsg.OffsetFetchRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)

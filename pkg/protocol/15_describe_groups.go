@@ -17,7 +17,9 @@ import (
 // unknown group is Dead with no error, as Kafka answers before v6.
 // An empty group id is INVALID_GROUP_ID. v3: authorized operations
 // (none computed: -2^31); v4: group.instance.id; v5: flexible.
-func init() { register(15, 0, 5, routed(describeGroupsGroups, deferred(handleDescribeGroups))) }
+func init() {
+	register(15, 0, 5, routedMany(describeGroupsGroups, describeGroupsSubset, describeGroupsMerge, deferred(handleDescribeGroups)))
+}
 
 func handleDescribeGroups(_ context.Context, s *Server, req *kmsg.DescribeGroupsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)

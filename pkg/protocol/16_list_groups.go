@@ -12,8 +12,9 @@ import (
 //
 // Every group in this agent's memory or in the metadata log (the latter
 // as Empty). v3: flexible; v4: states filter (case-insensitive, KIP-518);
-// v5: types filter (KIP-848): all groups here are "classic".
-func init() { register(16, 0, 5, deferred(handleListGroups)) }
+// v5: types filter (KIP-848): all groups here are "classic". With a shared
+// address, the agent reached also lists the others' groups (fannedOut).
+func init() { register(16, 0, 5, fannedOut(deferred(handleListGroups))) }
 
 func handleListGroups(_ context.Context, s *Server, req *kmsg.ListGroupsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)

@@ -16,7 +16,9 @@ import (
 // GROUP_ID_NOT_FOUND for a group neither in memory nor in the log,
 // INVALID_GROUP_ID for an empty id. Submitted in phase one, in the
 // connection's order (order.go). v2: flexible.
-func init() { register(42, 0, 2, routed(deleteGroupsGroups, twoPhase(handleDeleteGroups))) }
+func init() {
+	register(42, 0, 2, routedMany(deleteGroupsGroups, deleteGroupsSubset, deleteGroupsMerge, twoPhase(handleDeleteGroups)))
+}
 
 func handleDeleteGroups(ctx context.Context, s *Server, req *kmsg.DeleteGroupsRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -63,26 +64,116 @@ func routed[Req kmsg.Request](groupsOf func(Req) []string, h handler) handler {
 	}
 }
 
+// routedMany wraps the handler of an API that names many groups
+// (DescribeGroups, DeleteGroups, OffsetFetch v8+): a client that sees the
+// fleet as one broker sends it every group at once, so the request is split
+// by coordinator, each part forwarded (or answered here), and the answers
+// merged in the request's order. subset returns the request for some of
+// its groups, by index; merge puts a part's answers at their indexes in
+// the whole answer to n groups.
+func routedMany[Req kmsg.Request](groupsOf func(Req) []string, subset func(Req, []int) Req,
+	merge func(whole, part kmsg.Response, idx []int, n int), h handler) handler {
+	one := routed(groupsOf, h)
+	return func(ctx context.Context, s *Server, req kmsg.Request) func() kmsg.Response {
+		r := req.(Req)
+		names := groupsOf(r)
+		dests, idx := s.splitByCoordinator(ctx, names)
+		if len(dests) < 2 {
+			return one(ctx, s, req)
+		}
+		answers := make([]func() kmsg.Response, len(dests))
+		for i, d := range dests {
+			part := subset(r, idx[i])
+			if d.Peer == "" {
+				answers[i] = h(ctx, s, part)
+			} else {
+				answers[i] = s.forward(ctx, d, part)
+			}
+		}
+		return func() kmsg.Response {
+			whole := req.ResponseKind()
+			whole.SetVersion(req.GetVersion())
+			for i, answer := range answers {
+				merge(whole, answer(), idx[i], len(names))
+			}
+			return whole
+		}
+	}
+}
+
+// fannedOut wraps the handler of ListGroups: each agent lists the groups it
+// coordinates, as each Kafka broker does, and a client that sees agents
+// sharing an address as one broker asks only the one it reaches, so that
+// agent asks the others at its address too and answers with every list.
+func fannedOut(h handler) handler {
+	return func(ctx context.Context, s *Server, req kmsg.Request) func() kmsg.Response {
+		answers := []func() kmsg.Response{h(ctx, s, req)}
+		if c, ok := ctx.Value(connKey{}).(*conn); ok && !c.peer {
+			self := s.fleet.Self()
+			for _, m := range s.fleet.Live() {
+				if self.SharesAddr(m) {
+					answers = append(answers, s.forward(ctx, m, req))
+				}
+			}
+		}
+		if len(answers) == 1 {
+			return answers[0]
+		}
+		return func() kmsg.Response {
+			whole := answers[0]().(*kmsg.ListGroupsResponse)
+			for _, answer := range answers[1:] {
+				part := answer().(*kmsg.ListGroupsResponse)
+				if part.ErrorCode != 0 {
+					whole.ErrorCode = part.ErrorCode // the client asks again
+				}
+				whole.Groups = append(whole.Groups, part.Groups...)
+				whole.ThrottleMillis = max(whole.ThrottleMillis, part.ThrottleMillis)
+			}
+			return whole
+		}
+	}
+}
+
 // forwardTarget returns the coordinator a request for groups goes to: the
 // one agent, not this one, that coordinates every group and that clients
 // reach at this agent's advertised address. Requests on a relay connection
 // are never forwarded.
 func (s *Server) forwardTarget(ctx context.Context, names []string) (fleet.Member, bool) {
+	dests, _ := s.splitByCoordinator(ctx, names)
+	if len(dests) != 1 || dests[0].Peer == "" {
+		return fleet.Member{}, false
+	}
+	return dests[0], true
+}
+
+// splitByCoordinator groups the indexes of names by where their requests
+// go: to a coordinator that shares this agent's advertised address (which
+// clients cannot reach but through it), or here (the zero Member: this
+// agent coordinates them, or clients can reach their coordinator and are
+// told NOT_COORDINATOR). Destinations are in order of first appearance.
+// Nothing is split on a relay connection: requests there are answered here.
+func (s *Server) splitByCoordinator(ctx context.Context, names []string) ([]fleet.Member, [][]int) {
 	c, ok := ctx.Value(connKey{}).(*conn)
 	if !ok || c.peer || len(names) == 0 {
-		return fleet.Member{}, false
+		return nil, nil
 	}
 	p := s.fleet.Placement()
 	self := s.fleet.Self()
-	var owner fleet.Member
+	var dests []fleet.Member
+	var idx [][]int
 	for i, g := range names {
-		o := p.Owner(g)
-		if !self.SharesAddr(o) || i > 0 && o.Peer != owner.Peer {
-			return fleet.Member{}, false
+		var d fleet.Member
+		if o := p.Owner(g); self.SharesAddr(o) {
+			d = o
 		}
-		owner = o
+		j := slices.IndexFunc(dests, func(m fleet.Member) bool { return m.Peer == d.Peer })
+		if j < 0 {
+			j = len(dests)
+			dests, idx = append(dests, d), append(idx, nil)
+		}
+		idx[j] = append(idx[j], i)
 	}
-	return owner, true
+	return dests, idx
 }
 
 // forward sends req to owner over the connection's relay in phase one, so
@@ -323,7 +414,8 @@ func readResponse(resp kmsg.Response, v int16, frame []byte) error {
 }
 
 // notCoordinator answers a group request NOT_COORDINATOR, so that the
-// client looks up the coordinator again.
+// client looks up the coordinator again (ListGroups, which has no
+// coordinator, COORDINATOR_NOT_AVAILABLE).
 func notCoordinator(req kmsg.Request) kmsg.Response {
 	code := kerr.NotCoordinator.Code
 	resp := req.ResponseKind()
@@ -339,6 +431,10 @@ func notCoordinator(req kmsg.Request) kmsg.Response {
 		resp.(*kmsg.LeaveGroupResponse).ErrorCode = code
 	case *kmsg.OffsetDeleteRequest:
 		resp.(*kmsg.OffsetDeleteResponse).ErrorCode = code
+	case *kmsg.ListGroupsRequest:
+		// Some coordinator's list is missing: a retriable error, not a
+		// short list.
+		resp.(*kmsg.ListGroupsResponse).ErrorCode = kerr.CoordinatorNotAvailable.Code
 	case *kmsg.OffsetCommitRequest:
 		out := resp.(*kmsg.OffsetCommitResponse)
 		for _, rt := range r.Topics {
@@ -399,3 +495,61 @@ func offsetFetchGroups(r *kmsg.OffsetFetchRequest) []string {
 func describeGroupsGroups(r *kmsg.DescribeGroupsRequest) []string { return r.Groups }
 
 func deleteGroupsGroups(r *kmsg.DeleteGroupsRequest) []string { return r.Groups }
+
+// Splitting and merging the multi-group APIs (routedMany).
+
+func pick[T any](all []T, idx []int) []T {
+	out := make([]T, len(idx))
+	for j, i := range idx {
+		out[j] = all[i]
+	}
+	return out
+}
+
+// place puts part's elements at their indexes in *whole, which grows to n.
+func place[T any](whole *[]T, n int, part []T, idx []int) {
+	if len(*whole) < n {
+		*whole = append(*whole, make([]T, n-len(*whole))...)
+	}
+	for j, i := range idx {
+		if j < len(part) {
+			(*whole)[i] = part[j]
+		}
+	}
+}
+
+// subsetOf returns a routedMany subset for a request whose groups are the
+// slice groups points to.
+func subsetOf[R any, G any](groups func(*R) *[]G) func(*R, []int) *R {
+	return func(r *R, idx []int) *R {
+		part := *r
+		*groups(&part) = pick(*groups(r), idx)
+		return &part
+	}
+}
+
+// mergeOf returns a routedMany merge for an answer whose per-group answers
+// and throttle time fields points to.
+func mergeOf[R any, G any](fields func(*R) (*[]G, *int32)) func(whole, part kmsg.Response, idx []int, n int) {
+	return func(whole, part kmsg.Response, idx []int, n int) {
+		wg, wt := fields(any(whole).(*R))
+		pg, pt := fields(any(part).(*R))
+		*wt = max(*wt, *pt)
+		place(wg, n, *pg, idx)
+	}
+}
+
+var (
+	describeGroupsSubset = subsetOf(func(r *kmsg.DescribeGroupsRequest) *[]string { return &r.Groups })
+	describeGroupsMerge  = mergeOf(func(r *kmsg.DescribeGroupsResponse) (*[]kmsg.DescribeGroupsResponseGroup, *int32) {
+		return &r.Groups, &r.ThrottleMillis
+	})
+	deleteGroupsSubset = subsetOf(func(r *kmsg.DeleteGroupsRequest) *[]string { return &r.Groups })
+	deleteGroupsMerge  = mergeOf(func(r *kmsg.DeleteGroupsResponse) (*[]kmsg.DeleteGroupsResponseGroup, *int32) {
+		return &r.Groups, &r.ThrottleMillis
+	})
+	offsetFetchSubset = subsetOf(func(r *kmsg.OffsetFetchRequest) *[]kmsg.OffsetFetchRequestGroup { return &r.Groups })
+	offsetFetchMerge  = mergeOf(func(r *kmsg.OffsetFetchResponse) (*[]kmsg.OffsetFetchResponseGroup, *int32) {
+		return &r.Groups, &r.ThrottleMillis
+	})
+)

@@ -96,26 +96,28 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	hb := meta.AgentHeartbeat{Addr: cfg.Advertise, Zone: zone, PeerAddr: cfg.PeerAdvertise}
+	hb := meta.AgentHeartbeat{Addr: cfg.Advertise, Zone: zone, PeerAddr: cfg.PeerAdvertise, NoJobs: !cfg.Jobs}
 	reg0, err := mlog.Append(ctx, hb)
 	if err != nil {
 		return fmt.Errorf("registering in the metadata log: %w", err)
 	}
 	nodeID := reg0[0].NodeID
+	var formatAtReg meta.Format
+	mlog.View(func(st *meta.State) { formatAtReg = st.Format() })
 	for range 2 { // announce, then raise the format if every member has announced it
 		if err := mlog.StepFormat(ctx, time.Now()); err != nil {
 			return fmt.Errorf("cluster format: %w", err)
 		}
 	}
-	if cfg.sharedAddress() {
-		// The peer address is in the log from Format3 on; register
-		// again now that the format may have moved to it.
-		var f meta.Format
-		mlog.View(func(st *meta.State) { f = st.Format() })
-		if f < meta.Format3 {
-			return fmt.Errorf("--peer-advertise %s differs from --advertise %s, which needs cluster format %d; the cluster is at %d while an agent of an older build is a member",
-				cfg.PeerAdvertise, cfg.Advertise, meta.Format3, f)
-		}
+	var f meta.Format
+	mlog.View(func(st *meta.State) { f = st.Format() })
+	if cfg.sharedAddress() && f < meta.Format3 {
+		return fmt.Errorf("--peer-advertise %s differs from --advertise %s, which needs cluster format %d; the cluster is at %d while an agent of an older build is a member",
+			cfg.PeerAdvertise, cfg.Advertise, meta.Format3, f)
+	}
+	if f > formatAtReg {
+		// The newer format's heartbeat says more (the peer address from
+		// Format3, --jobs=false from Format4): register again with it.
 		if reg0, err = mlog.Append(ctx, hb); err != nil {
 			return fmt.Errorf("registering in the metadata log: %w", err)
 		}
@@ -156,7 +158,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	go expireOffsets(logCtx, srv, cfg.OffsetsRetention, cfg.OffsetsCheck, logger)
 	if cfg.Jobs {
-		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, OrphanGrace: cfg.OrphanGrace, Owns: srv.Fleet().Owns, Logger: logger,
+		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, OrphanGrace: cfg.OrphanGrace, Owns: srv.Fleet().OwnsJob, Logger: logger,
 			CompactionInterval: cfg.CompactionEvery, CompactionTarget: cfg.CompactionTarget, WriterID: writerID,
 			CleanerBackoff: cfg.CleanerBackoff, CleanerKeys: cfg.CleanerKeys,
 			MetaRetention: cfg.MetaRetention, MetaSnapshotEvery: cfg.MetaSnapEvery, LeaseDuration: cfg.JobLease,

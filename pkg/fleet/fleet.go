@@ -41,6 +41,9 @@ type Member struct {
 	// apart from every other member: it is its own even when the
 	// advertised address is shared (a load balancer's).
 	Peer string
+	// NoJobs says it runs no background jobs (--jobs=false), so jobs
+	// are placed on the others.
+	NoJobs bool
 }
 
 // Addr is the member's advertised host:port.
@@ -100,7 +103,7 @@ func (f *Fleet) live() ([]Member, int32) {
 		if err != nil || perr != nil || a.Key() == f.self.Peer || a.NodeID == f.self.NodeID {
 			continue
 		}
-		out = append(out, Member{NodeID: a.NodeID, Host: host, Port: int32(p), Zone: a.Zone, Peer: a.Key()})
+		out = append(out, Member{NodeID: a.NodeID, Host: host, Port: int32(p), Zone: a.Zone, Peer: a.Key(), NoJobs: a.NoJobs})
 	}
 	return out, epoch
 }
@@ -113,6 +116,14 @@ func (f *Fleet) Owner(key string) Member { return f.Placement().owner(key) }
 // Owns reports whether this agent owns key. It reads the log's state, so
 // it must not be called inside Log.View.
 func (f *Fleet) Owns(key string) bool { return f.Owner(key).Peer == f.self.Peer }
+
+// OwnsJob reports whether this agent, which runs jobs, should run job:
+// rendezvous over the live agents that run jobs, so that an agent started
+// with --jobs=false leaves its share to the others instead of to no one.
+// Like Owns, it must not be called inside Log.View.
+func (f *Fleet) OwnsJob(job string) bool {
+	return f.Placement().JobOwner(job).Peer == f.self.Peer
+}
 
 // InZone returns the placement among the live agents in zone, so that a
 // client there is given leaders it reaches without crossing zones; all of
@@ -228,8 +239,21 @@ func (p Placement) Leader(topic meta.TopicID, partition int32) Member {
 	return p.Broker(p.owner(PartitionKey(topic, partition)))
 }
 
-// Owner is the live agent that owns key (a group, a job).
+// Owner is the live agent that owns key (a group).
 func (p Placement) Owner(key string) Member { return p.owner(key) }
+
+// JobOwner is the live agent that runs job: rendezvous over the live
+// agents that run jobs (this one is taken to, since only a runner asks);
+// over all of them if none does.
+func (p Placement) JobOwner(job string) Member {
+	var runners []Member
+	for i, m := range p.live {
+		if i == 0 || !m.NoJobs {
+			runners = append(runners, m)
+		}
+	}
+	return placementOf(runners).owner(job)
+}
 
 // owner is the live agent rendezvous picks for key; the live set is never
 // empty (this agent is in it).

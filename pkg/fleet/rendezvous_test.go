@@ -116,3 +116,31 @@ func TestPlacementSharedAddress(t *testing.T) {
 		t.Fatal("SharesAddr")
 	}
 }
+
+// TestJobOwner: jobs go only to agents that run them, groups to all.
+func TestJobOwner(t *testing.T) {
+	self := Member{NodeID: 0, Host: "a", Port: 1, Peer: "a:1"}
+	off := Member{NodeID: 1, Host: "b", Port: 1, Peer: "b:1", NoJobs: true}
+	other := Member{NodeID: 2, Host: "c", Port: 1, Peer: "c:1"}
+	p := placementOf([]Member{self, off, other})
+	jobs, groups := map[string]int{}, map[string]int{}
+	for i := range 300 {
+		key := fmt.Sprint("retention/t-", i)
+		jobs[p.JobOwner(key).Peer]++
+		groups[p.Owner(key).Peer]++
+	}
+	if jobs[off.Peer] != 0 || jobs[self.Peer] == 0 || jobs[other.Peer] == 0 {
+		t.Fatalf("jobs placed %v: want none on the --jobs=false agent, some on each other", jobs)
+	}
+	if groups[off.Peer] == 0 {
+		t.Fatalf("groups placed %v: the --jobs=false agent still coordinates its share", groups)
+	}
+	// With no other runner, this agent (which asks only because it runs
+	// jobs) runs them all.
+	alone := placementOf([]Member{self, off})
+	for i := range 50 {
+		if o := alone.JobOwner(fmt.Sprint("collect-", i)); o.Peer != self.Peer {
+			t.Fatalf("job placed on %s, want this agent, the only runner", o.Peer)
+		}
+	}
+}

@@ -23,6 +23,9 @@ type AgentHeartbeat struct {
 	// PeerAddr is the host:port other agents reach this one at
 	// (Format3); "" means Addr.
 	PeerAddr string
+	// NoJobs says the agent runs no background jobs (--jobs=false;
+	// Format4), so that they are placed on the others.
+	NoJobs bool
 }
 
 // key is the address that identifies the agent: its peer address.
@@ -54,6 +57,7 @@ type Agent struct {
 	// Expired says another agent recorded it gone after a TTL of silence
 	// (ExpireAgent, Format4); it is a member again once it heartbeats.
 	Expired bool
+	NoJobs  bool // it runs no background jobs (Format4)
 }
 
 // Key is the address that tells the agent apart from every other: its peer
@@ -76,6 +80,9 @@ func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) i
 	s.forgetMembers(timeMs)
 	if s.format < Format3 {
 		op.PeerAddr = "" // not in the entry's encoding either
+	}
+	if s.format < Format4 {
+		op.NoJobs = false // nor this
 	}
 	key := op.key()
 	changed := !s.agents[writer].member() // a join
@@ -101,7 +108,7 @@ func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) i
 		a = &Agent{ID: writer}
 		s.agents[writer] = a
 	}
-	a.Addr, a.Zone, a.PeerAddr, a.NodeID, a.LastMs, a.Left, a.Expired = op.Addr, op.Zone, op.PeerAddr, id, max(a.LastMs, timeMs), false, false
+	a.Addr, a.Zone, a.PeerAddr, a.NodeID, a.LastMs, a.Left, a.Expired, a.NoJobs = op.Addr, op.Zone, op.PeerAddr, id, max(a.LastMs, timeMs), false, false, op.NoJobs
 	if changed {
 		s.changedMembership()
 	}
@@ -149,12 +156,18 @@ func (op AgentHeartbeat) encode(e *encoder) {
 	if e.format >= Format3 {
 		e.str(op.PeerAddr)
 	}
+	if e.format >= Format4 {
+		e.bool(op.NoJobs)
+	}
 }
 
 func decodeAgentHeartbeat(d *decoder) Op {
 	op := AgentHeartbeat{Addr: d.str(), Zone: d.str()}
 	if d.format >= Format3 {
 		op.PeerAddr = d.str()
+	}
+	if d.format >= Format4 {
+		op.NoJobs = d.bool()
 	}
 	return op
 }

@@ -134,7 +134,8 @@ func (s *State) Members() []Agent {
 
 // Snapshot membership section (version 9, Format4): the membership epoch,
 // then the agents that are out (count, then id and a byte: 1 left, 2
-// expired; sorted by id).
+// expired; sorted by id), then the agents that run no jobs (count, ids
+// sorted).
 func (s *State) encodeMembership(e *encoder) {
 	e.svar(int64(s.memberEpoch))
 	ids := make([]string, 0, len(s.agents))
@@ -153,6 +154,17 @@ func (s *State) encodeMembership(e *encoder) {
 			e.u8(2)
 		}
 	}
+	ids = ids[:0]
+	for id, a := range s.agents {
+		if a.NoJobs {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	e.uvar(uint64(len(ids)))
+	for _, id := range ids {
+		e.str(id)
+	}
 }
 
 func (s *State) decodeMembership(d *decoder) {
@@ -170,6 +182,14 @@ func (s *State) decodeMembership(d *decoder) {
 			a.Expired = true
 		default:
 			d.fail("unknown membership mark")
+		}
+	}
+	n = d.count(1)
+	for i := 0; i < n && d.err == nil; i++ {
+		if a := s.agents[d.str()]; a != nil {
+			a.NoJobs = true
+		} else {
+			d.fail("jobs of an unknown agent")
 		}
 	}
 }

@@ -99,7 +99,7 @@ func TestMembership(t *testing.T) {
 
 	// A new process at a's address replaces it: one change, and the old
 	// process, a zombie now, is fenced.
-	apply("a2", 17000, AgentHeartbeat{Addr: "h1:9092"})
+	apply("a2", 17000, AgentHeartbeat{Addr: "h1:9092", NoJobs: true})
 	want(6, "a2", "c")
 	if !errors.Is(commit("a", 17100), ErrFenced) {
 		t.Fatal("a replaced process committed records")
@@ -127,6 +127,13 @@ func TestMembership(t *testing.T) {
 	}
 	if a, _ := dec.AgentByID("b"); !a.Left {
 		t.Fatal("the snapshot lost a departure")
+	}
+	if a, _ := dec.AgentByID("a2"); !a.NoJobs {
+		t.Fatal("the snapshot lost an agent's --jobs=false")
+	}
+	en := &Entry{Writer: "a2", Ops: []Op{AgentHeartbeat{Addr: "h1:9092", NoJobs: true}}}
+	if got, err := DecodeEntry(en.EncodeAt(Format4)); err != nil || !reflect.DeepEqual(got.Ops, en.Ops) {
+		t.Fatalf("a Format4 heartbeat decodes as %+v (%v)", got, err)
 	}
 	if c := s.Clone(); !reflect.DeepEqual(s, c) {
 		t.Fatal("a clone differs")

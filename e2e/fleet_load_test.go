@@ -21,10 +21,10 @@ import (
 	"github.com/bargehq/barge/pkg/fleet"
 )
 
-// The load tests' clients refresh metadata at most once a second while a
+// The scale test's clients refresh metadata at most once a second while a
 // broker fails them, as the Java client does (retry.backoff.max.ms 1 s) and
-// librdkafka faster still; franz-go's own default is 5 s, which alone could
-// stretch a failover by that much.
+// librdkafka faster still; franz-go's own default is 5 s. (The kill test
+// runs with franz-go's defaults.)
 var fastMetadata = kgo.MetadataMinAge(time.Second)
 
 // produced is one record of a load: where it went and what its promise
@@ -291,8 +291,10 @@ type groupRead struct {
 // three franz-go consumers reads them. The agent coordinating the group,
 // which also leads about a third of the partitions, is killed with
 // SIGKILL and left in the load balancer, whose /readyz health check takes
-// it out. It stays live in the others' view for the liveness TTL (10 s),
-// so its partitions and the group move only then:
+// it out. The first surviving member probes it once it has missed a
+// heartbeat (4 s of silence), finds its port refusing connections, and
+// records it gone, so its partitions and the group move then rather than
+// after the liveness TTL (10 s). The clients run with franz-go's defaults:
 //
 //   - produce resumes on every partition within 15 s of the kill (the first
 //     acknowledgement of a record produced after it);
@@ -350,7 +352,7 @@ func TestFleetKillUnderLoad(t *testing.T) {
 	}
 	slices.Sort(victimLeads)
 
-	ld := startLoad(t, lb.Addr(), topic, partitions, 3, 5*time.Millisecond, fastMetadata)
+	ld := startLoad(t, lb.Addr(), topic, partitions, 3, 5*time.Millisecond)
 
 	var mu sync.Mutex
 	reads := map[string][]groupRead{}
@@ -362,7 +364,7 @@ func TestFleetKillUnderLoad(t *testing.T) {
 			defer mu.Unlock()
 			v := string(r.Value)
 			reads[v] = append(reads[v], groupRead{member: i, span: span, p: r.Partition, off: r.Offset})
-		}, fastMetadata)
+		})
 	}
 	// generation returns the group's generation if every member is in the
 	// same one and between them they own every partition once, or -1.

@@ -28,6 +28,9 @@ func Check(ttl, heartbeat time.Duration) error {
 	if heartbeat <= 0 || ttl < 3*heartbeat {
 		return fmt.Errorf("fleet: an agent TTL of %v must be at least three heartbeat intervals (%v)", ttl, heartbeat)
 	}
+	if heartbeat+suspectSlack >= ttl {
+		return fmt.Errorf("fleet: an agent is probed %v after a missed heartbeat (%v), which must be inside the TTL of %v", suspectSlack, heartbeat, ttl)
+	}
 	return nil
 }
 

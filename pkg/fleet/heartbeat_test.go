@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"net"
 	"reflect"
 	"testing"
 
@@ -22,30 +23,62 @@ func TestExpiries(t *testing.T) {
 	ttl, hb := TTL.Milliseconds(), HeartbeatInterval.Milliseconds()
 
 	// a goes silent; b and c keep heartbeating.
-	apply("b", 5000, meta.AgentHeartbeat{Addr: "h2:1"})
-	apply("c", 5000, meta.AgentHeartbeat{Addr: "h3:1"})
-	if ops := expiries(st, "b", ttl); ops != nil {
+	apply("b", 8000, meta.AgentHeartbeat{Addr: "h2:1"})
+	apply("c", 8000, meta.AgentHeartbeat{Addr: "h3:1"})
+	// Once a has missed a heartbeat, b (the first heard-from member)
+	// probes it; nobody expires it before the TTL.
+	sus := suspectAfter.Milliseconds()
+	if ops, suspects := expiries(st, "b", sus); ops != nil || suspects != nil {
+		t.Fatalf("at %d ms of silence: expire %v, probe %v; want nothing yet", sus, ops, suspects)
+	}
+	if ops, suspects := expiries(st, "b", sus+1); ops != nil || len(suspects) != 1 || suspects[0].ID != "a" {
+		t.Fatalf("after a missed heartbeat: expire %v, probe %v; want a probe of a", ops, suspects)
+	}
+	if _, suspects := expiries(st, "c", sus+1); suspects != nil {
+		t.Fatalf("c probes %v: only the first member probes", suspects)
+	}
+	if ops, _ := expiries(st, "b", ttl); ops != nil {
 		t.Fatalf("expired at the TTL, not after it: %v", ops)
 	}
 	now := ttl + 1
 	want := []meta.Op{meta.ExpireAgent{ID: "a", LastMs: 0}}
-	if ops := expiries(st, "b", now); !reflect.DeepEqual(ops, want) {
+	if ops, suspects := expiries(st, "b", now); !reflect.DeepEqual(ops, want) || suspects != nil {
 		t.Fatalf("b, the lowest live node, writes %v, want %v", ops, want)
 	}
-	if ops := expiries(st, "c", now); ops != nil {
+	if ops, _ := expiries(st, "c", now); ops != nil {
 		t.Fatalf("c writes %v before the grace for b is over", ops)
 	}
-	if ops := expiries(st, "c", ttl+hb+1); !reflect.DeepEqual(ops, want) {
+	if ops, _ := expiries(st, "c", ttl+hb+1); !reflect.DeepEqual(ops, want) {
 		t.Fatalf("c writes %v once b has had a heartbeat interval, want %v", ops, want)
 	}
-	if ops := expiries(st, "a", now); ops != nil {
+	if ops, _ := expiries(st, "a", now); ops != nil {
 		t.Fatalf("the silent agent expires itself: %v", ops)
 	}
 	apply("b", now, want...)
 	if epoch := st.MembershipEpoch(); epoch != 2 || len(st.Members()) != 2 {
 		t.Fatalf("after the expiry: epoch %d, %d members", epoch, len(st.Members()))
 	}
-	if ops := expiries(st, "b", now+1); ops != nil {
+	if ops, _ := expiries(st, "b", now+1); ops != nil {
 		t.Fatalf("an expired agent is expired again: %v", ops)
+	}
+}
+
+// TestRefuses: a probe tells a port nothing listens on from a live one.
+func TestRefuses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := ln.Addr().String()
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := gone.Addr().String()
+	gone.Close()
+	defer ln.Close()
+	got := refusing([]meta.Agent{{ID: "live", Addr: live}, {ID: "dead", Addr: dead}})
+	if len(got) != 1 || got[0].ID != "dead" {
+		t.Fatalf("refusing: %+v, want only the agent at the closed port", got)
 	}
 }

@@ -147,6 +147,13 @@ func (p Placement) InZone(zone string) Placement {
 	return in
 }
 
+// Zone returns the placement among the live agents in zone and whether
+// there is any (InZone falls back to all of them instead).
+func (p Placement) Zone(zone string) (Placement, bool) {
+	in := p.InZone(zone)
+	return in, zone != "" && len(in.live) > 0 && in.live[0].Zone == zone
+}
+
 // ClientZone returns the zone a client names in its client.id, as
 // "barge_az=NAME" anywhere in it (WarpStream's warpstream_az= convention:
 // the id is the one setting every Kafka client has), or "".

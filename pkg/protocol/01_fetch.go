@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/bargehq/barge/pkg/batch"
+	"github.com/bargehq/barge/pkg/fleet"
 	"github.com/bargehq/barge/pkg/meta"
 	"github.com/bargehq/barge/pkg/tiered"
 )
@@ -21,7 +22,9 @@ import (
 // even above MaxBytes (KIP-74). At the high watermark the request waits for
 // new commits up to MaxWaitMillis or until MinBytes are available. v7:
 // incremental fetch sessions (fetch_sessions.go); v12: flexible; v13: topic
-// ids.
+// ids. v11: a client that names its rack (client.rack) and reaches an
+// agent outside that zone is told the agent in its zone to read each
+// partition from (PreferredReadReplica, KIP-392), with no records.
 func init() { register(1, 4, 16, deferred(handleFetch)) }
 
 func handleFetch(ctx context.Context, s *Server, req *kmsg.FetchRequest) kmsg.Response {
@@ -72,6 +75,22 @@ func handleFetch(ctx context.Context, s *Server, req *kmsg.FetchRequest) kmsg.Re
 }
 
 // firstZstd returns the position of the first zstd batch in b, or -1.
+// readReplicas returns the placement of a fetch's partitions over the
+// agents in the client's rack (Fetch v11+, KIP-392's client.rack) when this
+// agent is not in it and some live agent is: every agent serves every
+// partition, so a client is sent to read where its zone's agents would
+// lead, as it is given leaders there when it names its zone in client.id.
+// Only to an agent at another advertised address: agents that share one
+// (a load balancer's) are one broker to clients, who cannot pick among
+// them.
+func (s *Server) readReplicas(req *kmsg.FetchRequest) (bool, fleet.Placement) {
+	if req.Version < 11 || req.Rack == "" || req.Rack == s.fleet.Self().Zone {
+		return false, fleet.Placement{}
+	}
+	in, ok := s.fleet.Placement().Zone(req.Rack)
+	return ok, in
+}
+
 func firstZstd(b []byte) int {
 	for pos := 0; pos+batch.HeaderSize <= len(b); {
 		h, err := batch.ParseHeader(b[pos:])
@@ -104,6 +123,7 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 	var plans []fetchPlan
 	var ahead []*kmsg.FetchResponseTopicPartition
 	stop := false
+	zoned, inZone := s.readReplicas(req)
 	s.log.View(func(st *meta.State) {
 		epoch := st.MembershipEpoch()
 		for i := range req.Topics {
@@ -153,6 +173,14 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 						ahead = append(ahead, p)
 					}
 					continue
+				}
+				if zoned {
+					if m := inZone.Leader(topic.ID, rp.Partition); m.Addr() != s.fleet.Self().Addr() {
+						// KIP-392: read there; no records from here.
+						p.PreferredReadReplica = m.NodeID
+						stop = true
+						continue
+					}
 				}
 				if rp.FetchOffset == part.HighWatermark {
 					continue

@@ -127,7 +127,8 @@ func TestAdminAndOffsets(t *testing.T) {
 				}
 
 				// OffsetForLeaderEpoch: every batch is of epoch 0, which
-				// ends at the high watermark, for any epoch up to ours.
+				// ends at the high watermark, for any epoch asked about
+				// (nothing is ever truncated).
 				req := kmsg.NewPtrOffsetForLeaderEpochRequest()
 				rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
 				rt.Topic = "times"
@@ -145,7 +146,7 @@ func TestAdminAndOffsets(t *testing.T) {
 				for i, want := range []struct {
 					code          int16
 					epoch, offset int64
-				}{{0, 0, 5}, {0, 0, 5}, {0, -1, -1}, {0, 0, 5}, {kerr.FencedLeaderEpoch.Code, -1, -1}, {kerr.UnknownLeaderEpoch.Code, -1, -1}} {
+				}{{0, 0, 5}, {0, 0, 5}, {0, 0, 5}, {0, 0, 5}, {kerr.FencedLeaderEpoch.Code, -1, -1}, {kerr.UnknownLeaderEpoch.Code, -1, -1}} {
 					if p := ps[i]; p.ErrorCode != want.code || int64(p.LeaderEpoch) != want.epoch || p.EndOffset != want.offset {
 						t.Errorf("OffsetForLeaderEpoch case %d: %v epoch %d end %d, want %v %d %d", i,
 							kerr.ErrorForCode(p.ErrorCode), p.LeaderEpoch, p.EndOffset, kerr.ErrorForCode(want.code), want.epoch, want.offset)
@@ -154,7 +155,8 @@ func TestAdminAndOffsets(t *testing.T) {
 
 				// Fetch and ListOffsets fence an older epoch (the client
 				// refreshes and finds the new leader) and hold off a newer
-				// one, and answer the current one and -1.
+				// one, and answer the current one and -1; ListOffsets
+				// names the epoch of the batch at the offset, 0.
 				for _, c := range []struct {
 					current int32
 					code    int16
@@ -189,7 +191,7 @@ func TestAdminAndOffsets(t *testing.T) {
 						t.Fatal(err)
 					}
 					lpr := lresp.Topics[0].Partitions[0]
-					if lpr.ErrorCode != c.code || lpr.LeaderEpoch != epoch || (c.code == 0) != (lpr.Offset == 5) {
+					if lpr.ErrorCode != c.code || lpr.LeaderEpoch != 0 || (c.code == 0) != (lpr.Offset == 5) {
 						t.Errorf("ListOffsets at epoch %d of %d: %v offset %d epoch %d, want %v", c.current, epoch,
 							kerr.ErrorForCode(lpr.ErrorCode), lpr.Offset, lpr.LeaderEpoch, kerr.ErrorForCode(c.code))
 					}

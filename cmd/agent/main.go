@@ -123,7 +123,16 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		}
 		nodeID = reg0[0].NodeID
 	}
-	go fleet.Heartbeat(logCtx, mlog, hb, logger)
+	// Heartbeats stop before the departure is recorded, so that a
+	// draining agent does not join again on its way out.
+	hbCtx, stopHeartbeats := context.WithCancel(logCtx)
+	defer stopHeartbeats()
+	replaced := make(chan error, 1)
+	go func() {
+		if err := fleet.Heartbeat(hbCtx, mlog, hb, logger); err != nil {
+			replaced <- err
+		}
+	}()
 	go stepFormat(logCtx, mlog, logger)
 
 	pageCache, err := cache.New(cfg.CacheBytes, reg)
@@ -176,11 +185,16 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	logger.Info("serving Kafka", "listen", ln.Addr().String(), "advertise", cfg.Advertise, "peer_advertise", cfg.PeerAdvertise, "node", nodeID, "zone", zone, "store", cfg.Store,
 		"flush_interval", cfg.FlushInterval, "http", cfg.HTTP)
 
+	var stopErr error
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		ingest.Close()
 		return err
+	case stopErr = <-replaced:
+		// Its commits are refused from now on: stop, so that a newer
+		// process at this address (or a restart) serves instead.
+		logger.Error("stopping: this agent is no longer in the metadata log", "err", stopErr)
 	}
 	logger.Info("draining")
 	ready.Store(false)
@@ -191,6 +205,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	go func() { srv.Drain(drainCtx); close(drained) }()
 	ingest.Close() // seals, uploads, commits and answers what is buffered
 	<-drained
+	stopHeartbeats()
 	// Gone for good, as far as the cluster format is concerned: a restart
 	// rejoins with its first entry.
 	if err := mlog.Leave(drainCtx); err != nil {
@@ -200,7 +215,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		httpSrv.Shutdown(drainCtx)
 	}
 	logger.Info("stopped")
-	return nil
+	return stopErr
 }
 
 // stepFormat moves the cluster format toward this build's (meta/format.go):

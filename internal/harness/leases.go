@@ -24,12 +24,6 @@ type LeaseHistory struct {
 // lease, or one the state rejected.
 func ReadLeaseHistory(t testing.TB, store objstore.Store) LeaseHistory {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	infos, err := store.List(ctx, "meta/log/", "", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	type span struct {
 		holder      string
 		from, until int64
@@ -38,23 +32,13 @@ func ReadLeaseHistory(t testing.TB, store objstore.Store) LeaseHistory {
 	spans := map[string][]*span{}
 	h := LeaseHistory{Grants: map[string]map[string]int{}, Addrs: map[string]string{}, Final: meta.NewState()}
 	st := h.Final
-	for i, info := range infos {
-		if info.Key != meta.EntryKey(uint64(i+1)) {
-			t.Fatalf("log entry %d is %s: the log was trimmed", i+1, info.Key)
-		}
-		data, err := store.Get(ctx, info.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		en, err := meta.DecodeEntry(data)
-		if err != nil {
-			t.Fatalf("%s: %v", info.Key, err)
-		}
+	for i, en := range LogEntries(t, store) {
+		key := meta.EntryKey(uint64(i + 1))
 		for _, op := range en.Ops {
 			if rc, ok := op.(meta.ReplaceChunks); ok {
 				job := "compact/" + st.TopicByID(rc.Topic).Name
 				if l, ok := st.Lease(job); !ok || l.Holder != en.Writer || !l.Held(en.TimeMs) {
-					t.Errorf("%s: %s replaced chunks of %s without its lease (%+v)", info.Key, en.Writer, job, l)
+					t.Errorf("%s: %s replaced chunks of %s without its lease (%+v)", key, en.Writer, job, l)
 				}
 			}
 		}
@@ -65,7 +49,7 @@ func ReadLeaseHistory(t testing.TB, store objstore.Store) LeaseHistory {
 				h.Addrs[en.Writer] = op.Addr
 			case meta.ReplaceChunks:
 				if res[j].Err != nil {
-					t.Errorf("%s: ReplaceChunks by %s: %v", info.Key, en.Writer, res[j].Err)
+					t.Errorf("%s: ReplaceChunks by %s: %v", key, en.Writer, res[j].Err)
 				} else {
 					h.Replaces++
 				}
@@ -99,4 +83,30 @@ func ReadLeaseHistory(t testing.TB, store objstore.Store) LeaseHistory {
 		}
 	}
 	return h
+}
+
+// LogEntries reads every entry of store's metadata log, in slot order from
+// slot 1 (none may have been trimmed).
+func LogEntries(t testing.TB, store objstore.Store) []*meta.Entry {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	infos, err := store.List(ctx, "meta/log/", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]*meta.Entry, len(infos))
+	for i, info := range infos {
+		if info.Key != meta.EntryKey(uint64(i+1)) {
+			t.Fatalf("log entry %d is %s: the log was trimmed", i+1, info.Key)
+		}
+		data, err := store.Get(ctx, info.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[i], err = meta.DecodeEntry(data); err != nil {
+			t.Fatalf("%s: %v", info.Key, err)
+		}
+	}
+	return out
 }

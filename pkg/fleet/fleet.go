@@ -19,7 +19,7 @@ import (
 // missed heartbeats and a slow append.
 const (
 	HeartbeatInterval = 3 * time.Second
-	TTL               = 10 * time.Second
+	TTL               = meta.MemberTTL
 )
 
 // Check reports whether a TTL and heartbeat interval keep a healthy idle
@@ -80,7 +80,19 @@ func New(log *meta.Log, self Member, ttl time.Duration) *Fleet {
 // Self is this agent.
 func (f *Fleet) Self() Member { return f.self }
 
-// Live returns the live agents, this one first, the others by node id.
+// Epoch returns the leader epoch of every partition in st: the membership
+// epoch, except with a shared address, where the fleet is one broker to
+// clients whose leaders never change, so an epoch that moved with the
+// membership would only make every consumer stop and revalidate.
+func (f *Fleet) Epoch(st *meta.State) int32 {
+	if f.self.Peer != f.self.Addr() {
+		return 0
+	}
+	return st.MembershipEpoch()
+}
+
+// Live returns the live agents, this one first (unless the log says it is
+// not a member), the others by node id.
 func (f *Fleet) Live() []Member {
 	live, _ := f.live()
 	return live
@@ -92,14 +104,21 @@ func (f *Fleet) Live() []Member {
 func (f *Fleet) live() ([]Member, int32) {
 	var agents []meta.Agent
 	var epoch int32
+	selfIn := true
 	f.log.View(func(st *meta.State) {
 		if st.Membership() {
-			agents, epoch = st.Members(), st.MembershipEpoch()
+			agents, epoch = st.Members(), f.Epoch(st)
+			selfIn = st.IsMember(f.log.WriterID()) || len(agents) == 0
 		} else {
 			agents = st.LiveAgents(time.Now().UnixMilli(), f.ttl.Milliseconds())
 		}
 	})
-	out := []Member{f.self}
+	var out []Member
+	if selfIn {
+		// Out of the fleet (expired, about to join again), this agent
+		// names only the members, as every other agent does.
+		out = append(out, f.self)
+	}
 	for _, a := range agents {
 		host, port, err := net.SplitHostPort(a.Addr)
 		p, perr := strconv.Atoi(port)
@@ -107,6 +126,9 @@ func (f *Fleet) live() ([]Member, int32) {
 			continue
 		}
 		out = append(out, Member{NodeID: a.NodeID, Host: host, Port: int32(p), Zone: a.Zone, Peer: a.Key(), NoJobs: a.NoJobs})
+	}
+	if len(out) == 0 {
+		out = append(out, f.self) // never an empty placement
 	}
 	return out, epoch
 }

@@ -30,34 +30,55 @@ const (
 	probeTimeout = 500 * time.Millisecond
 )
 
+// ErrReplaced ends Heartbeat when the log no longer has this agent at all
+// (Format4): another process registered at its peer address, or it was
+// silent long enough to be forgotten. It must not join again, which would
+// push the newer process out in turn; the agent stops instead.
+var ErrReplaced = errors.New("fleet: another agent process registered at this agent's peer address, or this one was forgotten after a long silence")
+
 // Heartbeat keeps this agent in the fleet until ctx ends: it announces
 // what hb says (its address and zone) once it has been silent for
-// HeartbeatInterval, and at once when the log says it is not a member (it
-// was expired while paused or cut off, and is fenced until it joins
-// again). It also records the members silent for TTL as gone (Format4),
-// so that every agent moves their partitions and groups at the same slot.
-func Heartbeat(ctx context.Context, log *meta.Log, hb meta.AgentHeartbeat, logger *slog.Logger) {
+// HeartbeatInterval, and at once when the log says it was expired (while
+// paused or cut off: it is fenced until it joins again). It also records
+// the members silent for TTL as gone (Format4), so that every agent moves
+// their partitions and groups at the same slot. Silence is timed on this
+// agent's clock, from when it saw a member's newest entry, so a member
+// whose clock is behind is never taken for silent. It returns ErrReplaced
+// if the log has dropped this agent, nil when ctx ends.
+func Heartbeat(ctx context.Context, log *meta.Log, hb meta.AgentHeartbeat, logger *slog.Logger) error {
 	t := time.NewTicker(checkEvery)
 	defer t.Stop()
 	self := log.WriterID()
+	var heard hearing
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
-		var member bool
+		var member, gone bool
 		var expire []meta.Op
 		var suspects []meta.Agent
+		now := time.Now()
 		log.View(func(st *meta.State) {
 			member = st.IsMember(self)
-			if member && st.Membership() {
-				expire, suspects = expiries(st, self, time.Now().UnixMilli())
+			if !st.Membership() {
+				return
+			}
+			a, ok := st.AgentByID(self)
+			gone = !ok || a.Left
+			members := st.Members()
+			heard.saw(members, now)
+			if member {
+				expire, suspects = expiries(members, self, heard.silence(now))
 			}
 		})
+		if gone {
+			return ErrReplaced
+		}
 		if !member || time.Since(log.LastOwnAppend()) >= HeartbeatInterval {
 			if !member {
-				logger.Warn("this agent is not a member of the fleet (it was silent for longer than the TTL): joining again", "ttl", TTL)
+				logger.Warn("this agent was recorded gone after a silence longer than the TTL: joining again", "ttl", TTL)
 			}
 			if _, err := log.Append(ctx, hb); err != nil && ctx.Err() == nil {
 				logger.Warn("agent heartbeat", "err", err)
@@ -75,20 +96,53 @@ func Heartbeat(ctx context.Context, log *meta.Log, hb meta.AgentHeartbeat, logge
 	}
 }
 
-// expiries returns the ExpireAgent ops agent self should write at nowMs,
-// and the members it should probe (suspectAfter). Self expires each member
-// silent for TTL if it is the member with the lowest node id among those
-// still heard from, or anyway once the silence has lasted a heartbeat
-// interval more (the first choice may be slow too), and probes the members
-// silent for suspectAfter if it is that first member. One writer, not
-// every agent, so that a death costs one entry and one probe at a time.
-func expiries(st *meta.State, self string, nowMs int64) (ops []meta.Op, suspects []meta.Agent) {
-	ttl, suspect := TTL.Milliseconds(), suspectAfter.Milliseconds()
+// hearing remembers when this agent last saw each member's newest entry
+// change, on its own clock.
+type hearing map[string]heardAt
+
+type heardAt struct {
+	lastMs int64 // the member's newest entry time, as the log has it
+	at     time.Time
+}
+
+// saw notes the members as the log has them at now.
+func (h *hearing) saw(members []meta.Agent, now time.Time) {
+	if *h == nil {
+		*h = hearing{}
+	}
+	seen := make(map[string]bool, len(members))
+	for _, a := range members {
+		seen[a.ID] = true
+		if prev, ok := (*h)[a.ID]; !ok || prev.lastMs != a.LastMs {
+			(*h)[a.ID] = heardAt{lastMs: a.LastMs, at: now}
+		}
+	}
+	for id := range *h {
+		if !seen[id] {
+			delete(*h, id)
+		}
+	}
+}
+
+// silence returns how long each member has been silent at now.
+func (h hearing) silence(now time.Time) func(meta.Agent) time.Duration {
+	return func(a meta.Agent) time.Duration { return now.Sub(h[a.ID].at) }
+}
+
+// expiries returns the ExpireAgent ops agent self should write, and the
+// members it should probe, given how long each member has been silent.
+// Self expires each member silent for TTL if it is the member with the
+// lowest node id among those heard from within suspectAfter, or anyway once
+// the silence has lasted a heartbeat interval more (the first choice may
+// be slow too), and probes the members silent for suspectAfter if it is
+// that first member. One writer, not every agent, so that a death costs
+// one entry and one probe at a time. members are by node id.
+func expiries(members []meta.Agent, self string, silence func(meta.Agent) time.Duration) (ops []meta.Op, suspects []meta.Agent) {
 	var first string // the heard-from member with the lowest node id
 	var silent []meta.Agent
-	for _, a := range st.Members() { // by node id
+	for _, a := range members {
 		switch {
-		case nowMs-a.LastMs <= suspect:
+		case silence(a) <= suspectAfter:
 			if first == "" {
 				first = a.ID
 			}
@@ -97,10 +151,10 @@ func expiries(st *meta.State, self string, nowMs int64) (ops []meta.Op, suspects
 		}
 	}
 	for _, a := range silent {
-		switch {
-		case nowMs-a.LastMs > ttl+HeartbeatInterval.Milliseconds(), nowMs-a.LastMs > ttl && first == self:
+		switch d := silence(a); {
+		case d > TTL+HeartbeatInterval, d > TTL && first == self:
 			ops = append(ops, meta.ExpireAgent{ID: a.ID, LastMs: a.LastMs})
-		case nowMs-a.LastMs <= ttl && first == self:
+		case d <= TTL && first == self:
 			suspects = append(suspects, a)
 		}
 	}

@@ -168,9 +168,9 @@ func (s *State) forgetMembers(nowMs int64) {
 	}
 }
 
-func (s *State) setFormat(op SetFormat) {
+func (s *State) setFormat(timeMs int64, op SetFormat) {
 	if s.format < Format4 && op.Version >= Format4 {
-		s.startMembership()
+		s.startMembership(timeMs)
 	}
 	s.format = max(s.format, op.Version) // a ratchet: never down
 }

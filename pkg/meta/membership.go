@@ -3,6 +3,7 @@ package meta
 import (
 	"errors"
 	"sort"
+	"time"
 )
 
 // Membership (Format4): who is in the fleet, decided by the log rather than
@@ -28,8 +29,8 @@ import (
 // Before Format4 nothing here is written: liveness is each agent's reading
 // of heartbeat times (LiveAgents), and the leader epoch is 0. Raising the
 // format to 4 starts membership afresh, at epoch 1 with every registered
-// agent a member (the silent ones are expired within a TTL), because agents
-// loaded from a Format3 snapshot do not know who had left.
+// agent heard from within MemberTTL a member, because agents loaded from a
+// Format3 snapshot do not know who had left.
 
 // ExpireAgent records that agent ID, last heard at LastMs, is gone. It
 // applies only if nothing has been heard from the agent since the writer
@@ -87,11 +88,19 @@ func (s *State) leaveCluster(writer string) {
 	}
 }
 
-// startMembership begins Format4's membership: every registered agent is
-// a member, at epoch 1.
-func (s *State) startMembership() {
+// MemberTTL is how long a member may be silent before another records it
+// gone (pkg/fleet's TTL, checked there against its heartbeat interval).
+// The log needs it once: when membership begins.
+const MemberTTL = 10 * time.Second
+
+// startMembership begins Format4's membership at nowMs, the SetFormat
+// entry's time: every registered agent heard from within MemberTTL is a
+// member, the others are expired, at epoch 1. Who had left is not known
+// alike by every agent (a Format3 snapshot does not say), so a leaver still
+// within the TTL is a member until it is expired like a silent one.
+func (s *State) startMembership(nowMs int64) {
 	for _, a := range s.agents {
-		a.Left, a.Expired = false, false
+		a.Left, a.Expired = false, nowMs-a.LastMs > MemberTTL.Milliseconds()
 	}
 	s.memberEpoch = 1
 }

@@ -38,10 +38,12 @@ func TestMembership(t *testing.T) {
 		return err
 	}
 
+	apply("old", 1, AgentHeartbeat{Addr: "h0:9092"})
 	apply("a", 1000, AgentHeartbeat{Addr: "h1:9092"})
 	apply("b", 1000, AgentHeartbeat{Addr: "h2:9092"})
 	apply("a", 1000, CreateTopic{Name: "t", ID: testID(1), Partitions: 1})
 	apply("b", 1500, LeaveCluster{})
+	apply("a", 1800, AgentHeartbeat{Addr: "h1:9092"})
 	// Before Format4 there is no membership: epoch 0, anyone commits.
 	if s.MembershipEpoch() != 0 || !s.IsMember("stranger") || commit("stranger", 1600) != nil {
 		t.Fatal("membership applies before Format4")
@@ -50,10 +52,11 @@ func TestMembership(t *testing.T) {
 		t.Fatalf("ExpireAgent before Format4: %v, want ErrFormat", err)
 	}
 
-	// Format4 starts membership over: every registered agent is in, even
-	// one that left under Format3 (a snapshot of that format does not
-	// say who left, so no agent could agree on it).
-	apply("a", 2000, SetFormat{Version: Format4})
+	// Format4 starts membership over: every registered agent heard from
+	// within the TTL is in, even one that left under Format3 (a snapshot
+	// of that format does not say who left, so no agent could agree on
+	// it); one silent for longer is expired.
+	apply("a", 1+MemberTTL.Milliseconds()+1, SetFormat{Version: Format4}) // old has been silent for longer
 	want(1, "a", "b")
 	if !errors.Is(commit("stranger", 2100), ErrFenced) {
 		t.Fatal("a writer that never joined committed records")

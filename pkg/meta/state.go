@@ -195,7 +195,7 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 		case AnnounceFormat:
 			s.announceFormat(en.Writer, op)
 		case SetFormat:
-			s.setFormat(op)
+			s.setFormat(en.TimeMs, op)
 		case LeaveCluster:
 			s.leaveCluster(en.Writer)
 		case ExpireAgent:

@@ -125,7 +125,7 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 	stop := false
 	zoned, inZone := s.readReplicas(req)
 	s.log.View(func(st *meta.State) {
-		epoch := st.MembershipEpoch()
+		epoch := s.fleet.Epoch(st)
 		for i := range req.Topics {
 			rt := &req.Topics[i]
 			t := &resp.Topics[i]

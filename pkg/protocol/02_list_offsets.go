@@ -37,7 +37,7 @@ func handleListOffsets(ctx context.Context, s *Server, req *kmsg.ListOffsetsRequ
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewListOffsetsResponseTopicPartition()
 			p.Partition = rp.Partition
-			p.LeaderEpoch = epoch
+			p.LeaderEpoch = 0 // the epoch of the batch at the offset: all are 0 (23_offset_for_leader_epoch.go)
 			if p.ErrorCode = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch); p.ErrorCode != 0 {
 				p.Offset, p.Timestamp = -1, -1
 			} else {

@@ -12,10 +12,11 @@ import (
 // OffsetForLeaderEpoch, versions 2-4. Leadership never moves data here, so
 // no leader change ever truncates a partition: every batch is stamped with
 // leader epoch 0 (pkg/tiered), and epoch 0 runs from offset 0 to the high
-// watermark. A client asking about any epoch from 0 to the current one
-// (the fleet's membership epoch) is told epoch 0 ends at the high
-// watermark, which is never below its position, so it never sees
-// truncation; one asking about a later epoch gets UNDEFINED (-1, -1). The
+// watermark. A client asking about any epoch is told epoch 0 ends at the
+// high watermark, which is never below its position, so it never sees
+// truncation: even about an epoch above this agent's (a client may have
+// it from a newer agent while its current epoch matches this lagging one),
+// where Kafka would answer UNDEFINED and the client reset its offset. The
 // request's CurrentLeaderEpoch is checked as Fetch checks it
 // (checkLeaderEpoch). The high watermark is read after the log's tail
 // (lag.go): an end offset below the client's position reads as
@@ -27,7 +28,7 @@ func handleOffsetForLeaderEpoch(ctx context.Context, s *Server, req *kmsg.Offset
 	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
 	synced := s.syncTail(ctx)
 	s.log.View(func(st *meta.State) {
-		epoch := st.MembershipEpoch()
+		epoch := s.fleet.Epoch(st)
 		for _, rt := range req.Topics {
 			t := kmsg.NewOffsetForLeaderEpochResponseTopic()
 			t.Topic = rt.Topic
@@ -47,7 +48,7 @@ func handleOffsetForLeaderEpoch(ctx context.Context, s *Server, req *kmsg.Offset
 					p.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				case checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch) != 0:
 					p.ErrorCode = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch)
-				case rp.LeaderEpoch >= 0 && rp.LeaderEpoch <= epoch:
+				case rp.LeaderEpoch >= 0:
 					p.LeaderEpoch, p.EndOffset = 0, part.HighWatermark
 				}
 				t.Partitions = append(t.Partitions, p)

@@ -29,9 +29,10 @@ func (s *Server) coordinatorOf(group string) fleet.Member {
 func (s *Server) coordinates(group string) bool { return s.fleet.Owns(group) }
 
 // leaderEpoch is every partition's leader epoch: the fleet's membership
-// epoch (pkg/fleet), 0 before the log records membership.
+// epoch (fleet.Epoch), 0 before the log records membership and with a
+// shared address.
 func (s *Server) leaderEpoch() (epoch int32) {
-	s.log.View(func(st *meta.State) { epoch = st.MembershipEpoch() })
+	s.log.View(func(st *meta.State) { epoch = s.fleet.Epoch(st) })
 	return epoch
 }
 

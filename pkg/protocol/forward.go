@@ -93,6 +93,9 @@ func routedMany[Req kmsg.Request](groupsOf func(Req) []string, subset func(Req, 
 		return func() kmsg.Response {
 			whole := req.ResponseKind()
 			whole.SetVersion(req.GetVersion())
+			// A part's answer is one per group; whatever a short one left
+			// out is answered as notCoordinator answers it.
+			merge(whole, notCoordinator(req), seq(len(names)), len(names))
 			for i, answer := range answers {
 				merge(whole, answer(), idx[i], len(names))
 			}
@@ -502,6 +505,15 @@ func pick[T any](all []T, idx []int) []T {
 	out := make([]T, len(idx))
 	for j, i := range idx {
 		out[j] = all[i]
+	}
+	return out
+}
+
+// seq returns 0, 1, …, n-1.
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
 	}
 	return out
 }

@@ -156,7 +156,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		c.budget.addr = c.ip
 		ctx, cancel := context.WithCancel(context.WithValue(context.Background(), connKey{}, c))
 		readCtx, stopReading := context.WithCancel(ctx)
-		c.stopReading = stopReading
+		c.stopReading, c.cancel = stopReading, cancel
 		if limit := s.admit(c); limit != "" {
 			nc.Close()
 			cancel()
@@ -171,7 +171,8 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // Drain stops reading new requests, waits until every request already
-// started is answered (or ctx ends), and closes all connections. The caller
+// started is answered (or ctx ends, which ends the requests' own waits,
+// such as a produce's for its commit), and closes all connections. The caller
 // closes the listener first and flushes the ingest buffer meanwhile.
 func (s *Server) Drain(ctx context.Context) {
 	s.mu.Lock()
@@ -189,6 +190,7 @@ func (s *Server) Drain(ctx context.Context) {
 	case <-ctx.Done():
 		s.mu.Lock()
 		for c := range s.conns {
+			c.cancel() // ends the handlers' waits (a produce for its commit)
 			c.nc.Close()
 		}
 		s.mu.Unlock()
@@ -205,6 +207,7 @@ type conn struct {
 	budget budgetAccount
 
 	stopReading context.CancelFunc // ends the read loop's waits for Drain
+	cancel      context.CancelFunc // ends every wait of the connection, at Drain's deadline
 	active      atomic.Int64       // unix nanos of the last request read or answer written
 	inflight    atomic.Int32       // requests read and not yet answered
 

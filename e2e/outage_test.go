@@ -22,9 +22,10 @@ type bucketProxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]bool
+	mu      sync.Mutex
+	down    bool
+	stalled bool
+	conns   map[net.Conn]bool
 }
 
 func newBucketProxy(t *testing.T, target string) *bucketProxy {
@@ -49,6 +50,11 @@ func (p *bucketProxy) serve() {
 		if p.down {
 			p.mu.Unlock()
 			c.Close()
+			continue
+		}
+		if p.stalled { // held open, never answered
+			p.conns[c] = true
+			p.mu.Unlock()
 			continue
 		}
 		up, err := net.Dial("tcp", p.target)
@@ -78,7 +84,16 @@ func (p *bucketProxy) cut() {
 func (p *bucketProxy) restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.down = false
+	p.down, p.stalled = false, false
+}
+
+// stall drops every connection and, until restore, accepts new ones but
+// never answers on them: a bucket that hangs rather than refuses.
+func (p *bucketProxy) stall() {
+	p.cut()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down, p.stalled = false, true
 }
 
 // TestBucketOutage: while the bucket is unreachable, produce gets a

@@ -56,6 +56,7 @@ type config struct {
 	BodyTimeout       time.Duration
 	Pprof             bool
 	FormatGrace       time.Duration
+	DrainTimeout      time.Duration
 }
 
 // parseConfig fills the config from flags, then from BARGE_* variables
@@ -101,6 +102,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.IntVar(&c.MaxConns, "max-connections", 4096, "client connections the agent holds open; at this many it stops accepting until one closes (max.connections)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-connections-per-ip", 1024, "client connections from one address; more are closed at once (max.connections.per.ip)")
 	fs.DurationVar(&c.BodyTimeout, "request-body-timeout", 10*time.Second, "how far a request's body may fall behind 1 MiB/s once the agent starts reading it before the connection is closed and its share of queued-max-request-bytes given back (Kafka has none)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "how long the drain on SIGTERM may take in all (stop accepting, flush and answer what is buffered, record the departure); past it the agent exits with what is left unanswered, and producers retry elsewhere. Keep it inside the load balancer's deregistration delay and the autoscaling lifecycle hook's timeout")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the --http listener")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -163,6 +165,9 @@ func (c *config) finish() error {
 	}
 	if c.DefaultPartitions > c.MaxTopicParts {
 		return fmt.Errorf("default-partitions (%d) exceeds max-partitions-per-topic (%d)", c.DefaultPartitions, c.MaxTopicParts)
+	}
+	if c.DrainTimeout <= 0 {
+		return fmt.Errorf("drain-timeout must be positive")
 	}
 	if c.FormatGrace <= 0 {
 		return fmt.Errorf("cluster-format-grace must be positive")

@@ -57,6 +57,7 @@ func TestConfigDefaults(t *testing.T) {
 		BodyTimeout:       10 * time.Second,
 		Pprof:             false,
 		FormatGrace:       time.Hour,
+		DrainTimeout:      30 * time.Second,
 	}
 	if c != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -107,6 +108,7 @@ func TestConfigFromEnv(t *testing.T) {
 		"BARGE_MAX_CONNECTIONS_PER_IP":           "3",
 		"BARGE_REQUEST_BODY_TIMEOUT":             "2s",
 		"BARGE_PPROF":                            "true",
+		"BARGE_DRAIN_TIMEOUT":                    "90s",
 		"LISTEN":                                 ":1", // not ours
 	}))
 	if err != nil {
@@ -147,6 +149,7 @@ func TestConfigFromEnv(t *testing.T) {
 		BodyTimeout:       2 * time.Second,
 		Pprof:             true,
 		FormatGrace:       10 * time.Minute,
+		DrainTimeout:      90 * time.Second,
 	}
 	if c != want {
 		t.Errorf("from env\n got %+v\nwant %+v", c, want)
@@ -267,6 +270,8 @@ func TestConfigInvalid(t *testing.T) {
 		{"partitions per topic past the state's bound", []string{"-max-partitions-per-topic", "2000000"}, nil, "max-partitions-per-topic"},
 		{"partitions past the state's bound", []string{"-max-partitions", "100000000"}, nil, "max-partitions"},
 		{"default partitions past the limit", []string{"-default-partitions", "20", "-max-partitions-per-topic", "10"}, nil, "default-partitions"},
+		{"zero drain timeout", []string{"-drain-timeout", "0"}, nil, "drain-timeout"},
+		{"negative drain timeout", []string{"-drain-timeout", "-1s"}, nil, "drain-timeout"},
 		{"producer expiration past a day", []string{"-producer-id-expiration", "48h"}, nil, "producer-id-expiration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

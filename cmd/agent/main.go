@@ -196,23 +196,47 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		// process at this address (or a restart) serves instead.
 		logger.Error("stopping: this agent is no longer in the metadata log", "err", stopErr)
 	}
-	logger.Info("draining")
+	logger.Info("draining", "timeout", cfg.DrainTimeout)
 	ready.Store(false)
 	ln.Close()
-	drainCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	// --drain-timeout bounds everything from here to the exit. Answering
+	// what is buffered gets all of it but a reserve, in which the
+	// departure is recorded and the rest stops; at the end the process
+	// exits whatever is left (the load balancer and the lifecycle hook
+	// wait no longer, and a killed agent loses nothing acknowledged).
+	drainStart := time.Now()
+	reserve := min(cfg.DrainTimeout/5, 5*time.Second)
+	time.AfterFunc(cfg.DrainTimeout, func() {
+		logger.Error("drain timeout: exiting before every part stopped", "timeout", cfg.DrainTimeout)
+		os.Exit(1)
+	})
+	answerCtx, cancelAnswer := context.WithDeadline(context.Background(), drainStart.Add(cfg.DrainTimeout-reserve))
+	defer cancelAnswer()
+	leaveCtx, cancelLeave := context.WithDeadline(context.Background(), drainStart.Add(cfg.DrainTimeout-reserve/2))
+	defer cancelLeave()
 	drained := make(chan struct{})
-	go func() { srv.Drain(drainCtx); close(drained) }()
-	ingest.Close() // seals, uploads, commits and answers what is buffered
+	go func() { srv.Drain(answerCtx); close(drained) }()
+	flushed := make(chan struct{})
+	go func() { ingest.Close(); close(flushed) }() // seals, uploads, commits and answers what is buffered
+	select {
+	case <-flushed:
+	case <-answerCtx.Done():
+		// Its producers are not answered and send again to another
+		// agent; a commit landing after the departure is refused.
+		logger.Error("drain timeout: buffered records not stored in time", "timeout", cfg.DrainTimeout)
+		if stopErr == nil {
+			stopErr = fmt.Errorf("drain timeout (%v): buffered records were not stored and answered in time", cfg.DrainTimeout)
+		}
+	}
 	<-drained
 	stopHeartbeats()
 	// Gone for good, as far as the cluster format is concerned: a restart
 	// rejoins with its first entry.
-	if err := mlog.Leave(drainCtx); err != nil {
+	if err := mlog.Leave(leaveCtx); err != nil {
 		logger.Warn("recording the departure in the metadata log", "err", err)
 	}
 	if httpSrv != nil {
-		httpSrv.Shutdown(drainCtx)
+		httpSrv.Shutdown(leaveCtx)
 	}
 	logger.Info("stopped")
 	return stopErr

@@ -65,8 +65,8 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.StringVar(&c.Listen, "listen", ":9092", "Kafka listener address")
-	fs.StringVar(&c.Advertise, "advertise", "", "host:port clients should connect to (default: the listener, with localhost for an empty host)")
-	fs.StringVar(&c.PeerAdvertise, "peer-advertise", "", "host:port other agents reach this one at (default: --advertise); set it to this agent's own address when --advertise is shared with other agents (a load balancer's), which tells the agents apart and lets them forward group requests to the one that coordinates the group")
+	fs.StringVar(&c.Advertise, "advertise", "", "host:port clients should connect to (default: the listener, with localhost for an empty host); \"auto\" is this instance's private IPv4 address from EC2 instance metadata (IMDSv2, local-ipv4) with the port of --listen")
+	fs.StringVar(&c.PeerAdvertise, "peer-advertise", "", "host:port other agents reach this one at (default: --advertise); set it to this agent's own address when --advertise is shared with other agents (a load balancer's), which tells the agents apart and lets them forward group requests to the one that coordinates the group; \"auto\" is this instance's private IPv4 address from EC2 instance metadata with the port of --listen")
 	fs.StringVar(&c.Zone, "zone", "", "this agent's availability zone, recorded in the metadata log and reported as its broker.rack; \"auto\" reads it from EC2 instance metadata (IMDSv2) at start-up")
 	fs.StringVar(&c.Store, "store", "file://./data", "bucket URL: file://DIR, s3://BUCKET[/PREFIX]?endpoint=URL&region=R&path_style=true, or mem://")
 	fs.StringVar(&c.HTTP, "http", ":9644", "address for /metrics, /healthz and /readyz (empty: off)")
@@ -199,16 +199,31 @@ func (c *config) finish() error {
 		}
 		c.Advertise = net.JoinHostPort(host, port)
 	}
-	if _, _, err := c.advertised(); err != nil {
-		return err
-	}
 	if c.PeerAdvertise == "" {
 		c.PeerAdvertise = c.Advertise
 	}
-	if _, p, err := net.SplitHostPort(c.PeerAdvertise); err != nil || p == "" || p == "0" {
-		return fmt.Errorf("peer-advertise %q: want host:port", c.PeerAdvertise)
+	if c.Advertise == auto || c.PeerAdvertise == auto {
+		// Resolved at start-up (resolveAddrs), with the listener's port.
+		if _, port, err := net.SplitHostPort(c.Listen); err != nil || !validPort(port) {
+			return fmt.Errorf("advertise auto and peer-advertise auto take the port of --listen %q, which has none", c.Listen)
+		}
+	}
+	if c.Advertise != auto {
+		if _, _, err := c.advertised(); err != nil {
+			return err
+		}
+	}
+	if c.PeerAdvertise != auto {
+		if _, p, err := net.SplitHostPort(c.PeerAdvertise); err != nil || !validPort(p) {
+			return fmt.Errorf("peer-advertise %q: want host:port", c.PeerAdvertise)
+		}
 	}
 	return nil
+}
+
+func validPort(port string) bool {
+	p, err := strconv.Atoi(port)
+	return err == nil && p > 0 && p <= 65535
 }
 
 // sharedAddress reports whether this agent's advertised address is meant
@@ -220,9 +235,9 @@ func (c *config) advertised() (string, int32, error) {
 	if err != nil {
 		return "", 0, fmt.Errorf("advertise %q: %w", c.Advertise, err)
 	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p <= 0 || p > 65535 {
+	if !validPort(port) {
 		return "", 0, fmt.Errorf("advertise %q: bad port", c.Advertise)
 	}
+	p, _ := strconv.Atoi(port)
 	return host, int32(p), nil
 }

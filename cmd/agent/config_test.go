@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -306,5 +310,73 @@ func TestConfigPeerAdvertise(t *testing.T) {
 	}
 	if _, err := parseConfig([]string{"--peer-advertise", "nohost"}, noenv); err == nil {
 		t.Fatal("a peer address without a port was accepted")
+	}
+}
+
+// --advertise auto and --peer-advertise auto are kept for start-up, where
+// resolveAddrs fills them in; the port comes from --listen.
+func TestConfigAdvertiseAuto(t *testing.T) {
+	c, err := parseConfig([]string{"--listen", ":9093", "--advertise", "auto"}, env(nil))
+	if err != nil || c.Advertise != "auto" || c.PeerAdvertise != "auto" || c.sharedAddress() {
+		t.Fatalf("--advertise auto: %q %q shared=%v %v", c.Advertise, c.PeerAdvertise, c.sharedAddress(), err)
+	}
+	c, err = parseConfig([]string{"--advertise", "lb.example:9092"}, env(map[string]string{"BARGE_PEER_ADVERTISE": "auto"}))
+	if err != nil || c.Advertise != "lb.example:9092" || c.PeerAdvertise != "auto" || !c.sharedAddress() {
+		t.Fatalf("--peer-advertise auto: %q %q shared=%v %v", c.Advertise, c.PeerAdvertise, c.sharedAddress(), err)
+	}
+	for _, listen := range []string{":0", "9092", ":kafka"} {
+		if _, err := parseConfig([]string{"--listen", listen, "--advertise", "auto"}, env(nil)); err == nil || !strings.Contains(err.Error(), "--listen") {
+			t.Errorf("--listen %q with --advertise auto: %v, want an error naming --listen", listen, err)
+		}
+	}
+}
+
+// resolveAddrs asks instance metadata for local-ipv4 the IMDSv2 way (a
+// token first) and keeps the listener's port; an answer that is not an
+// IPv4 address stops it, naming the flag.
+func TestResolveAddrs(t *testing.T) {
+	ipv4 := "10.1.2.3"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
+			w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")
+			fmt.Fprint(w, "tok")
+		case r.Header.Get("X-Aws-Ec2-Metadata-Token") != "tok":
+			http.Error(w, "no token", http.StatusUnauthorized)
+		case r.URL.Path == "/latest/meta-data/local-ipv4":
+			fmt.Fprint(w, ipv4)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", srv.URL)
+	ctx := context.Background()
+
+	c, err := parseConfig([]string{"--listen", "0.0.0.0:9093", "--advertise", "auto"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.resolveAddrs(ctx); err != nil || c.Advertise != "10.1.2.3:9093" || c.PeerAdvertise != "10.1.2.3:9093" || c.sharedAddress() {
+		t.Fatalf("--advertise auto: %q %q %v", c.Advertise, c.PeerAdvertise, err)
+	}
+	c, err = parseConfig([]string{"--advertise", "lb.example:9092", "--peer-advertise", "auto"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.resolveAddrs(ctx); err != nil || c.Advertise != "lb.example:9092" || c.PeerAdvertise != "10.1.2.3:9092" || !c.sharedAddress() {
+		t.Fatalf("--peer-advertise auto: %q %q %v", c.Advertise, c.PeerAdvertise, err)
+	}
+	c, _ = parseConfig([]string{"--advertise", "broker.example:9092"}, env(nil))
+	if err := c.resolveAddrs(ctx); err != nil || c.Advertise != "broker.example:9092" {
+		t.Fatalf("no auto: %q %v", c.Advertise, err)
+	}
+
+	for _, bad := range []string{"fe80::1", "ip-10-1-2-3"} {
+		ipv4 = bad
+		c, _ = parseConfig([]string{"--advertise", "lb.example:9092", "--peer-advertise", "auto"}, env(nil))
+		if err := c.resolveAddrs(ctx); err == nil || !strings.Contains(err.Error(), "--peer-advertise auto") {
+			t.Errorf("local-ipv4 %q: %v, want an error naming --peer-advertise auto", bad, err)
+		}
 	}
 }

@@ -59,6 +59,11 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// Before the bucket: an agent off EC2 with an "auto" address says so
+	// at once.
+	if err := cfg.resolveAddrs(ctx); err != nil {
+		return err
+	}
 	raw, err := objstore.Open(ctx, cfg.Store)
 	if err != nil {
 		return err

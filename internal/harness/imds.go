@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -23,9 +24,18 @@ func IMDSMockBinary() string {
 // StartIMDS runs the instance-metadata mock on a free loopback port,
 // IMDSv2 only (a token is required, as on instances that enforce it), and
 // returns its endpoint for AWS_EC2_METADATA_SERVICE_ENDPOINT. It answers
-// placement/availability-zone with us-east-1a. The process is killed when
-// the test ends.
+// with the mock's defaults: placement/availability-zone us-east-1a,
+// local-ipv4 172.16.34.43. The process is killed when the test ends.
 func StartIMDS(t testing.TB) string {
+	t.Helper()
+	return StartIMDSWith(t, nil)
+}
+
+// StartIMDSWith is StartIMDS with some meta-data values replaced, by the
+// mock's names for them ("local-ipv4": "127.0.0.2"; see its
+// aemm-metadata-default-values.json), given to it as AEMM_METADATA_VALUES_*
+// variables.
+func StartIMDSWith(t testing.TB, values map[string]string) string {
 	t.Helper()
 	port := freePort(t)
 	dir := t.TempDir()
@@ -37,6 +47,9 @@ func StartIMDS(t testing.TB) string {
 	cmd := exec.Command(IMDSMockBinary(), "--hostname", "127.0.0.1", "--port", fmt.Sprint(port), "--imdsv2")
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, logf, logf
 	cmd.Env = append(os.Environ(), "HOME="+dir) // its config and saved state stay in the test's directory
+	for k, v := range values {
+		cmd.Env = append(cmd.Env, "AEMM_METADATA_VALUES_"+strings.ToUpper(strings.ReplaceAll(k, "-", "_"))+"="+v)
+	}
 	killWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("harness: starting the instance-metadata mock (make deps installs it): %v", err)

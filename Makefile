@@ -11,13 +11,22 @@ MINIO_USER ?= minioadmin
 MINIO_PASS ?= minioadmin
 ARGS      ?=
 
-.PHONY: all run test deps minio bench bench-short lint fuzz
+.PHONY: all run test deps minio bench bench-short lint fuzz image
 
 all: test
 
 # make run ARGS='--store s3://bucket?endpoint=...'
 run:
 	$(GO) run ./cmd/agent $(ARGS)
+
+# The agent's container image as build/barge-image.tar, without a container
+# engine (internal/image): docker load -i build/barge-image.tar, or
+# podman load. IMAGE_ARCH=arm64 cross-builds for Graviton; the Dockerfile
+# builds the same image where there is an engine.
+IMAGE_ARCH ?=
+IMAGE_TAG  ?= barge:latest
+image:
+	$(GO) run ./cmd/image -o build/barge-image.tar -tag $(IMAGE_TAG) $(if $(IMAGE_ARCH),-arch $(IMAGE_ARCH))
 
 test: deps
 	@unformatted="$$(git ls-files -co --exclude-standard '*.go' | xargs -r gofmt -l)"; \

@@ -1,0 +1,3 @@
+module github.com/bargehq/barge/tools/tfschema-provider
+
+go 1.26.0

@@ -6,12 +6,13 @@ TOOLS     := $(CURDIR)/.tools
 MINIO     := $(TOOLS)/bin/minio
 KAFKAJS   := $(TOOLS)/node/node_modules/kafkajs/package.json
 IMDS_MOCK := $(TOOLS)/bin/ec2-metadata-mock
+TERRAFORM_VERSION := 1.11.4
 MINIO_ADDR ?= 127.0.0.1:9000
 MINIO_USER ?= minioadmin
 MINIO_PASS ?= minioadmin
 ARGS      ?=
 
-.PHONY: all run test deps minio bench bench-short lint fuzz image
+.PHONY: all run test deps tf-deps tf-check minio bench bench-short lint fuzz image
 
 all: test
 
@@ -60,10 +61,11 @@ fuzz:
 	done
 
 # MinIO server for the integration tests (about 6 minutes to build once),
-# kcat for the librdkafka compatibility tests and HAProxy for the fleet
+# kcat for the librdkafka compatibility tests, HAProxy for the fleet
 # tests (the tests run haproxy themselves; the package's service is not
-# used). apt-get update runs only when the install fails without it.
-deps: $(MINIO) $(KAFKAJS) $(IMDS_MOCK)
+# used) and terraform for deploy/'s checks. apt-get update runs only when
+# the install fails without it.
+deps: $(MINIO) $(KAFKAJS) $(IMDS_MOCK) tf-deps
 	@command -v kcat >/dev/null 2>&1 || { \
 		echo "installing kcat"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -73,6 +75,21 @@ deps: $(MINIO) $(KAFKAJS) $(IMDS_MOCK)
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get install -y haproxy || \
 		{ $$SUDO apt-get update && $$SUDO apt-get install -y haproxy; }; }
+
+# Terraform, when it is neither on PATH nor in .tools/bin: built from source
+# into .tools/bin (several minutes; tools/install-terraform.sh says why not
+# plain go install). deploy/terraform_test.go looks in both places.
+tf-deps:
+	@command -v terraform >/dev/null 2>&1 || [ -x $(TOOLS)/bin/terraform ] || { \
+		echo "building terraform $(TERRAFORM_VERSION) into $(TOOLS)/bin (takes several minutes)"; \
+		GO=$(GO) TERRAFORM_VERSION=$(TERRAFORM_VERSION) sh tools/install-terraform.sh $(TOOLS)/bin; }
+
+# The offline Terraform checks alone: fmt, then init, validate and test of
+# every root under deploy/ and localstack/ against the schema-only
+# hashicorp/aws stand-in in tools/tfschema-provider (a minute to build once,
+# then seconds).
+tf-check: tf-deps
+	$(GO) test -count=1 -run '^TestTerraform$$' -v ./deploy
 
 # kafkajs from npm for the JavaScript client test (node and npm from Debian
 # when the machine lacks them).
@@ -115,3 +132,4 @@ lint:
 	@unformatted="$$(git ls-files -co --exclude-standard '*.go' | xargs -r gofmt -l)"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	cd tools/tfschema-provider && $(GO) vet ./...

@@ -72,7 +72,7 @@ run "health_check_asks_readyz_on_the_http_port" {
 }
 
 run "drain_fits_deregistration_systemd_and_the_hook" {
-  command = plan
+  command = apply # the user data names the load balancer, known only once it exists
 
   variables {
     drain_seconds = 45

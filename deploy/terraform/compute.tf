@@ -31,13 +31,18 @@ locals {
   })
 }
 
+# The latest Amazon Linux 2023, unless ami_id pins one. Unpinned, an apply
+# after a new AL2023 release makes a new launch template version, which
+# instance refresh rolls through the fleet: pin ami_id to roll only when
+# you choose.
 data "aws_ssm_parameter" "al2023" {
-  name = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${var.architecture}"
+  count = var.ami_id == "" ? 1 : 0
+  name  = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${var.architecture}"
 }
 
 resource "aws_launch_template" "agents" {
   name_prefix            = "${var.name}-agents-"
-  image_id               = var.ami_id != "" ? var.ami_id : data.aws_ssm_parameter.al2023.value
+  image_id               = var.ami_id != "" ? var.ami_id : data.aws_ssm_parameter.al2023[0].value
   instance_type          = var.instance_type
   vpc_security_group_ids = [aws_security_group.agents.id]
   user_data              = base64encode(local.user_data)
@@ -63,13 +68,17 @@ resource "aws_launch_template" "agents" {
 }
 
 resource "aws_autoscaling_group" "agents" {
-  name                      = local.asg_name
-  vpc_zone_identifier       = var.subnet_ids
-  min_size                  = var.min_size
-  max_size                  = var.max_size
-  target_group_arns         = [aws_lb_target_group.kafka.arn]
-  health_check_type         = "ELB"
-  health_check_grace_period = 120
+  name                = local.asg_name
+  vpc_zone_identifier = var.subnet_ids
+  min_size            = var.min_size
+  max_size            = var.max_size
+  target_group_arns   = [aws_lb_target_group.kafka.arn]
+  # The group replaces instances EC2 finds broken, not those the load
+  # balancer finds unready: /readyz is false while an agent replays the
+  # metadata log or cannot reach the bucket, and a bucket outage would make
+  # every agent unready at once. A crashed agent is restarted by systemd.
+  health_check_type         = "EC2"
+  health_check_grace_period = 300
   default_instance_warmup   = 60
 
   launch_template {
@@ -78,11 +87,13 @@ resource "aws_autoscaling_group" "agents" {
   }
 
   # A new launch template version (a new agent_url, say) replaces the
-  # agents a few at a time, each new one ready before an old one drains.
+  # agents a few at a time, launching each new one before an old one is
+  # terminated (never below the group's size).
   instance_refresh {
     strategy = "Rolling"
     preferences {
-      min_healthy_percentage = 90
+      min_healthy_percentage = 100
+      max_healthy_percentage = 200
       instance_warmup        = 60
     }
   }
@@ -106,6 +117,10 @@ resource "aws_autoscaling_group" "agents" {
   lifecycle {
     ignore_changes = [desired_capacity] # the scaling policy owns it
   }
+
+  # Agents need their policy from their first boot to their last drain:
+  # created before the group, destroyed after it.
+  depends_on = [aws_iam_role_policy.agent]
 }
 
 resource "aws_autoscaling_policy" "cpu" {

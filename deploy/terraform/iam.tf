@@ -4,7 +4,13 @@
 # lifecycle hook once it has drained. The agent writes every object in one
 # PutObject, never a multipart upload.
 
+data "aws_caller_identity" "current" {}
+
 locals {
+  # The group's ARN from its name, so that the policy, which the agents
+  # need from their first boot, can be created before the group.
+  asg_arn = "arn:${data.aws_partition.current.partition}:autoscaling:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}:autoScalingGroup:*:autoScalingGroupName/${local.asg_name}"
+
   object_prefix = var.bucket_prefix_path == "" ? "" : "${var.bucket_prefix_path}/"
 
   s3_object_actions = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
@@ -30,7 +36,7 @@ locals {
         Sid      = "Drain"
         Effect   = "Allow"
         Action   = ["autoscaling:CompleteLifecycleAction"]
-        Resource = [aws_autoscaling_group.agents.arn]
+        Resource = [local.asg_arn]
       },
       ], var.kms_key_arn == "" ? [] : [{
         Sid      = "Encryption"

@@ -1,7 +1,7 @@
 # Clients reach the agents through one network load balancer (TCP). Its
 # health check asks each agent's /readyz, which turns false the moment the
-# agent starts draining, so the load balancer stops sending it connections
-# while it flushes and answers what it holds.
+# agent starts draining (or while it cannot serve), so the load balancer
+# sends it no new connections.
 
 resource "aws_security_group" "lb" {
   name_prefix = "${var.name}-lb-"
@@ -118,7 +118,7 @@ resource "aws_lb" "kafka" {
   name_prefix                      = substr(var.name, 0, 6)
   load_balancer_type               = "network"
   internal                         = var.internal
-  subnets                          = var.subnet_ids
+  subnets                          = length(var.lb_subnet_ids) > 0 ? var.lb_subnet_ids : var.subnet_ids
   security_groups                  = [aws_security_group.lb.id]
   enable_cross_zone_load_balancing = var.cross_zone_load_balancing
   tags                             = var.tags
@@ -131,10 +131,14 @@ resource "aws_lb_target_group" "kafka" {
   vpc_id      = var.vpc_id
   target_type = "instance"
 
-  # Connections stay while a draining agent answers what it holds, then
-  # are closed, so that clients reconnect to the others.
-  deregistration_delay   = var.drain_seconds + 10
-  connection_termination = true
+  # On scale-in AWS deregisters the instance first, waits out this delay,
+  # and only then holds it in the terminating lifecycle hook, where
+  # barge-drain stops the agent. So the delay is short and existing
+  # connections are not cut when it ends: the load balancer sends no new
+  # ones, the old ones carry on until the agent, draining, answers what it
+  # holds and closes them, and their clients reconnect to the others.
+  deregistration_delay   = 10
+  connection_termination = false
   preserve_client_ip     = var.preserve_client_ip
 
   health_check {

@@ -55,12 +55,28 @@ variable "allowed_security_group_ids" {
   description = "Client security groups allowed to the Kafka port."
   type        = list(string)
   default     = []
+
+  validation {
+    condition     = length(var.allowed_security_group_ids) + length(var.allowed_cidr_blocks) > 0
+    error_message = "name at least one client network: allowed_cidr_blocks or allowed_security_group_ids (otherwise no client can connect)."
+  }
 }
 
 variable "internal" {
-  description = "Whether the network load balancer is internal (no public address)."
+  description = "Whether the network load balancer is internal (no public address). An internet-facing one needs public lb_subnet_ids."
   type        = bool
   default     = true
+}
+
+variable "lb_subnet_ids" {
+  description = "Subnets for the load balancer, one per zone; empty to use subnet_ids (right for an internal one)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.lb_subnet_ids : startswith(s, "subnet-")])
+    error_message = "lb_subnet_ids must be subnet ids (subnet-...)."
+  }
 }
 
 variable "cross_zone_load_balancing" {
@@ -163,13 +179,13 @@ variable "agent_sha256" {
 }
 
 variable "agent_args" {
-  description = "Extra agent flags, e.g. [\"--flush-interval=100ms\"]. Each must be one argument of the form --flag=value."
+  description = "Extra agent flags, e.g. [\"--flush-interval=100ms\"]. Each must be one argument of the form --flag=value (they go on the systemd unit's command line)."
   type        = list(string)
   default     = []
 
   validation {
-    condition     = alltrue([for a in var.agent_args : can(regex("^--[a-z][a-z0-9-]*(=[^ '\"\\\\]*)?$", a))])
-    error_message = "agent_args must each be --flag or --flag=value, with no spaces or quotes."
+    condition     = alltrue([for a in var.agent_args : can(regex("^--[a-z][a-z0-9-]*(=[^ '\"\\\\%$]*)?$", a))])
+    error_message = "agent_args must each be --flag or --flag=value, with no spaces, quotes, backslashes, % or $ (systemd would expand them)."
   }
 }
 

@@ -15,11 +15,6 @@ mock_provider "aws" {
       arn = "arn:aws:s3:::barge-test-bucket"
     }
   }
-  mock_resource "aws_autoscaling_group" {
-    defaults = {
-      arn = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/barge-agents"
-    }
-  }
   mock_resource "aws_iam_instance_profile" {
     defaults = {
       arn = "arn:aws:iam::123456789012:instance-profile/barge-agent"
@@ -28,6 +23,11 @@ mock_provider "aws" {
   mock_data "aws_region" {
     defaults = {
       region = "us-east-1"
+    }
+  }
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
     }
   }
   mock_data "aws_partition" {
@@ -79,8 +79,8 @@ run "drain_fits_deregistration_systemd_and_the_hook" {
   }
 
   assert {
-    condition     = tonumber(aws_lb_target_group.kafka.deregistration_delay) >= 45 && aws_lb_target_group.kafka.connection_termination
-    error_message = "the deregistration delay must cover the drain, then close the connections"
+    condition     = tonumber(aws_lb_target_group.kafka.deregistration_delay) < 45 && !aws_lb_target_group.kafka.connection_termination
+    error_message = "AWS holds an instance in the lifecycle hook only after the deregistration delay, so the delay must be short and must not cut the connections the agent drains later"
   }
   assert {
     condition     = one(aws_autoscaling_group.agents.initial_lifecycle_hook).lifecycle_transition == "autoscaling:EC2_INSTANCE_TERMINATING"
@@ -146,9 +146,13 @@ run "policy_has_exactly_the_agents_s3_actions" {
     condition = jsondecode(aws_iam_role_policy.agent.policy).Statement == [
       { Sid = "Objects", Effect = "Allow", Action = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"], Resource = ["arn:aws:s3:::barge-test-bucket/*"] },
       { Sid = "List", Effect = "Allow", Action = ["s3:ListBucket"], Resource = ["arn:aws:s3:::barge-test-bucket"] },
-      { Sid = "Drain", Effect = "Allow", Action = ["autoscaling:CompleteLifecycleAction"], Resource = ["arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/barge-agents"] },
+      { Sid = "Drain", Effect = "Allow", Action = ["autoscaling:CompleteLifecycleAction"], Resource = ["arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/barge-agents"] },
     ]
     error_message = "the agents' policy must grant exactly GetObject, PutObject, DeleteObject on the objects, ListBucket on the bucket, and completing the drain hook"
+  }
+  assert {
+    condition     = aws_autoscaling_group.agents.name == "barge-agents"
+    error_message = "the policy names the group by its name: the group must have that name"
   }
 }
 
@@ -165,8 +169,15 @@ run "a_prefix_and_a_kms_key_narrow_and_extend_the_policy" {
     error_message = "with a prefix the agents may touch only the objects under it"
   }
   assert {
-    condition     = jsondecode(aws_iam_role_policy.agent.policy).Statement[3].Action == ["kms:Decrypt", "kms:GenerateDataKey"]
-    error_message = "with a KMS key the agents may encrypt and decrypt with it"
+    condition     = jsondecode(aws_iam_role_policy.agent.policy).Statement[1].Resource == ["arn:aws:s3:::barge-test-bucket"]
+    error_message = "listing stays on the bucket (a missing metadata-log slot must read as 404, not 403)"
+  }
+  assert {
+    condition = jsondecode(aws_iam_role_policy.agent.policy).Statement[3] == {
+      Sid      = "Encryption", Effect = "Allow", Action = ["kms:Decrypt", "kms:GenerateDataKey"],
+      Resource = ["arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"]
+    }
+    error_message = "with a KMS key the agents may encrypt and decrypt with that key only"
   }
   assert {
     condition     = strcontains(base64decode(aws_launch_template.agents.user_data), "--store=s3://barge-test-bucket/clusters/prod?region=us-east-1")
@@ -204,9 +215,68 @@ run "scaling_tracks_cpu" {
     error_message = "the scaling metric must be the group's average CPU"
   }
   assert {
-    condition     = one(aws_autoscaling_group.agents.instance_refresh).strategy == "Rolling" && aws_autoscaling_group.agents.health_check_type == "ELB"
-    error_message = "upgrades must roll through instance refresh, and the group must heed the load balancer's health check"
+    condition     = one(aws_autoscaling_group.agents.instance_refresh).strategy == "Rolling"
+    error_message = "upgrades must roll through instance refresh"
   }
+  assert {
+    condition = (one(one(aws_autoscaling_group.agents.instance_refresh).preferences).min_healthy_percentage == 100 &&
+    one(one(aws_autoscaling_group.agents.instance_refresh).preferences).max_healthy_percentage == 200)
+    error_message = "instance refresh must launch each new agent before it terminates an old one"
+  }
+  assert {
+    condition     = aws_autoscaling_group.agents.health_check_type == "EC2"
+    error_message = "the group must not replace agents for being unready (a bucket outage would replace the whole fleet)"
+  }
+}
+
+run "security_groups_let_clients_the_load_balancer_and_peers_in" {
+  command = apply
+
+  assert {
+    condition     = aws_vpc_security_group_ingress_rule.agents_peers.referenced_security_group_id == aws_security_group.agents.id && aws_vpc_security_group_ingress_rule.agents_peers.from_port == 9092
+    error_message = "agents must reach each other on the Kafka port (forwarded group requests, liveness probes)"
+  }
+  assert {
+    condition     = toset([for r in aws_vpc_security_group_ingress_rule.agents_from_lb : r.from_port]) == toset([9092, 9644]) && alltrue([for r in aws_vpc_security_group_ingress_rule.agents_from_lb : r.referenced_security_group_id == aws_security_group.lb.id])
+    error_message = "the load balancer must reach the agents' Kafka port and their health-check port"
+  }
+  assert {
+    condition     = [for r in aws_vpc_security_group_ingress_rule.lb_kafka_cidr : r.cidr_ipv4] == ["10.0.0.0/8"] && [for r in aws_vpc_security_group_ingress_rule.agents_kafka_cidr : r.cidr_ipv4] == ["10.0.0.0/8"]
+    error_message = "clients' networks must reach the load balancer and, since it keeps their addresses, the agents"
+  }
+  assert {
+    condition     = length(aws_lb.kafka.security_groups) == 1 && contains(aws_lb.kafka.security_groups, aws_security_group.lb.id)
+    error_message = "the load balancer must have its security group from its creation"
+  }
+}
+
+run "a_pinned_ami_reads_no_parameter" {
+  command = plan
+
+  variables {
+    ami_id = "ami-0fedcba9876543210"
+  }
+
+  assert {
+    condition     = aws_launch_template.agents.image_id == "ami-0fedcba9876543210" && length(data.aws_ssm_parameter.al2023) == 0
+    error_message = "a pinned AMI must be used as given, without reading the latest one"
+  }
+}
+
+run "rejects_no_client_network" {
+  command = plan
+  variables {
+    allowed_cidr_blocks = []
+  }
+  expect_failures = [var.allowed_security_group_ids]
+}
+
+run "rejects_an_argument_systemd_would_expand" {
+  command = plan
+  variables {
+    agent_args = ["--store=s3://b?x=%i"]
+  }
+  expect_failures = [var.agent_args]
 }
 
 run "rejects_one_subnet" {

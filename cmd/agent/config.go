@@ -22,6 +22,7 @@ type config struct {
 	PeerAdvertise     string
 	Zone              string
 	Store             string
+	MetaStore         string
 	HTTP              string
 	FlushInterval     time.Duration
 	FlushBytes        int64
@@ -69,6 +70,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.PeerAdvertise, "peer-advertise", "", "host:port other agents reach this one at (default: --advertise); set it to this agent's own address when --advertise is shared with other agents (a load balancer's), which tells the agents apart and lets them forward group requests to the one that coordinates the group; \"auto\" is this instance's private IPv4 address from EC2 instance metadata with the port of --listen")
 	fs.StringVar(&c.Zone, "zone", "", "this agent's availability zone, recorded in the metadata log and reported as its broker.rack; \"auto\" reads it from EC2 instance metadata (IMDSv2) at start-up")
 	fs.StringVar(&c.Store, "store", "file://./data", "bucket URL: file://DIR, s3://BUCKET[/PREFIX]?endpoint=URL&region=R&path_style=true, or mem://")
+	fs.StringVar(&c.MetaStore, "meta-store", "", "bucket URL for the metadata log and its snapshots, if not --store's (for example an S3 Express One Zone directory bucket, whose conditional writes are faster); segments stay in --store. Fixed for a cluster's life: the two buckets are bound to each other by the cluster id at first start")
 	fs.StringVar(&c.HTTP, "http", ":9644", "address for /metrics, /healthz and /readyz (empty: off)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 0, "seal the ingest buffer this long after its first record (default 250ms for s3, 5ms for file and mem)")
 	fs.Int64Var(&c.FlushBytes, "flush-bytes", 8<<20, "seal the ingest buffer at this many bytes")

@@ -69,13 +69,26 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return err
 	}
 	store := objstore.Instrument(raw, reg)
-	clusterID, err := loadClusterID(ctx, store)
+	metaStore := objstore.Store(store)
+	if cfg.MetaStore != "" && cfg.MetaStore != cfg.Store {
+		rawMeta, err := objstore.Open(ctx, cfg.MetaStore)
+		if err != nil {
+			return err
+		}
+		metaStore = objstore.Instrument(rawMeta, reg) // counted with the data bucket's requests
+	}
+	clusterID, err := loadClusterID(ctx, metaStore)
 	if err != nil {
 		return err
 	}
+	if metaStore != objstore.Store(store) {
+		if err := bindDataStore(ctx, store, clusterID); err != nil {
+			return err
+		}
+	}
 
 	start := time.Now()
-	mlog, err := meta.Open(ctx, store, meta.Options{WriterID: writerID, PollInterval: cfg.MetaPoll,
+	mlog, err := meta.Open(ctx, metaStore, meta.Options{WriterID: writerID, PollInterval: cfg.MetaPoll,
 		SnapshotEvery: cfg.MetaSnapEvery, Retention: cfg.MetaRetention, MaxQueueWait: cfg.WriteTimeout,
 		FormatGrace: cfg.FormatGrace, Logger: logger})
 	if err != nil {
@@ -373,6 +386,32 @@ func loadClusterID(ctx context.Context, store objstore.Store) (string, error) {
 		return "", fmt.Errorf("reading cluster id: %w", err)
 	}
 	return string(b), nil
+}
+
+// bindDataStore ties the data bucket to the cluster whose metadata log is
+// in another bucket (--meta-store): the data bucket carries the cluster id
+// too, created with the first start. A data bucket that names another
+// cluster, or whose own metadata log this one would not read, is refused:
+// starting on it would leave its segments unreferenced, and the orphan
+// sweep would delete them.
+func bindDataStore(ctx context.Context, store objstore.Store, clusterID string) error {
+	if has, err := meta.HasLog(ctx, store); err != nil || has {
+		if err == nil {
+			err = errors.New("--store holds a metadata log of its own: its cluster keeps its log there, and another --meta-store would start an empty cluster over its data")
+		}
+		return err
+	}
+	err := store.PutIfAbsent(ctx, meta.ClusterIDKey, []byte(clusterID))
+	if errors.Is(err, objstore.ErrExists) {
+		var b []byte
+		if b, err = store.Get(ctx, meta.ClusterIDKey); err == nil && string(b) != clusterID {
+			return fmt.Errorf("--store holds the data of cluster %s, but the metadata log in --meta-store is cluster %s's: they are not one cluster's buckets (a cluster's --meta-store cannot change)", b, clusterID)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("binding --store to the cluster: %w", err)
+	}
+	return nil
 }
 
 func newWriterID() string {

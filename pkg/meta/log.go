@@ -153,6 +153,18 @@ func (p *Pending) Wait(ctx context.Context) ([]Result, error) {
 	}
 }
 
+// HasLog reports whether store holds a metadata log (entries or
+// snapshots): a bucket that does is a cluster's own, whatever else names it.
+func HasLog(ctx context.Context, store objstore.Store) (bool, error) {
+	for _, prefix := range []string{logPrefix, snapPrefix} {
+		found, err := store.List(ctx, prefix, "", 1)
+		if err != nil || len(found) > 0 {
+			return len(found) > 0, err
+		}
+	}
+	return false, nil
+}
+
 // Open loads the newest snapshot and replays the entries after it.
 func Open(ctx context.Context, store objstore.Store, opts Options) (*Log, error) {
 	opts.defaults()

@@ -585,19 +585,32 @@ func (l *Log) stale() bool {
 	return l.opts.Retention > 0 && time.Since(l.lastSync) > l.opts.Retention/2
 }
 
+// maxReadAhead bounds how many slots catchUp reads at once while it is
+// behind.
+const maxReadAhead = 32
+
 // catchUp applies every entry other agents appended since the last look.
 // A missing next slot is the tail, unless this view is stale: then the
 // slot may have been trimmed, which a newer snapshot than our state shows,
 // and the state is reloaded from it.
+//
+// An agent at the tail pays one GET per look. One that finds an entry is
+// behind, perhaps far (it was paused, or the fleet writes faster than one
+// GET a round trip): it reads the next slots in parallel, 4 and then up to
+// maxReadAhead at a time, so it catches up at the bucket's concurrency, not
+// its latency. Slot n+1 is only ever written by a writer that has read slot
+// n, so the slots found form a prefix of each window; the misses past the
+// tail cost one GET each, once.
 func (l *Log) catchUp(ctx context.Context) error {
 	if st := l.Stalled(); st != nil && st.snapshot {
 		return st.Err
 	}
+	ahead := 1
 	for {
 		seq := l.state.Seq + 1
 		began := time.Now()
-		b, err := l.store.Get(ctx, EntryKey(seq))
-		if errors.Is(err, objstore.ErrNotFound) {
+		bodies, errs := l.readSlots(ctx, seq, ahead)
+		if errors.Is(errs[0], objstore.ErrNotFound) {
 			if l.stale() {
 				moved, err := l.reloadIfTrimmed(ctx)
 				if err != nil {
@@ -610,13 +623,38 @@ func (l *Log) catchUp(ctx context.Context) error {
 			l.lastSync = began
 			return nil
 		}
-		if err != nil {
-			return err
+		if errs[0] != nil {
+			return errs[0]
 		}
-		if err := l.applySlot(seq, b); err != nil {
-			return err
+		for i, b := range bodies {
+			if errs[i] != nil {
+				if errors.Is(errs[i], objstore.ErrNotFound) {
+					l.lastSync = began // the tail, as of this read
+					return nil
+				}
+				break // read it again, first of the next window
+			}
+			if err := l.applySlot(seq+uint64(i), b); err != nil {
+				return err
+			}
 		}
+		ahead = min(max(ahead*4, 4), maxReadAhead)
 	}
+}
+
+// readSlots reads n slots from seq on, at once.
+func (l *Log) readSlots(ctx context.Context, seq uint64, n int) ([][]byte, []error) {
+	bodies, errs := make([][]byte, n), make([]error, n)
+	if n == 1 {
+		bodies[0], errs[0] = l.store.Get(ctx, EntryKey(seq))
+		return bodies, errs
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { bodies[i], errs[i] = l.store.Get(ctx, EntryKey(seq+uint64(i))) })
+	}
+	wg.Wait()
+	return bodies, errs
 }
 
 // reloadIfTrimmed replaces the state by the newest snapshot if that is

@@ -762,3 +762,73 @@ func TestTrySubmitFull(t *testing.T) {
 		t.Fatalf("TrySubmit on a full queue: %v, want ErrBusy", err)
 	}
 }
+
+// gets counts a store's GETs and how many were ever in flight at once.
+// Each GET waits (up to a bound) for another to join it, so that GETs
+// issued together are seen together however the machine schedules them.
+type gets struct {
+	objstore.Store
+	mu           sync.Mutex
+	n, now, most int
+	joined       chan struct{}
+}
+
+func (g *gets) Get(ctx context.Context, key string) ([]byte, error) {
+	g.mu.Lock()
+	g.n++
+	g.now++
+	g.most = max(g.most, g.now)
+	if g.now == 2 {
+		close(g.joined)
+		g.joined = make(chan struct{})
+	}
+	joined := g.joined
+	g.mu.Unlock()
+	select {
+	case <-joined:
+	case <-time.After(50 * time.Millisecond):
+	}
+	defer func() { g.mu.Lock(); g.now--; g.mu.Unlock() }()
+	return g.Store.Get(ctx, key)
+}
+
+func (g *gets) counts() (n, most int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n, most = g.n, g.most
+	g.n, g.most = 0, 0
+	return n, most
+}
+
+// TestCatchUpReadsAhead: a log far behind reads the slots ahead of it in
+// parallel, and one at the tail pays one GET a look.
+func TestCatchUpReadsAhead(t *testing.T) {
+	mem := objstore.NewMemory()
+	counted := &gets{Store: mem, joined: make(chan struct{})}
+	behind, _ := startLog(t, counted, Options{WriterID: "behind", PollInterval: time.Hour})
+	writer, _ := startLog(t, mem, Options{WriterID: "writer"})
+	ctx := context.Background()
+	const slots = 100
+	for i := range slots {
+		if _, err := writer.Append(ctx, CreateTopic{Name: fmt.Sprint("t", i), ID: TopicID{byte(i + 1)}, Partitions: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counted.counts()
+	if err := behind.SyncTail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := seqOf(behind), seqOf(writer); got != want {
+		t.Fatalf("caught up to slot %d, the tail is %d", got, want)
+	}
+	n, most := counted.counts()
+	if most < 2 || n > slots+maxReadAhead+1 {
+		t.Fatalf("catching up %d slots took %d GETs, at most %d at once; want them read ahead in parallel, with at most a window wasted", slots, n, most)
+	}
+	if err := behind.SyncTail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := counted.counts(); n != 1 {
+		t.Fatalf("a look at the tail took %d GETs, want 1", n)
+	}
+}

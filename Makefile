@@ -118,8 +118,10 @@ minio: $(MINIO)
 		$(MINIO) server $(TOOLS)/minio-data --address $(MINIO_ADDR) --console-address 127.0.0.1:9001
 
 # Barge against a real MinIO, beside the bucket's raw bandwidth and franz-go's
-# in-memory kfake, every scenario; prints a table and writes bench/results.json.
-# BENCH_ARGS adds flags, e.g. BENCH_ARGS='-scenarios 1KiB-64p -profile /tmp/prof'.
+# in-memory kfake, every scenario, then the metadata log's own scenario
+# (meta-log, in-process); prints tables and writes bench/results.json.
+# BENCH_ARGS adds flags, e.g. BENCH_ARGS='-scenarios 1KiB-64p -profile /tmp/prof'
+# or BENCH_ARGS='-scenarios meta-log'.
 BENCH_ARGS ?=
 bench: $(MINIO)
 	$(GO) run ./cmd/bench $(BENCH_ARGS)

@@ -26,6 +26,12 @@
 //  4. catch-up: a new consumer reads the whole topic from offset 0 through a
 //     freshly started agent, so every byte comes from the bucket.
 //
+// The meta-log scenario runs no agent: 1, 4, 16 and 64 in-process
+// metadata logs (pkg/meta) share one in-memory bucket behind S3
+// Standard-like latencies, each appending a flush-sized commit 4 times a
+// second, and it reports commit latency and bucket requests per commit
+// (metalog.go).
+//
 // Bucket requests, CPU seconds and RSS come from the agent's own /metrics
 // and /proc, as deltas between scrapes taken at phase boundaries. Nothing
 // here asserts a number: targets are evaluated and printed, and the whole

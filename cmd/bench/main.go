@@ -25,6 +25,8 @@ type Report struct {
 	GoVersion string    `json:"go_version"`
 	CPUs      int       `json:"cpus"`
 	Results   []*Result `json:"scenarios"`
+	// MetaLog is the meta-log scenario, when it ran.
+	MetaLog *MetaLogResult `json:"meta_log,omitempty"`
 }
 
 func main() {
@@ -64,6 +66,7 @@ func main() {
 		timing = timingFor(*duration)
 	}
 	scenarios := standardScenarios()
+	metaLog := true // the meta-log scenario, which needs no agent
 	custom := false
 	flag.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -104,11 +107,15 @@ func main() {
 		if *fleet >= 0 {
 			sc.Fleet = *fleet
 		}
-		scenarios = []Scenario{sc}
+		scenarios, metaLog = []Scenario{sc}, false
 	} else if *only != "" {
 		var pick []Scenario
+		metaLog = false
 		for _, name := range strings.Split(*only, ",") {
 			found := false
+			if strings.TrimSpace(name) == metaLogName {
+				metaLog, found = true, true
+			}
 			for _, sc := range scenarios {
 				if sc.Name == strings.TrimSpace(name) {
 					pick, found = append(pick, sc), true
@@ -123,7 +130,7 @@ func main() {
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, scenarios, timing, *short, *out, *profile, *agentBin, logger)
+	err := run(ctx, scenarios, metaLog, timing, *short, *out, *profile, *agentBin, logger)
 	stop()
 	harness.Shutdown()
 	if err != nil {
@@ -132,19 +139,22 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, scenarios []Scenario, timing Timing, short bool, out, profileDir, agentBin string, logger *slog.Logger) error {
+func run(ctx context.Context, scenarios []Scenario, metaLog bool, timing Timing, short bool, out, profileDir, agentBin string, logger *slog.Logger) error {
 	start := time.Now()
-	logger.Info("building the agent and starting MinIO")
-	if agentBin == "" {
-		if _, err := harness.BuildAgent(); err != nil {
+	b := &bench{timing: timing, log: logger, profileDir: profileDir, agentBin: agentBin}
+	if len(scenarios) > 0 {
+		logger.Info("building the agent and starting MinIO")
+		if agentBin == "" {
+			if _, err := harness.BuildAgent(); err != nil {
+				return err
+			}
+		}
+		m, err := harness.LaunchMinIO()
+		if err != nil {
 			return err
 		}
+		b.minio = m
 	}
-	m, err := harness.LaunchMinIO()
-	if err != nil {
-		return err
-	}
-	b := &bench{minio: m, timing: timing, log: logger, profileDir: profileDir, agentBin: agentBin}
 	rep := &Report{Started: start.UTC(), Short: short, GoVersion: runtime.Version(), CPUs: runtime.NumCPU()}
 	for _, sc := range scenarios {
 		res, err := b.run(ctx, sc)
@@ -154,8 +164,20 @@ func run(ctx context.Context, scenarios []Scenario, timing Timing, short bool, o
 		rep.Results = append(rep.Results, res)
 		printScenario(os.Stdout, res)
 	}
+	if metaLog {
+		res, err := b.runMetaLog(ctx, timing.Produce)
+		if err != nil {
+			return err
+		}
+		rep.MetaLog = res
+	}
 	rep.Seconds = time.Since(start).Seconds()
-	printSummary(os.Stdout, rep)
+	if len(rep.Results) > 0 {
+		printSummary(os.Stdout, rep)
+	}
+	if rep.MetaLog != nil {
+		printMetaLog(os.Stdout, rep.MetaLog)
+	}
 	if out != "" {
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 			return err
@@ -211,5 +233,5 @@ func scenarioNames() []string {
 	for _, sc := range standardScenarios() {
 		names = append(names, sc.Name)
 	}
-	return names
+	return append(names, metaLogName)
 }

@@ -148,8 +148,9 @@ func metaLogRun(ctx context.Context, n int, dur time.Duration, lat Latencies, lo
 	for w, l := range logs {
 		writers.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(n), uint64(w)))
-			// A random phase, then intervals of 0.5 to 1.5 periods: the
-			// writers' flushes drift apart as real agents' do.
+			// A random phase, then intervals of 0.75 to 1.25 periods
+			// (seeded, so runs are alike): the writers' flushes drift
+			// apart as real agents' do.
 			next := start.Add(time.Duration(rng.Float64() * float64(period)))
 			for i := 0; next.Before(end); i++ {
 				sleep(ctx, time.Until(next))
@@ -186,7 +187,7 @@ func metaLogRun(ctx context.Context, n int, dur time.Duration, lat Latencies, lo
 					row.Commits++
 					perWrite[w]++
 				})
-				next = next.Add(time.Duration((0.5 + rng.Float64()) * float64(period)))
+				next = next.Add(time.Duration((0.75 + rng.Float64()/2) * float64(period)))
 			}
 		})
 	}

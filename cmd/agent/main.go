@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -184,18 +185,21 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return err
 	}
 	go expireOffsets(logCtx, srv, cfg.OffsetsRetention, cfg.OffsetsCheck, logger)
+	stopJobs := func() {}
 	if cfg.Jobs {
 		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, OrphanGrace: cfg.OrphanGrace, Owns: srv.Fleet().OwnsJob, Logger: logger,
 			CompactionInterval: cfg.CompactionEvery, CompactionTarget: cfg.CompactionTarget, WriterID: writerID,
 			CleanerBackoff: cfg.CleanerBackoff, CleanerKeys: cfg.CleanerKeys,
 			MetaRetention: cfg.MetaRetention, MetaSnapshotEvery: cfg.MetaSnapEvery, LeaseDuration: cfg.JobLease,
 			WriteTimeout: cfg.WriteTimeout, ProducerExpiry: cfg.ProducerExpiry}, mlog, store, reg)
-		// Stopped before the log, so that the jobs' leases are released
-		// in it rather than left to run out.
-		jobsCtx, stopJobs := context.WithCancel(logCtx)
+		// Stopped before the departure is recorded (and before the log
+		// on any other way out), so that the jobs' leases are released
+		// in the log rather than left to run out.
+		jobsCtx, cancelJobs := context.WithCancel(logCtx)
 		jobsDone := make(chan struct{})
 		go func() { runner.Run(jobsCtx); close(jobsDone) }()
-		defer func() { stopJobs(); <-jobsDone }()
+		stopJobs = sync.OnceFunc(func() { cancelJobs(); <-jobsDone })
+		defer stopJobs()
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -224,10 +228,11 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	// wait no longer, and a killed agent loses nothing acknowledged).
 	drainStart := time.Now()
 	reserve := min(cfg.DrainTimeout/5, 5*time.Second)
-	time.AfterFunc(cfg.DrainTimeout, func() {
+	watchdog := time.AfterFunc(cfg.DrainTimeout, func() {
 		logger.Error("drain timeout: exiting before every part stopped", "timeout", cfg.DrainTimeout)
 		os.Exit(1)
 	})
+	defer watchdog.Stop()
 	answerCtx, cancelAnswer := context.WithDeadline(context.Background(), drainStart.Add(cfg.DrainTimeout-reserve))
 	defer cancelAnswer()
 	leaveCtx, cancelLeave := context.WithDeadline(context.Background(), drainStart.Add(cfg.DrainTimeout-reserve/2))
@@ -248,6 +253,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	<-drained
 	stopHeartbeats()
+	stopJobs()
 	// Gone for good, as far as the cluster format is concerned: a restart
 	// rejoins with its first entry.
 	if err := mlog.Leave(leaveCtx); err != nil {

@@ -43,7 +43,11 @@ type MetaLogResult struct {
 
 // LatencyMs is the latencyStore's delays, for the JSON report.
 type LatencyMs struct {
-	PutIfAbsent, Put, Get, List, Delete float64
+	PutIfAbsent float64 `json:"put_if_absent"`
+	Put         float64 `json:"put"`
+	Get         float64 `json:"get"`
+	List        float64 `json:"list"`
+	Delete      float64 `json:"delete"`
 }
 
 // MetaLogRow is one writer count.
@@ -168,9 +172,11 @@ func metaLogRun(ctx context.Context, n int, dur time.Duration, lat Latencies, lo
 					began := time.Now()
 					r, err := l.Append(ctx, op)
 					took := time.Since(began)
-					hist.Record(took)
 					if err == nil {
 						err = firstBatchErr(r)
+					}
+					if err == nil {
+						hist.Record(took) // commit latency: of commits, not of failures
 					}
 					mu.Lock()
 					defer mu.Unlock()
@@ -200,14 +206,16 @@ func metaLogRun(ctx context.Context, n int, dur time.Duration, lat Latencies, lo
 	delta := func(k string) uint64 { return counts[k] - base[k] }
 
 	row.OfferedPerSec = float64(row.Started) / dur.Seconds()
-	row.Seconds = last.Sub(start).Seconds()
-	row.CommitsPerSec = float64(row.Commits) / row.Seconds
+	if !last.IsZero() {
+		row.Seconds = last.Sub(start).Seconds()
+	}
+	row.CommitsPerSec = ratio(float64(row.Commits), row.Seconds)
 	row.CommitP50ms, row.CommitP99ms = ms(hist.Quantile(0.5)), ms(hist.Quantile(0.99))
 	row.MaxWaitMs = ms(maxWait)
 	fair := float64(row.Commits) / float64(n)
 	row.MinWriterShare = 1
 	for _, c := range perWrite {
-		row.MinWriterShare = min(row.MinWriterShare, float64(c)/fair)
+		row.MinWriterShare = min(row.MinWriterShare, ratio(float64(c), fair))
 	}
 	row.PutIfAbsent = delta(string(objstore.OpPutIfAbsent))
 	row.Exists = delta(string(objstore.OpPutIfAbsent) + "/" + objstore.ResultExists)

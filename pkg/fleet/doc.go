@@ -11,7 +11,8 @@
 //   - From cluster Format4 on, who is live is decided in the log
 //     (meta.State.Members): an agent joins with its heartbeat, leaves with
 //     LeaveCluster, and is expired by one live agent (Heartbeat) once it
-//     has been silent for TTL. Two agents that have read the same log
+//     has been silent for TTL, or sooner, once it has missed a heartbeat,
+//     if its peer address refuses connections. Two agents that have read the same log
 //     compute the same live set, the same owners and the same leader
 //     epoch, whatever their clocks say. Before Format4 each agent reads
 //     heartbeat times against its own clock, and epochs are 0.

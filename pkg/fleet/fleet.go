@@ -83,7 +83,10 @@ func (f *Fleet) Self() Member { return f.self }
 // Epoch returns the leader epoch of every partition in st: the membership
 // epoch, except with a shared address, where the fleet is one broker to
 // clients whose leaders never change, so an epoch that moved with the
-// membership would only make every consumer stop and revalidate.
+// membership would only make every consumer stop and revalidate. Shared
+// is this agent's configuration (a peer address of its own), not who is
+// at its address now, so the epoch never jumps back to 0 when a second
+// agent arrives there.
 func (f *Fleet) Epoch(st *meta.State) int32 {
 	if f.self.Peer != f.self.Addr() {
 		return 0

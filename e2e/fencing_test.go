@@ -117,25 +117,34 @@ func checkFencing(t *testing.T, store objstore.Store, addr string) int {
 	refused := 0
 	for i, en := range harness.LogEntries(t, store) {
 		key := meta.EntryKey(uint64(i + 1))
-		a, known := st.AgentByID(en.Writer)
-		out := known && a.Addr == addr && !st.IsMember(en.Writer) // before this entry
+		// Whether each writer in the slot (the entry's, and those of the
+		// contributions a sequencer put in it) was out before it.
+		type writer struct{ victim, out bool }
+		before := map[string]writer{}
+		for _, ap := range meta.Appends(en, nil) {
+			a, known := st.AgentByID(ap.Writer)
+			before[ap.Writer] = writer{victim: known && a.Addr == addr, out: known && a.Addr == addr && !st.IsMember(ap.Writer)}
+		}
 		res := st.Apply(uint64(i+1), en)
-		for j, op := range en.Ops {
-			if _, ok := op.(meta.AgentHeartbeat); ok {
-				out = false // joined again: later ops in the entry are a member's
-				continue
-			}
-			c, ok := op.(meta.Commit)
-			if !ok || !known || a.Addr != addr {
-				continue
-			}
-			for _, part := range res[j].Parts {
-				for _, br := range part {
-					switch {
-					case out && !errors.Is(br.Err, meta.ErrFenced):
-						t.Fatalf("%s: a commit of %s by the agent at %s while it was out of the fleet: %v", key, c.Object, addr, br.Err)
-					case errors.Is(br.Err, meta.ErrFenced):
-						refused++
+		for _, ap := range meta.Appends(en, res) {
+			w := before[ap.Writer]
+			for j, op := range ap.Ops {
+				if _, ok := op.(meta.AgentHeartbeat); ok {
+					w.out = false // joined again: its later ops are a member's
+					continue
+				}
+				c, ok := op.(meta.Commit)
+				if !ok || !w.victim {
+					continue
+				}
+				for _, part := range ap.Results[j].Parts {
+					for _, br := range part {
+						switch {
+						case w.out && !errors.Is(br.Err, meta.ErrFenced):
+							t.Fatalf("%s: a commit of %s by the agent at %s while it was out of the fleet: %v", key, c.Object, addr, br.Err)
+						case errors.Is(br.Err, meta.ErrFenced):
+							refused++
+						}
 					}
 				}
 			}

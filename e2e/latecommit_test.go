@@ -91,7 +91,11 @@ func TestLateCommitLosesToSweep(t *testing.T) {
 		holder = newCommitHolder(t, m.Endpoint, gone)
 		proxied := strings.Replace(b.URL, url.QueryEscape(m.Endpoint), url.QueryEscape(holder.srv.URL), 1)
 		a := harness.StartAgent(t, harness.AgentConfig{Store: proxied, Env: b.Env, FlushInterval: 5 * time.Millisecond,
-			Args: []string{"--jobs=false", "--write-timeout=1m"}})
+			// It appends its own commits (no sequencer), so that the
+			// holder between it and the bucket can delay one; a
+			// sequencer never writes an agent's entry after its
+			// deadline (meta/relay.go).
+			Args: []string{"--jobs=false", "--write-timeout=1m", "--meta-sequencer=false"}})
 		if fleet.Rendezvous("collect", []string{sweeper.Addr, a.Addr}) == sweeper.Addr {
 			writer = a
 			continue

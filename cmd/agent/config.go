@@ -35,6 +35,7 @@ type config struct {
 	OffsetsRetention  time.Duration
 	OffsetsCheck      time.Duration
 	Jobs              bool
+	Sequencer         bool
 	RetentionCheck    time.Duration
 	CollectGrace      time.Duration
 	CompactionEvery   time.Duration
@@ -83,6 +84,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.OffsetsRetention, "offsets-retention", 7*24*time.Hour, "delete the offsets of a group that has had no members and no commits for this long (offsets.retention.minutes)")
 	fs.DurationVar(&c.OffsetsCheck, "offsets-retention-check-interval", 10*time.Minute, "how often to look for expired group offsets (offsets.retention.check.interval.ms)")
 	fs.BoolVar(&c.Jobs, "jobs", true, "run background jobs (retention and collection) on this agent")
+	fs.BoolVar(&c.Sequencer, "meta-sequencer", true, "append metadata-log entries through the fleet's sequencing agent, and be it if chosen (only agents that run jobs are); false: always append directly")
 	fs.DurationVar(&c.RetentionCheck, "retention-check-interval", 5*time.Minute, "how often to apply retention.ms and retention.bytes and collect released objects (log.retention.check.interval.ms)")
 	fs.DurationVar(&c.CollectGrace, "collect-grace", 10*time.Minute, "how long an object no partition refers to stays in the bucket before it is deleted, so reads in flight finish")
 	fs.DurationVar(&c.CompactionEvery, "compaction-interval", 5*time.Minute, "how often to merge small ingestion objects' chunks into per-partition objects (0: never)")

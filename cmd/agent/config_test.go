@@ -39,6 +39,7 @@ func TestConfigDefaults(t *testing.T) {
 		OffsetsRetention:  7 * 24 * time.Hour,
 		OffsetsCheck:      10 * time.Minute,
 		Jobs:              true,
+		Sequencer:         true,
 		RetentionCheck:    5 * time.Minute,
 		CollectGrace:      10 * time.Minute,
 		CompactionEvery:   5 * time.Minute,
@@ -113,6 +114,7 @@ func TestConfigFromEnv(t *testing.T) {
 		"BARGE_REQUEST_BODY_TIMEOUT":             "2s",
 		"BARGE_PPROF":                            "true",
 		"BARGE_DRAIN_TIMEOUT":                    "90s",
+		"BARGE_META_SEQUENCER":                   "false",
 		"LISTEN":                                 ":1", // not ours
 	}))
 	if err != nil {

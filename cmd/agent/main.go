@@ -89,9 +89,15 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 
 	start := time.Now()
-	mlog, err := meta.Open(ctx, metaStore, meta.Options{WriterID: writerID, PollInterval: cfg.MetaPoll,
+	opts := meta.Options{WriterID: writerID, PollInterval: cfg.MetaPoll,
 		SnapshotEvery: cfg.MetaSnapEvery, Retention: cfg.MetaRetention, MaxQueueWait: cfg.WriteTimeout,
-		FormatGrace: cfg.FormatGrace, Logger: logger})
+		FormatGrace: cfg.FormatGrace, Logger: logger}
+	if cfg.Sequencer {
+		seqClient := protocol.NewSequencerClient()
+		defer seqClient.Close()
+		opts.Relay, opts.Sequence = seqClient, cfg.Jobs
+	}
+	mlog, err := meta.Open(ctx, metaStore, opts)
 	if err != nil {
 		return err
 	}

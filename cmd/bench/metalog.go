@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,16 +11,23 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/bargehq/barge/pkg/meta"
 	"github.com/bargehq/barge/pkg/objstore"
 )
 
 // The meta-log scenario: N agents' metadata logs (real pkg/meta code, one
 // *meta.Log per writer in this process) share one bucket and each appends a
-// flush-sized commit several times a second, every slot won by a
-// conditional PUT. The bucket is in memory behind S3 Standard-like
-// latencies (latencyStore): the round trips, not the bytes, decide who wins
-// a slot and how long the losers wait, so no MinIO is needed.
+// flush-sized commit several times a second. The bucket is in memory behind
+// S3 Standard-like latencies (latencyStore): the round trips, not the
+// bytes, decide who wins a slot and how long the losers wait, so no MinIO
+// is needed. It runs twice: "direct", every agent racing for every slot
+// with its own conditional PUT (the log before issue 13, and what
+// --meta-sequencer=false does), and "sequenced", the agents sending their
+// entries to the sequencer (meta/sequencer.go) over an in-process relay
+// (meta.LocalRelay) that adds a same-zone network round trip
+// (localRelayRTT) to every call.
 const metaLogName = "meta-log"
 
 var metaLogWriters = []int{1, 4, 16, 64}
@@ -52,6 +60,7 @@ type LatencyMs struct {
 
 // MetaLogRow is one writer count.
 type MetaLogRow struct {
+	Mode            string  `json:"mode"` // direct or sequenced
 	Writers         int     `json:"writers"`
 	Started         int64   `json:"started"`               // Appends called
 	OfferedPerSec   float64 `json:"offered_commits_per_s"` // Started over the scenario's duration
@@ -78,20 +87,26 @@ func (b *bench) runMetaLog(ctx context.Context, dur time.Duration) (*MetaLogResu
 	lat := s3Standard
 	res := &MetaLogResult{Seconds: dur.Seconds(), PerWriterRate: metaLogRate, PartsPerEntry: metaLogParts,
 		Latency: LatencyMs{PutIfAbsent: ms(lat.PutIfAbsent), Put: ms(lat.Put), Get: ms(lat.Get), List: ms(lat.List), Delete: ms(lat.Delete)}}
-	for _, n := range metaLogWriters {
-		b.log.Info("meta-log", "writers", n, "seconds", dur.Seconds())
-		row, err := metaLogRun(ctx, n, dur, lat, b.log)
-		if err != nil {
-			return nil, fmt.Errorf("%s, %d writers: %w", metaLogName, n, err)
+	for _, sequenced := range []bool{false, true} {
+		for _, n := range metaLogWriters {
+			b.log.Info("meta-log", "writers", n, "sequenced", sequenced, "seconds", dur.Seconds())
+			row, err := metaLogRun(ctx, n, dur, lat, sequenced, b.log)
+			if err != nil {
+				return nil, fmt.Errorf("%s, %d writers: %w", metaLogName, n, err)
+			}
+			res.Rows = append(res.Rows, row)
 		}
-		res.Rows = append(res.Rows, row)
 	}
 	return res, nil
 }
 
-// metaLogRun measures n writers on a fresh store.
-func metaLogRun(ctx context.Context, n int, dur time.Duration, lat Latencies, logger *slog.Logger) (MetaLogRow, error) {
-	row := MetaLogRow{Writers: n}
+// metaLogRun measures n writers on a fresh store, sequenced or not.
+func metaLogRun(ctx context.Context, n int, dur time.Duration, lat Latencies, sequenced bool, logger *slog.Logger) (MetaLogRow, error) {
+	row := MetaLogRow{Writers: n, Mode: "direct"}
+	var relay *meta.LocalRelay
+	if sequenced {
+		row.Mode, relay = "sequenced", meta.NewLocalRelay(localRelayRTT)
+	}
 	store := objstore.Instrument(withLatency(objstore.NewMemory(), lat), nil)
 
 	// The topic the commits land in, created by a log that then goes away.
@@ -105,6 +120,9 @@ func metaLogRun(ctx context.Context, n int, dur time.Duration, lat Latencies, lo
 		done := make(chan struct{})
 		go func() { setup.Run(sctx); close(done) }()
 		r, err := setup.Append(ctx, meta.CreateTopic{Name: "meta-log", ID: topic, Partitions: metaLogPartitions, ReplicationFactor: 1})
+		if err == nil {
+			err = setup.Leave(ctx) // it holds no format back
+		}
 		stop()
 		<-done
 		if err == nil {
@@ -120,7 +138,11 @@ func metaLogRun(ctx context.Context, n int, dur time.Duration, lat Latencies, lo
 	errs := make([]error, n)
 	for i := range logs {
 		g.Go(func() {
-			logs[i], errs[i] = meta.Open(ctx, store, meta.Options{WriterID: fmt.Sprintf("w%02d", i), Logger: logger})
+			opts := meta.Options{WriterID: fmt.Sprintf("w%02d", i), Logger: logger}
+			if relay != nil {
+				opts.Relay, opts.Sequence = relay, true
+			}
+			logs[i], errs[i] = meta.Open(ctx, store, opts)
 		})
 	}
 	g.Wait()
@@ -134,6 +156,11 @@ func metaLogRun(ctx context.Context, n int, dur time.Duration, lat Latencies, lo
 	defer func() { stopLogs(); running.Wait() }()
 	for _, l := range logs {
 		running.Go(func() { l.Run(runCtx) })
+	}
+	if relay != nil {
+		if err := joinSequenced(ctx, logs, relay); err != nil {
+			return row, err
+		}
 	}
 
 	base := store.Counts()
@@ -269,23 +296,29 @@ func printMetaLog(w io.Writer, r *MetaLogResult) {
 		"in-memory bucket at S3 Standard-like latency (PutIfAbsent %.0f ms, GET/List %.0f ms, Put/Delete %.0f ms) ==\n",
 		metaLogName, r.PerWriterRate, r.PartsPerEntry, metaLogBatches, r.Seconds, r.Latency.PutIfAbsent, r.Latency.Get, r.Latency.Put)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "writers\tstarted/s\tcommits/s\tcommits/entry\tp50 ms\tp99 ms\tmax wait ms\tleast served\tPUT/entry\tGET/commit\t412/commit\tfailed\t")
+	fmt.Fprintln(tw, "mode\twriters\tstarted/s\tcommits/s\tcommits/entry\tp50 ms\tp99 ms\tmax wait ms\tleast served\tPUT/entry\tGET/commit\t412/commit\tfailed\t")
 	for _, row := range r.Rows {
-		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.2f\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.1f\t%.2f\t%d\t\n",
-			row.Writers, row.OfferedPerSec, row.CommitsPerSec, ratio(float64(row.Commits), float64(row.Entries)),
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2f\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.1f\t%.2f\t%d\t\n",
+			row.Mode, row.Writers, row.OfferedPerSec, row.CommitsPerSec, ratio(float64(row.Commits), float64(row.Entries)),
 			row.CommitP50ms, row.CommitP99ms, row.MaxWaitMs, row.MinWriterShare, row.PutsPerEntry, row.GetsPerCommit,
 			row.ExistsPerCommit, row.Failed)
 	}
 	tw.Flush()
 	for _, row := range r.Rows {
 		if row.FirstError != "" {
-			fmt.Fprintf(w, "%d writers: first failure: %s\n", row.Writers, row.FirstError)
+			fmt.Fprintf(w, "%s, %d writers: first failure: %s\n", row.Mode, row.Writers, row.FirstError)
 		}
 	}
-	if len(r.Rows) < 2 {
+	var rows []MetaLogRow // the targets are the sequenced log's
+	for _, row := range r.Rows {
+		if row.Mode == "sequenced" {
+			rows = append(rows, row)
+		}
+	}
+	if len(rows) < 2 {
 		return
 	}
-	one, top := r.Rows[0], r.Rows[len(r.Rows)-1]
+	one, top := rows[0], rows[len(rows)-1]
 	verdict := func(ok bool) string {
 		if ok {
 			return "met"
@@ -293,7 +326,57 @@ func printMetaLog(w io.Writer, r *MetaLogResult) {
 		return "missed"
 	}
 	p99x := ratio(top.CommitP99ms, one.CommitP99ms)
-	fmt.Fprintf(w, "targets at %d writers (issue 13): commit p99 %.1f× %d writer's (≤ 3×) %s; PUT/entry %.2f (≤ 1.2) %s; longest wait %.2f s (≤ 2 s) %s\n",
+	fmt.Fprintf(w, "sequenced, targets at %d writers (issue 13): commit p99 %.1f× %d writer's (≤ 3×) %s; PUT/entry %.2f (≤ 1.2) %s; longest wait %.2f s (≤ 2 s) %s\n",
 		top.Writers, p99x, one.Writers, verdict(p99x <= 3), top.PutsPerEntry, verdict(top.PutsPerEntry <= 1.2),
 		top.MaxWaitMs/1000, verdict(top.MaxWaitMs <= 2000 && top.Failed == 0))
 }
+
+// joinSequenced registers every log as an agent, raises the cluster to the
+// format with sequencing, and waits until every log sees one sequencer.
+func joinSequenced(ctx context.Context, logs []*meta.Log, relay *meta.LocalRelay) error {
+	var g errgroup.Group
+	for i, l := range logs {
+		addr := fmt.Sprintf("w%02d:9092", i)
+		relay.Add(addr, l)
+		g.Go(func() error {
+			_, err := l.Append(ctx, meta.AgentHeartbeat{Addr: addr})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	for range 2 { // announce, then raise
+		for _, l := range logs {
+			g.Go(func() error {
+				if err := l.SyncTail(ctx); err != nil {
+					return err
+				}
+				return l.StepFormat(ctx, time.Now())
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return fmt.Errorf("raise the format: %w", err)
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ids := map[string]bool{}
+		for _, l := range logs {
+			l.View(func(st *meta.State) {
+				a, _ := st.Sequencer(time.Now().UnixMilli())
+				ids[a.ID] = true
+			})
+		}
+		if len(ids) == 1 && !ids[""] {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the logs did not agree on a sequencer within a minute")
+		}
+		sleep(ctx, 50*time.Millisecond)
+	}
+}
+
+// localRelayRTT is the round trip the relay adds: agents in one zone.
+const localRelayRTT = 500 * time.Microsecond

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -11,8 +12,14 @@ import (
 // A short meta-log run on a store without latency: every commit lands,
 // and the counts add up.
 func TestMetaLogRunCounts(t *testing.T) {
+	for _, sequenced := range []bool{false, true} {
+		t.Run(fmt.Sprint("sequenced=", sequenced), func(t *testing.T) { testMetaLogRunCounts(t, sequenced) })
+	}
+}
+
+func testMetaLogRunCounts(t *testing.T, sequenced bool) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	row, err := metaLogRun(context.Background(), 3, 700*time.Millisecond, Latencies{}, logger)
+	row, err := metaLogRun(context.Background(), 3, 700*time.Millisecond, Latencies{}, sequenced, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

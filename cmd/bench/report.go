@@ -135,6 +135,10 @@ func printFleet(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "fleet: %.1f CPU s/GiB produced over %d agents (MinIO %.1f, clients %.1f; cores %.0f%% busy)\n",
 			a.CPUSecondsPerGiB, a.Agents, a.MinIOCPUSecondsPerGiB, a.ClientCPUSecondsPerGiB, 100*a.MachineCPUUse)
 	}
+	if v := f.Visibility; v != nil {
+		fmt.Fprintf(w, "cross-agent visibility (acknowledged by one agent → fetched through another, %d records): p50 %.1f / p99 %.1f / max %.1f ms (issue 13: p99 ≤ 50 ms + one bucket GET)\n",
+			v.Samples, v.P50ms, v.P99ms, v.MaxMs)
+	}
 	if f.ProduceErrors > 0 {
 		fmt.Fprintf(w, "fleet produce errors: %d\n", f.ProduceErrors)
 	}

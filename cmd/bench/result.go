@@ -66,6 +66,8 @@ type Figures struct {
 	Bucket          *BucketFigures `json:"bucket,omitempty"`
 	Inside          *InsideFigures `json:"inside_agent,omitempty"`
 	Agent           *AgentFigures  `json:"agent,omitempty"`
+	// Visibility is a fleet's cross-agent visibility (visibility.go).
+	Visibility *VisibilityFigures `json:"visibility,omitempty"`
 
 	windowBytes   int64
 	windowSeconds float64

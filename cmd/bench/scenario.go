@@ -233,7 +233,12 @@ func (b *bench) runFleet(ctx context.Context, sc Scenario, latRate float64, f *F
 	settle := func(ctx context.Context, topic string) error {
 		return waitFleetAgrees(ctx, agents, topic, time.Minute)
 	}
-	_, err = b.measure(ctx, sc, brokers{agents: agents, seeds: []string{lb.Addr()}, settle: settle}, "bench-"+sc.Name, latRate, f)
+	topic := "bench-" + sc.Name
+	if _, err = b.measure(ctx, sc, brokers{agents: agents, seeds: []string{lb.Addr()}, settle: settle}, topic, latRate, f); err != nil {
+		return err
+	}
+	b.log.Info("fleet: cross-agent visibility", "scenario", sc.Name)
+	f.Visibility, err = measureVisibility(ctx, agents, topic)
 	return err
 }
 

@@ -34,43 +34,47 @@ func ReadLeaseHistory(t testing.TB, store objstore.Store) LeaseHistory {
 	st := h.Final
 	for i, en := range LogEntries(t, store) {
 		key := meta.EntryKey(uint64(i + 1))
-		for _, op := range en.Ops {
-			if rc, ok := op.(meta.ReplaceChunks); ok {
-				job := "compact/" + st.TopicByID(rc.Topic).Name
-				if l, ok := st.Lease(job); !ok || l.Holder != en.Writer || !l.Held(en.TimeMs) {
-					t.Errorf("%s: %s replaced chunks of %s without its lease (%+v)", key, en.Writer, job, l)
+		for _, ap := range meta.Appends(en, nil) {
+			for _, op := range ap.Ops {
+				if rc, ok := op.(meta.ReplaceChunks); ok {
+					job := "compact/" + st.TopicByID(rc.Topic).Name
+					if l, ok := st.Lease(job); !ok || l.Holder != ap.Writer || !l.Held(ap.TimeMs) {
+						t.Errorf("%s: %s replaced chunks of %s without its lease (%+v)", key, ap.Writer, job, l)
+					}
 				}
 			}
 		}
 		res := st.Apply(uint64(i+1), en)
-		for j, op := range en.Ops {
-			switch op := op.(type) {
-			case meta.AgentHeartbeat:
-				h.Addrs[en.Writer] = op.Addr
-			case meta.ReplaceChunks:
-				if res[j].Err != nil {
-					t.Errorf("%s: ReplaceChunks by %s: %v", key, en.Writer, res[j].Err)
-				} else {
-					h.Replaces++
-				}
-			case meta.AcquireLease:
-				if res[j].Err != nil {
-					continue
-				}
-				ss := spans[op.Job]
-				if n := len(ss); n > 0 && ss[n-1].holder == en.Writer && ss[n-1].open && en.TimeMs < ss[n-1].until {
-					ss[n-1].until = en.TimeMs + op.DurationMs // a renewal
-					continue
-				}
-				spans[op.Job] = append(ss, &span{holder: en.Writer, from: en.TimeMs, until: en.TimeMs + op.DurationMs, open: true})
-				if h.Grants[op.Job] == nil {
-					h.Grants[op.Job] = map[string]int{}
-				}
-				h.Grants[op.Job][en.Writer]++
-			case meta.ReleaseLease:
-				if ss := spans[op.Job]; len(ss) > 0 && ss[len(ss)-1].holder == en.Writer && ss[len(ss)-1].open {
-					ss[len(ss)-1].until = min(ss[len(ss)-1].until, en.TimeMs)
-					ss[len(ss)-1].open = false
+		for _, ap := range meta.Appends(en, res) {
+			for j, op := range ap.Ops {
+				switch op := op.(type) {
+				case meta.AgentHeartbeat:
+					h.Addrs[ap.Writer] = op.Addr
+				case meta.ReplaceChunks:
+					if ap.Results[j].Err != nil {
+						t.Errorf("%s: ReplaceChunks by %s: %v", key, ap.Writer, ap.Results[j].Err)
+					} else {
+						h.Replaces++
+					}
+				case meta.AcquireLease:
+					if ap.Results[j].Err != nil {
+						continue
+					}
+					ss := spans[op.Job]
+					if n := len(ss); n > 0 && ss[n-1].holder == ap.Writer && ss[n-1].open && ap.TimeMs < ss[n-1].until {
+						ss[n-1].until = ap.TimeMs + op.DurationMs // a renewal
+						continue
+					}
+					spans[op.Job] = append(ss, &span{holder: ap.Writer, from: ap.TimeMs, until: ap.TimeMs + op.DurationMs, open: true})
+					if h.Grants[op.Job] == nil {
+						h.Grants[op.Job] = map[string]int{}
+					}
+					h.Grants[op.Job][ap.Writer]++
+				case meta.ReleaseLease:
+					if ss := spans[op.Job]; len(ss) > 0 && ss[len(ss)-1].holder == ap.Writer && ss[len(ss)-1].open {
+						ss[len(ss)-1].until = min(ss[len(ss)-1].until, ap.TimeMs)
+						ss[len(ss)-1].open = false
+					}
 				}
 			}
 		}

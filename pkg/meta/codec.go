@@ -59,6 +59,7 @@ type decoder struct {
 	err    error
 	format Format
 	max    Format
+	nested bool // inside a Contribute, which may not hold another
 }
 
 // newDecoder checks the trailing CRC and returns a decoder over the rest.

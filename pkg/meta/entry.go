@@ -10,6 +10,7 @@ import "fmt"
 //	5       uvarint   writer id length, then bytes (the agent that wrote it)
 //	.       8         tag (random per append; with the writer, recognises a retry)
 //	.       8         unix milliseconds at the writer when encoded
+//	.       uvarint   (Format5) the writer's append number (sequencer.go)
 //	.       uvarint   op count, then each op: 1 byte kind + kind's fields
 //	end-4   4         CRC-32C (Castagnoli) of all bytes before it
 //
@@ -23,7 +24,13 @@ type Entry struct {
 	Writer string
 	Tag    uint64
 	TimeMs int64
-	Ops    []Op
+	// Num is the writer's append number (Format5): each append of one
+	// writer process takes the next, and the state applies a writer's
+	// appends only in increasing Num, so that one that lands twice (once
+	// by a sequencer, once directly) or late is applied once at most.
+	// 0 means none (before Format5, or a writer that does not count).
+	Num uint64
+	Ops []Op
 }
 
 // Op is one state change inside an entry. Its kind is its number in the
@@ -100,11 +107,10 @@ func (en *Entry) EncodeAt(f Format) []byte {
 	e.str(en.Writer)
 	e.i64(int64(en.Tag))
 	e.i64(en.TimeMs)
-	e.uvar(uint64(len(en.Ops)))
-	for _, op := range en.Ops {
-		e.u8(op.kind())
-		op.encode(&e)
+	if f >= Format5 {
+		e.uvar(en.Num)
 	}
+	encodeOps(&e, en.Ops)
 	return e.seal()
 }
 
@@ -132,20 +138,11 @@ func decodeEntry(b []byte, maxFormat Format) (*Entry, error) {
 	}
 	d.b, d.format, d.max = d.b[5:], v, maxFormat
 	en := &Entry{Writer: d.str(), Tag: uint64(d.i64()), TimeMs: d.i64()}
-	n := d.count(1)
-	for i := 0; i < n && d.err == nil; i++ {
-		k := d.u8()
-		if d.err != nil {
-			break
-		}
-		op, err := decodeOp(d, k)
-		if err != nil {
-			if fe, ok := err.(*FormatError); ok {
-				fe.Max = maxFormat
-			}
-			return nil, err
-		}
-		en.Ops = append(en.Ops, op)
+	if v >= Format5 {
+		en.Num = d.uvar()
+	}
+	if en.Ops, err = decodeOps(d); err != nil {
+		return nil, err
 	}
 	if d.err != nil {
 		if fe, ok := d.err.(*FormatError); ok {
@@ -157,6 +154,36 @@ func decodeEntry(b []byte, maxFormat Format) (*Entry, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(d.b))
 	}
 	return en, nil
+}
+
+// decodeOps reads an op count and the ops.
+func decodeOps(d *decoder) ([]Op, error) {
+	var ops []Op
+	n := d.count(1)
+	for i := 0; i < n && d.err == nil; i++ {
+		k := d.u8()
+		if d.err != nil {
+			break
+		}
+		op, err := decodeOp(d, k)
+		if err != nil {
+			if fe, ok := err.(*FormatError); ok {
+				fe.Max = d.max
+			}
+			return nil, err
+		}
+		ops = append(ops, op)
+	}
+	return ops, nil
+}
+
+// encodeOps writes an op count and the ops.
+func encodeOps(e *encoder, ops []Op) {
+	e.uvar(uint64(len(ops)))
+	for _, op := range ops {
+		e.u8(op.kind())
+		op.encode(e)
+	}
 }
 
 func (op CreateTopic) encode(e *encoder) {

@@ -198,6 +198,9 @@ func header(version uint8) *encoder {
 	e.str("w")
 	e.i64(1)
 	e.i64(2)
+	if Format(version) >= Format5 {
+		e.uvar(3) // the append number
+	}
 	return e
 }
 

@@ -67,6 +67,10 @@ const (
 	// Format4 adds membership (membership.go): ExpireAgent, leader
 	// epochs, and the fencing of commits by agents that are not members.
 	Format4 Format = 4
+	// Format5 adds sequencing (sequencer.go): the writer's append
+	// number in every entry, and Contribute, by which one agent appends
+	// other agents' ops on their behalf.
+	Format5 Format = 5
 )
 
 // maxFormatOverride lowers MaxFormat in a build made to act as an older
@@ -77,7 +81,7 @@ var maxFormatOverride string
 
 // MaxFormat is the newest format this build understands.
 var MaxFormat = func() Format {
-	f := Format4
+	f := Format5
 	if n, err := strconv.Atoi(maxFormatOverride); err == nil && n >= int(Format1) && n < int(f) {
 		f = Format(n)
 	}
@@ -137,6 +141,7 @@ func (s *State) Format() Format { return s.format }
 type member struct {
 	lastMs int64  // its newest entry's time
 	max    Format // what it announced; 0: nothing (it is of Format1)
+	num    uint64 // its newest append number applied (Format5; sequencer.go)
 }
 
 // heardMember notes an entry by writer at timeMs.
@@ -266,7 +271,22 @@ func (l *Log) StepFormat(ctx context.Context, now time.Time) error {
 
 // Leave records that this agent is going away for good (a clean
 // shutdown), so that it no longer holds the cluster format back.
-func (l *Log) Leave(ctx context.Context) error { return l.appendAlone(ctx, LeaveCluster{}) }
+// A sequencer gives up its lease first, so that another takes it at once
+// rather than when it lapses.
+func (l *Log) Leave(ctx context.Context) error {
+	l.leaving.Store(true)
+	var held bool
+	l.View(func(st *State) {
+		lease, ok := st.Lease(SequencerJob)
+		held = ok && lease.Holder == l.opts.WriterID
+	})
+	if held {
+		if _, err := l.Append(ctx, ReleaseLease{Job: SequencerJob}); err != nil {
+			return err
+		}
+	}
+	return l.appendAlone(ctx, LeaveCluster{})
+}
 
 // appendAlone appends a format op in an entry of its own.
 func (l *Log) appendAlone(ctx context.Context, op Op) error {

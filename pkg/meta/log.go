@@ -49,7 +49,12 @@ type Options struct {
 	// silent before the cluster format may move without it (format.go);
 	// 0 means an hour.
 	FormatGrace time.Duration
-	Logger      *slog.Logger
+	// Relay, if set, carries entries to and from the sequencer
+	// (sequencer.go, relay.go); without it the log appends directly.
+	Relay Relay
+	// Sequence says this agent may be the sequencer (it runs jobs).
+	Sequence bool
+	Logger   *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -99,11 +104,19 @@ type Log struct {
 	lastOwnMs atomic.Int64 // when this agent's last entry was applied
 	seq       atomic.Uint64
 	stall     atomic.Pointer[Stall]
+	leaving   atomic.Bool // Leave was called: never take the sequencer lease again
+
+	pushes chan Slot // slots from the sequencer (relay.go)
+	recent recent    // the newest slots applied, for Slots
 
 	// Run's goroutine only.
-	lastSync time.Time  // when the tail was last known (read or appended)
-	own      *ownAppend // the entry being appended, if any
-	carry    *Pending   // a Pending that must start the next entry
+	lastSync    time.Time  // when the tail was last known (read or appended)
+	own         *ownAppend // the entry being appended, if any
+	carry       *Pending   // a Pending that must start the next entry
+	num         uint64     // this writer's last append number (sequencer.go)
+	relayPaused time.Time  // until then, append directly (relay.go)
+	lastPush    time.Time  // when a pushed slot was last applied
+	leaseAsk    *Pending   // the sequencer lease asked for, if on its way
 }
 
 // ownAppend is the entry Run is appending. Its earlier attempts may have
@@ -138,9 +151,15 @@ type Pending struct {
 	deadline time.Time // not written by then: fail
 	ops      []Op
 	alone    bool // written in an entry of its own (format ops)
-	done     chan struct{}
-	results  []Result
-	err      error
+	// foreign is another agent's entry, when this agent sequences it
+	// (relay.go): it is written as one Contribute op, and answered with
+	// the slot and its bytes.
+	foreign *Contribute
+	slot    uint64
+	data    []byte
+	done    chan struct{}
+	results []Result
+	err     error
 }
 
 // Wait blocks until the ops are applied (or failed) and returns their results.
@@ -168,8 +187,11 @@ func HasLog(ctx context.Context, store objstore.Store) (bool, error) {
 // Open loads the newest snapshot and replays the entries after it.
 func Open(ctx context.Context, store objstore.Store, opts Options) (*Log, error) {
 	opts.defaults()
+	if err := checkSequencerTiming(); err != nil {
+		return nil, err
+	}
 	l := &Log{store: objstore.WithCallTimeout(store, opts.CallTimeout), opts: opts, state: NewState(), changed: make(chan struct{}),
-		reqs: make(chan *Pending, 1024), syncs: make(chan chan error, 64)}
+		reqs: make(chan *Pending, 1024), syncs: make(chan chan error, 64), pushes: make(chan Slot, 64)}
 	for attempt := 1; ; attempt++ {
 		if err := l.loadSnapshot(ctx); err != nil {
 			return nil, err
@@ -179,6 +201,9 @@ func Open(ctx context.Context, store objstore.Store, opts Options) (*Log, error)
 		}
 		err := l.replay(ctx)
 		if err == nil {
+			// Numbers above any this writer id had, even if a process
+			// before this one used it.
+			l.num = max(l.state.LastNum(l.opts.WriterID), uint64(time.Now().UnixMicro()))
 			return l, nil
 		}
 		// A trim may have deleted entries after the snapshot we read
@@ -261,6 +286,11 @@ func (l *Log) replay(ctx context.Context) error {
 func (l *Log) Run(ctx context.Context) {
 	tick := time.NewTicker(l.opts.PollInterval)
 	defer tick.Stop()
+	if l.opts.Relay != nil {
+		fctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go l.follow(fctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -273,10 +303,18 @@ func (l *Log) Run(ctx context.Context) {
 				p, l.carry = l.carry, nil
 				l.write(ctx, l.batchFrom(p))
 			}
+		case s := <-l.pushes:
+			l.applyPushed(ctx, s)
 		case <-tick.C:
-			if err := l.catchUp(ctx); err != nil && ctx.Err() == nil {
-				l.opts.Logger.Warn("tailing the metadata log", "err", err)
+			// While the sequencer pushes slots, it reads the bucket for
+			// this agent (what it applies, it pushes): only the agent
+			// that hears nothing polls.
+			if time.Since(l.lastPush) >= l.opts.PollInterval {
+				if err := l.catchUp(ctx); err != nil && ctx.Err() == nil {
+					l.opts.Logger.Warn("tailing the metadata log", "err", err)
+				}
 			}
+			l.tendSequencer()
 		case w := <-l.syncs:
 			// Every waiter queued now is answered by one read of the
 			// tail that starts after it asked.
@@ -407,7 +445,10 @@ var ErrUnavailable = errors.New("meta: log unavailable")
 // write appends the batch's ops as one entry at the tail and applies it.
 // It gives up once the oldest op has waited MaxQueueWait, whatever kept it
 // (bucket errors, slots lost to other writers), so that no op lands later
-// than CommitBound after its Submit.
+// than CommitBound after its Submit. A batch of this agent's own ops goes
+// to the sequencer if another agent is it (relay.go), and to the bucket if
+// that fails; other agents' entries in the batch (this agent being the
+// sequencer) are each one Contribute op of the entry.
 func (l *Log) write(ctx context.Context, batch []*Pending) {
 	if batch = l.writable(batch); len(batch) == 0 {
 		return
@@ -420,11 +461,10 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 	}
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	en := &Entry{Writer: l.opts.WriterID, Tag: rand.Uint64(), TimeMs: time.Now().UnixMilli()}
-	for _, p := range batch {
-		en.Ops = append(en.Ops, p.ops...)
-	}
+	l.num++
+	en := &Entry{Writer: l.opts.WriterID, Tag: rand.Uint64(), TimeMs: time.Now().UnixMilli(), Num: l.num}
 	format := l.state.format
+	en.Ops = entryOps(batch)
 	data := en.EncodeAt(format)
 	if len(data) > MaxEntryBytes {
 		if len(batch) == 1 {
@@ -438,10 +478,14 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 	}
 	l.own = &ownAppend{writer: en.Writer, tag: en.Tag}
 	defer func() { l.own = nil }()
+	if addr, ok := l.relayTarget(batch); ok && l.relayed(wctx, addr, data) {
+		l.finish(batch, l.own.seq, en.TimeMs, l.own.results, data)
+		return
+	}
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; {
 		if o := l.own; o.seq != 0 {
-			l.finish(batch, o.seq, en.TimeMs, o.results) // an earlier attempt landed
+			l.finish(batch, o.seq, en.TimeMs, o.results, nil) // an earlier attempt landed
 			return
 		} else if o.lost {
 			l.fail(batch, fmt.Errorf("%w: the log was reloaded from a snapshot while this append's outcome was unknown", ErrUnavailable))
@@ -461,6 +505,15 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 			}
 		}
 		if err == nil {
+			// Other agents' entries go only while this agent sequences,
+			// and only those not applied meanwhile.
+			if kept := l.sequencable(batch); len(kept) != len(batch) {
+				if batch = kept; len(batch) == 0 {
+					return
+				}
+				en.Ops = entryOps(batch)
+				data = en.EncodeAt(format)
+			}
 			if l.state.format != format { // raised by an entry read meanwhile
 				format = l.state.format
 				data = en.EncodeAt(format)
@@ -476,7 +529,8 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 				if derr != nil {
 					panic(fmt.Sprintf("meta: own entry does not decode: %v", derr))
 				}
-				l.finish(batch, seq, en.TimeMs, l.apply(seq, stored))
+				l.recent.add(seq, data)
+				l.finish(batch, seq, en.TimeMs, l.apply(seq, stored), data)
 				return
 			case errors.Is(err, objstore.ErrExists):
 				// Someone took the slot; it may be our own earlier attempt
@@ -511,6 +565,51 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 	}
 }
 
+// entryOps lists the batch's ops in order: this agent's own as they are,
+// each other agent's entry as one Contribute.
+func entryOps(batch []*Pending) []Op {
+	var ops []Op
+	for _, p := range batch {
+		if p.foreign != nil {
+			ops = append(ops, *p.foreign)
+		} else {
+			ops = append(ops, p.ops...)
+		}
+	}
+	return ops
+}
+
+// sequencable answers and drops the other agents' entries in the batch
+// that this agent must not write now: all of them once it is not the
+// sequencer (their writers append them themselves), and any whose append
+// number the state has applied (it landed through another slot).
+func (l *Log) sequencable(batch []*Pending) []*Pending {
+	kept, checked, ok := batch[:0:0], false, false
+	for _, p := range batch {
+		if p.foreign == nil {
+			kept = append(kept, p)
+			continue
+		}
+		if !checked {
+			checked, ok = true, l.sequencing()
+		}
+		switch err := l.checkFormat(p.foreign.Ops); {
+		case !ok:
+			l.fail([]*Pending{p}, ErrNotSequencer)
+		case p.foreign.Num <= l.state.LastNum(p.foreign.Writer):
+			l.fail([]*Pending{p}, ErrDuplicate)
+		case err != nil:
+			l.fail([]*Pending{p}, err)
+		default:
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == len(batch) {
+		return batch
+	}
+	return kept
+}
+
 // writable fails the Pendings that cannot be written now: queued too long,
 // or holding ops of a format the cluster has not reached.
 func (l *Log) writable(batch []*Pending) []*Pending {
@@ -520,7 +619,7 @@ func (l *Log) writable(batch []*Pending) []*Pending {
 			l.fail([]*Pending{p}, fmt.Errorf("%w: waited %v for the bucket", ErrUnavailable, time.Since(p.queued).Round(time.Millisecond)))
 			continue
 		}
-		if err := l.checkFormat(p.ops); err != nil {
+		if err := l.checkFormat(p.ops); err != nil && p.foreign == nil {
 			l.fail([]*Pending{p}, err)
 			continue
 		}
@@ -548,13 +647,18 @@ func (l *Log) fail(batch []*Pending, err error) {
 	}
 }
 
-func (l *Log) finish(batch []*Pending, seq uint64, timeMs int64, results []Result) {
+func (l *Log) finish(batch []*Pending, seq uint64, timeMs int64, results []Result, data []byte) {
 	l.lastOwnMs.Store(timeMs)
 	i := 0
 	for _, p := range batch {
-		j := i + len(p.ops)
-		p.results = results[i:j:j] // capped: an append by one caller must not overwrite the next's
-		i = j
+		if p.foreign != nil {
+			p.slot, p.data = seq, data
+			i++
+		} else {
+			j := i + len(p.ops)
+			p.results = results[i:j:j] // capped: an append by one caller must not overwrite the next's
+			i = j
+		}
 		close(p.done)
 	}
 	if seq%l.opts.SnapshotEvery == 0 {
@@ -703,15 +807,33 @@ func (l *Log) applySlot(seq uint64, b []byte) error {
 		l.setStall(seq, err)
 		return err
 	}
+	l.recent.add(seq, b)
 	res := l.apply(seq, en)
-	if o := l.own; o != nil && en.Writer == o.writer && en.Tag == o.tag {
-		o.seq, o.results = seq, res
+	if o := l.own; o != nil && o.seq == 0 {
+		o.find(seq, en, res)
 	}
 	if l.stall.Load() != nil {
 		l.stall.Store(nil)
 		l.opts.Logger.Info("metadata log resumed", "slot", seq)
 	}
 	return nil
+}
+
+// find notes the append if the slot holds it, as the entry itself or as
+// a contribution in the sequencer's; a copy applied as a duplicate is not
+// it.
+func (o *ownAppend) find(seq uint64, en *Entry, res []Result) {
+	applied := func(r []Result) bool { return len(r) == 0 || !errors.Is(r[0].Err, ErrDuplicate) }
+	if en.Writer == o.writer && en.Tag == o.tag && applied(res) {
+		o.seq, o.results = seq, res
+		return
+	}
+	for i, op := range en.Ops {
+		if c, ok := op.(Contribute); ok && c.Writer == o.writer && c.Tag == o.tag && applied(res[i].Contributed) {
+			o.seq, o.results = seq, res[i].Contributed
+			return
+		}
+	}
 }
 
 func (l *Log) setStall(seq uint64, err error) { l.stallAt(&Stall{Seq: seq, Err: err}) }

@@ -37,6 +37,7 @@ const (
 	kindExpireProducers  = 21 // producers.go
 	kindLeaveCluster     = 22 // format.go (a format op)
 	kindExpireAgent      = 23 // membership.go
+	kindContribute       = 24 // sequencer.go
 )
 
 // opSpec describes one op kind.
@@ -72,6 +73,7 @@ var opSpecs = [...]opSpec{
 	kindExpireProducers:  {"ExpireProducers", Format2, decodeExpireProducers},
 	kindLeaveCluster:     {"LeaveCluster", 0, decodeLeaveCluster},
 	kindExpireAgent:      {"ExpireAgent", Format4, decodeExpireAgent},
+	kindContribute:       {"Contribute", Format5, nil}, // decodeContribute, set in init: it decodes ops itself
 }
 
 // specOf returns the spec of kind k, or nil for a kind this build does not
@@ -89,6 +91,12 @@ func OpFormat(op Op) Format {
 		return s.since
 	}
 	return Format1
+}
+
+// isFormatOp reports whether op is a format op, which is written alone.
+func isFormatOp(op Op) bool {
+	s := specOf(op.kind())
+	return s != nil && s.since == 0
 }
 
 // OpName names an op's kind, for messages.

@@ -18,6 +18,7 @@ import (
 //	format, the agents' announced formats and the condemned objects
 //	(format.go), then (version 8) the agents' peer addresses (agents.go),
 //	then (version 9) the membership epoch and who is out (membership.go),
+//	then (version 10) the writers' append numbers (sequencer.go),
 //	and a CRC-32C trailer. Older snapshots, which end after
 //	an earlier section, are still read. Per-object chunk counts and the
 //	partition count are rebuilt, not stored.
@@ -26,14 +27,14 @@ import (
 // built before formats existed can read the snapshots of a cluster they
 // may still be part of (format.go); it holds nothing version 7 adds
 // except the announcements, which their agents repeat; a state of format 2
-// is written as version 7, for the builds of Format2, and one of format 3
-// as version 8.
+// is written as version 7, for the builds of Format2, one of format 3
+// as version 8, and one of format 4 as version 9.
 //
 // The encoding is deterministic: two agents snapshotting the same state
 // write the same bytes.
 const (
 	snapMagic   = "BRGN"
-	snapVersion = 9
+	snapVersion = 10
 )
 
 // snapVersionFor returns the snapshot version a state of format f is
@@ -46,6 +47,8 @@ func snapVersionFor(f Format) uint8 {
 		return 7
 	case f < Format4:
 		return 8
+	case f < Format5:
+		return 9
 	}
 	return snapVersion
 }
@@ -138,6 +141,9 @@ func (s *State) EncodeSnapshot() []byte {
 	}
 	if version >= 9 {
 		s.encodeMembership(&e)
+	}
+	if version >= 10 {
+		s.encodeNums(&e)
 	}
 	return e.seal()
 }
@@ -238,6 +244,9 @@ func DecodeSnapshot(b []byte) (*State, error) {
 	}
 	if version >= 9 {
 		s.decodeMembership(d)
+	}
+	if version >= 10 {
+		s.decodeNums(d)
 	}
 	s.rebuildRefs()
 	if d.err != nil {

@@ -83,6 +83,7 @@ type Result struct {
 	LogStart        int64           // AdvanceLogStart: the log start after it
 	Keys            []string        // CondemnObjects: the objects it condemned
 	Expired         int             // ExpireProducers: producer states dropped
+	Contributed     []Result        // Contribute: its ops' results
 }
 
 // BatchResult is the fate of one committed batch.
@@ -134,10 +135,22 @@ func (p *Partition) Find(offset int64) int {
 // Apply folds one entry into the state at slot seq.
 func (s *State) Apply(seq uint64, en *Entry) []Result {
 	s.Seq = seq
-	results := make([]Result, len(en.Ops))
-	s.heard(en.Writer, en.TimeMs)
-	s.heardMember(en.Writer, en.TimeMs)
-	for i, op := range en.Ops {
+	return s.applyAppend(seq, en.Writer, en.TimeMs, en.Num, en.Ops)
+}
+
+// applyAppend applies one writer's append: an entry, or a contribution in
+// the sequencer's entry (sequencer.go), which holds no other.
+func (s *State) applyAppend(seq uint64, writer string, timeMs int64, num uint64, ops []Op) []Result {
+	results := make([]Result, len(ops))
+	s.heard(writer, timeMs)
+	s.heardMember(writer, timeMs)
+	if !s.advanceNum(writer, num) {
+		for i := range results {
+			results[i].Err = ErrDuplicate
+		}
+		return results
+	}
+	for i, op := range ops {
 		if f := OpFormat(op); f > s.format {
 			// Never written by a correct agent (Log.write checks); an
 			// agent of the old format would not apply it either.
@@ -152,7 +165,7 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 				delete(s.topics, t.Name)
 				delete(s.byID, t.ID)
 				s.partitions -= len(t.Partitions)
-				s.dropChunks(en.TimeMs, t)
+				s.dropChunks(timeMs, t)
 				s.dropTopicOffsets(t.ID)
 			} else {
 				results[i].Err = ErrUnknownTopic
@@ -160,7 +173,7 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 		case CreatePartitions:
 			results[i].Err = s.createPartitions(op)
 		case Commit:
-			results[i].Parts = s.commit(en.Writer, en.TimeMs, op)
+			results[i].Parts = s.commit(writer, timeMs, op)
 		case ReserveProducers:
 			results[i].FirstProducerID, results[i].Err = s.reserveProducers(op)
 		case GroupGeneration:
@@ -174,36 +187,38 @@ func (s *State) Apply(seq uint64, en *Entry) []Result {
 		case DeleteOffsets:
 			results[i].Err = s.deleteOffsets(op)
 		case AgentHeartbeat:
-			results[i].NodeID = s.agentHeartbeat(en.Writer, en.TimeMs, op)
+			results[i].NodeID = s.agentHeartbeat(writer, timeMs, op)
 		case SetTopicConfigs:
 			results[i].Err = s.setTopicConfigs(op)
 		case AdvanceLogStart:
-			results[i].LogStart, results[i].Err = s.advanceLogStart(en.TimeMs, op)
+			results[i].LogStart, results[i].Err = s.advanceLogStart(timeMs, op)
 		case ForgetObjects:
 			for _, k := range op.Keys {
 				delete(s.released, k)
 				s.forgetCondemned(k)
 			}
 		case ReplaceChunks:
-			results[i].Err = s.replaceChunks(en.TimeMs, op)
+			results[i].Err = s.replaceChunks(timeMs, op)
 		case AcquireLease:
-			results[i].Err = s.acquireLease(en.Writer, en.TimeMs, op)
+			results[i].Err = s.acquireLease(writer, timeMs, op)
 		case ReleaseLease:
-			s.releaseLease(en.Writer, op)
+			s.releaseLease(writer, op)
 		case CleanChunks:
-			results[i].Err = s.cleanChunks(en.TimeMs, op)
+			results[i].Err = s.cleanChunks(timeMs, op)
 		case AnnounceFormat:
-			s.announceFormat(en.Writer, op)
+			s.announceFormat(writer, op)
 		case SetFormat:
-			s.setFormat(en.TimeMs, op)
+			s.setFormat(timeMs, op)
 		case LeaveCluster:
-			s.leaveCluster(en.Writer)
+			s.leaveCluster(writer)
 		case ExpireAgent:
 			results[i].Err = s.expireAgent(op)
 		case CondemnObjects:
-			results[i].Keys = s.condemnObjects(seq, en.TimeMs, op)
+			results[i].Keys = s.condemnObjects(seq, timeMs, op)
 		case ExpireProducers:
 			results[i].Expired = s.expireProducers(op)
+		case Contribute:
+			results[i].Contributed = s.applyAppend(seq, op.Writer, op.TimeMs, op.Num, op.Ops)
 		}
 	}
 	return results

@@ -69,6 +69,9 @@ func newMetrics(reg prometheus.Registerer) metrics {
 
 func (m metrics) observe(key int16, start time.Time) {
 	name := kmsg.NameForKey(key)
+	if a, ok := peerAPIs[key]; ok {
+		name = a.name
+	}
 	m.requests.WithLabelValues(name).Inc()
 	m.seconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
 }

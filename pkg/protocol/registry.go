@@ -15,6 +15,7 @@ import (
 type handler func(ctx context.Context, s *Server, req kmsg.Request) func() kmsg.Response
 
 type api struct {
+	name       string // private APIs only (sequencer.go); kmsg names the others
 	key        int16
 	minV, maxV int16
 	handle     handler

@@ -380,6 +380,9 @@ func (c *conn) decode(frame []byte) (*inflight, kmsg.Request, handler, error) {
 	version := int16(binary.BigEndian.Uint16(frame[2:]))
 	in := &inflight{key: key, version: version, correlationID: int32(binary.BigEndian.Uint32(frame[4:])), done: make(chan struct{})}
 	a, ok := apis[key]
+	if !ok && c.peer {
+		a, ok = peerAPIs[key] // sequencer.go
+	}
 	if !ok || version < a.minV || version > a.maxV {
 		c.s.metrics.unsupported.Inc()
 		if key == kmsg.ApiVersions.Int16() {
@@ -395,6 +398,9 @@ func (c *conn) decode(frame []byte) (*inflight, kmsg.Request, handler, error) {
 		return in, nil, nil, nil
 	}
 	req := kmsg.RequestForKey(key)
+	if req == nil {
+		req = &peerRequest{key: key}
+	}
 	req.SetVersion(version)
 	in.flexible = req.IsFlexible()
 	first := !c.sawRequest

@@ -1,0 +1,322 @@
+package meta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/bargehq/barge/pkg/objstore"
+)
+
+// memRelay is LocalRelay that can make an agent unreachable (calls to it
+// wait for their context) or lose its answers (the append lands; the
+// sender hears an error).
+type memRelay struct {
+	*LocalRelay
+	mu       sync.Mutex
+	down     map[string]bool
+	loseNext map[string]int
+	calls    atomic.Int64
+}
+
+func newMemRelay() *memRelay {
+	return &memRelay{LocalRelay: NewLocalRelay(0), down: map[string]bool{}, loseNext: map[string]int{}}
+}
+
+var errAnswerLost = errors.New("answer lost")
+
+func (r *memRelay) faults(addr string) (down, lose bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if lose = r.loseNext[addr] > 0; lose {
+		r.loseNext[addr]--
+	}
+	return r.down[addr], lose
+}
+
+func (r *memRelay) Contribute(ctx context.Context, addr string, entry []byte, budget time.Duration) (uint64, []byte, error) {
+	r.calls.Add(1)
+	down, lose := r.faults(addr)
+	if down {
+		<-ctx.Done()
+		return 0, nil, ctx.Err()
+	}
+	seq, data, err := r.LocalRelay.Contribute(ctx, addr, entry, budget)
+	if lose && err == nil {
+		return 0, nil, errAnswerLost
+	}
+	return seq, data, err
+}
+
+func (r *memRelay) Slots(ctx context.Context, addr string, after uint64, wait time.Duration) ([]Slot, error) {
+	if down, _ := r.faults(addr); down {
+		return nil, fmt.Errorf("no agent at %s", addr)
+	}
+	return r.LocalRelay.Slots(ctx, addr, after, wait)
+}
+
+func (r *memRelay) set(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f()
+}
+
+// sequencedFleet starts n logs over store that register, raise the
+// cluster to Format5 and agree on a sequencer, which it returns first.
+func sequencedFleet(t *testing.T, store objstore.Store, relay *memRelay, n int) []*Log {
+	t.Helper()
+	var logs []*Log
+	for i := range n {
+		addr := fmt.Sprintf("agent%d:9092", i)
+		l, _ := startLog(t, store, Options{WriterID: fmt.Sprintf("w%d", i), PollInterval: 10 * time.Millisecond, Relay: relay, Sequence: true})
+		relay.Add(addr, l)
+		register(t, l, addr)
+		logs = append(logs, l)
+	}
+	for range 2 { // announce, then raise
+		for _, l := range logs {
+			if err := l.SyncTail(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			stepFormat(t, l, time.Now())
+		}
+	}
+	var seqID string
+	eventually(t, "every log to see one sequencer", func() bool {
+		ids := map[string]bool{}
+		for _, l := range logs {
+			l.View(func(st *State) {
+				a, ok := st.Sequencer(time.Now().UnixMilli())
+				ids[a.ID+fmt.Sprint(ok)] = true
+				seqID = a.ID
+			})
+		}
+		return len(ids) == 1 && seqID != ""
+	})
+	for i, l := range logs {
+		if l.WriterID() == seqID {
+			logs[0], logs[i] = logs[i], logs[0]
+		}
+	}
+	return logs
+}
+
+// putCounter counts conditional writes by writer id prefix of the data.
+type putCounter struct {
+	objstore.Store
+	puts atomic.Int64
+}
+
+func (s *putCounter) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	s.puts.Add(1)
+	return s.Store.PutIfAbsent(ctx, key, data)
+}
+
+// The sequencer appends the others' entries in its own, and every agent's
+// ops are applied once, in one order that every agent shares.
+func TestSequencerAppendsForAll(t *testing.T) {
+	store := &putCounter{Store: objstore.NewMemory()}
+	relay := newMemRelay()
+	logs := sequencedFleet(t, store, relay, 3)
+	ctx := context.Background()
+	before := len(logEntries(t, store))
+	var wg sync.WaitGroup
+	ids := make(chan int64, 200)
+	for _, l := range logs {
+		for range 8 {
+			wg.Go(func() {
+				for range 5 {
+					res, err := l.Append(ctx, ReserveProducers{Count: 1})
+					if err != nil {
+						t.Errorf("append by %s: %v", l.WriterID(), err)
+						return
+					}
+					ids <- res[0].FirstProducerID
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[int64]bool{}
+	for id := range ids {
+		if seen[id] {
+			t.Fatalf("producer id %d given twice", id)
+		}
+		seen[id] = true
+	}
+	if len(seen) != 120 {
+		t.Fatalf("%d producer ids, want 120", len(seen))
+	}
+	entries := logEntries(t, store)[before:]
+	var contributed, reserved int
+	for _, en := range entries {
+		for _, op := range en.Ops {
+			switch op := op.(type) {
+			case Contribute:
+				contributed++
+				reserved += len(op.Ops)
+			case ReserveProducers:
+				reserved++
+			}
+		}
+	}
+	if reserved != 120 {
+		t.Fatalf("%d ReserveProducers stored, want 120", reserved)
+	}
+	if contributed == 0 {
+		t.Fatal("no entry was sequenced")
+	}
+	for _, l := range logs[1:] {
+		if err := l.SyncTail(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := logs[0].SyncTail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := snapOf(logs[0])
+	for _, l := range logs[1:] {
+		if got := snapOf(l); string(got) != string(want) {
+			t.Fatalf("%s's state differs from the sequencer's", l.WriterID())
+		}
+	}
+	t.Logf("120 appends in %d entries, %d of them contributions", len(entries), contributed)
+}
+
+// A sequencer that does not answer costs one relay budget; the agent then
+// appends directly, and its entry lands once although the sequencer may
+// have written it too.
+func TestSequencerUnreachable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := objstore.NewMemory()
+		relay := newMemRelay()
+		logs := sequencedFleet(t, store, relay, 2)
+		seqAddr := "agent0:9092"
+		if logs[0].WriterID() != "w0" {
+			seqAddr = "agent1:9092"
+		}
+		relay.set(func() { relay.down[seqAddr] = true })
+		began := time.Now()
+		res, err := logs[1].Append(context.Background(), ReserveProducers{Count: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(began); took < relayBudget || took > relayBudget+time.Second {
+			t.Fatalf("append took %v, want the relay budget (%v) and a direct write", took, relayBudget)
+		}
+		calls := relay.calls.Load()
+		if _, err := logs[1].Append(context.Background(), ReserveProducers{Count: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if relay.calls.Load() != calls {
+			t.Fatal("the next append went to the unreachable sequencer again within the pause")
+		}
+		var next int64
+		logs[1].View(func(st *State) { next = st.nextProducerID })
+		if next != res[0].FirstProducerID+6 {
+			t.Fatalf("next producer id %d after reserving 5 at %d and 1: applied more than once?", next, res[0].FirstProducerID)
+		}
+	})
+}
+
+// An entry whose sequenced answer is lost is found where it landed; the
+// direct append that follows writes nothing more.
+func TestSequencedAnswerLost(t *testing.T) {
+	store := objstore.NewMemory()
+	relay := newMemRelay()
+	logs := sequencedFleet(t, store, relay, 2)
+	seqAddr := "agent0:9092"
+	if logs[0].WriterID() != "w0" {
+		seqAddr = "agent1:9092"
+	}
+	relay.set(func() { relay.loseNext[seqAddr] = 1 })
+	before := len(logEntries(t, store))
+	res, err := logs[1].Append(context.Background(), ReserveProducers{Count: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := logs[0].SyncTail(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var next int64
+	logs[0].View(func(st *State) { next = st.nextProducerID })
+	if next != res[0].FirstProducerID+7 {
+		t.Fatalf("next producer id %d after reserving 7 at %d", next, res[0].FirstProducerID)
+	}
+	n := 0
+	for _, en := range logEntries(t, store)[before:] {
+		for _, op := range en.Ops {
+			if c, ok := op.(Contribute); ok && c.Writer == logs[1].WriterID() {
+				n++
+			}
+			if _, ok := op.(ReserveProducers); ok && en.Writer == logs[1].WriterID() {
+				n++
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("the entry is stored %d times", n)
+	}
+}
+
+// A sequencer that receives an entry after its writer appended it itself
+// refuses it, and the state would apply it as nothing anyway.
+func TestSequencedLateCopy(t *testing.T) {
+	store := objstore.NewMemory()
+	relay := newMemRelay()
+	logs := sequencedFleet(t, store, relay, 2)
+	w := logs[1]
+	en := &Entry{Writer: w.WriterID(), Tag: 42, TimeMs: time.Now().UnixMilli(), Num: w.state.LastNum(w.WriterID()) + 1000,
+		Ops: []Op{ReserveProducers{Count: 3}}}
+	data := en.EncodeAt(Format5)
+	if _, _, err := logs[0].Sequence(context.Background(), data, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := logs[0].Sequence(context.Background(), data, time.Second); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("the same entry sequenced again: %v, want ErrDuplicate", err)
+	}
+	// And applied in a slot anyway (a sequencer with a stale view).
+	st := NewState()
+	logs[0].View(func(s *State) { st = s.Clone() })
+	next := st.nextProducerID
+	res := st.Apply(st.Seq+1, &Entry{Writer: "other", Num: 1, Ops: []Op{contribution(en)}})
+	if !errors.Is(res[0].Contributed[0].Err, ErrDuplicate) || st.nextProducerID != next {
+		t.Fatalf("a late copy applied: %+v, next id %d → %d", res[0].Contributed, next, st.nextProducerID)
+	}
+	// The numbers survive a snapshot.
+	back, err := DecodeSnapshot(st.EncodeSnapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.LastNum(w.WriterID()) != en.Num {
+		t.Fatalf("append number after a snapshot: %d, want %d", back.LastNum(w.WriterID()), en.Num)
+	}
+}
+
+// Sequence refuses what it must not append for another agent.
+func TestSequenceRefuses(t *testing.T) {
+	store := objstore.NewMemory()
+	relay := newMemRelay()
+	logs := sequencedFleet(t, store, relay, 2)
+	enc := func(en *Entry) []byte { return en.EncodeAt(Format5) }
+	for name, data := range map[string][]byte{
+		"no number":    enc(&Entry{Writer: "x", Tag: 1, Ops: []Op{ReserveProducers{Count: 1}}}),
+		"its own":      enc(&Entry{Writer: logs[0].WriterID(), Tag: 1, Num: 1, Ops: []Op{ReserveProducers{Count: 1}}}),
+		"a format op":  enc(&Entry{Writer: "x", Tag: 1, Num: 1, Ops: []Op{LeaveCluster{}}}),
+		"nested":       enc(&Entry{Writer: "x", Tag: 1, Num: 1, Ops: []Op{Contribute{Writer: "y", Num: 1}}}),
+		"not an entry": []byte("garbage"),
+	} {
+		if _, _, err := logs[0].Sequence(context.Background(), data, time.Second); err == nil {
+			t.Errorf("%s: sequenced", name)
+		}
+	}
+	if _, _, err := logs[1].Sequence(context.Background(), enc(&Entry{Writer: "x", Tag: 1, Num: 1, Ops: []Op{ReserveProducers{Count: 1}}}), time.Second); !errors.Is(err, ErrNotSequencer) {
+		t.Errorf("a non-sequencer sequenced: %v", err)
+	}
+}

@@ -1,0 +1,313 @@
+package protocol
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
+)
+
+// The metadata log's relay between agents (meta/sequencer.go): an agent
+// sends its entries to the sequencer, and follows the sequencer's slots,
+// over the peer address, in two Barge-private APIs that are served only on
+// a connection that began as a peer's (forward.go) and never advertised:
+//
+//	Contribute (keyContribute) v0
+//	  request:  budget ms (int32), entry (int32 length, bytes)
+//	  response: error (int16 length, message; empty: none), slot (int64),
+//	            the slot's bytes (int32 length, bytes)
+//	Slots (keySlots) v0
+//	  request:  after (int64), wait ms (int32), max bytes (int32)
+//	  response: error (as above), count (int32), each slot (int64) and its
+//	            bytes (int32 length, bytes)
+//
+// Each rides the Kafka framing, so the listener's limits, drain and idle
+// handling apply to it as to any request. An agent keeps one connection per
+// API to the sequencer, since a connection answers in order and a Slots
+// call waits for the next slot.
+const (
+	keyContribute int16 = 32000
+	keySlots      int16 = 32001
+)
+
+// peerAPIs are the private APIs, served on peer connections only.
+var peerAPIs = map[int16]api{
+	keyContribute: {name: "BargeContribute", key: keyContribute, handle: handleContribute},
+	keySlots:      {name: "BargeSlots", key: keySlots, handle: handleSlots},
+}
+
+// Bounds of the private APIs: a Slots answer holds at most slotsMaxBytes
+// (and one slot at least; a slot is at most meta.MaxEntryBytes), and a
+// call waits at most maxSlotsWait.
+const (
+	slotsMaxBytes = 4 << 20
+	maxSlotsWait  = 30 * time.Second
+)
+
+func handleContribute(ctx context.Context, s *Server, req kmsg.Request) func() kmsg.Response {
+	r := peerBody{b: req.(*peerRequest).body}
+	budget := time.Duration(r.i32()) * time.Millisecond
+	entry := r.bytes()
+	return func() kmsg.Response {
+		var w peerWriter
+		if r.err != nil {
+			w.err(r.err)
+			return w.response(keyContribute)
+		}
+		seq, data, err := s.log.Sequence(ctx, entry, budget)
+		w.err(err)
+		w.i64(int64(seq))
+		w.bytes(data)
+		return w.response(keyContribute)
+	}
+}
+
+func handleSlots(ctx context.Context, s *Server, req kmsg.Request) func() kmsg.Response {
+	r := peerBody{b: req.(*peerRequest).body}
+	after, wait, maxBytes := uint64(r.i64()), time.Duration(r.i32())*time.Millisecond, int(r.i32())
+	return func() kmsg.Response {
+		var w peerWriter
+		if r.err != nil {
+			w.err(r.err)
+			return w.response(keySlots)
+		}
+		slots, err := s.log.Slots(ctx, after, min(wait, maxSlotsWait), min(max(maxBytes, 1), slotsMaxBytes))
+		w.err(err)
+		w.i32(int32(len(slots)))
+		for _, sl := range slots {
+			w.i64(int64(sl.Seq))
+			w.bytes(sl.Data)
+		}
+		return w.response(keySlots)
+	}
+}
+
+// SequencerClient is meta.Relay over the peer addresses: one connection
+// per agent and API, dialled when first needed and again once broken.
+type SequencerClient struct {
+	mu    sync.Mutex
+	conns map[peerConnKey]*peerConn
+}
+
+type peerConnKey struct {
+	addr string
+	key  int16
+}
+
+type peerConn struct {
+	mu sync.Mutex // one call at a time
+	r  *relay
+}
+
+// NewSequencerClient returns a client with no connections yet.
+func NewSequencerClient() *SequencerClient {
+	return &SequencerClient{conns: map[peerConnKey]*peerConn{}}
+}
+
+var _ meta.Relay = (*SequencerClient)(nil)
+
+// Contribute implements meta.Relay.
+func (c *SequencerClient) Contribute(ctx context.Context, addr string, entry []byte, budget time.Duration) (uint64, []byte, error) {
+	var w peerWriter
+	w.i32(int32(budget.Milliseconds()))
+	w.bytes(entry)
+	r, err := c.call(ctx, addr, keyContribute, w.b)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := r.error(); err != nil {
+		return 0, nil, err
+	}
+	seq, data := uint64(r.i64()), r.bytes()
+	return seq, data, r.err
+}
+
+// Slots implements meta.Relay.
+func (c *SequencerClient) Slots(ctx context.Context, addr string, after uint64, wait time.Duration) ([]meta.Slot, error) {
+	var w peerWriter
+	w.i64(int64(after))
+	w.i32(int32(wait.Milliseconds()))
+	w.i32(slotsMaxBytes)
+	r, err := c.call(ctx, addr, keySlots, w.b)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.error(); err != nil {
+		return nil, err
+	}
+	n := int(r.i32())
+	if n < 0 || n > len(r.b)/12 {
+		return nil, errors.New("slots answer: bad count")
+	}
+	slots := make([]meta.Slot, 0, n)
+	for range n {
+		slots = append(slots, meta.Slot{Seq: uint64(r.i64()), Data: r.bytes()})
+	}
+	return slots, r.err
+}
+
+// call sends one request on the connection for (addr, key) and waits for
+// its answer or ctx. A call that gives up leaves its answer to be read
+// and dropped, so the connection stays in step.
+func (c *SequencerClient) call(ctx context.Context, addr string, key int16, body []byte) (*peerBody, error) {
+	c.mu.Lock()
+	pc := c.conns[peerConnKey{addr, key}]
+	if pc == nil {
+		pc = &peerConn{}
+		c.conns[peerConnKey{addr, key}] = pc
+	}
+	c.mu.Unlock()
+	answer := make(chan relayAnswer, 1)
+	go func() {
+		pc.mu.Lock()
+		defer pc.mu.Unlock()
+		if ctx.Err() != nil {
+			answer <- relayAnswer{err: ctx.Err()}
+			return
+		}
+		if pc.r == nil || pc.r.broken() {
+			r, err := dialRelay(addr, "barge-sequencer", 1)
+			if err != nil {
+				answer <- relayAnswer{err: err}
+				return
+			}
+			pc.r = r
+		}
+		wait, err := pc.r.send(&peerRequest{key: key, body: body})
+		if err != nil {
+			answer <- relayAnswer{err: err}
+			return
+		}
+		answer <- <-wait // in order: the next call waits for this answer
+	}()
+	select {
+	case a := <-answer:
+		if a.err != nil {
+			return nil, a.err
+		}
+		r := peerBody{b: a.frame[4:]} // after the correlation id
+		return &r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close ends every connection.
+func (c *SequencerClient) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, pc := range c.conns {
+		pc.mu.Lock()
+		if pc.r != nil {
+			pc.r.close()
+		}
+		pc.mu.Unlock()
+		delete(c.conns, k)
+	}
+}
+
+// peerRequest and peerResponse carry a private API's body as it is.
+type peerRequest struct {
+	key     int16
+	version int16
+	body    []byte
+}
+
+func (r *peerRequest) Key() int16                  { return r.key }
+func (r *peerRequest) MaxVersion() int16           { return 0 }
+func (r *peerRequest) SetVersion(v int16)          { r.version = v }
+func (r *peerRequest) GetVersion() int16           { return r.version }
+func (r *peerRequest) IsFlexible() bool            { return false }
+func (r *peerRequest) AppendTo(b []byte) []byte    { return append(b, r.body...) }
+func (r *peerRequest) ReadFrom(b []byte) error     { r.body = append([]byte(nil), b...); return nil }
+func (r *peerRequest) ResponseKind() kmsg.Response { return &peerResponse{key: r.key} }
+
+type peerResponse struct {
+	key     int16
+	version int16
+	body    []byte
+}
+
+func (r *peerResponse) Key() int16                { return r.key }
+func (r *peerResponse) MaxVersion() int16         { return 0 }
+func (r *peerResponse) SetVersion(v int16)        { r.version = v }
+func (r *peerResponse) GetVersion() int16         { return r.version }
+func (r *peerResponse) IsFlexible() bool          { return false }
+func (r *peerResponse) AppendTo(b []byte) []byte  { return append(b, r.body...) }
+func (r *peerResponse) ReadFrom(b []byte) error   { r.body = append([]byte(nil), b...); return nil }
+func (r *peerResponse) RequestKind() kmsg.Request { return &peerRequest{key: r.key} }
+
+// peerWriter and peerBody write and read the private APIs' fields.
+type peerWriter struct{ b []byte }
+
+func (w *peerWriter) i32(v int32) { w.b = binary.BigEndian.AppendUint32(w.b, uint32(v)) }
+func (w *peerWriter) i64(v int64) { w.b = binary.BigEndian.AppendUint64(w.b, uint64(v)) }
+func (w *peerWriter) bytes(b []byte) {
+	w.i32(int32(len(b)))
+	w.b = append(w.b, b...)
+}
+func (w *peerWriter) err(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+		if msg == "" {
+			msg = "error"
+		}
+	}
+	msg = msg[:min(len(msg), 1<<15-1)]
+	w.b = binary.BigEndian.AppendUint16(w.b, uint16(len(msg)))
+	w.b = append(w.b, msg...)
+}
+
+func (w *peerWriter) response(key int16) kmsg.Response { return &peerResponse{key: key, body: w.b} }
+
+type peerBody struct {
+	b   []byte
+	err error
+}
+
+func (r *peerBody) take(n int) []byte {
+	if r.err != nil || n < 0 || n > len(r.b) {
+		if r.err == nil {
+			r.err = errors.New("truncated peer message")
+		}
+		return nil
+	}
+	out := r.b[:n:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *peerBody) i32() int32 {
+	if b := r.take(4); b != nil {
+		return int32(binary.BigEndian.Uint32(b))
+	}
+	return 0
+}
+
+func (r *peerBody) i64() int64 {
+	if b := r.take(8); b != nil {
+		return int64(binary.BigEndian.Uint64(b))
+	}
+	return 0
+}
+
+func (r *peerBody) bytes() []byte { return r.take(int(r.i32())) }
+
+// error reads an answer's error field.
+func (r *peerBody) error() error {
+	n := r.take(2)
+	if n == nil {
+		return r.err
+	}
+	if msg := r.take(int(binary.BigEndian.Uint16(n))); len(msg) > 0 {
+		return fmt.Errorf("sequencer: %s", msg)
+	}
+	return r.err
+}

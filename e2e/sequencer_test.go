@@ -169,17 +169,18 @@ func TestSequencerKilled(t *testing.T) {
 		au.contributed, au.direct, au.duplicates, au.holders)
 }
 
-// TestSequencerPaused: the sequencer is stopped (SIGSTOP: partitioned from
+// TestSequencerPaused: the sequencer is stopped (SIGSTOP: cut off from
 // the bucket and its peers alike). The others append directly meanwhile
-// and one takes the lease within a lease of the pause; when the old one
-// wakes it still believes it holds the lease, and its first append lands on
-// a slot its successor took, so the bucket refuses it (412) and it learns
-// of its successor. The log never shows the lease granted to two agents
-// at once, and nothing acknowledged is lost or committed twice.
+// and one takes the lease within a lease of the pause. When the old one
+// wakes it writes at whatever tail it knows; whether it first reads the
+// tail or has an append refused (412) is up to its scheduler (the refusal
+// is made certain in meta's TestSequencerStaleHolderLoses). Either way the
+// log never shows the lease granted to two agents at once, the woken agent
+// does not hold it again, and nothing acknowledged is lost or committed
+// twice.
 func TestSequencerPaused(t *testing.T) {
 	const partitions = 16
 	agents, lb, store, victim, ld := sequencedLoad(t, "seq-paused", partitions)
-	refusedBefore := scrape(t, victim.HTTPAddr)[`barge_objstore_requests_total{op="put_if_absent",result="exists"}`]
 	if err := syscall.Kill(victim.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -204,9 +205,6 @@ func TestSequencerPaused(t *testing.T) {
 	}
 	resume()
 	woke := time.Now()
-	harness.Eventually(t, time.Minute, func() bool {
-		return scrape(t, victim.HTTPAddr)[`barge_objstore_requests_total{op="put_if_absent",result="exists"}`] > refusedBefore
-	}, "the woken sequencer never had an append refused: did it not write at its stale tail?")
 	harness.Eventually(t, time.Minute, func() bool { return ld.ackedSince(woke, 3) }, "no produce on every partition after the old sequencer woke")
 	ld.finish(t)
 	ld.verify(t, lb.Addr(), victim.Addr)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -92,8 +93,12 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	opts := meta.Options{WriterID: writerID, PollInterval: cfg.MetaPoll,
 		SnapshotEvery: cfg.MetaSnapEvery, Retention: cfg.MetaRetention, MaxQueueWait: cfg.WriteTimeout,
 		FormatGrace: cfg.FormatGrace, Logger: logger}
+	peerToken, err := loadPeerToken(ctx, metaStore)
+	if err != nil {
+		return err
+	}
 	if cfg.Sequencer {
-		seqClient := protocol.NewSequencerClient()
+		seqClient := protocol.NewSequencerClient(peerToken)
 		defer seqClient.Close()
 		opts.Relay, opts.Sequence = seqClient, cfg.Jobs
 	}
@@ -121,7 +126,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	hb := meta.AgentHeartbeat{Addr: cfg.Advertise, Zone: zone, PeerAddr: cfg.PeerAdvertise, NoJobs: !cfg.Jobs}
+	hb := meta.AgentHeartbeat{Addr: cfg.Advertise, Zone: zone, PeerAddr: cfg.PeerAdvertise, NoJobs: !cfg.Jobs, NoSequence: !cfg.Sequencer}
 	reg0, err := mlog.Append(ctx, hb)
 	if err != nil {
 		return fmt.Errorf("registering in the metadata log: %w", err)
@@ -176,7 +181,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 	host, port, _ := cfg.advertised()
 	srv := protocol.New(protocol.Config{
-		NodeID: nodeID, AdvertisedHost: host, AdvertisedPort: port, PeerAddr: cfg.PeerAdvertise, Zone: zone, ClusterID: clusterID,
+		NodeID: nodeID, AdvertisedHost: host, AdvertisedPort: port, PeerAddr: cfg.PeerAdvertise, PeerToken: peerToken, Zone: zone, ClusterID: clusterID,
 		AutoCreateTopics: cfg.AutoCreateTopics, DefaultPartitions: int32(cfg.DefaultPartitions), Logger: logger,
 		MaxPartitionsPerTopic: int32(cfg.MaxTopicParts), MaxPartitions: cfg.MaxParts,
 		GroupInitialRebalanceDelay: cfg.GroupInitialDelay, AgentTTL: fleet.TTL,
@@ -227,6 +232,17 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	logger.Info("draining", "timeout", cfg.DrainTimeout)
 	ready.Store(false)
 	ln.Close()
+	// A sequencer hands over now, not at the departure: it will soon
+	// answer no one. Leave waits for it.
+	resigned := make(chan struct{})
+	go func() {
+		rctx, cancel := context.WithTimeout(context.Background(), min(cfg.DrainTimeout/5, 5*time.Second))
+		defer cancel()
+		if err := mlog.Resign(rctx); err != nil {
+			logger.Warn("giving up the sequencer lease", "err", err)
+		}
+		close(resigned)
+	}()
 	// --drain-timeout bounds everything from here to the exit. Answering
 	// what is buffered gets all of it but a reserve, in which the
 	// departure is recorded and the rest stops; at the end the process
@@ -258,6 +274,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		}
 	}
 	<-drained
+	<-resigned
 	stopHeartbeats()
 	stopJobs()
 	// Gone for good, as far as the cluster format is concerned: a restart
@@ -382,20 +399,34 @@ func startHTTP(addr string, profiles bool, reg *prometheus.Registry, ready func(
 // loadClusterID returns the bucket's cluster id, creating it on first use:
 // every agent on one bucket reports the same id.
 func loadClusterID(ctx context.Context, store objstore.Store) (string, error) {
-	const key = meta.ClusterIDKey
 	var raw [16]byte
 	rand.Read(raw[:])
-	id := base64.RawURLEncoding.EncodeToString(raw[:]) // Kafka's form: a UUID in 22 characters
-	err := store.PutIfAbsent(ctx, key, []byte(id))
+	// Kafka's form: a UUID in 22 characters.
+	return loadOrCreate(ctx, store, meta.ClusterIDKey, "cluster id", base64.RawURLEncoding.EncodeToString(raw[:]))
+}
+
+// loadPeerToken returns the secret agents on the bucket greet each other
+// with, creating it on first use. Clients see the cluster id (Metadata
+// answers it), never this.
+func loadPeerToken(ctx context.Context, store objstore.Store) (string, error) {
+	var raw [32]byte
+	rand.Read(raw[:])
+	return loadOrCreate(ctx, store, meta.PeerTokenKey, "peer token", hex.EncodeToString(raw[:]))
+}
+
+// loadOrCreate returns the value at key, writing fresh there first unless
+// another agent did.
+func loadOrCreate(ctx context.Context, store objstore.Store, key, what, fresh string) (string, error) {
+	err := store.PutIfAbsent(ctx, key, []byte(fresh))
 	if err == nil {
-		return id, nil
+		return fresh, nil
 	}
 	if !errors.Is(err, objstore.ErrExists) {
-		return "", fmt.Errorf("creating cluster id: %w", err)
+		return "", fmt.Errorf("creating %s: %w", what, err)
 	}
 	b, err := store.Get(ctx, key)
 	if err != nil {
-		return "", fmt.Errorf("reading cluster id: %w", err)
+		return "", fmt.Errorf("reading %s: %w", what, err)
 	}
 	return string(b), nil
 }

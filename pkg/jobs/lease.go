@@ -60,6 +60,13 @@ func (r *Runner) acquire(ctx context.Context, jobs []string) (*leaseHold, error)
 	asked := time.Now()
 	res, err := r.log.Append(ctx, ops...)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped while the entry was on its way: it may land yet,
+			// granting leases nobody would release. A release by a
+			// writer that does not hold a lease is ignored, and this
+			// one comes after the ask in the log, so release them all.
+			r.releaseAll(ctx, jobs)
+		}
 		return nil, fmt.Errorf("jobs: acquire leases: %w", err)
 	}
 	for i, j := range jobs {
@@ -185,16 +192,21 @@ func (h *leaseHold) release(ctx context.Context) {
 	h.stop()
 	<-h.stopped
 	h.expiry.Stop()
-	ops := make([]meta.Op, len(h.granted))
-	for i, j := range h.granted {
+	h.r.releaseAll(ctx, h.granted)
+}
+
+// releaseAll gives up the leases of jobs in one entry, even when ctx has
+// ended (shutdown): a restarted agent has a new writer id and would
+// otherwise wait for the leases to run out.
+func (r *Runner) releaseAll(ctx context.Context, jobs []string) {
+	ops := make([]meta.Op, len(jobs))
+	for i, j := range jobs {
 		ops[i] = meta.ReleaseLease{Job: j}
 	}
-	// Released even when ctx has ended (shutdown): a restarted agent has a
-	// new writer id and would otherwise wait for the leases to run out.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	if _, err := h.r.log.Append(rctx, ops...); err != nil {
-		h.r.cfg.Logger.Warn("releasing job leases", "jobs", h.granted, "err", err)
+	if _, err := r.log.Append(rctx, ops...); err != nil {
+		r.cfg.Logger.Warn("releasing job leases", "jobs", jobs, "err", err)
 	}
 }
 

@@ -26,6 +26,10 @@ type AgentHeartbeat struct {
 	// NoJobs says the agent runs no background jobs (--jobs=false;
 	// Format4), so that they are placed on the others.
 	NoJobs bool
+	// NoSequence says the agent will not be the metadata log's
+	// sequencer (--meta-sequencer=false; Format5), so that it is never
+	// chosen to (sequencer.go).
+	NoSequence bool
 }
 
 // key is the address that identifies the agent: its peer address.
@@ -58,6 +62,8 @@ type Agent struct {
 	// (ExpireAgent, Format4); it is a member again once it heartbeats.
 	Expired bool
 	NoJobs  bool // it runs no background jobs (Format4)
+	// NoSequence: it will not be the sequencer (Format5).
+	NoSequence bool
 }
 
 // Key is the address that tells the agent apart from every other: its peer
@@ -84,6 +90,9 @@ func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) i
 	if s.format < Format4 {
 		op.NoJobs = false // nor this
 	}
+	if s.format < Format5 {
+		op.NoSequence = false // nor this
+	}
 	key := op.key()
 	changed := !s.agents[writer].member() // a join
 	id, ok := s.nodeByAddr[key]
@@ -109,6 +118,7 @@ func (s *State) agentHeartbeat(writer string, timeMs int64, op AgentHeartbeat) i
 		s.agents[writer] = a
 	}
 	a.Addr, a.Zone, a.PeerAddr, a.NodeID, a.LastMs, a.Left, a.Expired, a.NoJobs = op.Addr, op.Zone, op.PeerAddr, id, max(a.LastMs, timeMs), false, false, op.NoJobs
+	a.NoSequence = op.NoSequence
 	if changed {
 		s.changedMembership()
 	}
@@ -159,6 +169,9 @@ func (op AgentHeartbeat) encode(e *encoder) {
 	if e.format >= Format4 {
 		e.bool(op.NoJobs)
 	}
+	if e.format >= Format5 {
+		e.bool(op.NoSequence)
+	}
 }
 
 func decodeAgentHeartbeat(d *decoder) Op {
@@ -168,6 +181,9 @@ func decodeAgentHeartbeat(d *decoder) Op {
 	}
 	if d.format >= Format4 {
 		op.NoJobs = d.bool()
+	}
+	if d.format >= Format5 {
+		op.NoSequence = d.bool()
 	}
 	return op
 }

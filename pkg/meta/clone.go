@@ -49,5 +49,6 @@ func (s *State) Clone() *State {
 	c.leases = maps.Clone(s.leases)
 	c.condemned = maps.Clone(s.condemned)
 	c.members = maps.Clone(s.members)
+	c.nums = maps.Clone(s.nums)
 	return &c
 }

@@ -141,7 +141,6 @@ func (s *State) Format() Format { return s.format }
 type member struct {
 	lastMs int64  // its newest entry's time
 	max    Format // what it announced; 0: nothing (it is of Format1)
-	num    uint64 // its newest append number applied (Format5; sequencer.go)
 }
 
 // heardMember notes an entry by writer at timeMs.
@@ -164,11 +163,17 @@ func (s *State) announceFormat(writer string, op AnnounceFormat) {
 	}
 }
 
-// forgetMembers drops the members silent for agentForgetMs at nowMs.
+// forgetMembers drops the members silent for agentForgetMs at nowMs, and
+// their append numbers (sequencer.go).
 func (s *State) forgetMembers(nowMs int64) {
 	for w, m := range s.members {
 		if nowMs-m.lastMs > agentForgetMs {
 			delete(s.members, w)
+		}
+	}
+	for w, n := range s.nums {
+		if nowMs-n.lastMs > agentForgetMs {
+			delete(s.nums, w)
 		}
 	}
 }
@@ -271,19 +276,11 @@ func (l *Log) StepFormat(ctx context.Context, now time.Time) error {
 
 // Leave records that this agent is going away for good (a clean
 // shutdown), so that it no longer holds the cluster format back.
-// A sequencer gives up its lease first, so that another takes it at once
-// rather than when it lapses.
+// A sequencer gives up its lease first (Resign), so that another takes
+// it at once rather than when it lapses.
 func (l *Log) Leave(ctx context.Context) error {
-	l.leaving.Store(true)
-	var held bool
-	l.View(func(st *State) {
-		lease, ok := st.Lease(SequencerJob)
-		held = ok && lease.Holder == l.opts.WriterID
-	})
-	if held {
-		if _, err := l.Append(ctx, ReleaseLease{Job: SequencerJob}); err != nil {
-			return err
-		}
+	if err := l.Resign(ctx); err != nil {
+		return err
 	}
 	return l.appendAlone(ctx, LeaveCluster{})
 }

@@ -16,6 +16,9 @@ const (
 
 	// ClusterIDKey holds the id every agent on the bucket reports.
 	ClusterIDKey = "meta/cluster-id"
+	// PeerTokenKey holds the secret agents greet each other with
+	// (pkg/protocol's peer connections): whoever can read the bucket.
+	PeerTokenKey = "meta/peer-token"
 
 	// SegmentPrefix starts the key of every object an agent's ingest
 	// flush writes: batches of every partition, as producers sent them.

@@ -104,7 +104,7 @@ type Log struct {
 	lastOwnMs atomic.Int64 // when this agent's last entry was applied
 	seq       atomic.Uint64
 	stall     atomic.Pointer[Stall]
-	leaving   atomic.Bool // Leave was called: never take the sequencer lease again
+	resigned  atomic.Bool // Resign was called: never sequence again
 
 	pushes chan Slot // slots from the sequencer (relay.go)
 	recent recent    // the newest slots applied, for Slots
@@ -127,6 +127,7 @@ type ownAppend struct {
 	tag         uint64
 	seq         uint64   // the slot it was found at, once applied
 	results     []Result // its ops' results there
+	data        []byte   // the slot's bytes there
 	maybeLanded bool     // an attempt failed in a way that may have written it
 	lost        bool     // the state was reloaded past slots that may hold it
 }
@@ -453,13 +454,7 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 	if batch = l.writable(batch); len(batch) == 0 {
 		return
 	}
-	deadline := batch[0].deadline
-	for _, p := range batch[1:] {
-		if p.deadline.Before(deadline) {
-			deadline = p.deadline
-		}
-	}
-	wctx, cancel := context.WithDeadline(ctx, deadline)
+	wctx, cancel := context.WithDeadline(ctx, batchDeadline(batch))
 	defer cancel()
 	l.num++
 	en := &Entry{Writer: l.opts.WriterID, Tag: rand.Uint64(), TimeMs: time.Now().UnixMilli(), Num: l.num}
@@ -485,7 +480,7 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; {
 		if o := l.own; o.seq != 0 {
-			l.finish(batch, o.seq, en.TimeMs, o.results, nil) // an earlier attempt landed
+			l.finish(batch, o.seq, en.TimeMs, o.results, o.data) // an earlier attempt landed
 			return
 		} else if o.lost {
 			l.fail(batch, fmt.Errorf("%w: the log was reloaded from a snapshot while this append's outcome was unknown", ErrUnavailable))
@@ -506,8 +501,12 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 		}
 		if err == nil {
 			// Other agents' entries go only while this agent sequences,
-			// and only those not applied meanwhile.
-			if kept := l.sequencable(batch); len(kept) != len(batch) {
+			// and only those not applied meanwhile nor past their
+			// deadlines. Not once an attempt may have landed: the entry
+			// must stay the one it may be, for its results to be read
+			// right wherever it is found (a copy of a dropped entry is
+			// applied once, by its append number).
+			if kept := l.sequencable(batch); !l.own.maybeLanded && len(kept) != len(batch) {
 				if batch = kept; len(batch) == 0 {
 					return
 				}
@@ -565,6 +564,27 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 	}
 }
 
+// batchDeadline is when the batch's write gives up: the earliest deadline
+// of this agent's own ops, or, for other agents' entries only, of theirs.
+// Another agent's entry shortens nothing of this agent's: it is dropped
+// from the batch before an attempt begins past its deadline (sequencable).
+func batchDeadline(batch []*Pending) time.Time {
+	var own, foreign time.Time
+	for _, p := range batch {
+		d := &own
+		if p.foreign != nil {
+			d = &foreign
+		}
+		if d.IsZero() || p.deadline.Before(*d) {
+			*d = p.deadline
+		}
+	}
+	if own.IsZero() {
+		return foreign
+	}
+	return own
+}
+
 // entryOps lists the batch's ops in order: this agent's own as they are,
 // each other agent's entry as one Contribute.
 func entryOps(batch []*Pending) []Op {
@@ -594,8 +614,12 @@ func (l *Log) sequencable(batch []*Pending) []*Pending {
 			checked, ok = true, l.sequencing()
 		}
 		switch err := l.checkFormat(p.foreign.Ops); {
+		case l.own.maybeLanded:
+			kept = append(kept, p)
 		case !ok:
 			l.fail([]*Pending{p}, ErrNotSequencer)
+		case time.Now().After(p.deadline):
+			l.fail([]*Pending{p}, fmt.Errorf("%w: not written within its budget", ErrUnavailable))
 		case p.foreign.Num <= l.state.LastNum(p.foreign.Writer):
 			l.fail([]*Pending{p}, ErrDuplicate)
 		case err != nil:
@@ -809,8 +833,8 @@ func (l *Log) applySlot(seq uint64, b []byte) error {
 	}
 	l.recent.add(seq, b)
 	res := l.apply(seq, en)
-	if o := l.own; o != nil && o.seq == 0 {
-		o.find(seq, en, res)
+	if o := l.own; o != nil && o.seq == 0 && o.find(seq, en, res) {
+		o.data = b
 	}
 	if l.stall.Load() != nil {
 		l.stall.Store(nil)
@@ -820,20 +844,23 @@ func (l *Log) applySlot(seq uint64, b []byte) error {
 }
 
 // find notes the append if the slot holds it, as the entry itself or as
-// a contribution in the sequencer's; a copy applied as a duplicate is not
+// a contribution in the sequencer's, and reports whether it does; a copy
+// applied as a duplicate (or inside a sequencer's entry that was) is not
 // it.
-func (o *ownAppend) find(seq uint64, en *Entry, res []Result) {
+func (o *ownAppend) find(seq uint64, en *Entry, res []Result) bool {
 	applied := func(r []Result) bool { return len(r) == 0 || !errors.Is(r[0].Err, ErrDuplicate) }
 	if en.Writer == o.writer && en.Tag == o.tag && applied(res) {
 		o.seq, o.results = seq, res
-		return
+		return true
 	}
 	for i, op := range en.Ops {
-		if c, ok := op.(Contribute); ok && c.Writer == o.writer && c.Tag == o.tag && applied(res[i].Contributed) {
+		if c, ok := op.(Contribute); ok && c.Writer == o.writer && c.Tag == o.tag &&
+			!errors.Is(res[i].Err, ErrDuplicate) && applied(res[i].Contributed) {
 			o.seq, o.results = seq, res[i].Contributed
-			return
+			return true
 		}
 	}
+	return false
 }
 
 func (l *Log) setStall(seq uint64, err error) { l.stallAt(&Stall{Seq: seq, Err: err}) }

@@ -163,7 +163,7 @@ func (l *Log) Sequence(ctx context.Context, data []byte, budget time.Duration) (
 func (l *Log) sequencing() bool {
 	now := time.Now()
 	seq, ok := l.state.Sequencer(now.UnixMilli())
-	if !ok || seq.ID != l.opts.WriterID || l.opts.Relay == nil || l.leaving.Load() {
+	if !ok || seq.ID != l.opts.WriterID || l.opts.Relay == nil || l.resigned.Load() {
 		return false
 	}
 	lease, _ := l.state.Lease(SequencerJob)
@@ -269,15 +269,37 @@ func (l *Log) pauseRelay(addr string, err error) {
 // applyPushed applies a slot another agent sent, if it is the next one;
 // one further ahead means slots were missed, which the bucket has.
 func (l *Log) applyPushed(ctx context.Context, s Slot) {
+	if len(s.Data) == 0 {
+		return
+	}
 	l.lastPush = time.Now()
 	if s.Seq > l.state.Seq+1 {
 		if err := l.catchUp(ctx); err != nil {
 			l.opts.Logger.Warn("tailing the metadata log", "err", err)
 		}
 	}
-	if s.Seq == l.state.Seq+1 && l.Stalled() == nil {
-		l.applySlot(s.Seq, s.Data)
+	if s.Seq == l.state.Seq+1 && l.Stalled() == nil && l.applySlot(s.Seq, s.Data) == nil {
+		// The slot was the sequencer's newest a moment ago: this view is
+		// as fresh as a read of the tail (the trim rule, trim.go).
+		l.lastSync = l.lastPush
 	}
+}
+
+// Resign stops this agent from sequencing for good and gives up the
+// sequencer lease if it holds it, so that another takes over at once: a
+// draining agent calls it first, since it will soon serve no one.
+func (l *Log) Resign(ctx context.Context) error {
+	l.resigned.Store(true)
+	var held bool
+	l.View(func(st *State) {
+		lease, ok := st.Lease(SequencerJob)
+		held = ok && lease.Holder == l.opts.WriterID
+	})
+	if !held {
+		return nil
+	}
+	_, err := l.Append(ctx, ReleaseLease{Job: SequencerJob})
+	return err
 }
 
 // follow keeps asking the sequencer for the slots after this log's, and
@@ -323,7 +345,7 @@ func (l *Log) follow(ctx context.Context) {
 // agent is the candidate, and renews it once a third of it has passed. It
 // asks by TrySubmit, so Run (which calls it) never waits on its own queue.
 func (l *Log) tendSequencer() {
-	if l.opts.Relay == nil || !l.opts.Sequence || l.state.format < Format5 || l.leaving.Load() {
+	if l.opts.Relay == nil || !l.opts.Sequence || l.state.format < Format5 || l.resigned.Load() {
 		return
 	}
 	if p := l.leaseAsk; p != nil {

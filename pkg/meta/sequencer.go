@@ -94,21 +94,32 @@ func contribution(en *Entry) Contribute {
 // advanceNum records writer's append num and reports whether it is new:
 // an append is applied only if its number is above the writer's last.
 // Number 0 (no number) is always new.
-func (s *State) advanceNum(writer string, num uint64) bool {
+//
+// The numbers are kept apart from the members (format.go), which a
+// LeaveCluster deletes, because a copy may arrive after its writer left:
+// they are forgotten only when the writer has been silent for as long as
+// agents are (agentForgetMs), far longer than any append can be late.
+func (s *State) advanceNum(writer string, num uint64, timeMs int64) bool {
 	if num == 0 || s.format < Format5 {
 		return true
 	}
-	m, ok := s.members[writer]
-	if ok && num <= m.num {
+	n := s.nums[writer]
+	if num <= n.num {
 		return false
 	}
-	m.num = num
-	s.members[writer] = m
+	s.nums[writer] = appendNum{num: num, lastMs: max(n.lastMs, timeMs)}
 	return true
 }
 
+// appendNum is a writer's newest append number applied, and when (the
+// writer's time of that append).
+type appendNum struct {
+	num    uint64
+	lastMs int64
+}
+
 // LastNum returns the newest append number applied for writer.
-func (s *State) LastNum(writer string) uint64 { return s.members[writer].num }
+func (s *State) LastNum(writer string) uint64 { return s.nums[writer].num }
 
 // SequencerLease is how long the sequencer's lease lasts from the entry
 // that took or renewed it. The holder renews it once a third has passed and
@@ -150,9 +161,13 @@ func (s *State) Sequencer(nowMs int64) (Agent, bool) {
 	return *a, true
 }
 
+// sequences reports whether the agent may be the sequencer: it runs jobs
+// and sequencing (AgentHeartbeat's NoJobs and NoSequence).
+func (a *Agent) sequences() bool { return !a.NoJobs && !a.NoSequence }
+
 // SequencerCandidate returns the member that should take the sequencer
 // lease when nobody holds it at nowMs: the one rendezvous hashing picks
-// among the members that run jobs, leaving out the last holder (whose
+// among the members that may sequence, leaving out the last holder (whose
 // lease lapsed: it is gone, paused or cut off). Every agent that has read
 // the same slots picks the same one; the lease decides if they differ.
 func (s *State) SequencerCandidate(nowMs int64) (string, bool) {
@@ -165,12 +180,12 @@ func (s *State) SequencerCandidate(nowMs int64) (string, bool) {
 	lapsed := s.leases[SequencerJob].Holder
 	var ids []string
 	for id, a := range s.agents {
-		if a.member() && !a.NoJobs && id != lapsed {
+		if a.member() && a.sequences() && id != lapsed {
 			ids = append(ids, id)
 		}
 	}
 	if len(ids) == 0 {
-		if a := s.agents[lapsed]; lapsed != "" && a.member() && !a.NoJobs {
+		if a := s.agents[lapsed]; lapsed != "" && a.member() && a.sequences() {
 			return lapsed, true // the only one there is
 		}
 		return "", false
@@ -189,34 +204,47 @@ func (s *State) SequencerCandidate(nowMs int64) (string, bool) {
 	return best, true
 }
 
-// Snapshot append-numbers section (version 10, Format5): the writers with
-// a number (count, then writer and number, sorted by writer).
+// Snapshot sequencing section (version 10, Format5): the writers' append
+// numbers (count, then writer, number and its time, sorted by writer),
+// then the agents that do not sequence (count, ids sorted).
 func (s *State) encodeNums(e *encoder) {
-	ws := make([]string, 0, len(s.members))
-	for w, m := range s.members {
-		if m.num > 0 {
-			ws = append(ws, w)
-		}
+	ws := make([]string, 0, len(s.nums))
+	for w := range s.nums {
+		ws = append(ws, w)
 	}
 	sort.Strings(ws)
 	e.uvar(uint64(len(ws)))
 	for _, w := range ws {
 		e.str(w)
-		e.uvar(s.members[w].num)
+		e.uvar(s.nums[w].num)
+		e.svar(s.nums[w].lastMs)
+	}
+	ids := make([]string, 0, len(s.agents))
+	for id, a := range s.agents {
+		if a.NoSequence {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	e.uvar(uint64(len(ids)))
+	for _, id := range ids {
+		e.str(id)
 	}
 }
 
 func (s *State) decodeNums(d *decoder) {
-	n := d.count(2)
+	n := d.count(3)
 	for i := 0; i < n && d.err == nil; i++ {
 		w := d.str()
-		m, ok := s.members[w]
-		if !ok {
-			d.fail("append number of an unknown writer")
-			return
+		s.nums[w] = appendNum{num: d.uvar(), lastMs: d.svar()}
+	}
+	n = d.count(1)
+	for i := 0; i < n && d.err == nil; i++ {
+		if a := s.agents[d.str()]; a != nil {
+			a.NoSequence = true
+		} else if d.err == nil {
+			d.fail("sequencing of an unknown agent")
 		}
-		m.num = d.uvar()
-		s.members[w] = m
 	}
 }
 

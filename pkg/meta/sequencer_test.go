@@ -320,3 +320,85 @@ func TestSequenceRefuses(t *testing.T) {
 		t.Errorf("a non-sequencer sequenced: %v", err)
 	}
 }
+
+// A sequencer whose write landed but whose answer was lost finds its entry
+// on the retry, and hands the senders the slot's bytes, which they apply:
+// they neither stall on an empty slot nor append again.
+func TestSequencerLostAnswerHandsOverSlot(t *testing.T) {
+	mem := objstore.NewMemory()
+	f := objstore.NewFaulty(mem)
+	relay := newMemRelay()
+	// w0 (on f) alone first, so that it is the sequencer.
+	seq, _ := startLog(t, f, Options{WriterID: "w0", PollInterval: 10 * time.Millisecond, Relay: relay, Sequence: true})
+	relay.Add("agent0:9092", seq)
+	register(t, seq, "agent0:9092")
+	for range 2 {
+		stepFormat(t, seq, time.Now())
+	}
+	eventually(t, "w0 to sequence", func() bool {
+		var id string
+		seq.View(func(st *State) { a, _ := st.Sequencer(time.Now().UnixMilli()); id = a.ID })
+		return id == "w0"
+	})
+	w, _ := startLog(t, mem, Options{WriterID: "w1", PollInterval: time.Hour, Relay: relay, Sequence: true})
+	relay.Add("agent1:9092", w)
+	register(t, w, "agent1:9092")
+	eventually(t, "w1 to see w0 sequence", func() bool {
+		var id string
+		w.View(func(st *State) { a, _ := st.Sequencer(time.Now().UnixMilli()); id = a.ID })
+		return id == "w0"
+	})
+	calls := relay.calls.Load()
+	f.LoseNth(objstore.OpPutIfAbsent, 1)
+	res, err := w.Append(context.Background(), ReserveProducers{Count: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if relay.calls.Load() == calls {
+		t.Fatal("w1 did not go through the sequencer")
+	}
+	if st := w.Stalled(); st != nil {
+		t.Fatalf("w1 stalled at slot %d: %v", st.Seq, st.Err)
+	}
+	var next int64
+	w.View(func(st *State) { next = st.nextProducerID })
+	if next != res[0].FirstProducerID+9 {
+		t.Fatalf("next producer id %d after reserving 9 at %d", next, res[0].FirstProducerID)
+	}
+	n := 0
+	for _, en := range logEntries(t, mem) {
+		for _, ap := range Appends(en, nil) {
+			for _, op := range ap.Ops {
+				if r, ok := op.(ReserveProducers); ok && r.Count == 9 {
+					n++
+				}
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("the entry is stored %d times", n)
+	}
+}
+
+// An append number outlives its writer's LeaveCluster: a copy of its last
+// entry that a sequencer writes after the writer left is still applied as
+// nothing.
+func TestAppendNumberOutlivesLeave(t *testing.T) {
+	st := NewState()
+	st.Apply(1, &Entry{Writer: "x", Ops: []Op{SetFormat{Version: Format5}}})
+	en := &Entry{Writer: "w", Tag: 1, TimeMs: 1000, Num: 7, Ops: []Op{ReserveProducers{Count: 2}}}
+	st.Apply(2, en)
+	st.Apply(3, &Entry{Writer: "w", TimeMs: 1001, Num: 8, Ops: []Op{LeaveCluster{}}})
+	next := st.nextProducerID
+	res := st.Apply(4, &Entry{Writer: "s", TimeMs: 1002, Num: 1, Ops: []Op{contribution(en)}})
+	if !errors.Is(res[0].Contributed[0].Err, ErrDuplicate) || st.nextProducerID != next {
+		t.Fatalf("a copy applied after its writer left: %+v", res[0].Contributed)
+	}
+	back, err := DecodeSnapshot(st.EncodeSnapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.LastNum("w") != 8 {
+		t.Fatalf("w's append number after a snapshot: %d", back.LastNum("w"))
+	}
+}

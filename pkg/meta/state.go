@@ -41,6 +41,7 @@ type State struct {
 	commitFloor    uint64                  // ops whose Since is below it are refused (condemn.go)
 	partitions     int                     // of all topics, against the hard bounds (bounds.go)
 	members        map[string]member       // every writer, for the format (format.go)
+	nums           map[string]appendNum    // every writer's newest append number (sequencer.go)
 	membersSince   int64                   // when members became complete: 0 from the start, -1 not yet
 	memberEpoch    int32                   // changes of the member set (membership.go)
 }
@@ -96,7 +97,8 @@ type BatchResult struct {
 func NewState() *State {
 	return &State{topics: map[string]*Topic{}, byID: map[TopicID]*Topic{}, groups: map[string]*Group{}, nextProducerID: 1000,
 		agents: map[string]*Agent{}, nodeByAddr: map[string]int32{}, objRefs: map[string]int{}, released: map[string]int64{},
-		leases: map[string]Lease{}, format: Format1, condemned: map[string]condemnation{}, members: map[string]member{}}
+		leases: map[string]Lease{}, format: Format1, condemned: map[string]condemnation{}, members: map[string]member{},
+		nums: map[string]appendNum{}}
 }
 
 // Topic returns the topic by name.
@@ -144,7 +146,7 @@ func (s *State) applyAppend(seq uint64, writer string, timeMs int64, num uint64,
 	results := make([]Result, len(ops))
 	s.heard(writer, timeMs)
 	s.heardMember(writer, timeMs)
-	if !s.advanceNum(writer, num) {
+	if !s.advanceNum(writer, num, timeMs) {
 		for i := range results {
 			results[i].Err = ErrDuplicate
 		}

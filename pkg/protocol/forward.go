@@ -32,8 +32,11 @@ import (
 // connection, in the client's order, pipelined as the client sent them: a
 // LeaveGroup then a JoinGroup keep their order, and a Heartbeat is not held
 // up behind another member's JoinGroup. A relay connection begins with an
-// ApiVersions request naming the client software peerSoftware, which marks
-// it as a peer's: requests on it are never forwarded again, so agents whose
+// ApiVersions request naming the client software peerSoftware, with the
+// cluster's peer token (Config.PeerToken, a secret in the bucket that only
+// agents read) as the software version, which marks it as a peer's: requests
+// on it are never forwarded again, the private APIs (sequencer.go) are
+// served on it, so agents whose
 // views of the fleet differ for a moment answer NOT_COORDINATOR (the client
 // looks the coordinator up again) instead of passing a request around. If
 // the coordinator cannot be reached, or the relay breaks, the request is
@@ -221,7 +224,7 @@ func (c *conn) relayTo(peer string) (*relay, error) {
 	if r := c.relays[peer]; r != nil && !r.broken() {
 		return r, nil
 	}
-	r, err := dialRelay(peer, c.client.ID, cap(c.queue))
+	r, err := dialRelay(context.Background(), peer, c.s.cfg.PeerToken, c.client.ID, cap(c.queue))
 	if err != nil {
 		return nil, err
 	}
@@ -267,19 +270,23 @@ type relayAnswer struct {
 	err   error
 }
 
-func dialRelay(peer, clientID string, depth int) (*relay, error) {
-	nc, err := net.DialTimeout("tcp", peer, relayDialTimeout)
+func dialRelay(ctx context.Context, peer, token, clientID string, depth int) (*relay, error) {
+	dctx, cancel := context.WithTimeout(ctx, relayDialTimeout)
+	defer cancel()
+	nc, err := (&net.Dialer{}).DialContext(dctx, "tcp", peer)
 	if err != nil {
 		return nil, err
+	}
+	if dl, ok := dctx.Deadline(); ok {
+		nc.SetReadDeadline(dl) // the greeting's answer
 	}
 	r := &relay{nc: nc, w: bufio.NewWriter(nc), format: kmsg.NewRequestFormatter(kmsg.FormatterClientID(clientID)),
 		waiting: make(chan relayWait, depth+1), done: make(chan struct{})}
 	go r.readLoop()
-	nc.SetReadDeadline(time.Now().Add(relayDialTimeout))
 	defer nc.SetReadDeadline(time.Time{})
 	hello := kmsg.NewPtrApiVersionsRequest()
 	hello.Version = 3
-	hello.ClientSoftwareName, hello.ClientSoftwareVersion = peerSoftware, "1"
+	hello.ClientSoftwareName, hello.ClientSoftwareVersion = peerSoftware, token
 	wait, err := r.send(hello)
 	if err != nil {
 		r.close()

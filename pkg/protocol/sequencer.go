@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -91,6 +92,7 @@ func handleSlots(ctx context.Context, s *Server, req kmsg.Request) func() kmsg.R
 // SequencerClient is meta.Relay over the peer addresses: one connection
 // per agent and API, dialled when first needed and again once broken.
 type SequencerClient struct {
+	token string
 	mu    sync.Mutex
 	conns map[peerConnKey]*peerConn
 }
@@ -100,24 +102,36 @@ type peerConnKey struct {
 	key  int16
 }
 
+// peerConn is one connection, used by one call at a time: calls hold busy
+// from dialling to the answer; r may be read (to close it) without it.
 type peerConn struct {
-	mu sync.Mutex // one call at a time
-	r  *relay
+	apiKey int16
+	busy   sync.Mutex
+	r      atomic.Pointer[relay]
 }
 
-// NewSequencerClient returns a client with no connections yet.
-func NewSequencerClient() *SequencerClient {
-	return &SequencerClient{conns: map[peerConnKey]*peerConn{}}
+// NewSequencerClient returns a client with no connections yet, greeting
+// with the cluster's peer token.
+func NewSequencerClient(token string) *SequencerClient {
+	return &SequencerClient{token: token, conns: map[peerConnKey]*peerConn{}}
 }
 
 var _ meta.Relay = (*SequencerClient)(nil)
 
-// Contribute implements meta.Relay.
+// Contribute implements meta.Relay. The budget sent is what is left of it
+// when the request is written, after any dialling.
 func (c *SequencerClient) Contribute(ctx context.Context, addr string, entry []byte, budget time.Duration) (uint64, []byte, error) {
-	var w peerWriter
-	w.i32(int32(budget.Milliseconds()))
-	w.bytes(entry)
-	r, err := c.call(ctx, addr, keyContribute, w.b)
+	until := time.Now().Add(budget)
+	r, err := c.call(ctx, addr, keyContribute, func() ([]byte, error) {
+		left := time.Until(until)
+		if left <= 0 {
+			return nil, fmt.Errorf("relay budget of %v spent before the entry was sent", budget)
+		}
+		var w peerWriter
+		w.i32(int32(left.Milliseconds()))
+		w.bytes(entry)
+		return w.b, nil
+	})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -128,13 +142,18 @@ func (c *SequencerClient) Contribute(ctx context.Context, addr string, entry []b
 	return seq, data, r.err
 }
 
-// Slots implements meta.Relay.
+// Slots implements meta.Relay. The call is bounded by wait and a margin,
+// so that a follower of an agent that stopped answering moves on.
 func (c *SequencerClient) Slots(ctx context.Context, addr string, after uint64, wait time.Duration) ([]meta.Slot, error) {
-	var w peerWriter
-	w.i64(int64(after))
-	w.i32(int32(wait.Milliseconds()))
-	w.i32(slotsMaxBytes)
-	r, err := c.call(ctx, addr, keySlots, w.b)
+	ctx, cancel := context.WithTimeout(ctx, wait+relayWriteTimeout)
+	defer cancel()
+	r, err := c.call(ctx, addr, keySlots, func() ([]byte, error) {
+		var w peerWriter
+		w.i64(int64(after))
+		w.i32(int32(wait.Milliseconds()))
+		w.i32(slotsMaxBytes)
+		return w.b, nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -152,64 +171,87 @@ func (c *SequencerClient) Slots(ctx context.Context, addr string, after uint64, 
 	return slots, r.err
 }
 
-// call sends one request on the connection for (addr, key) and waits for
-// its answer or ctx. A call that gives up leaves its answer to be read
-// and dropped, so the connection stays in step.
-func (c *SequencerClient) call(ctx context.Context, addr string, key int16, body []byte) (*peerBody, error) {
+// call sends one request, whose body body builds just before it is
+// written, on the connection for (addr, key), and waits for its answer or
+// ctx. A call that gives up closes the connection (the next call dials
+// again): its answer would hold up every later one, and a peer that does
+// not answer in time is best not waited on.
+func (c *SequencerClient) call(ctx context.Context, addr string, key int16, body func() ([]byte, error)) (*peerBody, error) {
 	c.mu.Lock()
+	if c.conns == nil {
+		c.mu.Unlock()
+		return nil, errors.New("sequencer client closed")
+	}
 	pc := c.conns[peerConnKey{addr, key}]
 	if pc == nil {
-		pc = &peerConn{}
+		pc = &peerConn{apiKey: key}
 		c.conns[peerConnKey{addr, key}] = pc
 	}
 	c.mu.Unlock()
 	answer := make(chan relayAnswer, 1)
 	go func() {
-		pc.mu.Lock()
-		defer pc.mu.Unlock()
-		if ctx.Err() != nil {
-			answer <- relayAnswer{err: ctx.Err()}
-			return
-		}
-		if pc.r == nil || pc.r.broken() {
-			r, err := dialRelay(addr, "barge-sequencer", 1)
-			if err != nil {
-				answer <- relayAnswer{err: err}
-				return
-			}
-			pc.r = r
-		}
-		wait, err := pc.r.send(&peerRequest{key: key, body: body})
-		if err != nil {
-			answer <- relayAnswer{err: err}
-			return
-		}
-		answer <- <-wait // in order: the next call waits for this answer
+		pc.busy.Lock()
+		defer pc.busy.Unlock()
+		answer <- c.roundTrip(ctx, pc, addr, body)
 	}()
 	select {
 	case a := <-answer:
 		if a.err != nil {
 			return nil, a.err
 		}
-		r := peerBody{b: a.frame[4:]} // after the correlation id
-		return &r, nil
+		return &peerBody{b: a.frame[4:]}, nil // after the correlation id
 	case <-ctx.Done():
+		if r := pc.r.Load(); r != nil {
+			r.close()
+		}
 		return nil, ctx.Err()
 	}
 }
 
-// Close ends every connection.
+// roundTrip dials if need be, then writes the request and waits for its
+// answer. pc.busy is held.
+func (c *SequencerClient) roundTrip(ctx context.Context, pc *peerConn, addr string, body func() ([]byte, error)) relayAnswer {
+	if ctx.Err() != nil {
+		return relayAnswer{err: ctx.Err()}
+	}
+	r := pc.r.Load()
+	if r == nil || r.broken() {
+		var err error
+		if r, err = dialRelay(ctx, addr, c.token, "barge-sequencer", 1); err != nil {
+			return relayAnswer{err: err}
+		}
+		pc.r.Store(r)
+	}
+	b, err := body()
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return relayAnswer{err: err}
+	}
+	wait, err := r.send(&peerRequest{key: pc.apiKey, body: b})
+	if err != nil {
+		return relayAnswer{err: err}
+	}
+	select {
+	case a := <-wait:
+		return a
+	case <-ctx.Done():
+		r.close() // its answer would come before the next one's
+		return relayAnswer{err: ctx.Err()}
+	}
+}
+
+// Close ends every connection; calls in flight fail.
 func (c *SequencerClient) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, pc := range c.conns {
-		pc.mu.Lock()
-		if pc.r != nil {
-			pc.r.close()
+	for _, pc := range c.conns {
+		if r := pc.r.Load(); r != nil {
+			r.close()
 		}
-		pc.mu.Unlock()
-		delete(c.conns, k)
 	}
+	c.conns = nil
 }
 
 // peerRequest and peerResponse carry a private API's body as it is.

@@ -3,6 +3,7 @@ package protocol
 import (
 	"bufio"
 	"context"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -33,7 +34,11 @@ type Config struct {
 	// PeerAddr is where other agents reach this one (--peer-advertise;
 	// "": the advertised address). Agents that share an advertised
 	// address forward group requests to each other here (forward.go).
-	PeerAddr          string
+	PeerAddr string
+	// PeerToken is the secret a peer's connection greets with
+	// (forward.go): the cluster's, read from the bucket, so that only
+	// agents can forward to this one or reach its sequencer.
+	PeerToken         string
 	ClusterID         string
 	AutoCreateTopics  bool
 	DefaultPartitions int32 // num.partitions
@@ -430,10 +435,17 @@ func (c *conn) decode(frame []byte) (*inflight, kmsg.Request, handler, error) {
 	if err := req.ReadFrom(body); err != nil {
 		return nil, nil, nil, fmt.Errorf("decoding %s v%d: %w", kmsg.NameForKey(key), version, err)
 	}
-	if av, ok := req.(*kmsg.ApiVersionsRequest); ok && first && av.ClientSoftwareName == peerSoftware {
+	if av, ok := req.(*kmsg.ApiVersionsRequest); ok && first && av.ClientSoftwareName == peerSoftware && c.s.isPeerToken(av.ClientSoftwareVersion) {
 		c.peer = true
 	}
 	return in, req, a.handle, nil
+}
+
+// isPeerToken reports whether a connection's greeting carries the
+// cluster's peer token (forward.go); with none configured, nobody is a
+// peer.
+func (s *Server) isPeerToken(v string) bool {
+	return s.cfg.PeerToken != "" && subtle.ConstantTimeCompare([]byte(v), []byte(s.cfg.PeerToken)) == 1
 }
 
 // skipTags skips a tagged-field section (KIP-482) of a request header.

@@ -9,6 +9,11 @@
 // snapshots (meta/snap/<seq>) bound the replay at start-up, and Log.Trim
 // (trim.go) deletes the entries they cover once older than a retention
 // window, with the Delta Lake rule keeping stale writers off trimmed slots.
-// The package does
+// From cluster Format5 one agent, the sequencer, appends for all
+// (sequencer.go): the others send it their entries through a Relay
+// (relay.go; pkg/protocol carries it between agents) and follow the
+// slots it pushes, falling back to appending directly; append numbers
+// keep an entry that lands twice from being applied twice, and the
+// conditional write still decides every slot. The package does
 // no wire protocol work; Log owns all of its bucket I/O.
 package meta

@@ -110,13 +110,15 @@ type Log struct {
 	recent recent    // the newest slots applied, for Slots
 
 	// Run's goroutine only.
-	lastSync    time.Time  // when the tail was last known (read or appended)
-	own         *ownAppend // the entry being appended, if any
-	carry       *Pending   // a Pending that must start the next entry
-	num         uint64     // this writer's last append number (sequencer.go)
-	relayPaused time.Time  // until then, append directly (relay.go)
-	lastPush    time.Time  // when a pushed slot was last applied
-	leaseAsk    *Pending   // the sequencer lease asked for, if on its way
+	lastSync      time.Time  // when the tail was last known (read or appended)
+	own           *ownAppend // the entry being appended, if any
+	carry         *Pending   // a Pending that must start the next entry
+	num           uint64     // this writer's last append number (sequencer.go)
+	relayPaused   time.Time  // until then, append directly (relay.go)
+	relayFailures int        // relay calls to relayPausedAt failed in a row
+	relayPausedAt string     // the sequencer relayPaused is for
+	lastPush      time.Time  // when a pushed slot was last applied
+	leaseAsk      *Pending   // the sequencer lease asked for, if on its way
 }
 
 // ownAppend is the entry Run is appending. Its earlier attempts may have

@@ -36,8 +36,9 @@ type Slot struct {
 // dead or slow sequencer costs one budget per pause rather than one per
 // append.
 const (
-	relayBudget = time.Second
-	relayPause  = time.Second
+	relayBudget   = time.Second
+	relayPause    = time.Second
+	maxRelayPause = 30 * time.Second
 	// followWait is how long a Slots call waits for a new slot.
 	followWait = 5 * time.Second
 	// pushWait is how long an agent whose entry landed waits for the
@@ -173,7 +174,7 @@ func (l *Log) sequencing() bool {
 // relayTarget returns the sequencer's address if the batch should go to
 // it rather than to the bucket.
 func (l *Log) relayTarget(batch []*Pending) (string, bool) {
-	if l.opts.Relay == nil || l.state.format < Format5 || time.Now().Before(l.relayPaused) {
+	if l.opts.Relay == nil || l.state.format < Format5 {
 		return "", false
 	}
 	for _, p := range batch {
@@ -183,6 +184,11 @@ func (l *Log) relayTarget(batch []*Pending) (string, bool) {
 	}
 	seq, ok := l.state.Sequencer(time.Now().UnixMilli())
 	if !ok || seq.ID == l.opts.WriterID {
+		return "", false
+	}
+	if seq.Key() != l.relayPausedAt {
+		l.relayPausedAt, l.relayPaused, l.relayFailures = "", time.Time{}, 0 // a new sequencer: no pause
+	} else if time.Now().Before(l.relayPaused) {
 		return "", false
 	}
 	return seq.Key(), true
@@ -216,6 +222,7 @@ func (l *Log) relayed(ctx context.Context, addr string, data []byte) bool {
 		select {
 		case a := <-answer:
 			if a.err == nil {
+				l.relayFailures = 0
 				l.awaitPushes(ctx, a.seq-1)
 				l.applyPushed(ctx, Slot{Seq: a.seq, Data: a.data})
 				if l.own.seq != 0 {
@@ -257,13 +264,19 @@ func (l *Log) awaitPushes(ctx context.Context, seq uint64) {
 	}
 }
 
-// pauseRelay makes the next appends go to the bucket for relayPause. The
-// entry handed over may still land through the sequencer, so it counts as
-// maybe landed: the direct attempts look for it in every slot read.
+// pauseRelay makes the next appends go to the bucket for relayPause,
+// doubled with each failure in a row (up to maxRelayPause), so that a
+// sequencer the bucket hears but this agent cannot reach costs one relay
+// budget now and then, not every other append. The entry handed over may
+// still land through the sequencer, so it counts as maybe landed: the
+// direct attempts look for it in every slot read.
 func (l *Log) pauseRelay(addr string, err error) {
 	l.own.maybeLanded = true
-	l.relayPaused = time.Now().Add(relayPause)
-	l.opts.Logger.Info("appending to the metadata log directly for a while", "sequencer", addr, "err", err, "for", relayPause)
+	pause := relayPause << min(l.relayFailures, 5)
+	pause = min(pause, maxRelayPause)
+	l.relayFailures++
+	l.relayPaused, l.relayPausedAt = time.Now().Add(pause), addr
+	l.opts.Logger.Info("appending to the metadata log directly for a while", "sequencer", addr, "err", err, "for", pause)
 }
 
 // applyPushed applies a slot another agent sent, if it is the next one;

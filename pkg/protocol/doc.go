@@ -8,4 +8,9 @@
 // A connection's requests that change state take effect in the order they
 // were sent (order.go), and what one client may hold of an agent is bounded
 // by Kafka's limits, under their Kafka names (client_limits.go).
+//
+// Agents also talk to each other over the same listener, on connections
+// that greet with the cluster's peer token (forward.go): group requests
+// forwarded behind a shared address, and the metadata log's relay to the
+// sequencer in two private APIs (sequencer.go), which a client never sees.
 package protocol

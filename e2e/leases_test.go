@@ -135,8 +135,10 @@ func TestJobLeasesTwoAgents(t *testing.T) {
 	}
 	// A clean shutdown releases what it holds: a restarted agent, with a
 	// new writer id, need not wait for the leases to run out.
+	// (A released sequencer lease stays, lapsed, so that its holder is
+	// not picked again while it drains: meta/leases.go.)
 	for job := range h.Grants {
-		if l, ok := h.Final.Lease(job); ok {
+		if l, ok := h.Final.Lease(job); ok && (job != meta.SequencerJob || h.Open[job]) {
 			t.Errorf("%s still leased after both agents stopped: %+v", job, l)
 		}
 	}

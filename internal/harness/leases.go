@@ -14,6 +14,7 @@ type LeaseHistory struct {
 	Replaces int                       // accepted ReplaceChunks
 	Grants   map[string]map[string]int // job → writer → leases granted (renewals not counted)
 	Addrs    map[string]string         // writer → the address it heartbeats
+	Open     map[string]bool           // jobs whose last grant was never released
 	Final    *meta.State               // the state at the end of the log
 }
 
@@ -30,7 +31,7 @@ func ReadLeaseHistory(t testing.TB, store objstore.Store) LeaseHistory {
 		open        bool // not released yet
 	}
 	spans := map[string][]*span{}
-	h := LeaseHistory{Grants: map[string]map[string]int{}, Addrs: map[string]string{}, Final: meta.NewState()}
+	h := LeaseHistory{Grants: map[string]map[string]int{}, Addrs: map[string]string{}, Open: map[string]bool{}, Final: meta.NewState()}
 	st := h.Final
 	for i, en := range LogEntries(t, store) {
 		key := meta.EntryKey(uint64(i + 1))
@@ -80,6 +81,7 @@ func ReadLeaseHistory(t testing.TB, store objstore.Store) LeaseHistory {
 		}
 	}
 	for job, ss := range spans {
+		h.Open[job] = len(ss) > 0 && ss[len(ss)-1].open
 		for i := 1; i < len(ss); i++ {
 			if prev, cur := ss[i-1], ss[i]; prev.holder != cur.holder && cur.from < prev.until {
 				t.Errorf("%s: granted to %s at %d while %s held it until %d", job, cur.holder, cur.from, prev.holder, prev.until)

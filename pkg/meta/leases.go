@@ -72,8 +72,15 @@ func (s *State) acquireLease(writer string, nowMs int64, op AcquireLease) error 
 	return nil
 }
 
-func (s *State) releaseLease(writer string, op ReleaseLease) {
+func (s *State) releaseLease(writer string, nowMs int64, op ReleaseLease) {
 	if l, ok := s.leases[op.Job]; ok && l.Holder == writer {
+		if op.Job == SequencerJob && s.format >= Format5 {
+			// Lapsed rather than gone: the candidate for the next lease
+			// leaves out the last holder (sequencer.go), which resigned
+			// and must not be picked again while it drains.
+			s.leases[op.Job] = Lease{Holder: writer, UntilMs: min(l.UntilMs, nowMs)}
+			return
+		}
 		delete(s.leases, op.Job)
 	}
 }

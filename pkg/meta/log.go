@@ -105,20 +105,22 @@ type Log struct {
 	seq       atomic.Uint64
 	stall     atomic.Pointer[Stall]
 	resigned  atomic.Bool // Resign was called: never sequence again
+	seqMu     sync.Mutex  // orders tendSequencer's asks and Resign's release
 
 	pushes chan Slot // slots from the sequencer (relay.go)
 	recent recent    // the newest slots applied, for Slots
 
 	// Run's goroutine only.
-	lastSync      time.Time  // when the tail was last known (read or appended)
-	own           *ownAppend // the entry being appended, if any
-	carry         *Pending   // a Pending that must start the next entry
-	num           uint64     // this writer's last append number (sequencer.go)
-	relayPaused   time.Time  // until then, append directly (relay.go)
-	relayFailures int        // relay calls to relayPausedAt failed in a row
-	relayPausedAt string     // the sequencer relayPaused is for
-	lastPush      time.Time  // when a pushed slot was last applied
-	leaseAsk      *Pending   // the sequencer lease asked for, if on its way
+	lastSync       time.Time  // when the tail was last known (read or appended)
+	own            *ownAppend // the entry being appended, if any
+	carry          *Pending   // a Pending that must start the next entry
+	num            uint64     // this writer's last append number (sequencer.go)
+	relayPaused    time.Time  // until then, append directly (relay.go)
+	relayFailures  int        // relay calls to relayPausedFor failed in a row
+	relayPausedFor string     // the sequencer (writer id) relayPaused is for
+	relayingTo     string     // the sequencer of the relay call in progress
+	lastPush       time.Time  // when a pushed slot was last applied
+	leaseAsk       *Pending   // the sequencer lease asked for, if on its way
 }
 
 // ownAppend is the entry Run is appending. Its earlier attempts may have
@@ -508,6 +510,14 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 			// must stay the one it may be, for its results to be read
 			// right wherever it is found (a copy of a dropped entry is
 			// applied once, by its append number).
+			if l.own.maybeLanded && foreignExpired(batch) {
+				// The entry may be in the log as it is, holding another
+				// agent's entry whose writer has given up on this one:
+				// no attempt begins past its deadline, so the outcome
+				// stays unknown, for this agent's ops too.
+				l.fail(batch, fmt.Errorf("%w: an attempt may have landed, and an entry sequenced in it is past its deadline", ErrUnavailable))
+				return
+			}
 			if kept := l.sequencable(batch); !l.own.maybeLanded && len(kept) != len(batch) {
 				if batch = kept; len(batch) == 0 {
 					return
@@ -567,24 +577,35 @@ func (l *Log) write(ctx context.Context, batch []*Pending) {
 }
 
 // batchDeadline is when the batch's write gives up: the earliest deadline
-// of this agent's own ops, or, for other agents' entries only, of theirs.
-// Another agent's entry shortens nothing of this agent's: it is dropped
-// from the batch before an attempt begins past its deadline (sequencable).
+// of this agent's own ops, or, for other agents' entries only, the latest
+// of theirs. Another agent's entry shortens nothing: it is dropped from
+// the batch before an attempt begins past its deadline (sequencable).
 func batchDeadline(batch []*Pending) time.Time {
 	var own, foreign time.Time
 	for _, p := range batch {
-		d := &own
-		if p.foreign != nil {
-			d = &foreign
+		if p.foreign == nil && (own.IsZero() || p.deadline.Before(own)) {
+			own = p.deadline
 		}
-		if d.IsZero() || p.deadline.Before(*d) {
-			*d = p.deadline
+		if p.foreign != nil && p.deadline.After(foreign) {
+			foreign = p.deadline
 		}
 	}
 	if own.IsZero() {
 		return foreign
 	}
 	return own
+}
+
+// foreignExpired reports whether another agent's entry in the batch is
+// past its deadline.
+func foreignExpired(batch []*Pending) bool {
+	now := time.Now()
+	for _, p := range batch {
+		if p.foreign != nil && now.After(p.deadline) {
+			return true
+		}
+	}
+	return false
 }
 
 // entryOps lists the batch's ops in order: this agent's own as they are,
@@ -617,7 +638,7 @@ func (l *Log) sequencable(batch []*Pending) []*Pending {
 		}
 		switch err := l.checkFormat(p.foreign.Ops); {
 		case l.own.maybeLanded:
-			kept = append(kept, p)
+			kept = append(kept, p) // the entry may be in the log as it is: see write
 		case !ok:
 			l.fail([]*Pending{p}, ErrNotSequencer)
 		case time.Now().After(p.deadline):

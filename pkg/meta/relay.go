@@ -186,11 +186,12 @@ func (l *Log) relayTarget(batch []*Pending) (string, bool) {
 	if !ok || seq.ID == l.opts.WriterID {
 		return "", false
 	}
-	if seq.Key() != l.relayPausedAt {
-		l.relayPausedAt, l.relayPaused, l.relayFailures = "", time.Time{}, 0 // a new sequencer: no pause
+	if seq.ID != l.relayPausedFor {
+		l.relayPausedFor, l.relayPaused, l.relayFailures = "", time.Time{}, 0 // a new sequencer: no pause
 	} else if time.Now().Before(l.relayPaused) {
 		return "", false
 	}
+	l.relayingTo = seq.ID
 	return seq.Key(), true
 }
 
@@ -211,10 +212,13 @@ func (l *Log) relayed(ctx context.Context, addr string, data []byte) bool {
 	if dl, ok := ctx.Deadline(); ok {
 		budget = min(budget, time.Until(dl))
 	}
-	rctx, cancel := context.WithTimeout(ctx, budget)
-	defer cancel()
+	// The call's own context ends with the budget, not when this returns:
+	// an entry found in a pushed slot first leaves its answer to arrive
+	// (a call given up on closes its connection).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
 	answer := make(chan relayAnswer, 1)
 	go func() {
+		defer cancel()
 		seq, b, err := l.opts.Relay.Contribute(rctx, addr, data, budget)
 		answer <- relayAnswer{seq, b, err}
 	}()
@@ -236,6 +240,9 @@ func (l *Log) relayed(ctx context.Context, addr string, data []byte) bool {
 			l.applyPushed(ctx, s)
 		case <-rctx.Done():
 			l.pauseRelay(addr, fmt.Errorf("no answer within %v", budget.Round(time.Millisecond)))
+			return false
+		case <-ctx.Done():
+			l.pauseRelay(addr, ctx.Err())
 			return false
 		}
 	}
@@ -275,7 +282,7 @@ func (l *Log) pauseRelay(addr string, err error) {
 	pause := relayPause << min(l.relayFailures, 5)
 	pause = min(pause, maxRelayPause)
 	l.relayFailures++
-	l.relayPaused, l.relayPausedAt = time.Now().Add(pause), addr
+	l.relayPaused, l.relayPausedFor = time.Now().Add(pause), l.relayingTo
 	l.opts.Logger.Info("appending to the metadata log directly for a while", "sequencer", addr, "err", err, "for", pause)
 }
 
@@ -301,17 +308,26 @@ func (l *Log) applyPushed(ctx context.Context, s Slot) {
 // Resign stops this agent from sequencing for good and gives up the
 // sequencer lease if it holds it, so that another takes over at once: a
 // draining agent calls it first, since it will soon serve no one.
+//
+// The release is written whether or not the state shows the lease held:
+// an ask of tendSequencer's may be on its way, and this release, queued
+// after it (seqMu orders the two), lands after it. A release by an agent
+// that does not hold the lease is ignored.
 func (l *Log) Resign(ctx context.Context) error {
+	l.seqMu.Lock()
 	l.resigned.Store(true)
-	var held bool
-	l.View(func(st *State) {
-		lease, ok := st.Lease(SequencerJob)
-		held = ok && lease.Holder == l.opts.WriterID
-	})
-	if !held {
-		return nil
+	p := l.pending(time.Time{}, []Op{ReleaseLease{Job: SequencerJob}})
+	if dl, ok := ctx.Deadline(); ok && dl.Before(p.deadline) {
+		p.deadline = dl
 	}
-	_, err := l.Append(ctx, ReleaseLease{Job: SequencerJob})
+	select {
+	case l.reqs <- p:
+	case <-ctx.Done():
+		l.seqMu.Unlock()
+		return ctx.Err()
+	}
+	l.seqMu.Unlock()
+	_, err := p.Wait(ctx)
 	return err
 }
 
@@ -377,6 +393,11 @@ func (l *Log) tendSequencer() {
 		}
 	} else if cand, ok := l.state.SequencerCandidate(now); !ok || cand != l.opts.WriterID {
 		return
+	}
+	l.seqMu.Lock()
+	defer l.seqMu.Unlock()
+	if l.resigned.Load() {
+		return // Resign's release must be the last word
 	}
 	if p, err := l.TrySubmit(AcquireLease{Job: SequencerJob, DurationMs: SequencerLease.Milliseconds()}); err == nil {
 		l.leaseAsk = p

@@ -402,3 +402,35 @@ func TestAppendNumberOutlivesLeave(t *testing.T) {
 		t.Fatalf("w's append number after a snapshot: %d", back.LastNum("w"))
 	}
 }
+
+// A sequencer that resigns (a draining agent) leaves its lease lapsed, not
+// gone, so that the next candidate is another agent, not itself again.
+func TestResignedSequencerNotPickedAgain(t *testing.T) {
+	store := objstore.NewMemory()
+	relay := newMemRelay()
+	logs := sequencedFleet(t, store, relay, 3)
+	old := logs[0].WriterID()
+	if err := logs[0].Resign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var next string
+	eventually(t, "another agent to take over", func() bool {
+		logs[1].View(func(st *State) {
+			a, ok := st.Sequencer(time.Now().UnixMilli())
+			next = ""
+			if ok {
+				next = a.ID
+			}
+		})
+		return next != "" && next != old
+	})
+	// The resigned agent still writes, as one of the others.
+	if _, err := logs[0].Append(context.Background(), ReserveProducers{Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var holder string
+	logs[0].View(func(st *State) { l, _ := st.Lease(SequencerJob); holder = l.Holder })
+	if holder == old {
+		t.Fatalf("%s took the lease back after resigning", old)
+	}
+}

@@ -204,7 +204,7 @@ func (s *State) applyAppend(seq uint64, writer string, timeMs int64, num uint64,
 		case AcquireLease:
 			results[i].Err = s.acquireLease(writer, timeMs, op)
 		case ReleaseLease:
-			s.releaseLease(writer, op)
+			s.releaseLease(writer, timeMs, op)
 		case CleanChunks:
 			results[i].Err = s.cleanChunks(timeMs, op)
 		case AnnounceFormat:

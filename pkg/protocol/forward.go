@@ -284,6 +284,9 @@ func dialRelay(ctx context.Context, peer, token, clientID string, depth int) (*r
 		waiting: make(chan relayWait, depth+1), done: make(chan struct{})}
 	go r.readLoop()
 	defer nc.SetReadDeadline(time.Time{})
+	// A call given up on during the greeting ends it.
+	stop := context.AfterFunc(dctx, r.close)
+	defer stop()
 	hello := kmsg.NewPtrApiVersionsRequest()
 	hello.Version = 3
 	hello.ClientSoftwareName, hello.ClientSoftwareVersion = peerSoftware, token

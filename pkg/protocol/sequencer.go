@@ -221,6 +221,13 @@ func (c *SequencerClient) roundTrip(ctx context.Context, pc *peerConn, addr stri
 			return relayAnswer{err: err}
 		}
 		pc.r.Store(r)
+		c.mu.Lock()
+		closed := c.conns == nil
+		c.mu.Unlock()
+		if closed { // Close ran while this dialled
+			r.close()
+			return relayAnswer{err: errors.New("sequencer client closed")}
+		}
 	}
 	b, err := body()
 	if err == nil {

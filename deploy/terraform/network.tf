@@ -78,7 +78,7 @@ resource "aws_vpc_security_group_ingress_rule" "agents_from_lb" {
 
 resource "aws_vpc_security_group_ingress_rule" "agents_peers" {
   security_group_id            = aws_security_group.agents.id
-  description                  = "Agents to each other: forwarded group requests and liveness probes (peer address)"
+  description                  = "Agents to each other: the metadata log sequencer, forwarded group requests and liveness probes (peer address)"
   ip_protocol                  = "tcp"
   from_port                    = var.kafka_port
   to_port                      = var.kafka_port

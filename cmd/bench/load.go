@@ -336,4 +336,14 @@ func catchUp(ctx context.Context, seeds []string, topic string, partitions int, 
 	return res, ctx.Err()
 }
 
-func sleep(ctx context.Context, d time.Duration) { _ = wait(ctx, d) }
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -20,7 +20,7 @@ import (
 // The meta-log scenario: N agents' metadata logs (real pkg/meta code, one
 // *meta.Log per writer in this process) share one bucket and each appends a
 // flush-sized commit several times a second. The bucket is in memory behind
-// S3 Standard-like latencies (latencyStore): the round trips, not the
+// S3 Standard-like latencies (withLatency): the round trips, not the
 // bytes, decide who wins a slot and how long the losers wait, so no MinIO
 // is needed. It runs twice: "direct", every agent racing for every slot
 // with its own conditional PUT (the log before issue 13, and what
@@ -49,7 +49,7 @@ type MetaLogResult struct {
 	Rows          []MetaLogRow `json:"rows"`
 }
 
-// LatencyMs is the latencyStore's delays, for the JSON report.
+// LatencyMs is the bucket's added delays (withLatency), for the JSON report.
 type LatencyMs struct {
 	PutIfAbsent float64 `json:"put_if_absent"`
 	Put         float64 `json:"put"`

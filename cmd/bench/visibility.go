@@ -45,12 +45,12 @@ func measureVisibility(ctx context.Context, agents []*harness.Agent, topic strin
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	meta, err := kgo.NewClient(kgo.SeedBrokers(agents[0].Addr))
+	admin, err := kgo.NewClient(kgo.SeedBrokers(agents[0].Addr))
 	if err != nil {
 		return nil, err
 	}
-	defer meta.Close()
-	md, err := kadm.NewClient(meta).Metadata(ctx, topic)
+	defer admin.Close()
+	md, err := kadm.NewClient(admin).Metadata(ctx, topic)
 	if err != nil {
 		return nil, err
 	}

@@ -32,7 +32,8 @@ type Slot struct {
 
 // Relay timing. An agent waits relayBudget for the sequencer to land its
 // entry before it appends the entry itself (the append number keeps it
-// from landing twice), and then appends directly for relayPause, so that a
+// from landing twice), and then appends directly for relayPause, doubled
+// with each failure in a row up to maxRelayPause (pauseRelay), so that a
 // dead or slow sequencer costs one budget per pause rather than one per
 // append.
 const (
@@ -79,9 +80,10 @@ func (r *recent) add(seq uint64, data []byte) {
 		r.bytes -= len(r.slots[drop].Data)
 		drop++
 	}
-	if drop > 0 {
-		r.slots = append(r.slots[:0:0], r.slots[drop:]...)
-	}
+	// Dropped from the front; append moves what is left when it grows
+	// the array, so a full ring costs no copy per slot.
+	clear(r.slots[:drop])
+	r.slots = r.slots[drop:]
 }
 
 // after returns the slots after seq, up to max bytes (at least one), or
@@ -147,7 +149,8 @@ func (l *Log) Sequence(ctx context.Context, data []byte, budget time.Duration) (
 		}
 	}
 	p := l.pending(time.Now().Add(min(budget, l.opts.MaxQueueWait)), nil)
-	p.foreign = &Contribute{Writer: en.Writer, Tag: en.Tag, TimeMs: en.TimeMs, Num: en.Num, Ops: en.Ops}
+	c := contribution(en)
+	p.foreign = &c
 	select {
 	case l.reqs <- p:
 	default:
@@ -316,10 +319,8 @@ func (l *Log) applyPushed(ctx context.Context, s Slot) {
 func (l *Log) Resign(ctx context.Context) error {
 	l.seqMu.Lock()
 	l.resigned.Store(true)
-	p := l.pending(time.Time{}, []Op{ReleaseLease{Job: SequencerJob}})
-	if dl, ok := ctx.Deadline(); ok && dl.Before(p.deadline) {
-		p.deadline = dl
-	}
+	deadline, _ := ctx.Deadline()
+	p := l.pending(deadline, []Op{ReleaseLease{Job: SequencerJob}})
 	select {
 	case l.reqs <- p:
 	case <-ctx.Done():

@@ -3,7 +3,6 @@ package meta
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"sort"
 	"time"
 )
@@ -190,18 +189,7 @@ func (s *State) SequencerCandidate(nowMs int64) (string, bool) {
 		}
 		return "", false
 	}
-	sort.Strings(ids)
-	best, bestW := "", uint64(0)
-	for _, id := range ids {
-		h := fnv.New64a()
-		h.Write([]byte(SequencerJob))
-		h.Write([]byte{0})
-		h.Write([]byte(id))
-		if w := h.Sum64(); best == "" || w > bestW {
-			best, bestW = id, w
-		}
-	}
-	return best, true
+	return Rendezvous(SequencerJob, ids), true
 }
 
 // Snapshot sequencing section (version 10, Format5): the writers' append

@@ -434,3 +434,33 @@ func TestResignedSequencerNotPickedAgain(t *testing.T) {
 		t.Fatalf("%s took the lease back after resigning", old)
 	}
 }
+
+// The ring of recent slots keeps the newest recentSlots contiguous slots,
+// answers from any of them on, says ErrBehind for older ones, and starts
+// again after a jump (a reload from a snapshot).
+func TestRecentSlots(t *testing.T) {
+	var r recent
+	for seq := uint64(1); seq <= recentSlots+44; seq++ {
+		r.add(seq, []byte{byte(seq)})
+	}
+	if _, err := r.after(43, 1<<20); !errors.Is(err, ErrBehind) {
+		t.Fatalf("after slot 43 with slots 45.. kept: %v, want ErrBehind", err)
+	}
+	got, err := r.after(44, 1<<20)
+	if err != nil || len(got) != recentSlots || got[0].Seq != 45 || got[len(got)-1].Seq != recentSlots+44 {
+		t.Fatalf("after slot 44: %d slots, %v", len(got), err)
+	}
+	if got, _ := r.after(45, 3); len(got) != 3 {
+		t.Fatalf("3 bytes' worth of 1-byte slots: %d", len(got))
+	}
+	if got, err := r.after(recentSlots+44, 1<<20); got != nil || err != nil {
+		t.Fatalf("after the newest slot: %v, %v", got, err)
+	}
+	r.add(1000, []byte("x"))
+	if got, _ := r.after(999, 1<<20); len(got) != 1 || got[0].Seq != 1000 {
+		t.Fatalf("after a jump: %v", got)
+	}
+	if r.bytes != 1 {
+		t.Fatalf("bytes held after a jump: %d", r.bytes)
+	}
+}

@@ -2,13 +2,13 @@ package protocol
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/bargehq/barge/pkg/meta"
@@ -21,12 +21,15 @@ import (
 //
 //	Contribute (keyContribute) v0
 //	  request:  budget ms (int32), entry (int32 length, bytes)
-//	  response: error (int16 length, message; empty: none), slot (int64),
-//	            the slot's bytes (int32 length, bytes)
+//	  response: error (int16 length, message; empty: none), then, only
+//	            without one, slot (int64), the slot's bytes (int32 length,
+//	            bytes)
 //	Slots (keySlots) v0
 //	  request:  after (int64), wait ms (int32), max bytes (int32)
-//	  response: error (as above), count (int32), each slot (int64) and its
-//	            bytes (int32 length, bytes)
+//	  response: error (as above), then count (int32), each slot (int64)
+//	            and its bytes (int32 length, bytes)
+//
+// The fields are kbin's (franz-go's Kafka primitives).
 //
 // Each rides the Kafka framing, so the listener's limits, drain and idle
 // handling apply to it as to any request. An agent keeps one connection per
@@ -52,41 +55,60 @@ const (
 )
 
 func handleContribute(ctx context.Context, s *Server, req kmsg.Request) func() kmsg.Response {
-	r := peerBody{b: req.(*peerRequest).body}
-	budget := time.Duration(r.i32()) * time.Millisecond
-	entry := r.bytes()
+	r := kbin.Reader{Src: req.(*peerRequest).body}
+	budget := time.Duration(r.Int32()) * time.Millisecond
+	entry := r.Bytes()
 	return func() kmsg.Response {
-		var w peerWriter
-		if r.err != nil {
-			w.err(r.err)
-			return w.response(keyContribute)
+		if err := r.Complete(); err != nil {
+			return peerAnswer(keyContribute, err, nil)
 		}
 		seq, data, err := s.log.Sequence(ctx, entry, budget)
-		w.err(err)
-		w.i64(int64(seq))
-		w.bytes(data)
-		return w.response(keyContribute)
+		b := kbin.AppendInt64(nil, int64(seq))
+		return peerAnswer(keyContribute, err, kbin.AppendBytes(b, data))
 	}
 }
 
 func handleSlots(ctx context.Context, s *Server, req kmsg.Request) func() kmsg.Response {
-	r := peerBody{b: req.(*peerRequest).body}
-	after, wait, maxBytes := uint64(r.i64()), time.Duration(r.i32())*time.Millisecond, int(r.i32())
+	r := kbin.Reader{Src: req.(*peerRequest).body}
+	after, wait, maxBytes := uint64(r.Int64()), time.Duration(r.Int32())*time.Millisecond, int(r.Int32())
 	return func() kmsg.Response {
-		var w peerWriter
-		if r.err != nil {
-			w.err(r.err)
-			return w.response(keySlots)
+		if err := r.Complete(); err != nil {
+			return peerAnswer(keySlots, err, nil)
 		}
 		slots, err := s.log.Slots(ctx, after, min(wait, maxSlotsWait), min(max(maxBytes, 1), slotsMaxBytes))
-		w.err(err)
-		w.i32(int32(len(slots)))
+		b := kbin.AppendInt32(nil, int32(len(slots)))
 		for _, sl := range slots {
-			w.i64(int64(sl.Seq))
-			w.bytes(sl.Data)
+			b = kbin.AppendBytes(kbin.AppendInt64(b, int64(sl.Seq)), sl.Data)
 		}
-		return w.response(keySlots)
+		return peerAnswer(keySlots, err, b)
 	}
+}
+
+// peerAnswer is a private API's answer: the error's message (empty: none),
+// then, without an error, the fields.
+func peerAnswer(key int16, err error, fields []byte) kmsg.Response {
+	msg := ""
+	if err != nil {
+		if msg = err.Error(); msg == "" {
+			msg = "error"
+		}
+		msg, fields = msg[:min(len(msg), 1<<15-1)], nil
+	}
+	return &peerResponse{key: key, body: append(kbin.AppendString(nil, msg), fields...)}
+}
+
+// readAnswer reads a private API's answer's error and returns a reader of
+// its fields.
+func readAnswer(body []byte) (*kbin.Reader, error) {
+	r := &kbin.Reader{Src: body}
+	msg := r.String()
+	if err := r.Complete(); err != nil {
+		return nil, err
+	}
+	if msg != "" {
+		return nil, fmt.Errorf("sequencer: %s", msg)
+	}
+	return r, nil
 }
 
 // SequencerClient is meta.Relay over the peer addresses: one connection
@@ -127,19 +149,13 @@ func (c *SequencerClient) Contribute(ctx context.Context, addr string, entry []b
 		if left <= 0 {
 			return nil, fmt.Errorf("relay budget of %v spent before the entry was sent", budget)
 		}
-		var w peerWriter
-		w.i32(int32(left.Milliseconds()))
-		w.bytes(entry)
-		return w.b, nil
+		return kbin.AppendBytes(kbin.AppendInt32(nil, int32(left.Milliseconds())), entry), nil
 	})
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := r.error(); err != nil {
-		return 0, nil, err
-	}
-	seq, data := uint64(r.i64()), r.bytes()
-	return seq, data, r.err
+	seq, data := uint64(r.Int64()), r.Bytes()
+	return seq, data, r.Complete()
 }
 
 // Slots implements meta.Relay. The call is bounded by wait and a margin,
@@ -148,27 +164,21 @@ func (c *SequencerClient) Slots(ctx context.Context, addr string, after uint64, 
 	ctx, cancel := context.WithTimeout(ctx, wait+relayWriteTimeout)
 	defer cancel()
 	r, err := c.call(ctx, addr, keySlots, func() ([]byte, error) {
-		var w peerWriter
-		w.i64(int64(after))
-		w.i32(int32(wait.Milliseconds()))
-		w.i32(slotsMaxBytes)
-		return w.b, nil
+		b := kbin.AppendInt32(kbin.AppendInt64(nil, int64(after)), int32(wait.Milliseconds()))
+		return kbin.AppendInt32(b, slotsMaxBytes), nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := r.error(); err != nil {
-		return nil, err
-	}
-	n := int(r.i32())
-	if n < 0 || n > len(r.b)/12 {
+	n := int(r.Int32())
+	if n < 0 || n > len(r.Src)/12 {
 		return nil, errors.New("slots answer: bad count")
 	}
 	slots := make([]meta.Slot, 0, n)
 	for range n {
-		slots = append(slots, meta.Slot{Seq: uint64(r.i64()), Data: r.bytes()})
+		slots = append(slots, meta.Slot{Seq: uint64(r.Int64()), Data: r.Bytes()})
 	}
-	return slots, r.err
+	return slots, r.Complete()
 }
 
 // call sends one request, whose body body builds just before it is
@@ -176,7 +186,7 @@ func (c *SequencerClient) Slots(ctx context.Context, addr string, after uint64, 
 // ctx. A call that gives up closes the connection (the next call dials
 // again): its answer would hold up every later one, and a peer that does
 // not answer in time is best not waited on.
-func (c *SequencerClient) call(ctx context.Context, addr string, key int16, body func() ([]byte, error)) (*peerBody, error) {
+func (c *SequencerClient) call(ctx context.Context, addr string, key int16, body func() ([]byte, error)) (*kbin.Reader, error) {
 	c.mu.Lock()
 	if c.conns == nil {
 		c.mu.Unlock()
@@ -199,7 +209,7 @@ func (c *SequencerClient) call(ctx context.Context, addr string, key int16, body
 		if a.err != nil {
 			return nil, a.err
 		}
-		return &peerBody{b: a.frame[4:]}, nil // after the correlation id
+		return readAnswer(a.frame[4:]) // after the correlation id
 	case <-ctx.Done():
 		if r := pc.r.Load(); r != nil {
 			r.close()
@@ -291,72 +301,3 @@ func (r *peerResponse) IsFlexible() bool          { return false }
 func (r *peerResponse) AppendTo(b []byte) []byte  { return append(b, r.body...) }
 func (r *peerResponse) ReadFrom(b []byte) error   { r.body = append([]byte(nil), b...); return nil }
 func (r *peerResponse) RequestKind() kmsg.Request { return &peerRequest{key: r.key} }
-
-// peerWriter and peerBody write and read the private APIs' fields.
-type peerWriter struct{ b []byte }
-
-func (w *peerWriter) i32(v int32) { w.b = binary.BigEndian.AppendUint32(w.b, uint32(v)) }
-func (w *peerWriter) i64(v int64) { w.b = binary.BigEndian.AppendUint64(w.b, uint64(v)) }
-func (w *peerWriter) bytes(b []byte) {
-	w.i32(int32(len(b)))
-	w.b = append(w.b, b...)
-}
-func (w *peerWriter) err(err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-		if msg == "" {
-			msg = "error"
-		}
-	}
-	msg = msg[:min(len(msg), 1<<15-1)]
-	w.b = binary.BigEndian.AppendUint16(w.b, uint16(len(msg)))
-	w.b = append(w.b, msg...)
-}
-
-func (w *peerWriter) response(key int16) kmsg.Response { return &peerResponse{key: key, body: w.b} }
-
-type peerBody struct {
-	b   []byte
-	err error
-}
-
-func (r *peerBody) take(n int) []byte {
-	if r.err != nil || n < 0 || n > len(r.b) {
-		if r.err == nil {
-			r.err = errors.New("truncated peer message")
-		}
-		return nil
-	}
-	out := r.b[:n:n]
-	r.b = r.b[n:]
-	return out
-}
-
-func (r *peerBody) i32() int32 {
-	if b := r.take(4); b != nil {
-		return int32(binary.BigEndian.Uint32(b))
-	}
-	return 0
-}
-
-func (r *peerBody) i64() int64 {
-	if b := r.take(8); b != nil {
-		return int64(binary.BigEndian.Uint64(b))
-	}
-	return 0
-}
-
-func (r *peerBody) bytes() []byte { return r.take(int(r.i32())) }
-
-// error reads an answer's error field.
-func (r *peerBody) error() error {
-	n := r.take(2)
-	if n == nil {
-		return r.err
-	}
-	if msg := r.take(int(binary.BigEndian.Uint16(n))); len(msg) > 0 {
-		return fmt.Errorf("sequencer: %s", msg)
-	}
-	return r.err
-}

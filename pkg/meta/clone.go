@@ -50,5 +50,6 @@ func (s *State) Clone() *State {
 	c.condemned = maps.Clone(s.condemned)
 	c.members = maps.Clone(s.members)
 	c.nums = maps.Clone(s.nums)
+	c.scram = maps.Clone(s.scram) // credentials' slices are never changed in place; acls is immutable
 	return &c
 }

@@ -25,12 +25,13 @@ type encoder struct {
 	format Format
 }
 
-func (e *encoder) u8(v uint8)    { e.b = append(e.b, v) }
-func (e *encoder) uvar(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
-func (e *encoder) svar(v int64)  { e.b = binary.AppendVarint(e.b, v) }
-func (e *encoder) i64(v int64)   { e.b = binary.LittleEndian.AppendUint64(e.b, uint64(v)) }
-func (e *encoder) str(s string)  { e.uvar(uint64(len(s))); e.b = append(e.b, s...) }
-func (e *encoder) id(v TopicID)  { e.b = append(e.b, v[:]...) }
+func (e *encoder) u8(v uint8)     { e.b = append(e.b, v) }
+func (e *encoder) uvar(v uint64)  { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) svar(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) i64(v int64)    { e.b = binary.LittleEndian.AppendUint64(e.b, uint64(v)) }
+func (e *encoder) str(s string)   { e.uvar(uint64(len(s))); e.b = append(e.b, s...) }
+func (e *encoder) bytes(b []byte) { e.uvar(uint64(len(b))); e.b = append(e.b, b...) }
+func (e *encoder) id(v TopicID)   { e.b = append(e.b, v[:]...) }
 
 func (e *encoder) strs(v []string) {
 	e.uvar(uint64(len(v)))
@@ -154,6 +155,17 @@ func (d *decoder) str() string {
 	s := string(d.b[:n])
 	d.b = d.b[n:]
 	return s
+}
+
+// bytes reads what bytes wrote, as a copy; nil for none.
+func (d *decoder) bytes() []byte {
+	n := d.count(1)
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	b := append([]byte(nil), d.b[:n]...)
+	d.b = d.b[n:]
+	return b
 }
 
 // strs reads what strs wrote; nil for none.

@@ -71,6 +71,9 @@ const (
 	// number in every entry, and Contribute, by which one agent appends
 	// other agents' ops on their behalf.
 	Format5 Format = 5
+	// Format6 adds security (security.go): SCRAM credentials and ACL
+	// bindings.
+	Format6 Format = 6
 )
 
 // maxFormatOverride lowers MaxFormat in a build made to act as an older
@@ -81,7 +84,7 @@ var maxFormatOverride string
 
 // MaxFormat is the newest format this build understands.
 var MaxFormat = func() Format {
-	f := Format5
+	f := Format6
 	if n, err := strconv.Atoi(maxFormatOverride); err == nil && n >= int(Format1) && n < int(f) {
 		f = Format(n)
 	}

@@ -14,30 +14,34 @@ import "fmt"
 // cluster between formats, so they may appear in an entry of any version,
 // always alone in their entry, and their encoding never changes.
 const (
-	kindCreateTopic      = 1  // entry.go
-	kindDeleteTopic      = 2  // entry.go
-	kindCreatePartitions = 3  // entry.go
-	kindCommit           = 4  // entry.go
-	kindReserveProducers = 5  // entry.go
-	kindGroupGeneration  = 6  // groups.go
-	kindCommitOffsets    = 7  // groups.go
-	kindDeleteGroups     = 8  // groups.go
-	kindDeleteOffsets    = 9  // groups.go
-	kindAgentHeartbeat   = 10 // agents.go
-	kindSetTopicConfigs  = 11 // retention.go
-	kindAdvanceLogStart  = 12 // retention.go
-	kindForgetObjects    = 13 // retention.go
-	kindReplaceChunks    = 14 // compaction.go
-	kindAcquireLease     = 15 // leases.go
-	kindReleaseLease     = 16 // leases.go
-	kindCleanChunks      = 17 // clean.go
-	kindAnnounceFormat   = 18 // format.go (a format op)
-	kindSetFormat        = 19 // format.go (a format op)
-	kindCondemnObjects   = 20 // condemn.go
-	kindExpireProducers  = 21 // producers.go
-	kindLeaveCluster     = 22 // format.go (a format op)
-	kindExpireAgent      = 23 // membership.go
-	kindContribute       = 24 // sequencer.go
+	kindCreateTopic           = 1  // entry.go
+	kindDeleteTopic           = 2  // entry.go
+	kindCreatePartitions      = 3  // entry.go
+	kindCommit                = 4  // entry.go
+	kindReserveProducers      = 5  // entry.go
+	kindGroupGeneration       = 6  // groups.go
+	kindCommitOffsets         = 7  // groups.go
+	kindDeleteGroups          = 8  // groups.go
+	kindDeleteOffsets         = 9  // groups.go
+	kindAgentHeartbeat        = 10 // agents.go
+	kindSetTopicConfigs       = 11 // retention.go
+	kindAdvanceLogStart       = 12 // retention.go
+	kindForgetObjects         = 13 // retention.go
+	kindReplaceChunks         = 14 // compaction.go
+	kindAcquireLease          = 15 // leases.go
+	kindReleaseLease          = 16 // leases.go
+	kindCleanChunks           = 17 // clean.go
+	kindAnnounceFormat        = 18 // format.go (a format op)
+	kindSetFormat             = 19 // format.go (a format op)
+	kindCondemnObjects        = 20 // condemn.go
+	kindExpireProducers       = 21 // producers.go
+	kindLeaveCluster          = 22 // format.go (a format op)
+	kindExpireAgent           = 23 // membership.go
+	kindContribute            = 24 // sequencer.go
+	kindSetScramCredential    = 25 // security.go
+	kindDeleteScramCredential = 26 // security.go
+	kindCreateACLs            = 27 // security.go
+	kindDeleteACLs            = 28 // security.go
 )
 
 // opSpec describes one op kind.
@@ -50,30 +54,34 @@ type opSpec struct {
 }
 
 var opSpecs = [...]opSpec{
-	kindCreateTopic:      {"CreateTopic", Format1, decodeCreateTopic},
-	kindDeleteTopic:      {"DeleteTopic", Format1, decodeDeleteTopic},
-	kindCreatePartitions: {"CreatePartitions", Format1, decodeCreatePartitions},
-	kindCommit:           {"Commit", Format1, decodeCommit},
-	kindReserveProducers: {"ReserveProducers", Format1, decodeReserveProducers},
-	kindGroupGeneration:  {"GroupGeneration", Format1, decodeGroupGeneration},
-	kindCommitOffsets:    {"CommitOffsets", Format1, decodeCommitOffsets},
-	kindDeleteGroups:     {"DeleteGroups", Format1, decodeDeleteGroups},
-	kindDeleteOffsets:    {"DeleteOffsets", Format1, decodeDeleteOffsets},
-	kindAgentHeartbeat:   {"AgentHeartbeat", Format1, decodeAgentHeartbeat},
-	kindSetTopicConfigs:  {"SetTopicConfigs", Format1, decodeSetTopicConfigs},
-	kindAdvanceLogStart:  {"AdvanceLogStart", Format1, decodeAdvanceLogStart},
-	kindForgetObjects:    {"ForgetObjects", Format1, decodeForgetObjects},
-	kindReplaceChunks:    {"ReplaceChunks", Format1, decodeReplaceChunks},
-	kindAcquireLease:     {"AcquireLease", Format1, decodeAcquireLease},
-	kindReleaseLease:     {"ReleaseLease", Format1, decodeReleaseLease},
-	kindCleanChunks:      {"CleanChunks", Format1, decodeCleanChunks},
-	kindAnnounceFormat:   {"AnnounceFormat", 0, decodeAnnounceFormat},
-	kindSetFormat:        {"SetFormat", 0, decodeSetFormat},
-	kindCondemnObjects:   {"CondemnObjects", Format2, decodeCondemnObjects},
-	kindExpireProducers:  {"ExpireProducers", Format2, decodeExpireProducers},
-	kindLeaveCluster:     {"LeaveCluster", 0, decodeLeaveCluster},
-	kindExpireAgent:      {"ExpireAgent", Format4, decodeExpireAgent},
-	kindContribute:       {"Contribute", Format5, nil}, // decodeContribute, set in init: it decodes ops itself
+	kindCreateTopic:           {"CreateTopic", Format1, decodeCreateTopic},
+	kindDeleteTopic:           {"DeleteTopic", Format1, decodeDeleteTopic},
+	kindCreatePartitions:      {"CreatePartitions", Format1, decodeCreatePartitions},
+	kindCommit:                {"Commit", Format1, decodeCommit},
+	kindReserveProducers:      {"ReserveProducers", Format1, decodeReserveProducers},
+	kindGroupGeneration:       {"GroupGeneration", Format1, decodeGroupGeneration},
+	kindCommitOffsets:         {"CommitOffsets", Format1, decodeCommitOffsets},
+	kindDeleteGroups:          {"DeleteGroups", Format1, decodeDeleteGroups},
+	kindDeleteOffsets:         {"DeleteOffsets", Format1, decodeDeleteOffsets},
+	kindAgentHeartbeat:        {"AgentHeartbeat", Format1, decodeAgentHeartbeat},
+	kindSetTopicConfigs:       {"SetTopicConfigs", Format1, decodeSetTopicConfigs},
+	kindAdvanceLogStart:       {"AdvanceLogStart", Format1, decodeAdvanceLogStart},
+	kindForgetObjects:         {"ForgetObjects", Format1, decodeForgetObjects},
+	kindReplaceChunks:         {"ReplaceChunks", Format1, decodeReplaceChunks},
+	kindAcquireLease:          {"AcquireLease", Format1, decodeAcquireLease},
+	kindReleaseLease:          {"ReleaseLease", Format1, decodeReleaseLease},
+	kindCleanChunks:           {"CleanChunks", Format1, decodeCleanChunks},
+	kindAnnounceFormat:        {"AnnounceFormat", 0, decodeAnnounceFormat},
+	kindSetFormat:             {"SetFormat", 0, decodeSetFormat},
+	kindCondemnObjects:        {"CondemnObjects", Format2, decodeCondemnObjects},
+	kindExpireProducers:       {"ExpireProducers", Format2, decodeExpireProducers},
+	kindLeaveCluster:          {"LeaveCluster", 0, decodeLeaveCluster},
+	kindExpireAgent:           {"ExpireAgent", Format4, decodeExpireAgent},
+	kindContribute:            {"Contribute", Format5, nil}, // decodeContribute, set in init: it decodes ops itself
+	kindSetScramCredential:    {"SetScramCredential", Format6, decodeSetScramCredential},
+	kindDeleteScramCredential: {"DeleteScramCredential", Format6, decodeDeleteScramCredential},
+	kindCreateACLs:            {"CreateACLs", Format6, decodeCreateACLs},
+	kindDeleteACLs:            {"DeleteACLs", Format6, decodeDeleteACLs},
 }
 
 // specOf returns the spec of kind k, or nil for a kind this build does not

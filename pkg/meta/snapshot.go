@@ -5,7 +5,7 @@ import (
 	"sort"
 )
 
-// Snapshot layout (version 9), stored as meta/snap/<20-digit seq>:
+// Snapshot layout (version 11), stored as meta/snap/<20-digit seq>:
 //
 //	magic "BRGN", version byte, then: seq (uvarint), next producer id
 //	(varint), the distinct object keys (count, strings) that chunks refer to
@@ -19,6 +19,7 @@ import (
 //	(format.go), then (version 8) the agents' peer addresses (agents.go),
 //	then (version 9) the membership epoch and who is out (membership.go),
 //	then (version 10) the writers' append numbers (sequencer.go),
+//	then (version 11) the SCRAM credentials and ACLs (security.go),
 //	and a CRC-32C trailer. Older snapshots, which end after
 //	an earlier section, are still read. Per-object chunk counts and the
 //	partition count are rebuilt, not stored.
@@ -28,13 +29,14 @@ import (
 // may still be part of (format.go); it holds nothing version 7 adds
 // except the announcements, which their agents repeat; a state of format 2
 // is written as version 7, for the builds of Format2, one of format 3
-// as version 8, and one of format 4 as version 9.
+// as version 8, one of format 4 as version 9 and one of format 5 as
+// version 10.
 //
 // The encoding is deterministic: two agents snapshotting the same state
 // write the same bytes.
 const (
 	snapMagic   = "BRGN"
-	snapVersion = 10
+	snapVersion = 11
 )
 
 // snapVersionFor returns the snapshot version a state of format f is
@@ -49,6 +51,8 @@ func snapVersionFor(f Format) uint8 {
 		return 8
 	case f < Format5:
 		return 9
+	case f < Format6:
+		return 10
 	}
 	return snapVersion
 }
@@ -144,6 +148,9 @@ func (s *State) EncodeSnapshot() []byte {
 	}
 	if version >= 10 {
 		s.encodeNums(&e)
+	}
+	if version >= 11 {
+		s.encodeSecurity(&e)
 	}
 	return e.seal()
 }
@@ -247,6 +254,9 @@ func DecodeSnapshot(b []byte) (*State, error) {
 	}
 	if version >= 10 {
 		s.decodeNums(d)
+	}
+	if version >= 11 {
+		s.decodeSecurity(d)
 	}
 	s.rebuildRefs()
 	if d.err != nil {

@@ -33,17 +33,19 @@ type State struct {
 	agents         map[string]*Agent // by writer id
 	nodeByAddr     map[string]int32
 	nextNodeID     int32
-	objRefs        map[string]int          // object → chunks referring to it
-	released       map[string]int64        // object → when no chunk referred to it any more
-	leases         map[string]Lease        // job → its lease (leases.go)
-	format         Format                  // the cluster format (format.go)
-	condemned      map[string]condemnation // orphans condemned, not yet forgotten (condemn.go)
-	commitFloor    uint64                  // ops whose Since is below it are refused (condemn.go)
-	partitions     int                     // of all topics, against the hard bounds (bounds.go)
-	members        map[string]member       // every writer, for the format (format.go)
-	nums           map[string]appendNum    // every writer's newest append number (sequencer.go)
-	membersSince   int64                   // when members became complete: 0 from the start, -1 not yet
-	memberEpoch    int32                   // changes of the member set (membership.go)
+	objRefs        map[string]int               // object → chunks referring to it
+	released       map[string]int64             // object → when no chunk referred to it any more
+	leases         map[string]Lease             // job → its lease (leases.go)
+	format         Format                       // the cluster format (format.go)
+	condemned      map[string]condemnation      // orphans condemned, not yet forgotten (condemn.go)
+	commitFloor    uint64                       // ops whose Since is below it are refused (condemn.go)
+	partitions     int                          // of all topics, against the hard bounds (bounds.go)
+	members        map[string]member            // every writer, for the format (format.go)
+	nums           map[string]appendNum         // every writer's newest append number (sequencer.go)
+	membersSince   int64                        // when members became complete: 0 from the start, -1 not yet
+	memberEpoch    int32                        // changes of the member set (membership.go)
+	scram          map[scramKey]ScramCredential // (security.go)
+	acls           *ACLs                        // immutable; replaced on change (security.go)
 }
 
 // Topic is one topic and its partitions.
@@ -85,6 +87,8 @@ type Result struct {
 	Keys            []string        // CondemnObjects: the objects it condemned
 	Expired         int             // ExpireProducers: producer states dropped
 	Contributed     []Result        // Contribute: its ops' results
+	ACLErrs         []error         // CreateACLs: per binding
+	DeletedACLs     [][]ACL         // DeleteACLs: per filter, what it matched
 }
 
 // BatchResult is the fate of one committed batch.
@@ -98,7 +102,7 @@ func NewState() *State {
 	return &State{topics: map[string]*Topic{}, byID: map[TopicID]*Topic{}, groups: map[string]*Group{}, nextProducerID: 1000,
 		agents: map[string]*Agent{}, nodeByAddr: map[string]int32{}, objRefs: map[string]int{}, released: map[string]int64{},
 		leases: map[string]Lease{}, format: Format1, condemned: map[string]condemnation{}, members: map[string]member{},
-		nums: map[string]appendNum{}}
+		nums: map[string]appendNum{}, scram: map[scramKey]ScramCredential{}}
 }
 
 // Topic returns the topic by name.
@@ -219,6 +223,14 @@ func (s *State) applyAppend(seq uint64, writer string, timeMs int64, num uint64,
 			results[i].Keys = s.condemnObjects(seq, timeMs, op)
 		case ExpireProducers:
 			results[i].Expired = s.expireProducers(op)
+		case SetScramCredential:
+			results[i].Err = s.setScramCredential(op)
+		case DeleteScramCredential:
+			results[i].Err = s.deleteScramCredential(op)
+		case CreateACLs:
+			results[i].ACLErrs = s.createACLs(op)
+		case DeleteACLs:
+			results[i].DeletedACLs = s.deleteACLs(op)
 		case Contribute:
 			results[i].Contributed = s.applyAppend(seq, op.Writer, op.TimeMs, op.Num, op.Ops)
 		}

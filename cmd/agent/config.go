@@ -59,6 +59,7 @@ type config struct {
 	Pprof             bool
 	FormatGrace       time.Duration
 	DrainTimeout      time.Duration
+	Security          securityFlags
 }
 
 // parseConfig fills the config from flags, then from BARGE_* variables
@@ -108,6 +109,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.BodyTimeout, "request-body-timeout", 10*time.Second, "how far a request's body may fall behind 1 MiB/s once the agent starts reading it before the connection is closed and its share of queued-max-request-bytes given back (Kafka has none)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "how long the drain on SIGTERM may take in all (stop accepting, flush and answer what is buffered, record the departure); past it the agent exits with what is left unanswered, and producers retry elsewhere. Keep it inside the load balancer's deregistration delay and the autoscaling lifecycle hook's timeout")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the --http listener")
+	c.Security.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -172,6 +174,9 @@ func (c *config) finish() error {
 	}
 	if c.DrainTimeout <= 0 {
 		return fmt.Errorf("drain-timeout must be positive")
+	}
+	if err := c.Security.check(); err != nil {
+		return err
 	}
 	if c.FormatGrace <= 0 {
 		return fmt.Errorf("cluster-format-grace must be positive")

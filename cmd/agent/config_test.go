@@ -63,6 +63,7 @@ func TestConfigDefaults(t *testing.T) {
 		Pprof:             false,
 		FormatGrace:       time.Hour,
 		DrainTimeout:      30 * time.Second,
+		Security:          securityFlags{Authorizer: "none", AuthTimeout: 10 * time.Second},
 	}
 	if c != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -114,6 +115,12 @@ func TestConfigFromEnv(t *testing.T) {
 		"BARGE_REQUEST_BODY_TIMEOUT":             "2s",
 		"BARGE_PPROF":                            "true",
 		"BARGE_DRAIN_TIMEOUT":                    "90s",
+		"BARGE_SASL_MECHANISMS":                  "scram-sha-512,PLAIN",
+		"BARGE_SASL_BOOTSTRAP_USER":              "admin:s3cret:with-colon",
+		"BARGE_AUTHORIZER":                       "acl",
+		"BARGE_SUPER_USERS":                      "User:ops;User:CN=a,O=b",
+		"BARGE_AUTHENTICATION_TIMEOUT":           "3s",
+		"BARGE_CONNECTIONS_MAX_REAUTH":           "1h",
 		"BARGE_META_SEQUENCER":                   "false",
 		"LISTEN":                                 ":1", // not ours
 	}))
@@ -156,6 +163,8 @@ func TestConfigFromEnv(t *testing.T) {
 		Pprof:             true,
 		FormatGrace:       10 * time.Minute,
 		DrainTimeout:      90 * time.Second,
+		Security: securityFlags{SASLMechanisms: "scram-sha-512,PLAIN", BootstrapUser: "admin:s3cret:with-colon",
+			Authorizer: "acl", SuperUsers: "User:ops;User:CN=a,O=b", AuthTimeout: 3 * time.Second, MaxReauth: time.Hour},
 	}
 	if c != want {
 		t.Errorf("from env\n got %+v\nwant %+v", c, want)
@@ -272,6 +281,13 @@ func TestConfigInvalid(t *testing.T) {
 		{"bad env integer", nil, map[string]string{"BARGE_FLUSH_BYTES": "8MiB"}, "BARGE_FLUSH_BYTES"},
 		{"env zero partitions", nil, map[string]string{"BARGE_DEFAULT_PARTITIONS": "0"}, "positive"},
 		{"orphan grace within the write timeout", []string{"-orphan-grace", "1m", "-write-timeout", "1m"}, nil, "must exceed write-timeout"},
+		{"a certificate without its key", []string{"-tls-cert-file", "c.pem"}, nil, "go together"},
+		{"a client CA without TLS", []string{"-tls-client-ca-file", "ca.pem"}, nil, "needs tls-cert-file"},
+		{"an unknown SASL mechanism", []string{"-sasl-mechanisms", "PLAIN,GSSAPI"}, nil, "unknown SASL mechanism"},
+		{"a bootstrap user without SASL", []string{"-sasl-bootstrap-user", "admin:pw"}, nil, "needs sasl-mechanisms"},
+		{"a bootstrap user without a password", []string{"-sasl-mechanisms", "PLAIN", "-sasl-bootstrap-user", "admin"}, nil, "NAME:PASSWORD"},
+		{"an unknown authorizer", []string{"-authorizer", "opa"}, nil, "authorizer must be"},
+		{"a super user that is no principal", []string{"-super-users", "admin"}, nil, "not a principal"},
 		{"zero write timeout", []string{"-write-timeout", "0"}, nil, "write-timeout"},
 		{"partitions per topic past the state's bound", []string{"-max-partitions-per-topic", "2000000"}, nil, "max-partitions-per-topic"},
 		{"partitions past the state's bound", []string{"-max-partitions", "100000000"}, nil, "max-partitions"},

@@ -97,8 +97,12 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	sec, err := cfg.Security.build(logger)
+	if err != nil {
+		return err
+	}
 	if cfg.Sequencer {
-		seqClient := protocol.NewSequencerClient(peerToken)
+		seqClient := protocol.NewSequencerClient(peerToken, sec.PeerTLS)
 		defer seqClient.Close()
 		opts.Relay, opts.Sequence = seqClient, cfg.Jobs
 	}
@@ -187,7 +191,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		GroupInitialRebalanceDelay: cfg.GroupInitialDelay, AgentTTL: fleet.TTL,
 		FetchMaxBytes: int32(cfg.FetchMaxBytes), QueuedMaxRequestBytes: cfg.QueuedMaxBytes, ConnectionsMaxIdle: cfg.ConnMaxIdle,
 		MaxConnections: cfg.MaxConns, MaxConnectionsPerIP: cfg.MaxConnsPerIP,
-		RequestBodyTimeout: cfg.BodyTimeout,
+		RequestBodyTimeout: cfg.BodyTimeout, Security: sec,
 	}, mlog, ingest, reader, reg)
 
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -44,6 +44,7 @@ func TestUserDataCommandLine(t *testing.T) {
     region               = "eu-west-1"
     asg_name             = "barge-agents"
     hook_name            = "drain"
+    security_secret_arn  = ""
   })
 }
 `
@@ -79,6 +80,12 @@ func TestUserDataCommandLine(t *testing.T) {
 			if line == "" {
 				t.Fatalf("no %q line in the user data:\n%s", exe, userData)
 			}
+			// systemd splits $TLS_ARGS, from the unit's environment file,
+			// into the files the boot script wrote from the secret.
+			if !strings.HasPrefix(line, "$TLS_ARGS ") {
+				t.Fatalf("the command line %q does not begin with $TLS_ARGS", line)
+			}
+			line = strings.Replace(line, "$TLS_ARGS", "--tls-cert-file=/etc/barge/tls_cert.pem --tls-key-file=/etc/barge/tls_key.pem", 1)
 			cfg, err := parseConfig(strings.Fields(line), func(string) string { return "" })
 			if err != nil {
 				t.Fatalf("the agent refuses the user data's command line %q: %v", line, err)
@@ -93,6 +100,9 @@ func TestUserDataCommandLine(t *testing.T) {
 			}
 			if cfg.DrainTimeout != 45*time.Second || cfg.FlushInterval != 100*time.Millisecond || cfg.Jobs {
 				t.Fatalf("drain %v, flush %v, jobs %v: want 45s, 100ms, false (the unit's flags and extra_args)", cfg.DrainTimeout, cfg.FlushInterval, cfg.Jobs)
+			}
+			if cfg.Security.TLSCert != "/etc/barge/tls_cert.pem" || cfg.Security.TLSKey != "/etc/barge/tls_key.pem" {
+				t.Fatalf("TLS flags %+v", cfg.Security)
 			}
 			if !strings.Contains(userData, "TimeoutStopSec=60") {
 				t.Fatal("the unit's stop timeout is not the one given")

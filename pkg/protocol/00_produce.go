@@ -38,6 +38,8 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 	req := r.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	var parts []producePart
+	z := s.authzOf(ctx)
+	txnDenied := req.TransactionID != nil && !z.txn(meta.OpWrite, *req.TransactionID)
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for i := range req.Topics {
 		rt := &req.Topics[i]
@@ -52,6 +54,14 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 			p.LogAppendTime = -1
 			if req.Acks != 0 && req.Acks != 1 && req.Acks != -1 {
 				p.ErrorCode = kerr.InvalidRequiredAcks.Code
+				continue
+			}
+			if txnDenied {
+				p.ErrorCode = errTxnAuth.Code
+				continue
+			}
+			if !z.topic(meta.OpWrite, rt.Topic) {
+				p.ErrorCode = errTopicAuth.Code
 				continue
 			}
 			if req.TransactionID != nil {

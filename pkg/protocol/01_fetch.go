@@ -124,6 +124,7 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 	var ahead []*kmsg.FetchResponseTopicPartition
 	stop := false
 	zoned, inZone := s.readReplicas(req)
+	z := s.authzOf(ctx)
 	s.log.View(func(st *meta.State) {
 		epoch := s.fleet.Epoch(st)
 		for i := range req.Topics {
@@ -137,12 +138,23 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 			} else {
 				topic = st.Topic(rt.Topic)
 			}
+			name := rt.Topic
+			if topic != nil {
+				name = topic.Name
+			}
+			denied := (topic != nil || req.Version < 13) && !z.topic(meta.OpRead, name)
 			t.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
 			for j := range rt.Partitions {
 				rp := &rt.Partitions[j]
 				p := &t.Partitions[j]
 				*p = kmsg.NewFetchResponseTopicPartition()
 				p.Partition = rp.Partition
+				if denied {
+					p.ErrorCode, p.RecordBatches = errTopicAuth.Code, []byte{}
+					p.HighWatermark, p.LastStableOffset, p.LogStartOffset = -1, -1, -1
+					stop = true
+					continue
+				}
 				// No data is an empty record set, as Kafka sends it, not a
 				// null one: kmsg writes nil as length -1, which librdkafka
 				// rejects ("invalid MessageSetSize -1") and then backs off

@@ -31,14 +31,18 @@ const (
 func handleListOffsets(ctx context.Context, s *Server, req *kmsg.ListOffsetsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
 	epoch := s.leaderEpoch()
+	z := s.authzOf(ctx)
 	for _, rt := range req.Topics {
 		t := kmsg.NewListOffsetsResponseTopic()
 		t.Topic = rt.Topic
+		denied := !z.topic(meta.OpDescribe, rt.Topic)
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewListOffsetsResponseTopicPartition()
 			p.Partition = rp.Partition
 			p.LeaderEpoch = 0 // the epoch of the batch at the offset: all are 0 (23_offset_for_leader_epoch.go)
-			if p.ErrorCode = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch); p.ErrorCode != 0 {
+			if denied {
+				p.Offset, p.Timestamp, p.ErrorCode = -1, -1, errTopicAuth.Code
+			} else if p.ErrorCode = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch); p.ErrorCode != 0 {
 				p.Offset, p.Timestamp = -1, -1
 			} else {
 				p.Offset, p.Timestamp, p.ErrorCode = s.listOffset(ctx, rt.Topic, rp.Partition, rp.Timestamp)

@@ -25,8 +25,9 @@ func init() { register(3, 1, 12, twoPhase(handleMetadata)) }
 
 func handleMetadata(ctx context.Context, s *Server, req *kmsg.MetadataRequest) func() kmsg.Response {
 	var created *meta.Pending
+	z := s.authzOf(ctx)
 	if req.Topics != nil && s.cfg.AutoCreateTopics && (req.AllowAutoTopicCreation || req.Version < 4) {
-		created = s.autoCreate(ctx, req.Topics)
+		created = s.autoCreate(ctx, z, req.Topics)
 	}
 	return func() kmsg.Response {
 		if created != nil {
@@ -34,13 +35,16 @@ func handleMetadata(ctx context.Context, s *Server, req *kmsg.MetadataRequest) f
 				s.cfg.Logger.Warn("auto-creating topics", "err", err)
 			}
 		}
-		return s.metadata(req, fleet.ClientZone(clientOf(ctx).ID))
+		return s.metadata(req, z, fleet.ClientZone(clientOf(ctx).ID))
 	}
 }
 
 // metadata answers from the state as it is now.
 // A client that names its zone (fleet.ClientZone) is given leaders in it.
-func (s *Server) metadata(req *kmsg.MetadataRequest, zone string) *kmsg.MetadataResponse {
+// Topics the principal may not DESCRIBE are left out of an all-topics
+// answer and answered TOPIC_AUTHORIZATION_FAILED when named, existing or
+// not, as Kafka does.
+func (s *Server) metadata(req *kmsg.MetadataRequest, z authz, zone string) *kmsg.MetadataResponse {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	all := s.fleet.Placement() // before View, which Live takes itself
 	brokers := all.Brokers()
@@ -52,10 +56,24 @@ func (s *Server) metadata(req *kmsg.MetadataRequest, zone string) *kmsg.Metadata
 	resp.ClusterID = strp(s.cfg.ClusterID)
 	resp.ControllerID = brokers[0].NodeID
 	place := all.InZone(zone)
+	resp.AuthorizedOperations = notRequested
+	if req.IncludeClusterAuthorizedOperations && req.Version <= 10 {
+		resp.AuthorizedOperations = z.ops(meta.ResourceCluster, meta.ClusterResourceName)
+	}
+	describe := func(t *meta.Topic) kmsg.MetadataResponseTopic {
+		mt := describeTopic(place, t)
+		mt.AuthorizedOperations = notRequested
+		if req.IncludeTopicAuthorizedOperations {
+			mt.AuthorizedOperations = z.ops(meta.ResourceTopic, t.Name)
+		}
+		return mt
+	}
 	s.log.View(func(st *meta.State) {
 		if req.Topics == nil {
 			for _, name := range st.TopicNames() {
-				resp.Topics = append(resp.Topics, describeTopic(place, st.Topic(name)))
+				if z.topic(meta.OpDescribe, name) {
+					resp.Topics = append(resp.Topics, describe(st.Topic(name)))
+				}
 			}
 			return
 		}
@@ -67,12 +85,21 @@ func (s *Server) metadata(req *kmsg.MetadataRequest, zone string) *kmsg.Metadata
 			default:
 				t = st.TopicByID(meta.TopicID(rt.TopicID))
 			}
-			if t != nil {
-				resp.Topics = append(resp.Topics, describeTopic(place, t))
+			if t != nil && z.topic(meta.OpDescribe, t.Name) {
+				resp.Topics = append(resp.Topics, describe(t))
 				continue
 			}
 			mt := kmsg.NewMetadataResponseTopic()
 			mt.Topic, mt.TopicID = rt.Topic, rt.TopicID
+			mt.AuthorizedOperations = notRequested
+			if (t != nil || rt.Topic != nil) && !z.topic(meta.OpDescribe, topicName(t, rt.Topic)) {
+				mt.ErrorCode = errTopicAuth.Code
+				if rt.Topic == nil {
+					mt.TopicID = [16]byte{} // Kafka does not confirm an id
+				}
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
 			mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			if rt.Topic == nil {
 				mt.ErrorCode = kerr.UnknownTopicID.Code
@@ -108,8 +135,9 @@ func describeTopic(place fleet.Placement, t *meta.Topic) kmsg.MetadataResponseTo
 // autoCreate submits the creation of the valid, unknown topics of a
 // metadata request as one log entry (nil: none to create). Losing a race to
 // another agent is fine: the topic exists.
-func (s *Server) autoCreate(ctx context.Context, topics []kmsg.MetadataRequestTopic) *meta.Pending {
+func (s *Server) autoCreate(ctx context.Context, z authz, topics []kmsg.MetadataRequestTopic) *meta.Pending {
 	var ops []meta.Op
+	anyTopic := z.cluster(meta.OpCreate)
 	s.log.View(func(st *meta.State) {
 		seen := map[string]bool{}
 		added := 0
@@ -119,6 +147,9 @@ func (s *Server) autoCreate(ctx context.Context, topics []kmsg.MetadataRequestTo
 			}
 			name := *rt.Topic
 			seen[name] = true
+			if !anyTopic && !z.topic(meta.OpCreate, name) {
+				continue // answered UNKNOWN_TOPIC_OR_PARTITION, or unauthorized
+			}
 			if validateTopicName(name) != nil || collides(st, name) != "" || s.checkPartitionLimits(st, 0, s.cfg.DefaultPartitions, added) != nil {
 				continue
 			}
@@ -128,4 +159,12 @@ func (s *Server) autoCreate(ctx context.Context, topics []kmsg.MetadataRequestTo
 		}
 	})
 	return s.submit(ctx, ops...)
+}
+
+// topicName is a known topic's name, else the requested one.
+func topicName(t *meta.Topic, requested *string) string {
+	if t != nil {
+		return t.Name
+	}
+	return *requested
 }

@@ -40,12 +40,19 @@ func handleOffsetCommit(ctx context.Context, s *Server, req *kmsg.OffsetCommitRe
 	var refs []ref // request partition of each op offset
 	op := meta.CommitOffsets{Group: req.Group, Generation: req.Generation, Member: req.MemberID}
 	now := time.Now().UnixMilli()
+	z := s.authzOf(ctx)
+	groupDenied := !z.group(meta.OpRead, req.Group)
 	s.log.View(func(st *meta.State) {
 		for i, rt := range req.Topics {
 			codes[i] = make([]int16, len(rt.Partitions))
 			t := st.Topic(rt.Topic)
+			topicDenied := !groupDenied && !z.topic(meta.OpRead, rt.Topic)
 			for j, rp := range rt.Partitions {
 				switch {
+				case groupDenied:
+					codes[i][j] = errGroupAuth.Code
+				case topicDenied:
+					codes[i][j] = errTopicAuth.Code
 				case t == nil || t.Partition(rp.Partition) == nil:
 					codes[i][j] = kerr.UnknownTopicOrPartition.Code
 				case rp.Metadata != nil && len(*rp.Metadata) > maxOffsetMetadataBytes:
@@ -69,7 +76,9 @@ func handleOffsetCommit(ctx context.Context, s *Server, req *kmsg.OffsetCommitRe
 		}
 	}
 	var pending *meta.Pending
-	if req.Group == "" {
+	if groupDenied {
+		// Every partition has its code already.
+	} else if req.Group == "" {
 		setAll(kerr.InvalidGroupID.Code)
 		for i := range codes {
 			for j := range codes[i] {

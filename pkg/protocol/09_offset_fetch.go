@@ -49,9 +49,10 @@ func handleOffsetFetch(ctx context.Context, s *Server, req *kmsg.OffsetFetchRequ
 		coordinating = coordinating || mine[i]
 	}
 	synced := coordinating && s.syncTail(ctx) // only a coordinator's answer needs the tail
+	z := s.authzOf(ctx)
 	s.log.View(func(st *meta.State) {
 		for _, rg := range groups {
-			resp.Groups = append(resp.Groups, fetchGroupOffsets(st, rg))
+			resp.Groups = append(resp.Groups, fetchGroupOffsets(st, z, rg))
 		}
 	})
 	for i := range resp.Groups {
@@ -81,11 +82,15 @@ func handleOffsetFetch(ctx context.Context, s *Server, req *kmsg.OffsetFetchRequ
 	return resp
 }
 
-func fetchGroupOffsets(st *meta.State, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
+func fetchGroupOffsets(st *meta.State, z authz, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
 	g := kmsg.NewOffsetFetchResponseGroup()
 	g.Group = rg.Group
 	if rg.Group == "" {
 		g.ErrorCode = kerr.InvalidGroupID.Code
+		return g
+	}
+	if !z.group(meta.OpDescribe, rg.Group) {
+		g.ErrorCode = errGroupAuth.Code
 		return g
 	}
 	partition := func(o meta.GroupOffset, ok bool, p int32) kmsg.OffsetFetchResponseGroupTopicPartition {
@@ -103,8 +108,8 @@ func fetchGroupOffsets(st *meta.State, rg kmsg.OffsetFetchRequestGroup) kmsg.Off
 		var cur *kmsg.OffsetFetchResponseGroupTopic
 		for _, o := range st.CommittedOffsets(rg.Group) {
 			t := st.TopicByID(o.Topic)
-			if t == nil {
-				continue
+			if t == nil || !z.topic(meta.OpDescribe, t.Name) {
+				continue // Kafka leaves out the topics the principal may not see
 			}
 			if cur == nil || cur.Topic != t.Name {
 				g.Topics = append(g.Topics, kmsg.NewOffsetFetchResponseGroupTopic())
@@ -119,13 +124,18 @@ func fetchGroupOffsets(st *meta.State, rg kmsg.OffsetFetchRequestGroup) kmsg.Off
 		t := kmsg.NewOffsetFetchResponseGroupTopic()
 		t.Topic = rt.Topic
 		mt := st.Topic(rt.Topic)
+		denied := !z.topic(meta.OpDescribe, rt.Topic)
 		for _, p := range rt.Partitions {
 			var o meta.GroupOffset
 			ok := false
-			if mt != nil {
+			if mt != nil && !denied {
 				o, ok = st.CommittedOffset(rg.Group, mt.ID, p)
 			}
-			t.Partitions = append(t.Partitions, partition(o, ok, p))
+			rp := partition(o, ok, p)
+			if denied {
+				rp.ErrorCode = errTopicAuth.Code
+			}
+			t.Partitions = append(t.Partitions, rp)
 		}
 		g.Topics = append(g.Topics, t)
 	}

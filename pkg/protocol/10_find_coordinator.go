@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 // FindCoordinator, versions 0-4 (v4: batched keys, KIP-699).
@@ -17,8 +19,9 @@ import (
 // v3: flexible.
 func init() { register(10, 0, 4, deferred(handleFindCoordinator)) }
 
-func handleFindCoordinator(_ context.Context, s *Server, req *kmsg.FindCoordinatorRequest) kmsg.Response {
+func handleFindCoordinator(ctx context.Context, s *Server, req *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	z := s.authzOf(ctx)
 	keys := req.CoordinatorKeys
 	if req.Version < 4 {
 		keys = []string{req.CoordinatorKey}
@@ -28,6 +31,10 @@ func handleFindCoordinator(_ context.Context, s *Server, req *kmsg.FindCoordinat
 		owner := s.coordinatorOf(key)
 		c.Key, c.NodeID, c.Host, c.Port = key, owner.NodeID, owner.Host, owner.Port
 		switch {
+		case req.CoordinatorType == 0 && !z.group(meta.OpDescribe, key):
+			c.ErrorCode = errGroupAuth.Code
+		case req.CoordinatorType == 1 && !z.txn(meta.OpDescribe, key):
+			c.ErrorCode = errTxnAuth.Code
 		case req.CoordinatorType == 1:
 			c.ErrorCode, c.ErrorMessage = kerr.CoordinatorNotAvailable.Code, strp("transactions are not supported yet")
 		case req.CoordinatorType != 0:

@@ -6,6 +6,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/bargehq/barge/pkg/meta"
+
 	"github.com/bargehq/barge/pkg/groups"
 )
 
@@ -36,6 +38,10 @@ func init() { register(11, 0, 9, routed(joinGroups, twoPhase(handleJoinGroup))) 
 // connection take effect in that order), and waits for the rebalance in
 // phase two.
 func handleJoinGroup(ctx context.Context, s *Server, req *kmsg.JoinGroupRequest) func() kmsg.Response {
+	if !s.authzOf(ctx).group(meta.OpRead, req.Group) {
+		resp := groups.JoinError(req, errGroupAuth.Code)
+		return func() kmsg.Response { return resp }
+	}
 	if req.Group != "" && !s.coordinates(req.Group) {
 		resp := groups.JoinError(req, kerr.NotCoordinator.Code)
 		return func() kmsg.Response { return resp }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 // Heartbeat, versions 0-4.
@@ -17,9 +19,11 @@ func init() { register(12, 0, 4, routed(heartbeatGroups, twoPhase(handleHeartbea
 
 // handleHeartbeat runs whole in phase one, in the connection's order: it
 // only touches the group in memory.
-func handleHeartbeat(_ context.Context, s *Server, req *kmsg.HeartbeatRequest) func() kmsg.Response {
+func handleHeartbeat(ctx context.Context, s *Server, req *kmsg.HeartbeatRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
-	if req.Group != "" && !s.coordinates(req.Group) {
+	if !s.authzOf(ctx).group(meta.OpRead, req.Group) {
+		resp.ErrorCode = errGroupAuth.Code
+	} else if req.Group != "" && !s.coordinates(req.Group) {
 		resp.ErrorCode = kerr.NotCoordinator.Code
 	} else {
 		resp.ErrorCode = s.groups.Heartbeat(req)

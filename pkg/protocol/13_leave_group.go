@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 // LeaveGroup, versions 0-5.
@@ -22,11 +24,15 @@ func handleLeaveGroup(ctx context.Context, s *Server, req *kmsg.LeaveGroupReques
 	return func() kmsg.Response { return resp }
 }
 
-func leave(_ context.Context, s *Server, req *kmsg.LeaveGroupRequest) kmsg.Response {
+func leave(ctx context.Context, s *Server, req *kmsg.LeaveGroupRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
 	members := req.Members
 	if req.Version < 3 {
 		members = []kmsg.LeaveGroupRequestMember{{MemberID: req.MemberID}}
+	}
+	if !s.authzOf(ctx).group(meta.OpRead, req.Group) {
+		resp.ErrorCode = errGroupAuth.Code
+		return resp
 	}
 	if req.Group != "" && !s.coordinates(req.Group) {
 		resp.ErrorCode = kerr.NotCoordinator.Code

@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 // SyncGroup, versions 0-5.
@@ -25,6 +27,10 @@ func init() { register(14, 0, 5, routed(syncGroups, twoPhase(handleSyncGroup))) 
 // entry in phase two.
 func handleSyncGroup(ctx context.Context, s *Server, req *kmsg.SyncGroupRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+	if !s.authzOf(ctx).group(meta.OpRead, req.Group) {
+		resp.ErrorCode = errGroupAuth.Code
+		return func() kmsg.Response { return resp }
+	}
 	if req.Group != "" && !s.coordinates(req.Group) {
 		resp.ErrorCode = kerr.NotCoordinator.Code
 		return func() kmsg.Response { return resp }

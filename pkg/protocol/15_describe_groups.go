@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/bargehq/barge/pkg/groups"
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 // DescribeGroups, versions 0-5.
@@ -16,13 +17,14 @@ import (
 // knows but no member has joined since this agent started is Empty; an
 // unknown group is Dead with no error, as Kafka answers before v6.
 // An empty group id is INVALID_GROUP_ID. v3: authorized operations
-// (none computed: -2^31); v4: group.instance.id; v5: flexible.
+// (when asked for; else -2^31); v4: group.instance.id; v5: flexible.
 func init() {
 	register(15, 0, 5, routedMany(describeGroupsGroups, describeGroupsSubset, describeGroupsMerge, deferred(handleDescribeGroups)))
 }
 
-func handleDescribeGroups(_ context.Context, s *Server, req *kmsg.DescribeGroupsRequest) kmsg.Response {
+func handleDescribeGroups(ctx context.Context, s *Server, req *kmsg.DescribeGroupsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	z := s.authzOf(ctx)
 	for _, name := range req.Groups {
 		rg := kmsg.NewDescribeGroupsResponseGroup()
 		rg.Group = name
@@ -30,6 +32,14 @@ func handleDescribeGroups(_ context.Context, s *Server, req *kmsg.DescribeGroups
 			rg.ErrorCode = kerr.InvalidGroupID.Code
 			resp.Groups = append(resp.Groups, rg)
 			continue
+		}
+		if !z.group(meta.OpDescribe, name) {
+			rg.ErrorCode = errGroupAuth.Code
+			resp.Groups = append(resp.Groups, rg)
+			continue
+		}
+		if req.IncludeAuthorizedOperations {
+			rg.AuthorizedOperations = z.ops(meta.ResourceGroup, name)
 		}
 		if !s.coordinates(name) {
 			rg.ErrorCode = kerr.NotCoordinator.Code

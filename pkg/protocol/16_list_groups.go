@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 // ListGroups, versions 0-5.
@@ -16,8 +18,12 @@ import (
 // address, the agent reached also lists the others' groups (fannedOut).
 func init() { register(16, 0, 5, fannedOut(deferred(handleListGroups))) }
 
-func handleListGroups(_ context.Context, s *Server, req *kmsg.ListGroupsRequest) kmsg.Response {
+func handleListGroups(ctx context.Context, s *Server, req *kmsg.ListGroupsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
+	// Kafka lists every group to a principal that may DESCRIBE the
+	// cluster, and otherwise the groups it may DESCRIBE.
+	z := s.authzOf(ctx)
+	all := z.cluster(meta.OpDescribe)
 	match := func(filter []string, v string) bool {
 		return len(filter) == 0 || slices.ContainsFunc(filter, func(f string) bool { return strings.EqualFold(f, v) })
 	}
@@ -27,6 +33,9 @@ func handleListGroups(_ context.Context, s *Server, req *kmsg.ListGroupsRequest)
 	for _, name := range s.groups.Names() {
 		if !s.coordinates(name) {
 			continue // each agent lists the groups it coordinates, as Kafka's brokers do
+		}
+		if !all && !z.group(meta.OpDescribe, name) {
+			continue
 		}
 		v, ok := s.groups.View(name)
 		if !ok || !match(req.StatesFilter, v.State) {

@@ -30,12 +30,19 @@ func handleCreateTopics(ctx context.Context, s *Server, req *kmsg.CreateTopicsRe
 	var opIndex []int // response index of each op
 	seen := map[string]int{}
 	added := 0 // partitions the request's earlier topics add
+	// Kafka's rule: CREATE on the cluster, or on each topic.
+	z := s.authzOf(ctx)
+	anyTopic := z.cluster(meta.OpCreate)
 	s.log.View(func(st *meta.State) {
 		for i, rt := range req.Topics {
 			t := &resp.Topics[i]
 			*t = kmsg.NewCreateTopicsResponseTopic()
 			t.Topic = rt.Topic
 			seen[rt.Topic]++
+			if !anyTopic && !z.topic(meta.OpCreate, rt.Topic) {
+				t.ErrorCode, t.ErrorMessage = errTopicAuth.Code, strp("Authorization failed.")
+				continue
+			}
 			op, err := s.checkNewTopic(st, rt, added)
 			switch {
 			case seen[rt.Topic] > 1:
@@ -45,7 +52,11 @@ func handleCreateTopics(ctx context.Context, s *Server, req *kmsg.CreateTopicsRe
 			default:
 				t.NumPartitions, t.ReplicationFactor, t.TopicID = op.Partitions, op.ReplicationFactor, op.ID
 				added += int(op.Partitions)
-				t.Configs = describeNewTopicConfigs(op.Configs)
+				if z.topic(meta.OpDescribeConfigs, rt.Topic) {
+					t.Configs = describeNewTopicConfigs(op.Configs)
+				} else {
+					t.ConfigErrorCode = errTopicAuth.Code
+				}
 				if !req.ValidateOnly {
 					ops = append(ops, op)
 					opIndex = append(opIndex, i)

@@ -25,6 +25,7 @@ func handleDeleteTopics(ctx context.Context, s *Server, req *kmsg.DeleteTopicsRe
 	}
 	var ops []meta.Op
 	var opIndex []int
+	z := s.authzOf(ctx)
 	s.log.View(func(st *meta.State) {
 		for i, rt := range reqs {
 			t := kmsg.NewDeleteTopicsResponseTopic()
@@ -36,6 +37,11 @@ func handleDeleteTopics(ctx context.Context, s *Server, req *kmsg.DeleteTopicsRe
 				topic = st.TopicByID(meta.TopicID(rt.TopicID))
 			}
 			switch {
+			case (topic != nil || rt.Topic != nil) && !z.topic(meta.OpDelete, topicName(topic, rt.Topic)):
+				t.ErrorCode = errTopicAuth.Code
+				if rt.Topic == nil {
+					t.TopicID = [16]byte{}
+				}
 			case topic != nil:
 				t.Topic, t.TopicID = strp(topic.Name), topic.ID
 				ops = append(ops, meta.DeleteTopic{ID: topic.ID})

@@ -25,12 +25,14 @@ func handleDeleteRecords(ctx context.Context, s *Server, req *kmsg.DeleteRecords
 	var ops []meta.Op
 	var at []*kmsg.DeleteRecordsResponseTopicPartition
 	resp.Topics = make([]kmsg.DeleteRecordsResponseTopic, len(req.Topics))
+	z := s.authzOf(ctx)
 	s.log.View(func(st *meta.State) {
 		for i, rt := range req.Topics {
 			t := &resp.Topics[i]
 			*t = kmsg.NewDeleteRecordsResponseTopic()
 			t.Topic = rt.Topic
 			topic := st.Topic(rt.Topic)
+			denied := !z.topic(meta.OpDelete, rt.Topic)
 			t.Partitions = make([]kmsg.DeleteRecordsResponseTopicPartition, len(rt.Partitions))
 			for j, rp := range rt.Partitions {
 				p := &t.Partitions[j]
@@ -39,6 +41,10 @@ func handleDeleteRecords(ctx context.Context, s *Server, req *kmsg.DeleteRecords
 				var part *meta.Partition
 				if topic != nil {
 					part = topic.Partition(rp.Partition)
+				}
+				if denied {
+					p.ErrorCode = errTopicAuth.Code
+					continue
 				}
 				if part == nil {
 					p.ErrorCode = kerr.UnknownTopicOrPartition.Code

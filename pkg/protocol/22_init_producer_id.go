@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 // InitProducerId, versions 0-4, for idempotent producers. Each call gets a
@@ -20,6 +22,12 @@ func handleInitProducerID(ctx context.Context, s *Server, req *kmsg.InitProducer
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if req.TransactionalID != nil {
 		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return func() kmsg.Response { return resp }
+	}
+	// An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or
+	// WRITE on some topic (Kafka 2.8+, KIP-679).
+	if z := s.authzOf(ctx); !z.cluster(meta.OpIdempotentWrite) && !z.anyTopic(meta.OpWrite) {
+		resp.ErrorCode = errClusterAuth.Code
 		return func() kmsg.Response { return resp }
 	}
 	id := s.producers.take(ctx)

@@ -27,6 +27,7 @@ func init() { register(23, 2, 4, deferred(handleOffsetForLeaderEpoch)) }
 func handleOffsetForLeaderEpoch(ctx context.Context, s *Server, req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
 	synced := s.syncTail(ctx)
+	z := s.authzOf(ctx)
 	s.log.View(func(st *meta.State) {
 		epoch := s.fleet.Epoch(st)
 		for _, rt := range req.Topics {
@@ -42,6 +43,8 @@ func handleOffsetForLeaderEpoch(ctx context.Context, s *Server, req *kmsg.Offset
 					part = topic.Partition(rp.Partition)
 				}
 				switch {
+				case !z.topic(meta.OpDescribe, rt.Topic):
+					p.ErrorCode = errTopicAuth.Code
 				case !synced:
 					p.ErrorCode = kerr.KafkaStorageError.Code
 				case part == nil:

@@ -17,11 +17,17 @@ import (
 // v3: documentation field (left empty); v4: flexible.
 func init() { register(32, 1, 4, deferred(handleDescribeConfigs)) }
 
-func handleDescribeConfigs(_ context.Context, s *Server, req *kmsg.DescribeConfigsRequest) kmsg.Response {
+func handleDescribeConfigs(ctx context.Context, s *Server, req *kmsg.DescribeConfigsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+	z := s.authzOf(ctx)
 	for _, rr := range req.Resources {
 		r := kmsg.NewDescribeConfigsResponseResource()
 		r.ResourceType, r.ResourceName = rr.ResourceType, rr.ResourceName
+		if code := z.configs(rr.ResourceType, rr.ResourceName, meta.OpDescribeConfigs); code != 0 {
+			r.ErrorCode = code
+			resp.Resources = append(resp.Resources, r)
+			continue
+		}
 		want := func(name string) bool { return rr.ConfigNames == nil || slices.Contains(rr.ConfigNames, name) }
 		add := func(name, value string, source kmsg.ConfigSource) {
 			if !want(name) {
@@ -67,7 +73,7 @@ func handleDescribeConfigs(_ context.Context, s *Server, req *kmsg.DescribeConfi
 			add("num.partitions", strconv.Itoa(int(s.cfg.DefaultPartitions)), st)
 			add("default.replication.factor", strconv.Itoa(int(s.cfg.DefaultReplicas)), st)
 			add("socket.request.max.bytes", strconv.Itoa(int(s.cfg.MaxRequestBytes)), st)
-			add("advertised.listeners", "PLAINTEXT://"+s.cfg.AdvertisedHost+":"+strconv.Itoa(int(s.cfg.AdvertisedPort)), st)
+			add("advertised.listeners", s.securityProtocol()+"://"+s.cfg.AdvertisedHost+":"+strconv.Itoa(int(s.cfg.AdvertisedPort)), st)
 			for _, tc := range meta.TopicConfigs {
 				if tc.Name == "max.message.bytes" {
 					add("message.max.bytes", tc.Default, kmsg.ConfigSourceDefaultConfig)

@@ -73,8 +73,13 @@ func (s *Server) alterConfigs(ctx context.Context, validateOnly bool, alters []c
 	fail func(i int, code int16, msg string)) func() kmsg.Response {
 	var ops []meta.Op
 	var opIndex []int
+	z := s.authzOf(ctx)
 	s.log.View(func(st *meta.State) {
 		for i, a := range alters {
+			if code := z.configs(a.typ, a.name, meta.OpAlterConfigs); code != 0 {
+				fail(i, code, "Authorization failed.")
+				continue
+			}
 			switch a.typ {
 			case kmsg.ConfigResourceTypeTopic:
 				t := st.Topic(a.name)

@@ -23,12 +23,15 @@ func handleCreatePartitions(ctx context.Context, s *Server, req *kmsg.CreatePart
 	var ops []meta.Op
 	var opIndex []int
 	added := 0
+	z := s.authzOf(ctx)
 	s.log.View(func(st *meta.State) {
 		for i, rt := range req.Topics {
 			t := kmsg.NewCreatePartitionsResponseTopic()
 			t.Topic = rt.Topic
 			topic := st.Topic(rt.Topic)
 			switch {
+			case !z.topic(meta.OpAlter, rt.Topic):
+				t.ErrorCode = errTopicAuth.Code
 			case topic == nil:
 				t.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case rt.Count < int32(len(topic.Partitions)):

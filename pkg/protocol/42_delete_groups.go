@@ -25,11 +25,14 @@ func handleDeleteGroups(ctx context.Context, s *Server, req *kmsg.DeleteGroupsRe
 	var op meta.DeleteGroups
 	var idx []int
 	seen := map[string]bool{}
+	z := s.authzOf(ctx)
 	for _, name := range req.Groups {
 		g := kmsg.NewDeleteGroupsResponseGroup()
 		g.Group = name
 		if name == "" {
 			g.ErrorCode = kerr.InvalidGroupID.Code
+		} else if !z.group(meta.OpDelete, name) {
+			g.ErrorCode = errGroupAuth.Code
 		} else if !s.coordinates(name) {
 			g.ErrorCode = kerr.NotCoordinator.Code
 		} else if seen[name] {

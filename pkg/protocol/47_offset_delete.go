@@ -26,6 +26,11 @@ func handleOffsetDelete(ctx context.Context, s *Server, req *kmsg.OffsetDeleteRe
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 		return answer
 	}
+	z := s.authzOf(ctx)
+	if !z.group(meta.OpDelete, req.Group) {
+		resp.ErrorCode = errGroupAuth.Code
+		return answer
+	}
 	if !s.coordinates(req.Group) {
 		resp.ErrorCode = kerr.NotCoordinator.Code
 		return answer
@@ -49,6 +54,8 @@ func handleOffsetDelete(ctx context.Context, s *Server, req *kmsg.OffsetDeleteRe
 				p := kmsg.NewOffsetDeleteResponseTopicPartition()
 				p.Partition = rp.Partition
 				switch {
+				case !z.topic(meta.OpRead, rt.Topic):
+					p.ErrorCode = errTopicAuth.Code
 				case mt == nil || mt.Partition(rp.Partition) == nil:
 					p.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				case v.Subscribed[rt.Topic]:

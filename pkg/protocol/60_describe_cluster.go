@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 // DescribeCluster, versions 0-1 (KIP-700). The brokers are the live agents;
@@ -11,8 +13,15 @@ import (
 // reported as one.
 func init() { register(60, 0, 1, deferred(handleDescribeCluster)) }
 
-func handleDescribeCluster(_ context.Context, s *Server, req *kmsg.DescribeClusterRequest) kmsg.Response {
+func handleDescribeCluster(ctx context.Context, s *Server, req *kmsg.DescribeClusterRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
+	// Anyone may ask, as in Kafka: authorization changes only the
+	// authorized-operations field.
+	z := s.authzOf(ctx)
+	resp.ClusterAuthorizedOperations = notRequested
+	if req.IncludeClusterAuthorizedOperations {
+		resp.ClusterAuthorizedOperations = z.ops(meta.ResourceCluster, meta.ClusterResourceName)
+	}
 	resp.ClusterID = s.cfg.ClusterID
 	resp.EndpointType = 1
 	brokers := s.brokers()

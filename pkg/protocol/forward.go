@@ -3,12 +3,14 @@ package protocol
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -224,7 +226,10 @@ func (c *conn) relayTo(peer string) (*relay, error) {
 	if r := c.relays[peer]; r != nil && !r.broken() {
 		return r, nil
 	}
-	r, err := dialRelay(context.Background(), peer, c.s.cfg.PeerToken, c.client.ID, cap(c.queue))
+	// The coordinator authorizes the forwarded requests as this
+	// connection's principal, from this client's address (auth.go).
+	hello := peerHello{token: c.s.cfg.PeerToken, tls: c.s.cfg.Security.PeerTLS, host: c.auth.host, principal: c.auth.principal}
+	r, err := dialRelay(context.Background(), peer, hello, c.client.ID, cap(c.queue))
 	if err != nil {
 		return nil, err
 	}
@@ -247,6 +252,32 @@ func (c *conn) closeRelays() {
 // relay is one connection to a coordinating agent on behalf of one client
 // connection. Requests are written by the client's read loop; a reader
 // goroutine hands each answer to the oldest waiting request, since the
+// peerHello is what a peer connection greets with: the cluster's token
+// and, for a relay of a client's connection, that client's address and
+// principal, as which the coordinator authorizes the forwarded requests
+// (none: the agent's own, authorized for everything). It travels as the
+// greeting's software version, "token host principal"; the token is hex
+// and an address has no spaces, so the principal may.
+type peerHello struct {
+	token           string
+	tls             *tls.Config // the peers' listener speaks TLS
+	host, principal string
+}
+
+func (h peerHello) String() string {
+	if h.principal == "" {
+		return h.token
+	}
+	return h.token + " " + h.host + " " + h.principal
+}
+
+// parsePeerHello splits a greeting's software version.
+func parsePeerHello(v string) (token, host, principal string) {
+	token, rest, _ := strings.Cut(v, " ")
+	host, principal, _ = strings.Cut(rest, " ")
+	return token, host, principal
+}
+
 // coordinator answers a connection's requests in order.
 type relay struct {
 	nc      net.Conn
@@ -270,12 +301,24 @@ type relayAnswer struct {
 	err   error
 }
 
-func dialRelay(ctx context.Context, peer, token, clientID string, depth int) (*relay, error) {
+func dialRelay(ctx context.Context, peer string, hello peerHello, clientID string, depth int) (*relay, error) {
 	dctx, cancel := context.WithTimeout(ctx, relayDialTimeout)
 	defer cancel()
 	nc, err := (&net.Dialer{}).DialContext(dctx, "tcp", peer)
 	if err != nil {
 		return nil, err
+	}
+	if hello.tls != nil {
+		conf := hello.tls.Clone()
+		if conf.ServerName == "" {
+			conf.ServerName, _, _ = net.SplitHostPort(peer)
+		}
+		tc := tls.Client(nc, conf)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("TLS to %s: %w", peer, err)
+		}
+		nc = tc
 	}
 	if dl, ok := dctx.Deadline(); ok {
 		nc.SetReadDeadline(dl) // the greeting's answer
@@ -287,18 +330,18 @@ func dialRelay(ctx context.Context, peer, token, clientID string, depth int) (*r
 	// A call given up on during the greeting ends it.
 	stop := context.AfterFunc(dctx, r.close)
 	defer stop()
-	hello := kmsg.NewPtrApiVersionsRequest()
-	hello.Version = 3
-	hello.ClientSoftwareName, hello.ClientSoftwareVersion = peerSoftware, token
-	wait, err := r.send(hello)
+	greet := kmsg.NewPtrApiVersionsRequest()
+	greet.Version = 3
+	greet.ClientSoftwareName, greet.ClientSoftwareVersion = peerSoftware, hello.String()
+	wait, err := r.send(greet)
 	if err != nil {
 		r.close()
 		return nil, err
 	}
 	a := <-wait
 	if a.err == nil {
-		resp := hello.ResponseKind().(*kmsg.ApiVersionsResponse)
-		if a.err = readResponse(resp, hello.Version, a.frame); a.err == nil && resp.ErrorCode != 0 {
+		resp := greet.ResponseKind().(*kmsg.ApiVersionsResponse)
+		if a.err = readResponse(resp, greet.Version, a.frame); a.err == nil && resp.ErrorCode != 0 {
 			a.err = kerr.ErrorForCode(resp.ErrorCode)
 		}
 	}

@@ -23,6 +23,7 @@ type metrics struct {
 	slowClosed   prometheus.Counter
 	acceptPaused prometheus.Gauge
 	forwarded    *prometheus.CounterVec
+	authFailed   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -58,11 +59,13 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help: "1 while the agent accepts no connections because max.connections are open."}),
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "barge_forwarded_requests_total",
 			Help: "Group requests forwarded to the coordinating agent at this agent's shared address, by outcome (ok, or failed: answered NOT_COORDINATOR)."}, []string{"outcome"}),
+		authFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "barge_authentication_failures_total",
+			Help: "Connections closed by authentication, by reason: failed (wrong credentials or SASL state), tls (handshake), timeout (not authenticated within --authentication-timeout), unauthenticated (a request before authentication)."}, []string{"reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.seconds, m.unsupported, m.produceBytes, m.produceRecs, m.fetchBytes, m.incremental,
 			m.connections, m.refused, m.idleClosed, m.queuedBytes, m.queuedWaits,
-			m.slowClosed, m.acceptPaused, m.forwarded)
+			m.slowClosed, m.acceptPaused, m.forwarded, m.authFailed)
 	}
 	return m
 }

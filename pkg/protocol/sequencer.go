@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -115,6 +116,7 @@ func readAnswer(body []byte) (*kbin.Reader, error) {
 // per agent and API, dialled when first needed and again once broken.
 type SequencerClient struct {
 	token string
+	tls   *tls.Config // the peers' listener speaks TLS
 	mu    sync.Mutex
 	conns map[peerConnKey]*peerConn
 }
@@ -134,8 +136,8 @@ type peerConn struct {
 
 // NewSequencerClient returns a client with no connections yet, greeting
 // with the cluster's peer token.
-func NewSequencerClient(token string) *SequencerClient {
-	return &SequencerClient{token: token, conns: map[peerConnKey]*peerConn{}}
+func NewSequencerClient(token string, peerTLS *tls.Config) *SequencerClient {
+	return &SequencerClient{token: token, tls: peerTLS, conns: map[peerConnKey]*peerConn{}}
 }
 
 var _ meta.Relay = (*SequencerClient)(nil)
@@ -227,7 +229,7 @@ func (c *SequencerClient) roundTrip(ctx context.Context, pc *peerConn, addr stri
 	r := pc.r.Load()
 	if r == nil || r.broken() {
 		var err error
-		if r, err = dialRelay(ctx, addr, c.token, "barge-sequencer", 1); err != nil {
+		if r, err = dialRelay(ctx, addr, peerHello{token: c.token, tls: c.tls}, "barge-sequencer", 1); err != nil {
 			return relayAnswer{err: err}
 		}
 		pc.r.Store(r)

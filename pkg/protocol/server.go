@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -76,6 +77,9 @@ type Config struct {
 	AgentTTL               time.Duration
 	GroupMinSessionTimeout time.Duration // group.min.session.timeout.ms; 0: 6 s
 	GroupMaxSessionTimeout time.Duration // group.max.session.timeout.ms; 0: 30 min
+
+	// Security is the listener's TLS, SASL and authorizer (auth.go).
+	Security Security
 }
 
 // Server serves Kafka clients.
@@ -90,6 +94,7 @@ type Server struct {
 	metrics   metrics
 	sessions  fetchSessions // their own lock
 	budget    *requestBudget
+	bootstrap bootstrapCreds // the bootstrap user's (auth.go)
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -126,6 +131,7 @@ func New(cfg Config, log *meta.Log, ingest *tiered.Ingest, reader *tiered.Reader
 	s.metrics = newMetrics(reg)
 	connShare, addrShare := budgetShares(cfg.QueuedMaxRequestBytes, int64(cfg.MaxRequestBytes), cfg.MaxConnectionsPerIP, cfg.MaxConnections)
 	s.budget = newRequestBudget(cfg.QueuedMaxRequestBytes, connShare, addrShare, s.metrics)
+	s.initSecurity()
 	return s
 }
 
@@ -154,6 +160,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		if s.cfg.Security.TLS != nil {
+			nc = tls.Server(nc, s.cfg.Security.TLS) // the handshake runs on the connection's goroutine
+		}
 		c := &conn{s: s, nc: nc, queue: make(chan *inflight, s.cfg.MaxInflight)}
 		if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
 			c.ip, c.client.Host = host, "/"+host
@@ -171,6 +180,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			continue
 		}
+		c.beginAuth()
 		go c.serve(ctx, cancel, readCtx)
 	}
 }
@@ -233,6 +243,8 @@ type conn struct {
 	// connection's own relays, by coordinator. Read loop only.
 	peer   bool
 	relays map[string]*relay
+
+	auth authState // read loop only (auth.go)
 }
 
 type connKey struct{}
@@ -290,6 +302,9 @@ var errDraining = errors.New("draining")
 // readLoop reads frames, decodes them and starts their handlers. A frame
 // that cannot be decoded ends this connection only.
 func (c *conn) readLoop(ctx, readCtx context.Context) error {
+	if err := c.handshake(readCtx); err != nil {
+		return err
+	}
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var sizeBuf [4]byte
 	for {
@@ -306,6 +321,9 @@ func (c *conn) readLoop(ctx, readCtx context.Context) error {
 		if size < 8 || size > int64(c.s.cfg.MaxRequestBytes) {
 			return fmt.Errorf("request size %d out of bounds", size)
 		}
+		if !c.auth.authed && size > maxUnauthenticatedRequest {
+			return fmt.Errorf("request of %d bytes before authentication", size)
+		}
 		held, err := c.s.budget.acquire(readCtx, &c.budget, size)
 		if err != nil {
 			return c.stopped(err)
@@ -318,6 +336,9 @@ func (c *conn) readLoop(ctx, readCtx context.Context) error {
 		in.size, in.held = size, held
 		c.inflight.Add(1)
 		c.queue <- in
+		if err := c.auth.closeNext; err != nil {
+			return err // a failed authentication: closed once answered
+		}
 	}
 }
 
@@ -335,6 +356,9 @@ func (c *conn) start(ctx, readCtx context.Context, r *bufio.Reader, size int64, 
 	c.active.Store(time.Now().UnixNano())
 	in, req, handle, err := c.decode(frame)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.gate(in.key); err != nil {
 		return nil, err
 	}
 	in.start = time.Now()
@@ -435,8 +459,15 @@ func (c *conn) decode(frame []byte) (*inflight, kmsg.Request, handler, error) {
 	if err := req.ReadFrom(body); err != nil {
 		return nil, nil, nil, fmt.Errorf("decoding %s v%d: %w", kmsg.NameForKey(key), version, err)
 	}
-	if av, ok := req.(*kmsg.ApiVersionsRequest); ok && first && av.ClientSoftwareName == peerSoftware && c.s.isPeerToken(av.ClientSoftwareVersion) {
-		c.peer = true
+	if av, ok := req.(*kmsg.ApiVersionsRequest); ok && first && av.ClientSoftwareName == peerSoftware {
+		if token, host, principal := parsePeerHello(av.ClientSoftwareVersion); c.s.isPeerToken(token) {
+			c.peer = true
+			c.auth.principal, c.auth.host, c.auth.agent = peerPrincipal, c.ip, true
+			if principal != "" {
+				c.auth.principal, c.auth.host, c.auth.agent = principal, host, false
+			}
+			c.authenticated()
+		}
 	}
 	return in, req, a.handle, nil
 }

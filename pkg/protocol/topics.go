@@ -58,8 +58,14 @@ func errorCode(err error) int16 {
 		return kerr.InvalidRecord.Code
 	case errors.Is(err, meta.ErrInvalidTopicName):
 		return kerr.InvalidTopicException.Code
-	case errors.Is(err, meta.ErrLimit):
+	case errors.Is(err, meta.ErrLimit), errors.Is(err, meta.ErrTooManyACLs), errors.Is(err, meta.ErrTooManyCredential):
 		return kerr.PolicyViolation.Code
+	case errors.Is(err, meta.ErrBadCredential):
+		return kerr.UnacceptableCredential.Code
+	case errors.Is(err, meta.ErrNoCredential):
+		return kerr.ResourceNotFound.Code
+	case errors.Is(err, meta.ErrBadACL):
+		return kerr.InvalidRequest.Code
 	case errors.Is(err, tiered.ErrStorage), errors.Is(err, meta.ErrUnavailable), errors.Is(err, meta.ErrStalled),
 		errors.Is(err, meta.ErrCondemned), errors.Is(err, meta.ErrBusy), errors.Is(err, meta.ErrFormat):
 		// Retriable: the records were not stored; the client sends them

@@ -24,7 +24,8 @@ locals {
     lb_dns_name          = aws_lb.kafka.dns_name
     drain_seconds        = var.drain_seconds
     stop_timeout_seconds = local.stop_timeout_seconds
-    extra_args           = var.agent_args
+    extra_args           = concat(local.security_args, var.agent_args)
+    security_secret_arn  = var.security_secret_arn
     region               = data.aws_region.current.region
     asg_name             = local.asg_name
     hook_name            = local.hook_name
@@ -134,4 +135,15 @@ resource "aws_autoscaling_policy" "cpu" {
     }
     target_value = var.cpu_target
   }
+}
+
+locals {
+  # The security flags; the certificate files are written at boot from
+  # var.security_secret_arn (templates/user_data.sh.tftpl), which the agent
+  # checks for: a flag naming a file the secret did not hold would stop it.
+  security_args = concat(
+    length(var.sasl_mechanisms) == 0 ? [] : ["--sasl-mechanisms=${join(",", var.sasl_mechanisms)}"],
+    var.authorizer == "none" ? [] : ["--authorizer=${var.authorizer}"],
+    length(var.super_users) == 0 ? [] : ["--super-users=${join(";", var.super_users)}"],
+  )
 }

@@ -1,7 +1,8 @@
 # The agents' role: exactly the S3 calls the agent makes (pkg/objstore/s3.go:
 # GetObject, ranged or whole, and HeadObject; PutObject, conditional for the
 # metadata log; DeleteObject; ListObjectsV2), and completing the terminating
-# lifecycle hook once it has drained. The agent writes every object in one
+# lifecycle hook once it has drained; with security_secret_arn, reading
+# that one secret at boot. The agent writes every object in one
 # PutObject, never a multipart upload.
 
 data "aws_caller_identity" "current" {}
@@ -43,6 +44,11 @@ locals {
         Effect   = "Allow"
         Action   = local.kms_actions
         Resource = [var.kms_key_arn]
+        }], var.security_secret_arn == "" ? [] : [{
+        Sid      = "SecuritySecret"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:GetSecretValue"]
+        Resource = [var.security_secret_arn]
     }])
   }
 }

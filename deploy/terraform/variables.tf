@@ -189,6 +189,50 @@ variable "agent_args" {
   }
 }
 
+variable "security_secret_arn" {
+  description = "ARN of a Secrets Manager secret whose JSON the agents read at boot: sasl_bootstrap_user (\"NAME:PASSWORD\", passed as BARGE_SASL_BOOTSTRAP_USER), tls_cert_pem and tls_key_pem (the listener's certificate and key: TLS, since the load balancer passes TCP through), tls_client_ca_pem (require client certificates). Each key is optional. Empty: none."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.security_secret_arn == "" || can(regex("^arn:[a-z-]+:secretsmanager:", var.security_secret_arn))
+    error_message = "security_secret_arn must be a Secrets Manager secret ARN."
+  }
+}
+
+variable "sasl_mechanisms" {
+  description = "SASL mechanisms clients authenticate with (--sasl-mechanisms): any of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512. Empty: no SASL."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.sasl_mechanisms : contains(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], m)])
+    error_message = "sasl_mechanisms may hold only PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512."
+  }
+}
+
+variable "authorizer" {
+  description = "acl: check every request against the ACLs in the metadata log, denying what none allows (--authorizer acl); none: every client may do everything."
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = contains(["none", "acl"], var.authorizer)
+    error_message = "authorizer must be none or acl."
+  }
+}
+
+variable "super_users" {
+  description = "Principals the authorizer always allows (--super-users), e.g. [\"User:ops\"]. The bootstrap user always is one."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.super_users : can(regex("^[A-Za-z]+:[^ ;'\"\\\\%$]+$", p))])
+    error_message = "super_users must each be Type:name (User:alice), with no spaces, semicolons, quotes, backslashes, % or $."
+  }
+}
+
 variable "min_size" {
   description = "Fewest agents (at least one per availability zone is a good floor)."
   type        = number

@@ -327,3 +327,37 @@ run "rejects_an_argument_with_a_space" {
   }
   expect_failures = [var.agent_args]
 }
+
+run "security_flags_and_the_secret" {
+  command = apply
+
+  variables {
+    security_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:barge-security-AbCdEf"
+    sasl_mechanisms     = ["SCRAM-SHA-512", "PLAIN"]
+    authorizer          = "acl"
+    super_users         = ["User:ops", "User:CN=admin"]
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.agents.user_data), "--sasl-mechanisms=SCRAM-SHA-512,PLAIN --authorizer=acl --super-users=User:ops;User:CN=admin")
+    error_message = "the security variables must become the agent's --sasl-mechanisms, --authorizer and --super-users"
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.agents.user_data), "--secret-id 'arn:aws:secretsmanager:us-east-1:123456789012:secret:barge-security-AbCdEf'") && strcontains(base64decode(aws_launch_template.agents.user_data), "EnvironmentFile=/etc/barge/agent.env")
+    error_message = "the agents must read the security secret at boot and pass the bootstrap user through the environment"
+  }
+  assert {
+    condition = contains(jsondecode(aws_iam_role_policy.agent.policy).Statement,
+    { Sid = "SecuritySecret", Effect = "Allow", Action = ["secretsmanager:GetSecretValue"], Resource = ["arn:aws:secretsmanager:us-east-1:123456789012:secret:barge-security-AbCdEf"] })
+    error_message = "the agents' role must be able to read exactly the security secret"
+  }
+}
+
+run "no_security_secret_reads_none" {
+  command = apply
+
+  assert {
+    condition     = !strcontains(base64decode(aws_launch_template.agents.user_data), "secretsmanager") && !strcontains(base64decode(aws_launch_template.agents.user_data), "--sasl-mechanisms")
+    error_message = "without security variables the agents read no secret and run without SASL"
+  }
+}

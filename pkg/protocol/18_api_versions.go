@@ -23,10 +23,18 @@ func handleApiVersions(_ context.Context, _ *Server, req *kmsg.ApiVersionsReques
 // Produce v0, and otherwise silently send uncompressed batches. Clients pick the highest common
 // version, so none sends v0-2; one that does gets UNSUPPORTED_VERSION,
 // since the handler still serves only v3+.
+//
+// SaslHandshake is advertised from v0 for the same reason: librdkafka
+// (kcat, confluent-kafka-python) enables SaslAuthenticate only if the
+// broker lists SaslHandshake v0 to v1 and SaslAuthenticate v0, and
+// otherwise refuses to log in ("SASL Handshake not supported by broker").
+// It then uses v1; a client that sends v0 (whose tokens follow unframed)
+// gets UNSUPPORTED_VERSION.
 func advertisedAPIs() []kmsg.ApiVersionsResponseApiKey {
 	keys := SupportedAPIs()
 	for i := range keys {
-		if keys[i].ApiKey == kmsg.Produce.Int16() {
+		switch keys[i].ApiKey {
+		case kmsg.Produce.Int16(), kmsg.SASLHandshake.Int16():
 			keys[i].MinVersion = 0
 		}
 	}

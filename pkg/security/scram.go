@@ -204,7 +204,11 @@ func (s *ScramServer) final(msg string) ([]byte, bool, error) {
 	if cb, err := base64.StdEncoding.DecodeString(attrs[0][2:]); err != nil || string(cb) != s.gs2 {
 		return s.fail("channel binding mismatch")
 	}
-	if subtle.ConstantTimeCompare([]byte(attrs[1][2:]), []byte(s.nonce)) != 1 {
+	// Kafka checks that the nonce ends with the server-first one, not
+	// that it is it: librdkafka sends its own nonce before the whole
+	// server nonce (which begins with it again).
+	if got := attrs[1][2:]; len(got) < len(s.nonce) ||
+		subtle.ConstantTimeCompare([]byte(got[len(got)-len(s.nonce):]), []byte(s.nonce)) != 1 {
 		return s.fail("nonce mismatch")
 	}
 	proof, err := base64.StdEncoding.DecodeString(proofB64)

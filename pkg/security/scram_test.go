@@ -2,8 +2,10 @@ package security
 
 import (
 	"context"
+	"crypto/pbkdf2"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"strings"
 	"testing"
 
@@ -141,4 +143,40 @@ func TestParsePlain(t *testing.T) {
 			t.Errorf("%q: %v", bad, err)
 		}
 	}
+}
+
+// librdkafka's client-final nonce is its own nonce followed by the whole
+// server nonce; Kafka accepts it (the nonce must end with the server's).
+func TestScramLibrdkafkaNonce(t *testing.T) {
+	c, _ := NewScramCredential(meta.ScramSHA256, []byte("pw"), []byte("salt"), 4096)
+	srv := NewScramServer(meta.ScramSHA256, func(string) (meta.ScramCredential, bool) { return c, true })
+	first, _, err := srv.Step([]byte("n,,n=u,r=cnonce"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := strings.TrimPrefix(strings.Split(string(first), ",")[0], "r=")
+	withoutProof := "c=biws,r=cnonce" + full
+	auth := "n=u,r=cnonce," + string(first) + "," + withoutProof
+	// ClientProof = ClientKey XOR HMAC(StoredKey, auth), with ClientKey
+	// recomputed from the password.
+	h := hashOf(meta.ScramSHA256)
+	saltedPassword := pbkdf2Key(t, h, "pw", "salt")
+	clientKey := hmacOf(h, saltedPassword, "Client Key")
+	sig := hmacOf(h, c.StoredKey, auth)
+	proof := make([]byte, len(clientKey))
+	for i := range proof {
+		proof[i] = clientKey[i] ^ sig[i]
+	}
+	if _, done, err := srv.Step([]byte(withoutProof + ",p=" + base64.StdEncoding.EncodeToString(proof))); err != nil || !done {
+		t.Fatalf("librdkafka's nonce form refused: %v", err)
+	}
+}
+
+func pbkdf2Key(t *testing.T, h func() hash.Hash, password, salt string) []byte {
+	t.Helper()
+	k, err := pbkdf2.Key(h, password, []byte(salt), 4096, h().Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

@@ -61,7 +61,8 @@ fuzz:
 	done
 
 # MinIO server for the integration tests (about 6 minutes to build once),
-# kcat for the librdkafka compatibility tests, HAProxy for the fleet
+# kcat and python3-confluent-kafka (for Debian's /usr/bin/python3) for the
+# librdkafka compatibility tests, HAProxy for the fleet
 # tests (the tests run haproxy themselves; the package's service is not
 # used) and terraform for deploy/'s checks. apt-get update runs only when
 # the install fails without it.
@@ -70,6 +71,11 @@ deps: $(MINIO) $(KAFKAJS) $(IMDS_MOCK) tf-deps
 		echo "installing kcat"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && $$SUDO apt-get install -y kcat; }
+	@/usr/bin/python3 -c 'import confluent_kafka' >/dev/null 2>&1 || { \
+		echo "installing python3-confluent-kafka"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get install -y python3-confluent-kafka || \
+		{ $$SUDO apt-get update && $$SUDO apt-get install -y python3-confluent-kafka; }; }
 	@command -v haproxy >/dev/null 2>&1 || { \
 		echo "installing haproxy"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \

@@ -1,13 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -500,5 +503,57 @@ func TestSASLReauthentication(t *testing.T) {
 	}
 	if os.Getenv("BARGE_DEBUG") != "" {
 		t.Logf("produced %d records across about three sessions", n)
+	}
+}
+
+// TestTLSCertificateReload: the listener serves a new certificate once its
+// files are rewritten, without a restart, and connections keep working.
+func TestTLSCertificateReload(t *testing.T) {
+	certs := harness.NewCerts(t)
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
+	copyFile(t, certs.ServerCert, cert)
+	copyFile(t, certs.ServerKey, key)
+	a := harness.StartAgent(t, harness.AgentConfig{Args: []string{"--tls-cert-file", cert, "--tls-key-file", key}})
+	conf := certs.ClientTLS(t, false)
+	served := func() []byte {
+		c, err := tls.Dial("tcp", a.Addr, conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Raw
+	}
+	before := served()
+	next := harness.NewCerts(t) // another CA: the client must trust it too
+	copyFile(t, next.ServerKey, key+".new")
+	copyFile(t, next.ServerCert, cert+".new")
+	// The key first, then the certificate, each renamed into place: the
+	// agent may see the new key with the old certificate for a moment,
+	// which fails to load and keeps the old pair.
+	os.Rename(key+".new", key)
+	os.Rename(cert+".new", cert)
+	pool := conf.RootCAs.Clone()
+	pem, _ := os.ReadFile(next.CA)
+	pool.AppendCertsFromPEM(pem)
+	conf.RootCAs = pool
+	harness.Eventually(t, 10*time.Second, func() bool { return !bytes.Equal(served(), before) },
+		"the agent never served the rewritten certificate")
+	cl := client(t, a.Addr, kgo.DialTLSConfig(conf))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).ListTopics(ctx); err != nil {
+		t.Fatalf("after the reload: %v", err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

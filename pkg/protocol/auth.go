@@ -314,7 +314,11 @@ func handleSaslAuthenticate(ctx context.Context, s *Server, req *kmsg.SASLAuthen
 		s.cfg.Logger.Info("authentication failed", "remote", c.nc.RemoteAddr().String(), "mechanism", mech, "err", err)
 		return answer
 	}
-	c.auth.principal, c.auth.authMech = principal, mech
+	if !c.auth.authed {
+		// Only now: handlers read the principal concurrently once the
+		// connection is authenticated, and re-authentication keeps it.
+		c.auth.principal, c.auth.authMech = principal, mech
+	}
 	c.authenticated()
 	if d := s.cfg.Security.MaxReauth; d > 0 {
 		c.auth.expires = time.Now().Add(d)

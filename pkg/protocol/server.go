@@ -287,6 +287,9 @@ func (c *conn) serve(ctx context.Context, cancel context.CancelFunc, readCtx con
 	case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errDraining):
 		c.s.cfg.Logger.Info("closing connection", "remote", c.nc.RemoteAddr().String(), "err", err)
 	}
+	if c.auth.deadline != nil {
+		c.auth.deadline.Stop() // gone before its deadline: not a timeout
+	}
 	close(c.queue)
 	<-writerDone
 	// Only now: a draining agent still answers the requests it relayed.

@@ -263,6 +263,17 @@ func TestACLReadOnlyPrincipal(t *testing.T) {
 	if err != nil || topics.Has("b") || !topics.Has("a") {
 		t.Fatalf("the reader sees %v (%v); want a only", topics.Names(), err)
 	}
+	// Metadata's authorized operations (v8+): READ, and the DESCRIBE it
+	// implies.
+	mreq := kmsg.NewPtrMetadataRequest()
+	mreq.IncludeTopicAuthorizedOperations = true
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr("a")
+	mreq.Topics = append(mreq.Topics, mt)
+	mresp, err := mreq.RequestWith(ctx, reader)
+	if err != nil || len(mresp.Topics) != 1 || mresp.Topics[0].AuthorizedOperations != 1<<3|1<<8 {
+		t.Fatalf("topic a's authorized operations: %v %+v; want READ and DESCRIBE (%b)", err, mresp, 1<<3|1<<8)
+	}
 	if err := reader.ProduceSync(ctx, &kgo.Record{Topic: "a", Value: []byte("x")}).FirstErr(); !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Fatalf("produce to a: %v, want TOPIC_AUTHORIZATION_FAILED", err)
 	}

@@ -88,21 +88,27 @@ func checkACLFilter(f meta.ACLFilter) string {
 	return ""
 }
 
+// mayAlterACLs is the refusal of a change to the ACLs (0: allowed): without
+// an authorizer SECURITY_DISABLED, without ALTER on the cluster
+// CLUSTER_AUTHORIZATION_FAILED.
+func (s *Server) mayAlterACLs(ctx context.Context) (int16, string) {
+	switch {
+	case s.cfg.Security.Authorizer == nil:
+		return kerr.SecurityDisabled.Code, errSecurityDisabled
+	case !s.authzOf(ctx).cluster(meta.OpAlter):
+		return errClusterAuth.Code, "Authorization failed."
+	}
+	return 0, ""
+}
+
 func handleCreateACLs(ctx context.Context, s *Server, req *kmsg.CreateACLsRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.CreateACLsResponse)
 	resp.Results = make([]kmsg.CreateACLsResponseResult, len(req.Creations))
 	answer := func() kmsg.Response { return resp }
-	setAll := func(code int16, msg string) {
+	if code, msg := s.mayAlterACLs(ctx); code != 0 {
 		for i := range resp.Results {
 			resp.Results[i].ErrorCode, resp.Results[i].ErrorMessage = code, strp(msg)
 		}
-	}
-	switch {
-	case s.cfg.Security.Authorizer == nil:
-		setAll(kerr.SecurityDisabled.Code, errSecurityDisabled)
-		return answer
-	case !s.authzOf(ctx).cluster(meta.OpAlter):
-		setAll(errClusterAuth.Code, "Authorization failed.")
 		return answer
 	}
 	var op meta.CreateACLs
@@ -142,17 +148,10 @@ func handleDeleteACLs(ctx context.Context, s *Server, req *kmsg.DeleteACLsReques
 	resp := req.ResponseKind().(*kmsg.DeleteACLsResponse)
 	resp.Results = make([]kmsg.DeleteACLsResponseResult, len(req.Filters))
 	answer := func() kmsg.Response { return resp }
-	setAll := func(code int16, msg string) {
+	if code, msg := s.mayAlterACLs(ctx); code != 0 {
 		for i := range resp.Results {
 			resp.Results[i].ErrorCode, resp.Results[i].ErrorMessage = code, strp(msg)
 		}
-	}
-	switch {
-	case s.cfg.Security.Authorizer == nil:
-		setAll(kerr.SecurityDisabled.Code, errSecurityDisabled)
-		return answer
-	case !s.authzOf(ctx).cluster(meta.OpAlter):
-		setAll(errClusterAuth.Code, "Authorization failed.")
 		return answer
 	}
 	var op meta.DeleteACLs

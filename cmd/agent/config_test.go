@@ -63,7 +63,7 @@ func TestConfigDefaults(t *testing.T) {
 		Pprof:             false,
 		FormatGrace:       time.Hour,
 		DrainTimeout:      30 * time.Second,
-		Security:          securityFlags{Authorizer: "none", AuthTimeout: 10 * time.Second},
+		Security:          securityFlags{Authorizer: "none", AuthTimeout: 10 * time.Second, FailedAuthDelay: 100 * time.Millisecond},
 	}
 	if c != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -164,7 +164,8 @@ func TestConfigFromEnv(t *testing.T) {
 		FormatGrace:       10 * time.Minute,
 		DrainTimeout:      90 * time.Second,
 		Security: securityFlags{SASLMechanisms: "scram-sha-512,PLAIN", BootstrapUser: "admin:s3cret:with-colon",
-			Authorizer: "acl", SuperUsers: "User:ops;User:CN=a,O=b", AuthTimeout: 3 * time.Second, MaxReauth: time.Hour},
+			Authorizer: "acl", SuperUsers: "User:ops;User:CN=a,O=b", AuthTimeout: 3 * time.Second, MaxReauth: time.Hour,
+			FailedAuthDelay: 100 * time.Millisecond},
 	}
 	if c != want {
 		t.Errorf("from env\n got %+v\nwant %+v", c, want)

@@ -27,6 +27,7 @@ type securityFlags struct {
 	AllowIfNoACL                            bool
 	AuthTimeout                             time.Duration
 	MaxReauth                               time.Duration
+	FailedAuthDelay                         time.Duration
 }
 
 func (f *securityFlags) register(fs *flag.FlagSet) {
@@ -40,6 +41,7 @@ func (f *securityFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.SuperUsers, "super-users", "", "semicolon-separated principals the authorizer always allows, e.g. User:admin;User:CN=ops (super.users)")
 	fs.BoolVar(&f.AllowIfNoACL, "allow-everyone-if-no-acl-found", false, "with --authorizer acl, allow a request on a resource no ACL names (allow.everyone.if.no.acl.found)")
 	fs.DurationVar(&f.AuthTimeout, "authentication-timeout", 10*time.Second, "close a connection that has not finished its TLS handshake and SASL authentication within this long")
+	fs.DurationVar(&f.FailedAuthDelay, "connection-failed-authentication-delay", 100*time.Millisecond, "how long the answer to a failed authentication, and the close after it, is held, to slow password guessing (connection.failed.authentication.delay.ms; 0: none)")
 	fs.DurationVar(&f.MaxReauth, "connections-max-reauth", 0, "SASL session lifetime: clients re-authenticate on the connection within it or are disconnected (connections.max.reauth.ms; 0: never)")
 }
 
@@ -65,8 +67,8 @@ func (f *securityFlags) check() error {
 	if f.Authorizer != "none" && f.Authorizer != "acl" {
 		return fmt.Errorf("authorizer must be acl or none, not %q", f.Authorizer)
 	}
-	if f.AuthTimeout <= 0 || f.MaxReauth < 0 {
-		return fmt.Errorf("authentication-timeout must be positive and connections-max-reauth not negative")
+	if f.AuthTimeout <= 0 || f.MaxReauth < 0 || f.FailedAuthDelay < 0 || f.FailedAuthDelay >= f.AuthTimeout {
+		return fmt.Errorf("authentication-timeout must be positive, connections-max-reauth and connection-failed-authentication-delay not negative, and the delay shorter than the timeout")
 	}
 	for _, p := range f.superUsers() {
 		if typ, name, ok := strings.Cut(p, ":"); !ok || typ == "" || name == "" {
@@ -98,7 +100,11 @@ func (f *securityFlags) superUsers() []string {
 
 // build loads the certificates and makes the protocol layer's Security.
 func (f *securityFlags) build(logger *slog.Logger) (protocol.Security, error) {
-	sec := protocol.Security{SASL: f.mechanisms(), AuthenticationTimeout: f.AuthTimeout, MaxReauth: f.MaxReauth}
+	sec := protocol.Security{SASL: f.mechanisms(), AuthenticationTimeout: f.AuthTimeout, MaxReauth: f.MaxReauth,
+		FailedAuthDelay: f.FailedAuthDelay}
+	if sec.FailedAuthDelay == 0 {
+		sec.FailedAuthDelay = -1 // none, as asked
+	}
 	if f.BootstrapUser != "" {
 		sec.BootstrapUser, sec.BootstrapPassword, _ = protocol.ParseBootstrapUser(f.BootstrapUser)
 	}

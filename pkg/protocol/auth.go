@@ -67,6 +67,11 @@ type Security struct {
 	// PeerTLS is how this agent dials other agents when their listener
 	// speaks TLS (nil: plaintext).
 	PeerTLS *tls.Config
+	// FailedAuthDelay holds the answer to a failed authentication, and
+	// the close after it, this long (Kafka's
+	// connection.failed.authentication.delay.ms), so that guessing
+	// passwords is slow; 0: 100 ms, negative: none.
+	FailedAuthDelay time.Duration
 }
 
 // The SASL mechanism names.
@@ -128,6 +133,9 @@ type bootstrapCreds map[meta.ScramMechanism]meta.ScramCredential
 func (s *Server) initSecurity() {
 	sec := &s.cfg.Security
 	orDefault(&sec.AuthenticationTimeout, 10*time.Second)
+	if sec.FailedAuthDelay == 0 {
+		sec.FailedAuthDelay = 100 * time.Millisecond
+	}
 	if sec.BootstrapUser == "" {
 		return
 	}
@@ -312,7 +320,14 @@ func handleSaslAuthenticate(ctx context.Context, s *Server, req *kmsg.SASLAuthen
 		resp.SASLAuthBytes = nil
 		c.failAuth(err.Error())
 		s.cfg.Logger.Info("authentication failed", "remote", c.nc.RemoteAddr().String(), "mechanism", mech, "err", err)
-		return answer
+		return func() kmsg.Response {
+			// The read loop has stopped (and cancelled ctx, as for a
+			// client gone); this holds only the answer, a bounded time.
+			if d := s.cfg.Security.FailedAuthDelay; d > 0 {
+				time.Sleep(d)
+			}
+			return resp
+		}
 	}
 	if !c.auth.authed {
 		// Only now: handlers read the principal concurrently once the

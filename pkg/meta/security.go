@@ -350,26 +350,36 @@ func (s *State) deleteScramCredential(op DeleteScramCredential) error {
 	return nil
 }
 
-// createACLs adds op's valid bindings, reporting an error per binding.
+// createACLs adds op's valid bindings, reporting an error per binding. The
+// new ones are appended, then the list sorted and compacted once, so one
+// large CreateACLs costs n log n on every agent, not n².
 func (s *State) createACLs(op CreateACLs) []error {
 	errs := make([]error, len(op.ACLs))
-	list := slices.Clone(s.acls.Bindings())
-	added := false
+	old := s.acls.Bindings()
+	list := slices.Clone(old)
 	for i, a := range op.ACLs {
-		if errs[i] = CheckACL(a); errs[i] != nil {
-			continue
-		}
-		at, found := slices.BinarySearchFunc(list, a, compareACL)
-		switch {
-		case found:
-		case len(list) >= MaxACLs:
-			errs[i] = ErrTooManyACLs
-		default:
-			list = slices.Insert(list, at, a)
-			added = true
+		if errs[i] = CheckACL(a); errs[i] == nil {
+			list = append(list, a)
 		}
 	}
-	if added {
+	if len(list) == len(old) {
+		return errs
+	}
+	slices.SortStableFunc(list, compareACL)
+	list = slices.CompactFunc(list, func(a, b ACL) bool { return compareACL(a, b) == 0 })
+	if len(list) > MaxACLs {
+		// Refuse the op's new bindings whole: which of them would fit
+		// is not worth the ambiguity.
+		for i := range errs {
+			if errs[i] == nil {
+				if _, found := slices.BinarySearchFunc(old, op.ACLs[i], compareACL); !found {
+					errs[i] = ErrTooManyACLs
+				}
+			}
+		}
+		return errs
+	}
+	if len(list) != len(old) {
 		s.acls = &ACLs{list: list}
 	}
 	return errs

@@ -3,6 +3,8 @@ package security
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"fmt"
 	"os"
 	"sync"
@@ -107,6 +109,15 @@ func LoadCertPool(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// CertPrincipal is the principal of a client certificate: its subject, as
-// Kafka's default ssl.principal.mapping.rules give it.
-func CertPrincipal(c *x509.Certificate) string { return "User:" + c.Subject.String() }
+// CertPrincipal is the principal of a client certificate: its subject in
+// RFC 2253 form, as Kafka's default ssl.principal.mapping.rules give it
+// (Java's X500Principal.getName()). From the raw subject, in the
+// certificate's own order: pkix.Name would put the attributes in a fixed
+// one, and principals copied from Kafka's ACLs would not match.
+func CertPrincipal(c *x509.Certificate) string {
+	var rdns pkix.RDNSequence
+	if rest, err := asn1.Unmarshal(c.RawSubject, &rdns); err != nil || len(rest) > 0 {
+		return "User:" + c.Subject.String()
+	}
+	return "User:" + rdns.String()
+}

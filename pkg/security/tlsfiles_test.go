@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"math/big"
 	"os"
@@ -58,6 +59,14 @@ func TestCertReloader(t *testing.T) {
 	if got := CertPrincipal(first); got != "User:CN=one,O=Barge Test" {
 		t.Fatalf("principal %q", got)
 	}
+	// The certificate's order, reversed as RFC 2253 writes it, not
+	// pkix.Name's fixed one.
+	odd := &x509.Certificate{RawSubject: mustMarshal(t, pkix.RDNSequence{
+		{{Type: []int{2, 5, 4, 3}, Value: "svc"}}, {{Type: []int{2, 5, 4, 10}, Value: "Org"}}, {{Type: []int{2, 5, 4, 11}, Value: "Unit"}},
+	})}
+	if got := CertPrincipal(odd); got != "User:OU=Unit,O=Org,CN=svc" {
+		t.Fatalf("principal %q, want the certificate's order reversed", got)
+	}
 	r, err := NewCertReloader(cert, key)
 	if err != nil {
 		t.Fatal(err)
@@ -90,4 +99,13 @@ func TestCertReloader(t *testing.T) {
 	if _, err := LoadCertPool(cert); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := asn1.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

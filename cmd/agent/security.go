@@ -20,6 +20,7 @@ import (
 // connections.max.reauth.ms).
 type securityFlags struct {
 	TLSCert, TLSKey, TLSClientCA, TLSPeerCA string
+	TLSPeerServerName                       string
 	SASLMechanisms                          string
 	BootstrapUser                           string
 	Authorizer                              string
@@ -35,6 +36,7 @@ func (f *securityFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.TLSKey, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	fs.StringVar(&f.TLSClientCA, "tls-client-ca-file", "", "PEM CA bundle; clients must then present a certificate it signed (ssl.client.auth=required), whose subject is the principal of a connection without SASL (User:CN=...)")
 	fs.StringVar(&f.TLSPeerCA, "tls-peer-ca-file", "", "PEM CA bundle other agents' listener certificates are checked against when this agent dials them (default: the system's roots and --tls-client-ca-file)")
+	fs.StringVar(&f.TLSPeerServerName, "tls-peer-server-name", "", "the name other agents' listener certificates are checked for when this agent dials them (default: the host of their peer address); set it when the agents share one certificate for a name that is not their addresses, such as a load balancer's")
 	fs.StringVar(&f.SASLMechanisms, "sasl-mechanisms", "", "comma-separated SASL mechanisms clients must authenticate with: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (sasl.enabled.mechanisms; empty: no SASL)")
 	fs.StringVar(&f.BootstrapUser, "sasl-bootstrap-user", "", "NAME:PASSWORD of a user this agent accepts by itself with every mechanism, never stored in the bucket, and always a super user: it creates the first users and ACLs of a fresh cluster (prefer the BARGE_SASL_BOOTSTRAP_USER variable, which ps does not show)")
 	fs.StringVar(&f.Authorizer, "authorizer", "none", "acl: check every request against the ACLs in the metadata log, denying what no ACL allows; none: every client may do everything (authorizer.class.name)")
@@ -144,7 +146,8 @@ func (f *securityFlags) build(logger *slog.Logger) (protocol.Security, error) {
 	}
 	// Agents dial each other with their own certificate, which a listener
 	// that requires client certificates accepts if the same CA signed it.
-	sec.PeerTLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: peerRoots, GetClientCertificate: certs.GetClientCertificate}
+	sec.PeerTLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: peerRoots, GetClientCertificate: certs.GetClientCertificate,
+		ServerName: f.TLSPeerServerName}
 	return sec, nil
 }
 

@@ -26,7 +26,8 @@ func init() { register(3, 1, 12, twoPhase(handleMetadata)) }
 func handleMetadata(ctx context.Context, s *Server, req *kmsg.MetadataRequest) func() kmsg.Response {
 	var created *meta.Pending
 	z := s.authzOf(ctx)
-	if req.Topics != nil && s.cfg.AutoCreateTopics && (req.AllowAutoTopicCreation || req.Version < 4) {
+	autoCreate := req.Topics != nil && s.cfg.AutoCreateTopics && (req.AllowAutoTopicCreation || req.Version < 4)
+	if autoCreate {
 		created = s.autoCreate(ctx, z, req.Topics)
 	}
 	return func() kmsg.Response {
@@ -35,7 +36,7 @@ func handleMetadata(ctx context.Context, s *Server, req *kmsg.MetadataRequest) f
 				s.cfg.Logger.Warn("auto-creating topics", "err", err)
 			}
 		}
-		return s.metadata(req, z, fleet.ClientZone(clientOf(ctx).ID))
+		return s.metadata(req, z, autoCreate, fleet.ClientZone(clientOf(ctx).ID))
 	}
 }
 
@@ -43,8 +44,9 @@ func handleMetadata(ctx context.Context, s *Server, req *kmsg.MetadataRequest) f
 // A client that names its zone (fleet.ClientZone) is given leaders in it.
 // Topics the principal may not DESCRIBE are left out of an all-topics
 // answer and answered TOPIC_AUTHORIZATION_FAILED when named, existing or
-// not, as Kafka does.
-func (s *Server) metadata(req *kmsg.MetadataRequest, z authz, zone string) *kmsg.MetadataResponse {
+// not, as Kafka does; so is an unknown one the request would have created
+// but the principal may not CREATE.
+func (s *Server) metadata(req *kmsg.MetadataRequest, z authz, autoCreate bool, zone string) *kmsg.MetadataResponse {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	all := s.fleet.Placement() // before View, which Live takes itself
 	brokers := all.Brokers()
@@ -58,8 +60,9 @@ func (s *Server) metadata(req *kmsg.MetadataRequest, z authz, zone string) *kmsg
 	place := all.InZone(zone)
 	resp.AuthorizedOperations = notRequested
 	if req.IncludeClusterAuthorizedOperations && req.Version <= 10 {
-		resp.AuthorizedOperations = z.ops(meta.ResourceCluster, meta.ClusterResourceName)
+		resp.AuthorizedOperations = z.clusterOps()
 	}
+	mayCreate := z.cluster(meta.OpCreate)
 	describe := func(t *meta.Topic) kmsg.MetadataResponseTopic {
 		mt := describeTopic(place, t)
 		mt.AuthorizedOperations = notRequested
@@ -92,7 +95,8 @@ func (s *Server) metadata(req *kmsg.MetadataRequest, z authz, zone string) *kmsg
 			mt := kmsg.NewMetadataResponseTopic()
 			mt.Topic, mt.TopicID = rt.Topic, rt.TopicID
 			mt.AuthorizedOperations = notRequested
-			if (t != nil || rt.Topic != nil) && !z.topic(meta.OpDescribe, topicName(t, rt.Topic)) {
+			if (t != nil || rt.Topic != nil) && (!z.topic(meta.OpDescribe, topicName(t, rt.Topic)) ||
+				t == nil && autoCreate && !mayCreate && !z.topic(meta.OpCreate, *rt.Topic)) {
 				mt.ErrorCode = errTopicAuth.Code
 				if rt.Topic == nil {
 					mt.TopicID = [16]byte{} // Kafka does not confirm an id
@@ -147,8 +151,8 @@ func (s *Server) autoCreate(ctx context.Context, z authz, topics []kmsg.Metadata
 			}
 			name := *rt.Topic
 			seen[name] = true
-			if !anyTopic && !z.topic(meta.OpCreate, name) {
-				continue // answered UNKNOWN_TOPIC_OR_PARTITION, or unauthorized
+			if !z.topic(meta.OpDescribe, name) || !anyTopic && !z.topic(meta.OpCreate, name) {
+				continue // answered TOPIC_AUTHORIZATION_FAILED (metadata)
 			}
 			if validateTopicName(name) != nil || collides(st, name) != "" || s.checkPartitionLimits(st, 0, s.cfg.DefaultPartitions, added) != nil {
 				continue

@@ -4,8 +4,6 @@ import (
 	"context"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/bargehq/barge/pkg/meta"
 )
 
 // DescribeCluster, versions 0-1 (KIP-700). The brokers are the live agents;
@@ -20,7 +18,7 @@ func handleDescribeCluster(ctx context.Context, s *Server, req *kmsg.DescribeClu
 	z := s.authzOf(ctx)
 	resp.ClusterAuthorizedOperations = notRequested
 	if req.IncludeClusterAuthorizedOperations {
-		resp.ClusterAuthorizedOperations = z.ops(meta.ResourceCluster, meta.ClusterResourceName)
+		resp.ClusterAuthorizedOperations = z.clusterOps()
 	}
 	resp.ClusterID = s.cfg.ClusterID
 	resp.EndpointType = 1

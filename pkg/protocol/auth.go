@@ -151,6 +151,12 @@ func (s *Server) initSecurity() {
 	}
 }
 
+// clusterFormat is the metadata log's cluster format now.
+func (s *Server) clusterFormat() (f meta.Format) {
+	s.log.View(func(st *meta.State) { f = st.Format() })
+	return f
+}
+
 // superUser reports whether principal bypasses the authorizer.
 func (s *Server) superUser(principal string) bool {
 	return s.cfg.Security.BootstrapUser != "" && principal == "User:"+s.cfg.Security.BootstrapUser
@@ -215,8 +221,13 @@ var (
 // gate reports whether a request of API key may be served on the
 // connection now; an error closes it unanswered.
 func (c *conn) gate(key int16) error {
-	if c.peer {
+	if sec := &c.s.cfg.Security; c.peer || sec.TLS == nil && len(sec.SASL) == 0 {
 		return nil
+	}
+	// As Kafka's Processor: an expired session closes on any request,
+	// its re-authentication included, which must begin before the end.
+	if c.auth.authed && !c.auth.expires.IsZero() && time.Now().After(c.auth.expires) {
+		return errSessionExpired
 	}
 	switch key {
 	case kmsg.ApiVersions.Int16(), kmsg.SASLHandshake.Int16(), kmsg.SASLAuthenticate.Int16():
@@ -225,9 +236,6 @@ func (c *conn) gate(key int16) error {
 	if !c.auth.authed {
 		c.s.metrics.authFailed.WithLabelValues("unauthenticated").Inc()
 		return errUnauthenticated
-	}
-	if !c.auth.expires.IsZero() && time.Now().After(c.auth.expires) {
-		return errSessionExpired
 	}
 	return nil
 }
@@ -250,8 +258,11 @@ func handleSaslHandshake(ctx context.Context, s *Server, req *kmsg.SASLHandshake
 	mechs := s.cfg.Security.SASL
 	resp.SupportedMechanisms = slices.Clone(mechs)
 	switch {
-	case c == nil || len(mechs) == 0 || c.peer || c.auth.mech != "":
-		// Kafka answers a plain listener's handshake so, too.
+	case c == nil || len(mechs) == 0 || c.peer:
+		// Kafka answers a listener without SASL so, and keeps the
+		// connection.
+		resp.ErrorCode = kerr.IllegalSaslState.Code
+	case c.auth.mech != "":
 		resp.ErrorCode = kerr.IllegalSaslState.Code
 		c.failAuth("SASL handshake out of place")
 	case !slices.Contains(mechs, req.Mechanism):
@@ -383,8 +394,16 @@ func (s *Server) checkPlain(msg []byte) (string, error) {
 			return "", security.ErrAuthentication
 		}
 	}
+	// An unknown user costs what a known one does, so the time of the
+	// answer does not say which users exist.
+	security.CheckPassword(meta.ScramSHA512, unknownUser, []byte(password))
 	return "", security.ErrAuthentication
 }
+
+// unknownUser is the credential a PLAIN login of an unknown user is
+// checked against: no password matches it.
+var unknownUser = meta.ScramCredential{Iterations: 8192, Salt: []byte("barge-unknown-user"),
+	StoredKey: make([]byte, 64), ServerKey: make([]byte, 64)}
 
 // ParseBootstrapUser splits --sasl-bootstrap-user's NAME:PASSWORD.
 func ParseBootstrapUser(v string) (name, password string, err error) {

@@ -91,6 +91,15 @@ func (z authz) configs(typ kmsg.ConfigResourceType, name string, op int8) int16 
 	return 0
 }
 
+// clusterOps is the cluster's authorized operations as Kafka reports them:
+// none to a principal that may not DESCRIBE the cluster.
+func (z authz) clusterOps() int32 {
+	if !z.cluster(meta.OpDescribe) {
+		return 0
+	}
+	return z.ops(meta.ResourceCluster, meta.ClusterResourceName)
+}
+
 // The refusals' codes.
 var (
 	errTopicAuth   = kerr.TopicAuthorizationFailed

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bargehq/barge/pkg/fleet"
 	"github.com/bargehq/barge/pkg/groups"
+	"github.com/bargehq/barge/pkg/meta"
 )
 
 // Forwarding group requests between agents that share an address.
@@ -227,8 +228,13 @@ func (c *conn) relayTo(peer string) (*relay, error) {
 		return r, nil
 	}
 	// The coordinator authorizes the forwarded requests as this
-	// connection's principal, from this client's address (auth.go).
-	hello := peerHello{token: c.s.cfg.PeerToken, tls: c.s.cfg.Security.PeerTLS, host: c.auth.host, principal: c.auth.principal}
+	// connection's principal, from this client's address (auth.go):
+	// from cluster format 6, which every agent at the address then
+	// understands (an older one would not know the greeting for a peer's).
+	hello := peerHello{token: c.s.cfg.PeerToken, tls: c.s.cfg.Security.PeerTLS}
+	if c.s.clusterFormat() >= meta.Format6 {
+		hello.host, hello.principal = c.auth.host, c.auth.principal
+	}
 	r, err := dialRelay(context.Background(), peer, hello, c.client.ID, cap(c.queue))
 	if err != nil {
 		return nil, err
@@ -249,15 +255,14 @@ func (c *conn) closeRelays() {
 	}
 }
 
-// relay is one connection to a coordinating agent on behalf of one client
-// connection. Requests are written by the client's read loop; a reader
-// goroutine hands each answer to the oldest waiting request, since the
 // peerHello is what a peer connection greets with: the cluster's token
 // and, for a relay of a client's connection, that client's address and
-// principal, as which the coordinator authorizes the forwarded requests
-// (none: the agent's own, authorized for everything). It travels as the
-// greeting's software version, "token host principal"; the token is hex
-// and an address has no spaces, so the principal may.
+// principal, as which the coordinator authorizes the forwarded requests.
+// It travels as the greeting's software version: the token alone for an
+// agent's own connection (the sequencer's), authorized for everything, or
+// "token relay host principal" (the token is hex and an address has no
+// spaces; the principal may have them). A relay greeting without a
+// principal is no peer's: nothing fails open to an agent's rights.
 type peerHello struct {
 	token           string
 	tls             *tls.Config // the peers' listener speaks TLS
@@ -268,16 +273,24 @@ func (h peerHello) String() string {
 	if h.principal == "" {
 		return h.token
 	}
-	return h.token + " " + h.host + " " + h.principal
+	return h.token + " relay " + h.host + " " + h.principal
 }
 
-// parsePeerHello splits a greeting's software version.
-func parsePeerHello(v string) (token, host, principal string) {
-	token, rest, _ := strings.Cut(v, " ")
+// parsePeerHello splits a greeting's software version; ok is false for
+// one that is malformed.
+func parsePeerHello(v string) (token, host, principal string, ok bool) {
+	token, rest, relay := strings.Cut(v, " ")
+	if !relay {
+		return token, "", "", true
+	}
+	rest, isRelay := strings.CutPrefix(rest, "relay ")
 	host, principal, _ = strings.Cut(rest, " ")
-	return token, host, principal
+	return token, host, principal, isRelay && host != "" && principal != ""
 }
 
+// relay is one connection to a coordinating agent on behalf of one client
+// connection. Requests are written by the client's read loop; a reader
+// goroutine hands each answer to the oldest waiting request, since the
 // coordinator answers a connection's requests in order.
 type relay struct {
 	nc      net.Conn

@@ -361,9 +361,6 @@ func (c *conn) start(ctx, readCtx context.Context, r *bufio.Reader, size int64, 
 	if err != nil {
 		return nil, err
 	}
-	if err := c.gate(in.key); err != nil {
-		return nil, err
-	}
 	in.start = time.Now()
 	if req == nil {
 		close(in.done) // answered with a pre-encoded error
@@ -411,6 +408,11 @@ func (c *conn) decode(frame []byte) (*inflight, kmsg.Request, handler, error) {
 	key := int16(binary.BigEndian.Uint16(frame[0:]))
 	version := int16(binary.BigEndian.Uint16(frame[2:]))
 	in := &inflight{key: key, version: version, correlationID: int32(binary.BigEndian.Uint32(frame[4:])), done: make(chan struct{})}
+	// Before anything else of the frame is read: an unauthenticated
+	// client's body is never decoded (auth.go).
+	if err := c.gate(key); err != nil {
+		return nil, nil, nil, err
+	}
 	a, ok := apis[key]
 	if !ok && c.peer {
 		a, ok = peerAPIs[key] // sequencer.go
@@ -463,7 +465,7 @@ func (c *conn) decode(frame []byte) (*inflight, kmsg.Request, handler, error) {
 		return nil, nil, nil, fmt.Errorf("decoding %s v%d: %w", kmsg.NameForKey(key), version, err)
 	}
 	if av, ok := req.(*kmsg.ApiVersionsRequest); ok && first && av.ClientSoftwareName == peerSoftware {
-		if token, host, principal := parsePeerHello(av.ClientSoftwareVersion); c.s.isPeerToken(token) {
+		if token, host, principal, ok := parsePeerHello(av.ClientSoftwareVersion); ok && c.s.isPeerToken(token) {
 			c.peer = true
 			c.auth.principal, c.auth.host, c.auth.agent = peerPrincipal, c.ip, true
 			if principal != "" {

@@ -347,6 +347,10 @@ run "security_flags_and_the_secret" {
     error_message = "the agents must read the security secret at boot and pass the bootstrap user through the environment"
   }
   assert {
+    condition     = strcontains(base64decode(aws_launch_template.agents.user_data), "--tls-peer-server-name=barge-0123456789abcdef.elb.us-east-1.amazonaws.com")
+    error_message = "in shared mode agents must check each other's certificate for the load balancer's name, which it is issued for"
+  }
+  assert {
     condition = contains(jsondecode(aws_iam_role_policy.agent.policy).Statement,
     { Sid = "SecuritySecret", Effect = "Allow", Action = ["secretsmanager:GetSecretValue"], Resource = ["arn:aws:secretsmanager:us-east-1:123456789012:secret:barge-security-AbCdEf"] })
     error_message = "the agents' role must be able to read exactly the security secret"

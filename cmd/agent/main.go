@@ -138,13 +138,17 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	nodeID := reg0[0].NodeID
 	var formatAtReg meta.Format
 	mlog.View(func(st *meta.State) { formatAtReg = st.Format() })
-	for range 2 { // announce, then raise the format if every member has announced it
-		if err := mlog.StepFormat(ctx, time.Now()); err != nil {
-			return fmt.Errorf("cluster format: %w", err)
-		}
+	// Announce, then raise the format if every member has announced it.
+	// A shared address needs Format3, so such an agent waits for the
+	// others of its build started with it to announce theirs.
+	need, within := mlog.MaxFormat(), time.Duration(0)
+	if cfg.sharedAddress() {
+		need, within = meta.Format3, formatWait
 	}
-	var f meta.Format
-	mlog.View(func(st *meta.State) { f = st.Format() })
+	f, err := mlog.AwaitFormat(ctx, need, within)
+	if err != nil {
+		return fmt.Errorf("cluster format: %w", err)
+	}
 	if cfg.sharedAddress() && f < meta.Format3 {
 		return fmt.Errorf("--peer-advertise %s differs from --advertise %s, which needs cluster format %d; the cluster is at %d while an agent of an older build is a member",
 			cfg.PeerAdvertise, cfg.Advertise, meta.Format3, f)
@@ -296,6 +300,12 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 // stepFormat moves the cluster format toward this build's (meta/format.go):
 // it announces what this agent understands, and raises the format once
 // every member of the cluster has.
+// formatWait bounds how long an agent on a shared address waits at
+// start-up for the agents of its build started with it to announce their
+// format (meta.Log.AwaitFormat): each announces right after it registers,
+// an append or two, so only a member of an older build takes longer.
+const formatWait = 10 * time.Second
+
 func stepFormat(ctx context.Context, mlog *meta.Log, logger *slog.Logger) {
 	jobs.Every(ctx, fleet.HeartbeatInterval, func(ctx context.Context) {
 		if err := mlog.StepFormat(ctx, time.Now()); err != nil && ctx.Err() == nil {

@@ -252,6 +252,12 @@ func (l *Log) MaxFormat() Format { return l.opts.MaxFormat }
 // when there is nothing to do, and is safe to call from every agent:
 // SetFormat only ever ratchets.
 func (l *Log) StepFormat(ctx context.Context, now time.Time) error {
+	_, err := l.stepFormat(ctx, now)
+	return err
+}
+
+// stepFormat is StepFormat, saying whether it wrote.
+func (l *Log) stepFormat(ctx context.Context, now time.Time) (bool, error) {
 	var op Op
 	l.View(func(st *State) {
 		if st.format >= l.opts.MaxFormat {
@@ -269,12 +275,12 @@ func (l *Log) StepFormat(ctx context.Context, now time.Time) error {
 		}
 	})
 	if op == nil {
-		return nil
+		return false, nil
 	}
 	if sf, ok := op.(SetFormat); ok {
 		l.opts.Logger.Info("raising the cluster format: every member understands it", "format", sf.Version)
 	}
-	return l.appendAlone(ctx, op)
+	return true, l.appendAlone(ctx, op)
 }
 
 // Leave records that this agent is going away for good (a clean
@@ -300,4 +306,39 @@ func (l *Log) appendAlone(ctx context.Context, op Op) error {
 	}
 	_, err := p.Wait(ctx)
 	return err
+}
+
+// AwaitFormat steps the cluster's format (StepFormat) until it reaches
+// need, or until this agent has nothing left to write and within has
+// passed, and returns the format it is at. Agents of one build started
+// together each register before the others announce; a member that
+// never announced counts as Format1 until it does, so the format an agent
+// sees right after registering says little: the others of its build
+// announce within an append or two. A member of an older build never
+// announces, and the wait ends at within.
+func (l *Log) AwaitFormat(ctx context.Context, need Format, within time.Duration) (Format, error) {
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	for {
+		changed := l.Changed()
+		wrote, err := l.stepFormat(ctx, time.Now())
+		if err != nil {
+			return 0, err
+		}
+		var f Format
+		l.View(func(st *State) { f = st.Format() })
+		if f >= need {
+			return f, nil
+		}
+		if wrote { // its own entry is applied: step again at once
+			continue
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return f, nil
+		case <-ctx.Done():
+			return f, ctx.Err()
+		}
+	}
 }

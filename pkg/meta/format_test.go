@@ -193,3 +193,53 @@ func TestRetryDuringStaleCatchUpCommitsOnce(t *testing.T) {
 		t.Fatalf("ids reserved up to %d, the op's range ends at %d", next, r[0].FirstProducerID+7)
 	}
 }
+
+// Agents of one build started together (an autoscaling group's first
+// launch) each register before the others have announced their format:
+// the first to step sees the others as of Format1. AwaitFormat waits for
+// them to announce, so no agent of the fleet gives up on a format the
+// fleet is about to reach; with a member of an older build it gives up
+// once its wait is over, at the format the cluster is at.
+func TestAwaitFormatWhileOthersAnnounce(t *testing.T) {
+	store := objstore.NewMemory()
+	ctx := context.Background()
+	a, _ := startLog(t, store, Options{WriterID: "a", PollInterval: 5 * time.Millisecond})
+	b, _ := startLog(t, store, Options{WriterID: "b", PollInterval: 5 * time.Millisecond})
+	register(t, a, "a:9092")
+	register(t, b, "b:9092")
+	if err := a.SyncTail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stepFormat(t, a, time.Now())
+	stepFormat(t, a, time.Now())
+	if f := formatOf(a); f != Format1 {
+		t.Fatalf("setup: format %d before b announced, want 1", f)
+	}
+	got := make(chan Format, 1)
+	errc := make(chan error, 1)
+	go func() {
+		f, err := a.AwaitFormat(ctx, MaxFormat, time.Minute)
+		got <- f
+		errc <- err
+	}()
+	stepFormat(t, b, time.Now()) // b announces; a raises the format
+	if f := <-got; f != MaxFormat {
+		t.Fatalf("AwaitFormat: format %d, want %d", f, MaxFormat)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+
+	old := objstore.NewMemory()
+	c, _ := startLog(t, old, Options{WriterID: "c", PollInterval: 5 * time.Millisecond})
+	o, _ := startLog(t, old, Options{WriterID: "old", PollInterval: 5 * time.Millisecond, MaxFormat: Format1})
+	register(t, c, "c:9092")
+	register(t, o, "old:9092")
+	if err := c.SyncTail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.AwaitFormat(ctx, Format3, 50*time.Millisecond)
+	if err != nil || f != Format1 {
+		t.Fatalf("AwaitFormat with an old member: %d %v, want 1 and no error", f, err)
+	}
+}

@@ -51,5 +51,11 @@ func (s *State) Clone() *State {
 	c.members = maps.Clone(s.members)
 	c.nums = maps.Clone(s.nums)
 	c.scram = maps.Clone(s.scram) // credentials' slices are never changed in place; acls is immutable
+	c.txns = make(map[string]*Txn, len(s.txns))
+	for id, t := range s.txns {
+		ct := *t // its slices are replaced on change, never changed in place
+		c.txns[id] = &ct
+	}
+	c.txnByPID = maps.Clone(s.txnByPID)
 	return &c
 }

@@ -84,6 +84,11 @@ type CommitBatch struct {
 	ProducerID    int64 // -1 when not idempotent
 	ProducerEpoch int16
 	BaseSequence  int32
+	// Transactional and Control are the batch's attribute bits (Format7;
+	// txn.go): a transactional batch opens or continues its producer's
+	// transaction; a control batch is a marker, only ever in an EndTxn's
+	// or InitTxn's markers.
+	Transactional, Control bool
 }
 
 // ReserveProducers reserves Count producer ids for the writer.
@@ -225,6 +230,9 @@ func (op Commit) encode(e *encoder) {
 			e.svar(b.ProducerID)
 			e.svar(int64(b.ProducerEpoch))
 			e.svar(int64(b.BaseSequence))
+			if e.format >= Format7 {
+				e.u8(batchFlags(b))
+			}
 		}
 	}
 	if e.format >= Format2 {
@@ -243,6 +251,10 @@ func decodeCommit(d *decoder) Op {
 		for x := range p.Batches {
 			p.Batches[x] = CommitBatch{Pos: d.svar(), Len: d.svar(), Records: d.i32(), MaxTimestamp: d.svar(),
 				ProducerID: d.svar(), ProducerEpoch: int16(d.i32()), BaseSequence: d.i32()}
+			if d.format >= Format7 {
+				f := d.u8()
+				p.Batches[x].Transactional, p.Batches[x].Control = f&flagTransactional != 0, f&flagControl != 0
+			}
 		}
 		op.Parts = append(op.Parts, p)
 	}
@@ -250,6 +262,23 @@ func decodeCommit(d *decoder) Op {
 		op.Since = d.uvar()
 	}
 	return op
+}
+
+// A batch's flags in a Commit (Format7).
+const (
+	flagTransactional = 1 << 0
+	flagControl       = 1 << 1
+)
+
+func batchFlags(b CommitBatch) uint8 {
+	var f uint8
+	if b.Transactional {
+		f |= flagTransactional
+	}
+	if b.Control {
+		f |= flagControl
+	}
+	return f
 }
 
 func (op ReserveProducers) encode(e *encoder) { e.svar(int64(op.Count)) }

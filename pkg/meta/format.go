@@ -74,6 +74,9 @@ const (
 	// Format6 adds security (security.go): SCRAM credentials and ACL
 	// bindings.
 	Format6 Format = 6
+	// Format7 adds transactions (txn.go): the transactional ops, and the
+	// transactional and control flags of a Commit's batches.
+	Format7 Format = 7
 )
 
 // maxFormatOverride lowers MaxFormat in a build made to act as an older
@@ -84,7 +87,7 @@ var maxFormatOverride string
 
 // MaxFormat is the newest format this build understands.
 var MaxFormat = func() Format {
-	f := Format6
+	f := Format7
 	if n, err := strconv.Atoi(maxFormatOverride); err == nil && n >= int(Format1) && n < int(f) {
 		f = Format(n)
 	}

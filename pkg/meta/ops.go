@@ -42,6 +42,11 @@ const (
 	kindDeleteScramCredential = 26 // security.go
 	kindCreateACLs            = 27 // security.go
 	kindDeleteACLs            = 28 // security.go
+	kindInitTxn               = 29 // txn.go
+	kindAddToTxn              = 30 // txn.go
+	kindTxnCommitOffsets      = 31 // txn.go
+	kindEndTxn                = 32 // txn.go
+	kindExpireTxns            = 33 // txn.go
 )
 
 // opSpec describes one op kind.
@@ -82,6 +87,11 @@ var opSpecs = [...]opSpec{
 	kindDeleteScramCredential: {"DeleteScramCredential", Format6, decodeDeleteScramCredential},
 	kindCreateACLs:            {"CreateACLs", Format6, decodeCreateACLs},
 	kindDeleteACLs:            {"DeleteACLs", Format6, decodeDeleteACLs},
+	kindInitTxn:               {"InitTxn", Format7, decodeInitTxn},
+	kindAddToTxn:              {"AddToTxn", Format7, decodeAddToTxn},
+	kindTxnCommitOffsets:      {"TxnCommitOffsets", Format7, decodeTxnCommitOffsets},
+	kindEndTxn:                {"EndTxn", Format7, decodeEndTxn},
+	kindExpireTxns:            {"ExpireTxns", Format7, decodeExpireTxns},
 }
 
 // specOf returns the spec of kind k, or nil for a kind this build does not

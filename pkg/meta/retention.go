@@ -82,6 +82,7 @@ func (s *State) advanceLogStart(nowMs int64, op AdvanceLogStart) (int64, error) 
 		return p.LogStart, nil
 	}
 	p.LogStart = op.Offset
+	p.trimAborted()
 	n := 0
 	for n < len(p.Chunks) && p.Chunks[n].NextOffset <= op.Offset {
 		s.unref(nowMs, p.Chunks[n].Object)

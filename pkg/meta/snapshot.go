@@ -5,7 +5,7 @@ import (
 	"sort"
 )
 
-// Snapshot layout (version 11), stored as meta/snap/<20-digit seq>:
+// Snapshot layout (version 12), stored as meta/snap/<20-digit seq>:
 //
 //	magic "BRGN", version byte, then: seq (uvarint), next producer id
 //	(varint), the distinct object keys (count, strings) that chunks refer to
@@ -20,6 +20,7 @@ import (
 //	then (version 9) the membership epoch and who is out (membership.go),
 //	then (version 10) the writers' append numbers (sequencer.go),
 //	then (version 11) the SCRAM credentials and ACLs (security.go),
+//	then (version 12) the transactions (txn.go),
 //	and a CRC-32C trailer. Older snapshots, which end after
 //	an earlier section, are still read. Per-object chunk counts and the
 //	partition count are rebuilt, not stored.
@@ -36,7 +37,7 @@ import (
 // write the same bytes.
 const (
 	snapMagic   = "BRGN"
-	snapVersion = 11
+	snapVersion = 12
 )
 
 // snapVersionFor returns the snapshot version a state of format f is
@@ -53,6 +54,8 @@ func snapVersionFor(f Format) uint8 {
 		return 9
 	case f < Format6:
 		return 10
+	case f < Format7:
+		return 11
 	}
 	return snapVersion
 }
@@ -151,6 +154,9 @@ func (s *State) EncodeSnapshot() []byte {
 	}
 	if version >= 11 {
 		s.encodeSecurity(&e)
+	}
+	if version >= 12 {
+		s.encodeTxns(&e)
 	}
 	return e.seal()
 }
@@ -257,6 +263,9 @@ func DecodeSnapshot(b []byte) (*State, error) {
 	}
 	if version >= 11 {
 		s.decodeSecurity(d)
+	}
+	if version >= 12 {
+		s.decodeTxns(d)
 	}
 	s.rebuildRefs()
 	if d.err != nil {

@@ -46,6 +46,8 @@ type State struct {
 	memberEpoch    int32                        // changes of the member set (membership.go)
 	scram          map[scramKey]ScramCredential // (security.go)
 	acls           *ACLs                        // immutable; replaced on change (security.go)
+	txns           map[string]*Txn              // by transactional id (txn.go)
+	txnByPID       map[int64]string             // the transactional id each producer id holds
 }
 
 // Topic is one topic and its partitions.
@@ -65,6 +67,8 @@ type Partition struct {
 	CleanedTo     int64   // key compaction's clean/dirty boundary (clean.go)
 	DeleteHorizon int64   // when the cleaned part's first tombstone may go (clean.go)
 	producers     map[int64]producerState
+	openTxns      map[int64]int64 // producer id → first offset of its open transaction (txn.go); replaced, never changed
+	aborted       []AbortedTxn    // by marker offset; appended to a clipped copy, never changed in place
 }
 
 // Chunk is a run of contiguous batches of one partition in one object.
@@ -89,6 +93,7 @@ type Result struct {
 	Contributed     []Result        // Contribute: its ops' results
 	ACLErrs         []error         // CreateACLs: per binding
 	DeletedACLs     [][]ACL         // DeleteACLs: per filter, what it matched
+	ProducerEpoch   int16           // InitTxn, with FirstProducerID: the producer id and epoch
 }
 
 // BatchResult is the fate of one committed batch.
@@ -102,7 +107,7 @@ func NewState() *State {
 	return &State{topics: map[string]*Topic{}, byID: map[TopicID]*Topic{}, groups: map[string]*Group{}, nextProducerID: 1000,
 		agents: map[string]*Agent{}, nodeByAddr: map[string]int32{}, objRefs: map[string]int{}, released: map[string]int64{},
 		leases: map[string]Lease{}, format: Format1, condemned: map[string]condemnation{}, members: map[string]member{},
-		nums: map[string]appendNum{}, scram: map[scramKey]ScramCredential{}}
+		nums: map[string]appendNum{}, scram: map[scramKey]ScramCredential{}, txns: map[string]*Txn{}, txnByPID: map[int64]string{}}
 }
 
 // Topic returns the topic by name.
@@ -231,6 +236,16 @@ func (s *State) applyAppend(seq uint64, writer string, timeMs int64, num uint64,
 			results[i].ACLErrs = s.createACLs(op)
 		case DeleteACLs:
 			results[i].DeletedACLs = s.deleteACLs(op)
+		case InitTxn:
+			results[i].FirstProducerID, results[i].ProducerEpoch, results[i].Err = s.initTxn(writer, timeMs, op)
+		case AddToTxn:
+			results[i].Err = s.addToTxn(timeMs, op)
+		case TxnCommitOffsets:
+			results[i].OffsetErrs, results[i].Err = s.txnCommitOffsets(timeMs, op)
+		case EndTxn:
+			results[i].Err = s.endTxn(writer, timeMs, op)
+		case ExpireTxns:
+			results[i].Expired = s.expireTxns(op)
 		case Contribute:
 			results[i].Contributed = s.applyAppend(seq, op.Writer, op.TimeMs, op.Num, op.Ops)
 		}
@@ -325,6 +340,12 @@ func (s *State) commit(writer string, nowMs int64, op Commit) [][]BatchResult {
 				continue
 			}
 			dupOffset, err := p.checkProducer(nowMs, b)
+			if err == nil && dupOffset < 0 && (b.Transactional || b.Control) {
+				err = ErrInvalidBatch // markers come only with EndTxn and InitTxn
+				if b.Transactional && !b.Control && b.ProducerID >= 0 {
+					err = s.checkTxnBatch(part.Topic, part.Partition, b)
+				}
+			}
 			if err != nil {
 				res[j].Err = err
 				extend = false
@@ -339,6 +360,9 @@ func (s *State) commit(writer string, nowMs int64, op Commit) [][]BatchResult {
 			res[j].BaseOffset = base
 			p.HighWatermark += int64(b.Records)
 			p.recordProducer(nowMs, b, base)
+			if b.Transactional {
+				p.openTxn(b.ProducerID, base)
+			}
 			if n := len(p.Chunks); extend && n > 0 {
 				// Only a chunk this op appended is extended: no chunk an
 				// earlier entry made is ever changed in place, which lets

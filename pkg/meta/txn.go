@@ -84,8 +84,8 @@ type Txn struct {
 	Epoch      int16
 	TimeoutMs  int32
 	Status     TxnStatus
-	StartMs    int64 // when the open transaction began; -1 if none is open
-	LastMs     int64 // the last change
+	StartMs    int64            // when the open transaction began; -1 if none is open
+	LastMs     int64            // the last change
 	Partitions []GroupPartition // added to the open transaction, sorted
 	Groups     []string         // whose offsets it commits, sorted
 	offsets    []CommitOffsets  // pending, per group (Generation and Member unused)

@@ -292,7 +292,7 @@ func (in *Ingest) upload(seg *segment) {
 			}
 			cbs[j] = meta.CommitBatch{Pos: pos, Len: int64(len(b.Data)), Records: b.Header.LastOffsetDelta + 1,
 				MaxTimestamp: maxTs, ProducerID: b.Header.ProducerID, ProducerEpoch: b.Header.ProducerEpoch,
-				BaseSequence: b.Header.BaseSequence}
+				BaseSequence: b.Header.BaseSequence, Transactional: b.Header.IsTransactional()}
 			b.Data = nil // let the request buffer go
 		}
 		footer[i] = SegmentPart{Topic: p.tp.Topic, Partition: p.tp.Partition, Pos: start, Len: int64(len(obj)) - start, Batches: len(p.batches)}

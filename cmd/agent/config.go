@@ -32,6 +32,9 @@ type config struct {
 	MetaPoll          time.Duration
 	LogLevel          string
 	GroupInitialDelay time.Duration
+	TxnMaxTimeout     time.Duration
+	TxnIDExpiration   time.Duration
+	TxnAbortInterval  time.Duration
 	OffsetsRetention  time.Duration
 	OffsetsCheck      time.Duration
 	Jobs              bool
@@ -82,6 +85,9 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.MetaPoll, "meta-poll-interval", 100*time.Millisecond, "how often to look for other agents' metadata-log entries")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.GroupInitialDelay, "group-initial-rebalance-delay", 3*time.Second, "how long the first rebalance of an empty consumer group waits for more members (group.initial.rebalance.delay.ms)")
+	fs.DurationVar(&c.TxnMaxTimeout, "transaction-max-timeout", 15*time.Minute, "the longest transaction timeout a producer may ask for (transaction.max.timeout.ms)")
+	fs.DurationVar(&c.TxnIDExpiration, "transactional-id-expiration", 7*24*time.Hour, "how long a transactional id with no open transaction is kept after its last use (transactional.id.expiration.ms)")
+	fs.DurationVar(&c.TxnAbortInterval, "transaction-abort-interval", 10*time.Second, "how often a coordinator aborts its transactions open past their timeout (transaction.abort.timed.out.transaction.cleanup.interval.ms)")
 	fs.DurationVar(&c.OffsetsRetention, "offsets-retention", 7*24*time.Hour, "delete the offsets of a group that has had no members and no commits for this long (offsets.retention.minutes)")
 	fs.DurationVar(&c.OffsetsCheck, "offsets-retention-check-interval", 10*time.Minute, "how often to look for expired group offsets (offsets.retention.check.interval.ms)")
 	fs.BoolVar(&c.Jobs, "jobs", true, "run background jobs (retention and collection) on this agent")
@@ -191,6 +197,9 @@ func (c *config) finish() error {
 	}
 	if c.FetchMaxBytes < 1024 || c.FetchMaxBytes > math.MaxInt32 || c.QueuedMaxBytes <= 0 || c.ConnMaxIdle <= 0 || c.BodyTimeout <= 0 || c.MaxConns <= 0 || c.MaxConnsPerIP <= 0 {
 		return fmt.Errorf("fetch-max-bytes must be from 1024 to 2^31-1, and queued-max-request-bytes, connections-max-idle, request-body-timeout, max-connections and max-connections-per-ip positive")
+	}
+	if c.TxnMaxTimeout <= 0 || c.TxnIDExpiration <= 0 || c.TxnAbortInterval <= 0 {
+		return fmt.Errorf("--transaction-max-timeout, --transactional-id-expiration and --transaction-abort-interval must be positive")
 	}
 	if c.GroupInitialDelay < 0 {
 		return fmt.Errorf("group-initial-rebalance-delay must not be negative")

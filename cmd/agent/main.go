@@ -196,6 +196,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		FetchMaxBytes: int32(cfg.FetchMaxBytes), QueuedMaxRequestBytes: cfg.QueuedMaxBytes, ConnectionsMaxIdle: cfg.ConnMaxIdle,
 		MaxConnections: cfg.MaxConns, MaxConnectionsPerIP: cfg.MaxConnsPerIP,
 		RequestBodyTimeout: cfg.BodyTimeout, Security: sec,
+		TxnMaxTimeout: cfg.TxnMaxTimeout, TxnIDExpiration: cfg.TxnIDExpiration, TxnAbortInterval: cfg.TxnAbortInterval,
 	}, mlog, ingest, reader, reg)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -204,6 +205,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return err
 	}
 	go expireOffsets(logCtx, srv, cfg.OffsetsRetention, cfg.OffsetsCheck, logger)
+	go srv.RunTransactions(logCtx)
 	stopJobs := func() {}
 	if cfg.Jobs {
 		runner := jobs.New(jobs.Config{Interval: cfg.RetentionCheck, Grace: cfg.CollectGrace, OrphanGrace: cfg.OrphanGrace, Owns: srv.Fleet().OwnsJob, Logger: logger,

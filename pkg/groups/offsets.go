@@ -13,33 +13,52 @@ import (
 // caller waits for the returned append. op's generation is set from the
 // group. A full queue answers COORDINATOR_NOT_AVAILABLE.
 func (c *Coordinator) Commit(req *kmsg.OffsetCommitRequest, op meta.CommitOffsets) (int16, *meta.Pending) {
-	if req.Group == "" {
+	return c.commit(req.Group, req.MemberID, req.InstanceID, req.Generation, false, func(gen int32) (*meta.Pending, error) {
+		op.Generation = gen
+		return c.log.TrySubmit(op)
+	})
+}
+
+// CommitTxn is Commit for a transaction's offsets (TxnOffsetCommit): a
+// commit that names no member and no generation (before KIP-447) is
+// taken whatever the group's state, as Kafka takes it.
+func (c *Coordinator) CommitTxn(group, member string, instance *string, generation int32, op meta.TxnCommitOffsets) (int16, *meta.Pending) {
+	return c.commit(group, member, instance, generation, true, func(gen int32) (*meta.Pending, error) {
+		op.Offsets.Generation = gen
+		return c.log.TrySubmit(op)
+	})
+}
+
+func (c *Coordinator) commit(group, member string, instance *string, generation int32, txn bool,
+	submit func(generation int32) (*meta.Pending, error)) (int16, *meta.Pending) {
+	if group == "" {
 		return kerr.InvalidGroupID.Code, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	g := c.groups[req.Group]
+	g := c.groups[group]
 	if g == nil {
-		if req.Generation >= 0 {
+		if generation >= 0 {
 			return kerr.IllegalGeneration.Code, nil
 		}
-		g = c.newGroup(req.Group)
+		g = c.newGroup(group)
 	}
 	defer c.release(g) // commits from outside group management leave it idle
+	logged := g.generation
 	switch {
 	case g.state == groupDead:
 		return kerr.CoordinatorNotAvailable.Code, nil
-	case req.Generation < 0 && g.state == groupEmpty:
-		op.Generation = -1
-	case req.Generation >= 0 || req.MemberID != "" || req.InstanceID != nil:
-		if code := g.checkInstance(req.InstanceID, req.MemberID); code != 0 {
+	case generation < 0 && (g.state == groupEmpty || txn && member == "" && instance == nil):
+		logged = -1
+	case generation >= 0 || member != "" || instance != nil:
+		if code := g.checkInstance(instance, member); code != 0 {
 			return code, nil
 		}
-		m := g.members[req.MemberID]
+		m := g.members[member]
 		if m == nil {
 			return kerr.UnknownMemberID.Code, nil
 		}
-		if req.Generation != g.generation {
+		if generation != g.generation {
 			return kerr.IllegalGeneration.Code, nil
 		}
 		if g.state == groupCompletingRebalance {
@@ -48,11 +67,10 @@ func (c *Coordinator) Commit(req *kmsg.OffsetCommitRequest, op meta.CommitOffset
 		g.heartbeat(m)
 		// In PreparingRebalance this is the generation being left, the
 		// last one logged: Kafka accepts its commits too.
-		op.Generation = g.generation
 	default:
 		return kerr.UnknownMemberID.Code, nil
 	}
-	p, err := c.log.TrySubmit(op)
+	p, err := submit(logged)
 	if err != nil {
 		return kerr.CoordinatorNotAvailable.Code, nil
 	}

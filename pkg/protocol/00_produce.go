@@ -25,7 +25,9 @@ import (
 // offsets. acks=1 and acks=-1 both answer only then, since the bucket is the
 // only replica; acks=0 gets no answer, and if any partition failed the
 // connection is closed, as Kafka does, so that the producer notices. Idempotent sequences are checked
-// when the commit is applied, so two agents cannot both accept a sequence.
+// when the commit is applied, so two agents cannot both accept a sequence;
+// so is a transactional batch's transaction (meta/txn.go: open, at the
+// batch's epoch, with the partition added; INVALID_TXN_STATE otherwise).
 // v8: per-record errors; v9: flexible; v10-11: leader hints (unused).
 func init() { register(0, 3, 11, handleProduce) }
 
@@ -64,12 +66,12 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 				p.ErrorCode = errTopicAuth.Code
 				continue
 			}
-			if req.TransactionID != nil {
-				p.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-				p.ErrorMessage = strp("transactions are not supported by this agent yet")
+			if req.TransactionID != nil && !s.txnFormat() {
+				p.ErrorCode = kerr.NotLeaderForPartition.Code // retried once the cluster has transactions
+				p.ErrorMessage = strp("not every agent of the cluster understands transactions yet")
 				continue
 			}
-			tk, err := s.appendPartition(ctx, rt.Topic, &rt.Partitions[j])
+			tk, err := s.appendPartition(ctx, rt.Topic, &rt.Partitions[j], req.TransactionID != nil)
 			if err != nil {
 				p.ErrorCode = errorCode(err)
 				p.ErrorMessage = strp(err.Error())
@@ -114,7 +116,7 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 }
 
 // appendPartition validates one partition's records and appends them.
-func (s *Server) appendPartition(ctx context.Context, topic string, rp *kmsg.ProduceRequestTopicPartition) (*tiered.Ticket, error) {
+func (s *Server) appendPartition(ctx context.Context, topic string, rp *kmsg.ProduceRequestTopicPartition, transactional bool) (*tiered.Ticket, error) {
 	var (
 		id        meta.TopicID
 		maxBytes  int64
@@ -160,8 +162,15 @@ func (s *Server) appendPartition(ctx context.Context, topic string, rp *kmsg.Pro
 			return err
 		}
 		h := sum.Header
-		if h.IsTransactional() || h.IsControl() {
-			return fmt.Errorf("%w: transactional batches are not supported yet", batch.ErrInvalidRecord)
+		switch {
+		case h.IsControl():
+			return fmt.Errorf("%w: a client may not produce control batches", batch.ErrInvalidRecord)
+		case h.IsTransactional() != transactional:
+			// Kafka: a transactional batch comes with the request's
+			// transactional id, and only such batches do.
+			return fmt.Errorf("%w: a transactional batch needs the request's transactional id, and only it", batch.ErrInvalidRecord)
+		case h.IsTransactional() && h.ProducerID < 0:
+			return fmt.Errorf("%w: a transactional batch without a producer id", batch.ErrInvalidRecord)
 		}
 		if err := checkTimestamps(sum, logAppend, tsBounds, time.Now().UnixMilli()); err != nil {
 			return err

@@ -110,6 +110,12 @@ type fetchPlan struct {
 	offset   int64
 	maxBytes int64
 	chunks   []meta.Chunk
+	// end is the offset the answer stops before: the high watermark, or
+	// the last stable offset for read_committed, whose answer lists the
+	// aborted transactions from aborted that it meets.
+	end           int64
+	readCommitted bool
+	aborted       []meta.AbortedTxn
 }
 
 // fetchOnce builds one answer. It returns the bytes it holds, whether
@@ -177,7 +183,8 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 					stop = true // answer now: the client must refresh, or retry
 					continue
 				}
-				p.HighWatermark, p.LastStableOffset, p.LogStartOffset = part.HighWatermark, part.HighWatermark, part.LogStart
+				lso := part.LastStable()
+				p.HighWatermark, p.LastStableOffset, p.LogStartOffset = part.HighWatermark, lso, part.LogStart
 				if rp.FetchOffset < part.LogStart || rp.FetchOffset > part.HighWatermark {
 					p.ErrorCode = kerr.OffsetOutOfRange.Code
 					stop = true
@@ -194,12 +201,21 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 						continue
 					}
 				}
-				if rp.FetchOffset == part.HighWatermark {
+				plan := fetchPlan{p: p, offset: rp.FetchOffset, maxBytes: int64(rp.PartitionMaxBytes), end: part.HighWatermark}
+				if req.IsolationLevel == 1 {
+					// read_committed: up to the last stable offset, and the
+					// aborted transactions there, for the client to drop.
+					plan.end, plan.readCommitted = lso, true
+					p.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+				}
+				if rp.FetchOffset >= plan.end {
 					continue
 				}
-				plan := fetchPlan{p: p, offset: rp.FetchOffset, maxBytes: int64(rp.PartitionMaxBytes)}
+				if plan.readCommitted {
+					plan.aborted = part.Aborted(rp.FetchOffset, plan.end)
+				}
 				var sum int64
-				for k := part.Find(rp.FetchOffset); k >= 0 && k < len(part.Chunks) && (sum == 0 || sum < plan.maxBytes); k++ {
+				for k := part.Find(rp.FetchOffset); k >= 0 && k < len(part.Chunks) && part.Chunks[k].BaseOffset < plan.end && (sum == 0 || sum < plan.maxBytes); k++ {
 					plan.chunks = append(plan.chunks, part.Chunks[k])
 					sum += part.Chunks[k].Len
 				}
@@ -231,6 +247,12 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 				break
 			}
 			got, next := tiered.FromOffset(data, offset, limit-int64(len(out)), total == 0 && out == nil)
+			if c.NextOffset > pl.end && len(got) > 0 {
+				got, next = tiered.Before(got, pl.end) // an open transaction's batches stay unread
+				if len(got) == 0 {
+					break
+				}
+			}
 			if len(got) == 0 {
 				if next < 0 {
 					// Key compaction dropped every batch from offset to the
@@ -268,6 +290,12 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 		}
 		if out != nil {
 			pl.p.RecordBatches = out
+		}
+		for _, a := range pl.aborted {
+			if a.FirstOffset < offset {
+				pl.p.AbortedTransactions = append(pl.p.AbortedTransactions,
+					kmsg.FetchResponseTopicPartitionAbortedTransaction{ProducerID: a.ProducerID, FirstOffset: a.FirstOffset})
+			}
 		}
 		total += int64(len(out))
 		remaining -= int64(len(out))

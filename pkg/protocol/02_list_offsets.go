@@ -45,7 +45,7 @@ func handleListOffsets(ctx context.Context, s *Server, req *kmsg.ListOffsetsRequ
 			} else if p.ErrorCode = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch); p.ErrorCode != 0 {
 				p.Offset, p.Timestamp = -1, -1
 			} else {
-				p.Offset, p.Timestamp, p.ErrorCode = s.listOffset(ctx, rt.Topic, rp.Partition, rp.Timestamp)
+				p.Offset, p.Timestamp, p.ErrorCode = s.listOffset(ctx, rt.Topic, rp.Partition, rp.Timestamp, req.IsolationLevel == 1)
 			}
 			t.Partitions = append(t.Partitions, p)
 		}
@@ -54,7 +54,7 @@ func handleListOffsets(ctx context.Context, s *Server, req *kmsg.ListOffsetsRequ
 	return resp
 }
 
-func (s *Server) listOffset(ctx context.Context, topic string, partition int32, ts int64) (offset, timestamp int64, code int16) {
+func (s *Server) listOffset(ctx context.Context, topic string, partition int32, ts int64, readCommitted bool) (offset, timestamp int64, code int16) {
 	if ts < listLocalStart {
 		return -1, -1, kerr.UnsupportedVersion.Code // e.g. -5, tiered storage's, which v9 brought
 	}
@@ -74,6 +74,9 @@ func (s *Server) listOffset(ctx context.Context, topic string, partition int32, 
 			offset, timestamp = p.LogStart, -1
 		case listLatest:
 			offset, timestamp = p.HighWatermark, -1
+			if readCommitted {
+				offset = p.LastStable() // v2+'s isolation level, as Kafka answers it
+			}
 		case listMaxTime:
 			best := -1
 			for i, c := range p.Chunks {

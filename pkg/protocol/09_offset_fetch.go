@@ -15,7 +15,8 @@ import (
 // same and a restarted agent has them all. A partition without a commit,
 // or of an unknown topic, gets offset -1 and no error, as in Kafka; no
 // topics (v2+) means every committed offset of the group. RequireStable
-// (v7) needs nothing: there are no pending transactional commits.
+// (v7): a partition an open transaction will commit an offset of answers
+// UNSTABLE_OFFSET_COMMIT (clients retry until the transaction ends).
 // A coordinator answers only after reading the log's tail (lag.go): it
 // may have just become the group's coordinator, and the commits of the
 // agent that was are in the log, not in its view. If it cannot read the
@@ -52,7 +53,7 @@ func handleOffsetFetch(ctx context.Context, s *Server, req *kmsg.OffsetFetchRequ
 	z := s.authzOf(ctx)
 	s.log.View(func(st *meta.State) {
 		for _, rg := range groups {
-			resp.Groups = append(resp.Groups, fetchGroupOffsets(st, z, rg))
+			resp.Groups = append(resp.Groups, fetchGroupOffsets(st, z, rg, req.RequireStable))
 		}
 	})
 	for i := range resp.Groups {
@@ -82,7 +83,7 @@ func handleOffsetFetch(ctx context.Context, s *Server, req *kmsg.OffsetFetchRequ
 	return resp
 }
 
-func fetchGroupOffsets(st *meta.State, z authz, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
+func fetchGroupOffsets(st *meta.State, z authz, rg kmsg.OffsetFetchRequestGroup, requireStable bool) kmsg.OffsetFetchResponseGroup {
 	g := kmsg.NewOffsetFetchResponseGroup()
 	g.Group = rg.Group
 	if rg.Group == "" {
@@ -132,8 +133,11 @@ func fetchGroupOffsets(st *meta.State, z authz, rg kmsg.OffsetFetchRequestGroup)
 				o, ok = st.CommittedOffset(rg.Group, mt.ID, p)
 			}
 			rp := partition(o, ok, p)
-			if denied {
+			switch {
+			case denied:
 				rp.ErrorCode = errTopicAuth.Code
+			case requireStable && mt != nil && st.PendingTxnOffset(rg.Group, mt.ID, p):
+				rp.ErrorCode, rp.Offset = kerr.UnstableOffsetCommit.Code, -1
 			}
 			t.Partitions = append(t.Partitions, rp)
 		}

@@ -12,8 +12,8 @@ import (
 // FindCoordinator, versions 0-4 (v4: batched keys, KIP-699).
 //
 // Groups are spread over the live agents by rendezvous hashing (cluster.go),
-// so every agent names the same coordinator. Transactional ids get
-// COORDINATOR_NOT_AVAILABLE until transactions land. librdkafka also takes
+// so every agent names the same coordinator; transactional ids too (txn.go),
+// once the cluster's format has transactions. librdkafka also takes
 // this API's presence as the sign that a broker understands lz4 framing
 // (its LZ4 feature), so without it kcat silently sends lz4 uncompressed.
 // v3: flexible.
@@ -35,12 +35,12 @@ func handleFindCoordinator(ctx context.Context, s *Server, req *kmsg.FindCoordin
 			c.ErrorCode = errGroupAuth.Code
 		case req.CoordinatorType == 1 && !z.txn(meta.OpDescribe, key):
 			c.ErrorCode = errTxnAuth.Code
-		case req.CoordinatorType == 1:
-			c.ErrorCode, c.ErrorMessage = kerr.CoordinatorNotAvailable.Code, strp("transactions are not supported yet")
-		case req.CoordinatorType != 0:
+		case req.CoordinatorType == 1 && !s.txnFormat():
+			c.ErrorCode, c.ErrorMessage = kerr.CoordinatorNotAvailable.Code, strp("not every agent of the cluster understands transactions yet")
+		case req.CoordinatorType != 0 && req.CoordinatorType != 1:
 			c.ErrorCode, c.ErrorMessage = kerr.InvalidRequest.Code, strp("unknown coordinator type")
 		case key == "":
-			c.ErrorCode, c.ErrorMessage = kerr.InvalidRequest.Code, strp("group id must not be empty")
+			c.ErrorCode, c.ErrorMessage = kerr.InvalidRequest.Code, strp("the key must not be empty")
 		}
 		if c.ErrorCode != 0 {
 			c.NodeID, c.Host, c.Port = -1, "", -1

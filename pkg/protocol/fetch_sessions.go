@@ -81,6 +81,7 @@ type sessionPart struct {
 	epoch       int32 // CurrentLeaderEpoch
 	told        bool  // answered at least once
 	hw          int64
+	lso         int64
 	logStart    int64
 }
 
@@ -230,7 +231,7 @@ func (s *fetchSession) request(req *kmsg.FetchRequest) *kmsg.FetchRequest {
 
 // trim drops from an answer to the session's full request the partitions
 // with nothing new for the client (no records, no error, the same high
-// watermark and log start as last told), remembers what it tells, and
+// watermark, last stable offset and log start as last told), remembers what it tells, and
 // moves the partitions that returned records to the end of the session.
 // The first answer of a session is whole.
 func (s *fetchSession) trim(version int16, resp *kmsg.FetchResponse) {
@@ -244,12 +245,13 @@ func (s *fetchSession) trim(version int16, resp *kmsg.FetchResponse) {
 				continue
 			}
 			sp := s.parts[i]
-			if sp.told && len(p.RecordBatches) == 0 && p.ErrorCode == 0 && p.HighWatermark == sp.hw && p.LogStartOffset == sp.logStart {
+			if sp.told && len(p.RecordBatches) == 0 && p.ErrorCode == 0 && p.HighWatermark == sp.hw &&
+				p.LastStableOffset == sp.lso && p.LogStartOffset == sp.logStart {
 				continue
 			}
-			sp.told, sp.hw, sp.logStart = true, p.HighWatermark, p.LogStartOffset
+			sp.told, sp.hw, sp.lso, sp.logStart = true, p.HighWatermark, p.LastStableOffset, p.LogStartOffset
 			if p.ErrorCode != 0 {
-				sp.hw, sp.logStart = -1, -1 // told again once it recovers
+				sp.hw, sp.lso, sp.logStart = -1, -1, -1 // told again once it recovers
 			}
 			if len(p.RecordBatches) > 0 {
 				served = append(served, sp)

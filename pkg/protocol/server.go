@@ -80,6 +80,12 @@ type Config struct {
 
 	// Security is the listener's TLS, SASL and authorizer (auth.go).
 	Security Security
+
+	// Transactions (txn.go), by Kafka's names; zero takes Kafka's
+	// defaults: 15 minutes, 7 days and 10 s.
+	TxnMaxTimeout    time.Duration // transaction.max.timeout.ms
+	TxnIDExpiration  time.Duration // transactional.id.expiration.ms
+	TxnAbortInterval time.Duration // transaction.abort.timed.out.transaction.cleanup.interval.ms
 }
 
 // Server serves Kafka clients.

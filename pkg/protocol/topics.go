@@ -50,6 +50,14 @@ func errorCode(err error) int16 {
 		return kerr.OffsetOutOfRange.Code
 	case errors.Is(err, meta.ErrInvalidProducerEpoch):
 		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, meta.ErrInvalidTxnState):
+		return kerr.InvalidTxnState.Code
+	case errors.Is(err, meta.ErrProducerFenced):
+		return kerr.ProducerFenced.Code
+	case errors.Is(err, meta.ErrInvalidProducerIDMapping):
+		return kerr.InvalidProducerIDMapping.Code
+	case errors.Is(err, meta.ErrConcurrentTransactions):
+		return kerr.ConcurrentTransactions.Code
 	case errors.Is(err, batch.ErrCorrupt):
 		return kerr.CorruptMessage.Code
 	case errors.Is(err, batch.ErrUnsupportedCodec):

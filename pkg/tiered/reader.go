@@ -180,3 +180,20 @@ func FromOffset(chunk []byte, offset, maxBytes int64, atLeastOne bool) ([]byte, 
 	}
 	return chunk[start:end:end], next
 }
+
+// Before returns the whole batches at the start of b (as FromOffset
+// returns them) that begin before offset end, and the offset after the
+// last of them: a read_committed fetch stops at the last stable offset.
+func Before(b []byte, end int64) ([]byte, int64) {
+	next := int64(-1)
+	pos := 0
+	for pos+batch.HeaderSize <= len(b) {
+		h, err := batch.ParseHeader(b[pos:])
+		if err != nil || h.Size() < batch.HeaderSize || h.Size() > len(b)-pos || h.BaseOffset >= end {
+			break
+		}
+		pos += h.Size()
+		next = h.NextOffset()
+	}
+	return b[:pos:pos], next
+}

@@ -1,0 +1,263 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/internal/harness"
+	"github.com/bargehq/barge/pkg/batch"
+)
+
+// produceTxn runs one transaction of n records with values prefix-i on
+// topic and ends it with commit.
+func produceTxn(ctx context.Context, t *testing.T, cl *kgo.Client, topic, prefix string, n int, commit bool) {
+	t.Helper()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "%s-%d", prefix, i)}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				t.Errorf("producing in a transaction: %v", err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+		t.Fatalf("ending the transaction (commit %v): %v", commit, err)
+	}
+}
+
+// consumeAll reads topic from the start up to its high watermark with
+// the isolation level given, and returns the values, per partition in
+// order, and the offsets of the records it saw.
+func consumeIso(ctx context.Context, t *testing.T, addr, topic string, iso kgo.IsolationLevel, want int) []string {
+	t.Helper()
+	cl := client(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(iso))
+	var got []string
+	for len(got) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of %d: %v", len(got), want, ctx.Err())
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch: %v", err) })
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	return got
+}
+
+// TestTransactionsCommitAndAbort: a transactional producer commits one
+// transaction and aborts the next; a read_committed consumer sees only the
+// committed records, a read_uncommitted one sees both, and each marker
+// takes an offset, as in Kafka: 10 records, a commit marker, 5 records, an
+// abort marker: the high watermark is 17, the last stable offset too.
+func TestTransactionsCommitAndAbort(t *testing.T) {
+	b := harness.MinIOBackend(t)
+	a := startAgent(t, b, 5*time.Millisecond)
+	createTopic(t, a.Addr, "txn", 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := client(t, a.Addr, kgo.TransactionalID("tx-1"), kgo.DefaultProduceTopic("txn"))
+	produceTxn(ctx, t, p, "txn", "c", 10, true)
+	produceTxn(ctx, t, p, "txn", "a", 5, false)
+	// A record after both, outside any transaction, ends both reads.
+	plain := client(t, a.Addr)
+	if err := plain.ProduceSync(ctx, &kgo.Record{Topic: "txn", Value: []byte("last")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if hw := endOffsets(t, a.Addr, "txn")[0]; hw != 18 {
+		t.Fatalf("high watermark %d, want 18 (10 + commit marker + 5 + abort marker + 1)", hw)
+	}
+	committed := consumeIso(ctx, t, a.Addr, "txn", kgo.ReadCommitted(), 11)
+	if len(committed) != 11 || committed[0] != "c-0" || committed[9] != "c-9" || committed[10] != "last" {
+		t.Fatalf("read_committed saw %q", committed)
+	}
+	all := consumeIso(ctx, t, a.Addr, "txn", kgo.ReadUncommitted(), 16)
+	if len(all) != 16 || all[10] != "a-0" || all[15] != "last" {
+		t.Fatalf("read_uncommitted saw %q", all)
+	}
+}
+
+// TestTransactionOpenHoldsLastStableOffset: while a transaction is open,
+// read_committed stops at its first offset (ListOffsets latest under
+// read_committed answers it) and sees nothing of it; once it commits,
+// everything.
+func TestTransactionOpenHoldsLastStableOffset(t *testing.T) {
+	b := harness.FileBackend(t)
+	a := startAgent(t, b, 5*time.Millisecond)
+	createTopic(t, a.Addr, "lso", 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	plain := client(t, a.Addr)
+	for i := range 3 {
+		if err := plain.ProduceSync(ctx, &kgo.Record{Topic: "lso", Value: fmt.Appendf(nil, "p-%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := client(t, a.Addr, kgo.TransactionalID("tx-lso"))
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(ctx, &kgo.Record{Topic: "lso", Value: []byte("open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.ProduceSync(ctx, &kgo.Record{Topic: "lso", Value: []byte("after")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	lso := func() (int64, int64) {
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.IsolationLevel = 1
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "lso"
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Timestamp = -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, plain)
+		if err != nil || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+			t.Fatalf("ListOffsets: %v %+v", err, resp)
+		}
+		return resp.Topics[0].Partitions[0].Offset, endOffsets(t, a.Addr, "lso")[0]
+	}
+	if stable, hw := lso(); stable != 3 || hw != 5 {
+		t.Fatalf("with a transaction open at 3: last stable offset %d, high watermark %d; want 3 and 5", stable, hw)
+	}
+	// read_committed returns the three before it, then waits.
+	got := consumeIso(ctx, t, a.Addr, "lso", kgo.ReadCommitted(), 3)
+	if len(got) != 3 || got[2] != "p-2" {
+		t.Fatalf("read_committed during the transaction saw %q", got)
+	}
+	if err := p.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if stable, hw := lso(); stable != 6 || hw != 6 {
+		t.Fatalf("after the commit: last stable offset %d, high watermark %d; want 6 and 6", stable, hw)
+	}
+	got = consumeIso(ctx, t, a.Addr, "lso", kgo.ReadCommitted(), 5)
+	if fmt.Sprint(got) != "[p-0 p-1 p-2 open after]" {
+		t.Fatalf("read_committed after the commit saw %q", got)
+	}
+}
+
+// TestZombieFencing: a second producer with the same transactional id
+// fences the first: the first's transaction is aborted, and its next
+// produce and its commit are refused as fenced.
+func TestZombieFencing(t *testing.T) {
+	b := harness.FileBackend(t)
+	a := startAgent(t, b, 5*time.Millisecond)
+	createTopic(t, a.Addr, "zombie", 2, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	zombie := client(t, a.Addr, kgo.TransactionalID("tx-z"))
+	if err := zombie.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zombie.ProduceSync(ctx, &kgo.Record{Topic: "zombie", Partition: 0, Value: []byte("z1")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := client(t, a.Addr, kgo.TransactionalID("tx-z"))
+	produceTxn(ctx, t, fresh, "zombie", "fresh", 2, true) // InitProducerID fences the zombie
+	err := zombie.ProduceSync(ctx, &kgo.Record{Topic: "zombie", Value: []byte("z2")}).FirstErr()
+	if !errors.Is(err, kerr.InvalidProducerEpoch) && !errors.Is(err, kerr.ProducerFenced) {
+		t.Fatalf("the zombie's produce: %v, want INVALID_PRODUCER_EPOCH or PRODUCER_FENCED", err)
+	}
+	if err := zombie.EndTransaction(ctx, kgo.TryCommit); err == nil {
+		t.Fatal("the zombie committed")
+	}
+	got := consumeIso(ctx, t, a.Addr, "zombie", kgo.ReadCommitted(), 2)
+	for _, v := range got {
+		if v == "z1" || v == "z2" {
+			t.Fatalf("read_committed saw the zombie's %q", v)
+		}
+	}
+}
+
+// TestTransactionBadInput: Kafka's error codes for requests out of turn.
+func TestTransactionBadInput(t *testing.T) {
+	b := harness.FileBackend(t)
+	a := startAgent(t, b, 5*time.Millisecond)
+	createTopic(t, a.Addr, "bad", 2, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl := client(t, a.Addr)
+	initReq := kmsg.NewPtrInitProducerIDRequest()
+	initReq.TransactionalID, initReq.TransactionTimeoutMillis = kmsg.StringPtr("tx-bad"), 60000
+	init, err := initReq.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if init.ErrorCode != 0 {
+		t.Fatalf("InitProducerID: %v", kerr.ErrorForCode(init.ErrorCode))
+	}
+	pid, epoch := init.ProducerID, init.ProducerEpoch
+
+	endTxn := func(id string, pid int64, epoch int16) error {
+		req := kmsg.NewPtrEndTxnRequest()
+		req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit = id, pid, epoch, true
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kerr.ErrorForCode(resp.ErrorCode)
+	}
+	if err := endTxn("tx-unknown", pid, epoch); !errors.Is(err, kerr.InvalidProducerIDMapping) {
+		t.Fatalf("EndTxn of an unknown id: %v, want INVALID_PRODUCER_ID_MAPPING", err)
+	}
+	if err := endTxn("tx-bad", pid+1, epoch); !errors.Is(err, kerr.InvalidProducerIDMapping) {
+		t.Fatalf("EndTxn by another producer: %v, want INVALID_PRODUCER_ID_MAPPING", err)
+	}
+	if err := endTxn("tx-bad", pid, epoch); !errors.Is(err, kerr.InvalidTxnState) {
+		t.Fatalf("EndTxn with nothing open: %v, want INVALID_TXN_STATE", err)
+	}
+	if err := endTxn("tx-bad", pid, epoch-1); !errors.Is(err, kerr.ProducerFenced) {
+		t.Fatalf("EndTxn of an older epoch: %v, want PRODUCER_FENCED", err)
+	}
+
+	add := kmsg.NewPtrAddPartitionsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch = "tx-bad", pid, epoch
+	add.Topics = []kmsg.AddPartitionsToTxnRequestTopic{{Topic: "bad", Partitions: []int32{0}}, {Topic: "no-such-topic", Partitions: []int32{0}}}
+	addResp, err := add.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := map[string]error{}
+	for _, rt := range addResp.Topics {
+		codes[rt.Topic] = kerr.ErrorForCode(rt.Partitions[0].ErrorCode)
+	}
+	if !errors.Is(codes["no-such-topic"], kerr.UnknownTopicOrPartition) || !errors.Is(codes["bad"], kerr.OperationNotAttempted) {
+		t.Fatalf("AddPartitionsToTxn with an unknown topic: %v", codes)
+	}
+
+	// A transactional produce to a partition the transaction did not add.
+	add = kmsg.NewPtrAddPartitionsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch = "tx-bad", pid, epoch
+	add.Topics = []kmsg.AddPartitionsToTxnRequestTopic{{Topic: "bad", Partitions: []int32{0}}}
+	if addResp, err = add.RequestWith(ctx, cl); err != nil || addResp.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("AddPartitionsToTxn: %v %+v", err, addResp)
+	}
+	now := time.Now().UnixMilli()
+	rec, err := batch.Build(batch.Header{Attributes: 0x10 /* transactional */, FirstTimestamp: now, MaxTimestamp: now,
+		ProducerID: pid, ProducerEpoch: epoch, BaseSequence: 0}, batch.None, []batch.Record{{Value: []byte("v")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod := kmsg.NewPtrProduceRequest()
+	prod.TransactionID, prod.Acks, prod.TimeoutMillis = kmsg.StringPtr("tx-bad"), -1, 30000
+	prod.Topics = []kmsg.ProduceRequestTopic{{Topic: "bad", Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 1, Records: rec}}}}
+	presp, err := prod.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kerr.ErrorForCode(presp.Topics[0].Partitions[0].ErrorCode); !errors.Is(err, kerr.InvalidTxnState) {
+		t.Fatalf("a transactional produce to a partition not added: %v, want INVALID_TXN_STATE", err)
+	}
+}

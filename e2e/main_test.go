@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -15,7 +16,12 @@ import (
 	"github.com/bargehq/barge/pkg/meta"
 )
 
-func TestMain(m *testing.M) { harness.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(txnMemberEnv) != "" {
+		os.Exit(runTxnMember()) // a member process of TestGroupTransactSessionExactlyOnce
+	}
+	harness.Main(m)
+}
 
 // startAgent runs an agent on backend b.
 func startAgent(t *testing.T, b harness.Backend, flush time.Duration, args ...string) *harness.Agent {

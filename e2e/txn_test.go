@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -260,4 +261,191 @@ func TestTransactionBadInput(t *testing.T) {
 	if err := kerr.ErrorForCode(presp.Topics[0].Partitions[0].ErrorCode); !errors.Is(err, kerr.InvalidTxnState) {
 		t.Fatalf("a transactional produce to a partition not added: %v, want INVALID_TXN_STATE", err)
 	}
+}
+
+// lastStable returns read_committed's ListOffsets latest (the last stable
+// offset) and the high watermark of each of topic's partitions.
+func lastStable(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, partitions int32) (lso, hw []int64) {
+	t.Helper()
+	for _, iso := range []int8{1, 0} {
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.IsolationLevel = iso
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = topic
+		for p := range partitions {
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Partition, rp.Timestamp = p, -1
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		shards := cl.RequestSharded(ctx, req)
+		out := make([]int64, partitions)
+		for _, sh := range shards {
+			if sh.Err != nil {
+				t.Fatalf("ListOffsets: %v", sh.Err)
+			}
+			for _, p := range sh.Resp.(*kmsg.ListOffsetsResponse).Topics[0].Partitions {
+				if p.ErrorCode != 0 {
+					t.Fatalf("ListOffsets %s/%d: %v", topic, p.Partition, kerr.ErrorForCode(p.ErrorCode))
+				}
+				out[p.Partition] = p.Offset
+			}
+		}
+		if iso == 1 {
+			lso = out
+		} else {
+			hw = out
+		}
+	}
+	return lso, hw
+}
+
+// awaitStable waits until no transaction is open in any of topic's
+// partitions: the last stable offsets are the high watermarks.
+func awaitStable(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, partitions int32) []int64 {
+	t.Helper()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		lso, hw := lastStable(ctx, t, cl, topic, partitions)
+		if fmt.Sprint(lso) == fmt.Sprint(hw) {
+			return hw
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("transactions still open: last stable offsets %v, high watermarks %v", lso, hw)
+		case <-tick.C:
+		}
+	}
+}
+
+// TestTransactionTimeoutAborts: a transaction left open past its timeout
+// is aborted by its coordinator: the last stable offset moves on,
+// read_committed never sees its records, and its producer is fenced.
+func TestTransactionTimeoutAborts(t *testing.T) {
+	b := harness.FileBackend(t)
+	a := startAgent(t, b, 5*time.Millisecond, "--transaction-abort-interval=100ms")
+	createTopic(t, a.Addr, "timeout", 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := client(t, a.Addr, kgo.TransactionalID("tx-timeout"), kgo.TransactionTimeout(time.Second))
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(ctx, &kgo.Record{Topic: "timeout", Value: []byte("left-open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	plain := client(t, a.Addr)
+	if err := plain.ProduceSync(ctx, &kgo.Record{Topic: "timeout", Value: []byte("after")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if lso, hw := lastStable(ctx, t, plain, "timeout", 1); lso[0] != 0 || hw[0] != 2 {
+		t.Fatalf("with the transaction open: LSO %v HWM %v, want 0 and 2", lso, hw)
+	}
+	if hw := awaitStable(ctx, t, plain, "timeout", 1); hw[0] != 3 {
+		t.Fatalf("after the abort the high watermark is %d, want 3 (its marker)", hw[0])
+	}
+	if got := consumeIso(ctx, t, a.Addr, "timeout", kgo.ReadCommitted(), 1); got[0] != "after" {
+		t.Fatalf("read_committed saw %q", got)
+	}
+	if err := p.EndTransaction(ctx, kgo.TryCommit); err == nil {
+		t.Fatal("a transaction aborted at its timeout committed")
+	}
+	if !strings.Contains(a.Log(), "aborted a transaction past its timeout") {
+		t.Fatal("the agent did not log the abort")
+	}
+}
+
+// TestTransactionCoordinatorKilledMidCommit: the coordinator's agent is
+// killed while a commit of a transaction over three partitions is in
+// flight. The producer's retry reaches the other agent, which completes
+// the commit, or the transaction stays open until its timeout aborts it:
+// either way every partition ends the same, never half committed.
+func TestTransactionCoordinatorKilledMidCommit(t *testing.T) {
+	const partitions, each = 3, 10
+	b := harness.MinIOBackend(t)
+	args := []string{"--transaction-abort-interval=200ms"}
+	agents := []*harness.Agent{startAgent(t, b, 20*time.Millisecond, args...), startAgent(t, b, 20*time.Millisecond, args...)}
+	createTopic(t, agents[0].Addr, "killed", partitions, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := client(t, agents[0].Addr, kgo.SeedBrokers(agents[0].Addr, agents[1].Addr), kgo.TransactionalID("tx-killed"),
+		kgo.TransactionTimeout(5*time.Second), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for part := range int32(partitions) {
+		for i := range each {
+			if err := p.ProduceSync(ctx, &kgo.Record{Topic: "killed", Partition: part, Value: fmt.Appendf(nil, "%d-%d", part, i)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fc := kmsg.NewPtrFindCoordinatorRequest()
+	fc.CoordinatorType, fc.CoordinatorKey = 1, "tx-killed"
+	fcr, err := fc.RequestWith(ctx, p)
+	if err != nil || fcr.ErrorCode != 0 {
+		t.Fatalf("FindCoordinator: %v %+v", err, fcr)
+	}
+	var coordinator, survivor *harness.Agent
+	for _, a := range agents {
+		if a.Addr == fmt.Sprintf("%s:%d", fcr.Host, fcr.Port) {
+			coordinator = a
+		} else {
+			survivor = a
+		}
+	}
+	if coordinator == nil {
+		t.Fatalf("the coordinator %s:%d is neither agent", fcr.Host, fcr.Port)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- p.EndTransaction(ctx, kgo.TryCommit) }()
+	coordinator.Kill()
+	err = <-ended
+	t.Logf("commit with its coordinator killed: %v", err)
+
+	check := client(t, survivor.Addr)
+	hw := awaitStable(ctx, t, check, "killed", partitions)
+	counts := make([]int, partitions)
+	for _, v := range consumeUntil(ctx, t, survivor.Addr, "killed", hw) {
+		var part, i int
+		fmt.Sscanf(v, "%d-%d", &part, &i)
+		counts[part]++
+	}
+	if err == nil && fmt.Sprint(counts) != fmt.Sprint([]int{each, each, each}) {
+		t.Fatalf("the commit succeeded but read_committed saw %v records per partition", counts)
+	}
+	if fmt.Sprint(counts) != fmt.Sprint([]int{each, each, each}) && fmt.Sprint(counts) != "[0 0 0]" {
+		t.Fatalf("a transaction half committed: %v records per partition", counts)
+	}
+}
+
+// consumeUntil reads topic with read_committed from the start until each
+// partition's position reaches hw (with sentinels: a plain record after
+// hw in each partition, which the read stops at), and returns the values
+// before them.
+func consumeUntil(ctx context.Context, t *testing.T, addr, topic string, hw []int64) []string {
+	t.Helper()
+	prod := client(t, addr, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for p := range hw {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: int32(p), Value: []byte("end")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := client(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	var out []string
+	for ends := 0; ends < len(hw); {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d sentinels of %d: %v", ends, len(hw), ctx.Err())
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if string(r.Value) == "end" {
+				ends++
+			} else {
+				out = append(out, string(r.Value))
+			}
+		})
+	}
+	return out
 }

@@ -52,6 +52,7 @@ func TestEveryAPIIsAuthorized(t *testing.T) {
 		topicAuth   = 29 // TOPIC_AUTHORIZATION_FAILED
 		groupAuth   = 30 // GROUP_AUTHORIZATION_FAILED
 		clusterAuth = 31 // CLUSTER_AUTHORIZATION_FAILED
+		txnAuth     = 53 // TRANSACTIONAL_ID_AUTHORIZATION_FAILED
 	)
 	refused := map[int16]int16{} // API key → the code it must answer
 	var reqs []kmsg.Request
@@ -157,6 +158,13 @@ func TestEveryAPIIsAuthorized(t *testing.T) {
 		add(topicAuth, r)
 	}
 	add(clusterAuth, kmsg.NewPtrInitProducerIDRequest())
+	// A transactional id the principal may not WRITE.
+	add(txnAuth, &kmsg.AddPartitionsToTxnRequest{TransactionalID: "tx", ProducerID: 1,
+		Topics: []kmsg.AddPartitionsToTxnRequestTopic{{Topic: topic, Partitions: []int32{0}}}})
+	add(txnAuth, &kmsg.AddOffsetsToTxnRequest{TransactionalID: "tx", ProducerID: 1, Group: group})
+	add(txnAuth, &kmsg.EndTxnRequest{TransactionalID: "tx", ProducerID: 1, Commit: true})
+	add(txnAuth, &kmsg.TxnOffsetCommitRequest{TransactionalID: "tx", Group: group, ProducerID: 1,
+		Topics: []kmsg.TxnOffsetCommitRequestTopic{{Topic: topic, Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1}}}}})
 	{
 		r := kmsg.NewPtrOffsetForLeaderEpochRequest()
 		r.ReplicaID = -1

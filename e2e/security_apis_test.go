@@ -162,6 +162,8 @@ func TestEveryAPIIsAuthorized(t *testing.T) {
 	add(txnAuth, &kmsg.AddPartitionsToTxnRequest{TransactionalID: "tx", ProducerID: 1,
 		Topics: []kmsg.AddPartitionsToTxnRequestTopic{{Topic: topic, Partitions: []int32{0}}}})
 	add(txnAuth, &kmsg.AddOffsetsToTxnRequest{TransactionalID: "tx", ProducerID: 1, Group: group})
+	add(txnAuth, &kmsg.DescribeTransactionsRequest{TransactionalIDs: []string{"tx"}})
+	add(topicAuth, &kmsg.DescribeProducersRequest{Topics: []kmsg.DescribeProducersRequestTopic{{Topic: topic, Partitions: []int32{0}}}})
 	add(txnAuth, &kmsg.EndTxnRequest{TransactionalID: "tx", ProducerID: 1, Commit: true})
 	add(txnAuth, &kmsg.TxnOffsetCommitRequest{TransactionalID: "tx", Group: group, ProducerID: 1,
 		Topics: []kmsg.TxnOffsetCommitRequestTopic{{Topic: topic, Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1}}}}})
@@ -239,13 +241,22 @@ func TestEveryAPIIsAuthorized(t *testing.T) {
 	if err != nil || len(lg.(*kmsg.ListGroupsResponse).Groups) != 0 {
 		t.Errorf("ListGroups: %v, %+v; want no groups", err, lg)
 	}
+	initTxn := kmsg.NewPtrInitProducerIDRequest()
+	initTxn.TransactionalID, initTxn.TransactionTimeoutMillis = kmsg.StringPtr("tx-of-the-admin"), 60000
+	if r, err := initTxn.RequestWith(ctx, admin); err != nil || r.ErrorCode != 0 {
+		t.Fatalf("the admin's InitProducerID: %v %+v", err, r)
+	}
+	lt, err := broker.Request(ctx, kmsg.NewPtrListTransactionsRequest())
+	if err != nil || len(lt.(*kmsg.ListTransactionsResponse).TransactionStates) != 0 {
+		t.Errorf("ListTransactions: %v, %+v; want no transactions", err, lt)
+	}
 	dc := kmsg.NewPtrDescribeClusterRequest()
 	dc.IncludeClusterAuthorizedOperations = true
 	if r, err := broker.Request(ctx, dc); err != nil || r.(*kmsg.DescribeClusterResponse).ClusterAuthorizedOperations != 0 {
 		t.Errorf("DescribeCluster: %v, %+v; want no authorized operations", err, r)
 	}
 	checked := map[int16]bool{kmsg.ApiVersions.Int16(): true, kmsg.SASLHandshake.Int16(): true, kmsg.SASLAuthenticate.Int16(): true,
-		kmsg.ListGroups.Int16(): true, kmsg.DescribeCluster.Int16(): true}
+		kmsg.ListGroups.Int16(): true, kmsg.DescribeCluster.Int16(): true, kmsg.ListTransactions.Int16(): true}
 	for _, k := range protocol.SupportedAPIs() {
 		if _, ok := refused[k.ApiKey]; !ok && !checked[k.ApiKey] {
 			t.Errorf("%s is served but not checked here", kmsg.NameForKey(k.ApiKey))

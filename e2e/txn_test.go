@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -448,4 +449,56 @@ func consumeUntil(ctx context.Context, t *testing.T, addr, topic string, hw []in
 		})
 	}
 	return out
+}
+
+// TestTransactionAdminAPIs: kadm's DescribeTransactions, ListTransactions
+// and DescribeProducers show an open transaction, its partitions and its
+// first offset, then its completion.
+func TestTransactionAdminAPIs(t *testing.T) {
+	b := harness.FileBackend(t)
+	a := startAgent(t, b, 5*time.Millisecond)
+	createTopic(t, a.Addr, "admin-txn", 2, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := client(t, a.Addr, kgo.TransactionalID("tx-admin"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(ctx, &kgo.Record{Topic: "admin-txn", Partition: 1, Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(client(t, a.Addr))
+	described, err := adm.DescribeTransactions(ctx, "tx-admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := described.On("tx-admin", nil)
+	if err != nil || d.State != "Ongoing" || d.StartTimestamp <= 0 || !d.Topics.Lookup("admin-txn", 1) || d.Topics.Lookup("admin-txn", 0) {
+		t.Fatalf("DescribeTransactions: %+v %v", d, err)
+	}
+	listed, err := adm.ListTransactions(ctx, nil, []string{"Ongoing"})
+	if err != nil || len(listed) != 1 || listed["tx-admin"].ProducerID != d.ProducerID {
+		t.Fatalf("ListTransactions: %+v %v", listed, err)
+	}
+	producers, err := adm.DescribeProducers(ctx, kadm.TopicsSet{"admin-txn": {1: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []kadm.DescribedProducer
+	producers.EachProducer(func(dp kadm.DescribedProducer) { found = append(found, dp) })
+	if len(found) != 1 || found[0].ProducerID != d.ProducerID || found[0].CurrentTxnStartOffset != 0 || found[0].LastSequence != 0 {
+		t.Fatalf("DescribeProducers: %+v", found)
+	}
+	if err := p.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if described, err = adm.DescribeTransactions(ctx, "tx-admin"); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ = described.On("tx-admin", nil); d.State != "CompleteCommit" || len(d.Topics) != 0 {
+		t.Fatalf("after the commit: %+v", d)
+	}
+	if _, err := described.On("tx-none", nil); err == nil {
+		t.Fatal("an unknown id described")
+	}
 }

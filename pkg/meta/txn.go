@@ -778,3 +778,30 @@ func (s *State) decodeTxns(d *decoder) {
 		}
 	}
 }
+
+// ProducerView is one idempotent or transactional producer's state in a
+// partition (DescribeProducers).
+type ProducerView struct {
+	ID           int64
+	Epoch        int16
+	LastSequence int32
+	LastMs       int64
+	TxnStart     int64 // first offset of its open transaction here; -1 if none
+}
+
+// Producers returns the producers the partition remembers, by id.
+func (p *Partition) Producers() []ProducerView {
+	out := make([]ProducerView, 0, len(p.producers))
+	for id, ps := range p.producers {
+		v := ProducerView{ID: id, Epoch: ps.epoch, LastSequence: -1, LastMs: ps.lastMs, TxnStart: -1}
+		if ps.n > 0 {
+			v.LastSequence = ps.recent[ps.n-1].last
+		}
+		if first, ok := p.openTxns[id]; ok {
+			v.TxnStart = first
+		}
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

@@ -172,28 +172,7 @@ func TestGroupTransactSessionExactlyOnce(t *testing.T) {
 	members = append(members, startTxnMember(t, brokers, "eos", "eos-3", "eos-in", "eos-out"))
 
 	// Done when the group has committed every input offset.
-	adm := kadm.NewClient(client(t, a2.Addr))
-	for {
-		offs, err := adm.FetchOffsets(ctx, "eos")
-		done := 0
-		if err == nil {
-			offs.Each(func(o kadm.OffsetResponse) {
-				if o.Err == nil && o.Topic == "eos-in" {
-					done += int(o.At)
-				}
-			})
-		}
-		if done == records {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the group committed %d of %d input offsets: %v", done, records, err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	awaitGroupDone(ctx, t, a2.Addr, "eos", "eos-in", records)
 	// A sentinel after the output in every partition: read_committed
 	// reads up to it, so everything the job wrote is read.
 	sentinel := client(t, a1.Addr, kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -254,6 +233,76 @@ func waitCommitted(ctx context.Context, t *testing.T, m *txnMember, n int) {
 			}
 		case <-ctx.Done():
 			t.Fatalf("the member did not commit %d records: %v", n, ctx.Err())
+		}
+	}
+}
+
+// TestTransactionsSharedFleet: a GroupTransactSession job through HAProxy
+// in front of three agents sharing its address: its TxnOffsetCommits are
+// forwarded to the group's coordinator, its other transactional requests
+// answered by whichever agent they reach; the output is exactly the input.
+func TestTransactionsSharedFleet(t *testing.T) {
+	const records = 20_000
+	b := harness.FileBackend(t)
+	_, lb := harness.SharedFleet(t, 3, b, harness.AgentConfig{FlushInterval: 10 * time.Millisecond,
+		Args: []string{"--group-initial-rebalance-delay=0s", "--transaction-abort-interval=200ms"}})
+	createTopic(t, lb.Addr(), "fleet-in", 4, nil)
+	createTopic(t, lb.Addr(), "fleet-out", 4, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	p := client(t, lb.Addr(), kgo.ProducerLinger(5*time.Millisecond))
+	for i := range records {
+		p.Produce(ctx, &kgo.Record{Topic: "fleet-in", Value: fmt.Appendf(nil, "%d", i)}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				t.Errorf("producing the input: %v", err)
+			}
+		})
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	startTxnMember(t, lb.Addr(), "fleet-eos", "fleet-0", "fleet-in", "fleet-out")
+	startTxnMember(t, lb.Addr(), "fleet-eos", "fleet-1", "fleet-in", "fleet-out")
+	awaitGroupDone(ctx, t, lb.Addr(), "fleet-eos", "fleet-in", records)
+	seen := make([]int, records)
+	for _, v := range consumeUntil(ctx, t, lb.Addr(), "fleet-out", make([]int64, 4)) {
+		i, err := strconv.Atoi(v)
+		if err != nil || i < 0 || i >= records {
+			t.Fatalf("a record %q that no input had", v)
+		}
+		seen[i]++
+	}
+	for i, n := range seen {
+		if n != 1 {
+			t.Fatalf("input %d copied %d times", i, n)
+		}
+	}
+}
+
+// awaitGroupDone waits until group has committed offsets summing to n on
+// topic: every input record's transaction committed.
+func awaitGroupDone(ctx context.Context, t *testing.T, addr, group, topic string, n int) {
+	t.Helper()
+	adm := kadm.NewClient(client(t, addr))
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		offs, err := adm.FetchOffsets(ctx, group)
+		done := 0
+		if err == nil {
+			offs.Each(func(o kadm.OffsetResponse) {
+				if o.Err == nil && o.Topic == topic {
+					done += int(o.At)
+				}
+			})
+		}
+		if done == n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("group %s committed %d of %d offsets: %v", group, done, n, err)
+		case <-tick.C:
 		}
 	}
 }

@@ -20,8 +20,6 @@ func init() {
 	register(28, 0, 3, routed(txnOffsetCommitGroups, twoPhase(handleTxnOffsetCommit)))
 }
 
-func txnOffsetCommitGroups(r *kmsg.TxnOffsetCommitRequest) []string { return []string{r.Group} }
-
 func handleTxnOffsetCommit(ctx context.Context, s *Server, req *kmsg.TxnOffsetCommitRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
 	codes := make([][]int16, len(req.Topics))

@@ -516,6 +516,18 @@ func notCoordinator(req kmsg.Request) kmsg.Response {
 			}
 			out.Topics = append(out.Topics, t)
 		}
+	case *kmsg.TxnOffsetCommitRequest:
+		out := resp.(*kmsg.TxnOffsetCommitResponse)
+		for _, rt := range r.Topics {
+			t := kmsg.NewTxnOffsetCommitResponseTopic()
+			t.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				p := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				p.Partition, p.ErrorCode = rp.Partition, code
+				t.Partitions = append(t.Partitions, p)
+			}
+			out.Topics = append(out.Topics, t)
+		}
 	case *kmsg.OffsetFetchRequest:
 		out := resp.(*kmsg.OffsetFetchResponse)
 		out.ErrorCode = code
@@ -548,6 +560,9 @@ func syncGroups(r *kmsg.SyncGroupRequest) []string            { return []string{
 func heartbeatGroups(r *kmsg.HeartbeatRequest) []string       { return []string{r.Group} }
 func leaveGroups(r *kmsg.LeaveGroupRequest) []string          { return []string{r.Group} }
 func offsetCommitGroups(r *kmsg.OffsetCommitRequest) []string { return []string{r.Group} }
+func txnOffsetCommitGroups(r *kmsg.TxnOffsetCommitRequest) []string {
+	return []string{r.Group}
+}
 func offsetDeleteGroups(r *kmsg.OffsetDeleteRequest) []string { return []string{r.Group} }
 
 func offsetFetchGroups(r *kmsg.OffsetFetchRequest) []string {

@@ -76,6 +76,7 @@ type cleanPlan struct {
 	dirty     int          // index of the first chunk with dirty records
 	cleanedTo int64        // the partition's clean/dirty boundary
 	retention int64        // delete.retention.ms
+	aborted   []meta.AbortedTxn
 }
 
 // Clean makes one key-compaction pass over the partitions due at now of
@@ -156,6 +157,16 @@ func planClean(t *meta.Topic, p *meta.Partition, nowMs int64) (cleanPlan, bool) 
 		for u = d; u < len(p.Chunks) && p.Chunks[u].MaxTimestamp <= nowMs-minLag; u++ {
 		}
 	}
+	// Nor past the last stable offset, as Kafka's cleaner stops at the
+	// first unstable offset: an open transaction may yet abort, and its
+	// records must not supersede anything before it is decided.
+	lso := p.LastStable()
+	for u > 0 && p.Chunks[u-1].NextOffset > lso {
+		u--
+	}
+	if u < d {
+		u = d
+	}
 	var clean, dirty int64
 	for i, c := range p.Chunks[:u] {
 		if i < d {
@@ -172,7 +183,7 @@ func planClean(t *meta.Topic, p *meta.Partition, nowMs int64) (cleanPlan, bool) 
 		return cleanPlan{}, false
 	}
 	return cleanPlan{topic: t.ID, chunks: p.Chunks[:u:u], dirty: d, cleanedTo: p.CleanedTo,
-		retention: t.ConfigInt("delete.retention.ms")}, true
+		retention: t.ConfigInt("delete.retention.ms"), aborted: p.Aborted(0, lso)}, true
 }
 
 // keyMap maps a key's 128-bit hash to the newest offset holding the key.
@@ -231,6 +242,9 @@ func (r *Runner) cleanOne(ctx context.Context, plan cleanPlan, nowMs int64) (boo
 			heldBytes += int64(len(b))
 		}
 		err = eachBatch(b, func(_ []byte, h batch.Header, recs []batch.Record) error {
+			if h.IsControl() || abortedBatch(plan.aborted, h) {
+				return nil // a marker's key is not a record's; an aborted record supersedes nothing
+			}
 			for _, rec := range recs {
 				if rec.Key != nil {
 					keys.offsets[keys.hash(rec.Key)] = h.BaseOffset + int64(rec.OffsetDelta)
@@ -253,7 +267,7 @@ func (r *Runner) cleanOne(ctx context.Context, plan cleanPlan, nowMs int64) (boo
 	// another job meanwhile costs only itself. That is safe because a
 	// record only goes once a newer one of its key is committed. The
 	// boundary moves last, and only if every run was taken.
-	f := filter{keys: keys, nowMs: nowMs, retention: plan.retention}
+	f := filter{keys: keys, nowMs: nowMs, retention: plan.retention, aborted: plan.aborted}
 	taken := true
 	for from := 0; from < end; {
 		to, size := from, int64(0)
@@ -374,14 +388,36 @@ type filter struct {
 	nowMs     int64
 	retention int64 // delete.retention.ms
 	horizon   int64 // the earliest delete horizon of a kept tombstone, 0 if none
+	aborted   []meta.AbortedTxn
 	kept      []batch.Record
+}
+
+// abortedBatch reports whether h is a batch of an aborted transaction:
+// transactional, of a producer with an aborted range holding its offset.
+func abortedBatch(aborted []meta.AbortedTxn, h batch.Header) bool {
+	if !h.IsTransactional() || h.IsControl() {
+		return false
+	}
+	for _, a := range aborted {
+		if a.ProducerID == h.ProducerID && a.FirstOffset <= h.BaseOffset && h.BaseOffset < a.LastOffset {
+			return true
+		}
+	}
+	return false
 }
 
 // batch returns the batch as the pass keeps it: raw itself when nothing
 // changes (same), a rebuilt batch, or nil when no record stays.
 func (f *filter) batch(raw []byte, h batch.Header, recs []batch.Record, trusted bool) (out []byte, same bool, err error) {
 	if h.IsControl() {
-		return raw, true, nil // not produced today; kept as Kafka keeps markers it cannot judge
+		// Markers stay: a read_committed reader needs an abort's marker
+		// to stop dropping its producer's batches. (Kafka removes one
+		// once its transaction's records are gone and delete.retention.ms
+		// has passed; Barge keeps them, a batch each per transaction.)
+		return raw, true, nil
+	}
+	if abortedBatch(f.aborted, h) {
+		return nil, false, nil // Kafka's cleaner discards aborted records
 	}
 	flagged := h.Attributes&attrDeleteHorizon != 0
 	hadHorizon := flagged && trusted

@@ -262,12 +262,35 @@ func TestTransactionBadInput(t *testing.T) {
 	if err := kerr.ErrorForCode(presp.Topics[0].Partitions[0].ErrorCode); !errors.Is(err, kerr.InvalidTxnState) {
 		t.Fatalf("a transactional produce to a partition not added: %v, want INVALID_TXN_STATE", err)
 	}
+	// Batches of one transactional id's producer sent under another id
+	// (the one the principal was authorized for) are refused.
+	initReq.TransactionalID = kmsg.StringPtr("tx-other")
+	if init, err = initReq.RequestWith(ctx, cl); err != nil || init.ErrorCode != 0 {
+		t.Fatalf("InitProducerID: %v %+v", err, init)
+	}
+	prod.TransactionID = kmsg.StringPtr("tx-other")
+	prod.Topics[0].Partitions[0].Partition = 0
+	if presp, err = prod.RequestWith(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	if err := kerr.ErrorForCode(presp.Topics[0].Partitions[0].ErrorCode); !errors.Is(err, kerr.InvalidProducerIDMapping) {
+		t.Fatalf("tx-bad's batch sent as tx-other's: %v, want INVALID_PRODUCER_ID_MAPPING", err)
+	}
 }
 
 // lastStable returns read_committed's ListOffsets latest (the last stable
-// offset) and the high watermark of each of topic's partitions.
+// offset) and the high watermark of each of topic's partitions, asked of
+// their leaders.
 func lastStable(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, partitions int32) (lso, hw []int64) {
 	t.Helper()
+	lso, hw, err := tryLastStable(ctx, cl, topic, partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lso, hw
+}
+
+func tryLastStable(ctx context.Context, cl *kgo.Client, topic string, partitions int32) (lso, hw []int64, err error) {
 	for _, iso := range []int8{1, 0} {
 		req := kmsg.NewPtrListOffsetsRequest()
 		req.IsolationLevel = iso
@@ -279,15 +302,14 @@ func lastStable(ctx context.Context, t *testing.T, cl *kgo.Client, topic string,
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		req.Topics = append(req.Topics, rt)
-		shards := cl.RequestSharded(ctx, req)
 		out := make([]int64, partitions)
-		for _, sh := range shards {
+		for _, sh := range cl.RequestSharded(ctx, req) {
 			if sh.Err != nil {
-				t.Fatalf("ListOffsets: %v", sh.Err)
+				return nil, nil, fmt.Errorf("ListOffsets: %w", sh.Err)
 			}
 			for _, p := range sh.Resp.(*kmsg.ListOffsetsResponse).Topics[0].Partitions {
 				if p.ErrorCode != 0 {
-					t.Fatalf("ListOffsets %s/%d: %v", topic, p.Partition, kerr.ErrorForCode(p.ErrorCode))
+					return nil, nil, fmt.Errorf("ListOffsets %s/%d: %w", topic, p.Partition, kerr.ErrorForCode(p.ErrorCode))
 				}
 				out[p.Partition] = p.Offset
 			}
@@ -298,23 +320,24 @@ func lastStable(ctx context.Context, t *testing.T, cl *kgo.Client, topic string,
 			hw = out
 		}
 	}
-	return lso, hw
+	return lso, hw, nil
 }
 
 // awaitStable waits until no transaction is open in any of topic's
-// partitions: the last stable offsets are the high watermarks.
+// partitions: the last stable offsets are the high watermarks. Failed
+// asks are asked again (a leader may be gone).
 func awaitStable(ctx context.Context, t *testing.T, cl *kgo.Client, topic string, partitions int32) []int64 {
 	t.Helper()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		lso, hw := lastStable(ctx, t, cl, topic, partitions)
-		if fmt.Sprint(lso) == fmt.Sprint(hw) {
+		lso, hw, err := tryLastStable(ctx, cl, topic, partitions)
+		if err == nil && fmt.Sprint(lso) == fmt.Sprint(hw) {
 			return hw
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("transactions still open: last stable offsets %v, high watermarks %v", lso, hw)
+			t.Fatalf("transactions still open: last stable offsets %v, high watermarks %v (%v)", lso, hw, err)
 		case <-tick.C:
 		}
 	}

@@ -24,6 +24,10 @@ type Load struct {
 	Acks        string // all, 1 or 0
 	Compression string // none, gzip, snappy, lz4, zstd
 	Linger      time.Duration
+	// TxnRecords, when nonzero, makes each producer transactional: it
+	// commits a transaction every TxnRecords records, and the tail
+	// consumers read with read_committed.
+	TxnRecords int
 }
 
 // PhaseStats is what the clients saw in one measured window.
@@ -134,8 +138,12 @@ func newDriver(ctx context.Context, l Load, seeds []string, topic string, settle
 	if err != nil {
 		return nil, err
 	}
-	for range l.Producers {
-		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic)}, popts...)...)
+	for i := range l.Producers {
+		opts := append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic)}, popts...)
+		if l.TxnRecords > 0 {
+			opts = append(opts, kgo.TransactionalID(fmt.Sprintf("bench-%s-%d", topic, i)))
+		}
+		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			d.close()
 			return nil, err
@@ -152,9 +160,12 @@ func newDriver(ctx context.Context, l Load, seeds []string, topic string, settle
 		if len(parts) == 0 {
 			continue
 		}
-		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...),
-			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
-			kgo.FetchMaxWait(time.Second))
+		copts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
+			kgo.FetchMaxWait(time.Second)}
+		if l.TxnRecords > 0 {
+			copts = append(copts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		}
+		cl, err := kgo.NewClient(copts...)
 		if err != nil {
 			d.close()
 			return nil, err
@@ -250,7 +261,26 @@ func (d *driver) produce(ctx context.Context, cl *kgo.Client, id int, rate float
 	size := d.load.RecordSize
 	p := id * d.load.Partitions / max(len(d.prods), 1)
 	start := time.Now()
+	inTxn := 0 // records in the open transaction
+	defer func() {
+		if inTxn > 0 {
+			d.endTxn(cl)
+		}
+	}()
 	for n := 0; ctx.Err() == nil; n++ {
+		if d.load.TxnRecords > 0 {
+			if inTxn == d.load.TxnRecords {
+				d.endTxn(cl)
+				inTxn = 0
+			}
+			if inTxn == 0 {
+				if err := cl.BeginTransaction(); err != nil {
+					d.errs.Add(1)
+					return
+				}
+			}
+			inTxn++
+		}
 		if rate > 0 {
 			due := start.Add(time.Duration(float64(n) / rate * float64(time.Second)))
 			if wait := time.Until(due); wait > 0 {
@@ -284,6 +314,19 @@ func (d *driver) produce(ctx context.Context, cl *kgo.Client, id int, rate float
 			d.acked.Add(1)
 			d.ackedBytes.Add(int64(size))
 		})
+	}
+}
+
+// endTxn flushes the producer's transaction and commits it (whatever the
+// phase's context: its records count once acknowledged).
+func (d *driver) endTxn(cl *kgo.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.Flush(ctx); err != nil {
+		d.errs.Add(1)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		d.errs.Add(1)
 	}
 }
 

@@ -164,6 +164,7 @@ func run(ctx context.Context, scenarios []Scenario, metaLog bool, timing Timing,
 		rep.Results = append(rep.Results, res)
 		printScenario(os.Stdout, res)
 	}
+	printTxnRatio(os.Stdout, rep.Results)
 	if metaLog {
 		res, err := b.runMetaLog(ctx, timing.Produce)
 		if err != nil {
@@ -215,6 +216,8 @@ func standardScenarios() []Scenario {
 	small.RecordSize = 100
 	wide := base
 	wide.Partitions = 10000
+	txn := base
+	txn.TxnRecords = 100
 	return []Scenario{
 		{Name: "1KiB-64p", Load: base, FlushInterval: 250 * time.Millisecond},
 		{Name: "100B-64p", Load: small, FlushInterval: 250 * time.Millisecond},
@@ -225,6 +228,9 @@ func standardScenarios() []Scenario {
 		// 1KiB-64p again, and the same load against three agents behind
 		// HAProxy beside it.
 		{Name: "fleet-3", Load: base, FlushInterval: 250 * time.Millisecond, Fleet: 3},
+		// 1KiB-64p's idempotent producers in transactions of 100 records,
+		// with read_committed tail consumers.
+		{Name: "txn-1KiB-64p", Load: txn, FlushInterval: 250 * time.Millisecond},
 	}
 }
 

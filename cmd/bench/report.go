@@ -15,6 +15,9 @@ func printScenario(w io.Writer, r *Result) {
 	if c.RateMBps > 0 {
 		load = fmt.Sprintf("%.1f MB/s fixed", c.RateMBps)
 	}
+	if c.TxnRecords > 0 {
+		load += fmt.Sprintf(", transactions of %d records, read_committed consumers", c.TxnRecords)
+	}
 	fmt.Fprintf(w, "\n== %s: %d B records, %d partitions, %d producers, %d consumers, acks=%s, %s, flush %gms, %s ==\n",
 		r.Scenario, c.RecordSize, c.Partitions, c.Producers, c.Consumers, c.Acks, c.Compression, c.FlushIntervalMs, load)
 	b, p, l := &r.Barge, &r.Peer, &r.Limit
@@ -207,4 +210,24 @@ func size(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// printTxnRatio writes how transactional producing compares with the
+// idempotent producing of the same load, when both were run.
+func printTxnRatio(w io.Writer, results []*Result) {
+	var idem, txn *Result
+	for _, r := range results {
+		switch {
+		case r.Config.TxnRecords > 0 && txn == nil:
+			txn = r
+		case r.Config.TxnRecords == 0 && r.Config.RateMBps == 0 && r.Config.FleetAgents == 0 && idem == nil:
+			idem = r
+		}
+	}
+	if idem == nil || txn == nil || idem.Barge.ProduceMBps == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\ntransactions: %s produces %.1f MB/s, %.2f of %s's idempotent %.1f MB/s (kfake: %.2f); end-to-end p99 %.0f ms against %.0f ms\n",
+		txn.Scenario, txn.Barge.ProduceMBps, txn.Barge.ProduceMBps/idem.Barge.ProduceMBps, idem.Scenario, idem.Barge.ProduceMBps,
+		ratio(txn.Peer.ProduceMBps, idem.Peer.ProduceMBps), txn.Barge.E2EP99ms, idem.Barge.E2EP99ms)
 }

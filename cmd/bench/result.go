@@ -30,12 +30,13 @@ type Config struct {
 	ProduceSeconds  float64 `json:"produce_seconds"`
 	LatencySeconds  float64 `json:"latency_seconds"`
 	FleetAgents     int     `json:"fleet_agents,omitempty"` // agents of the fleet measured beside the one
+	TxnRecords      int     `json:"txn_records,omitempty"`  // records per transaction; 0: none
 }
 
 func configOf(sc Scenario, t Timing) Config {
 	c := Config{RecordSize: sc.Load.RecordSize, Partitions: sc.Load.Partitions, Producers: sc.Load.Producers,
 		Consumers: sc.Load.Consumers, Acks: sc.Load.Acks, Compression: sc.Load.Compression,
-		FlushIntervalMs: ms(sc.FlushInterval), RateMBps: sc.RateMBps, ProduceSeconds: t.Produce.Seconds(),
+		FlushIntervalMs: ms(sc.FlushInterval), RateMBps: sc.RateMBps, ProduceSeconds: t.Produce.Seconds(), TxnRecords: sc.Load.TxnRecords,
 		FleetAgents: sc.Fleet}
 	if sc.saturating() {
 		c.LatencySeconds = t.Latency.Seconds()

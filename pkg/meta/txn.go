@@ -444,6 +444,9 @@ func (s *State) finishTxn(writer string, nowMs int64, t *Txn, commit bool, m Com
 			continue // deleted meanwhile: nothing to mark
 		}
 		p := tp.Partition(part.Partition)
+		if p == nil || p.HighWatermark == math.MaxInt64 {
+			continue // never for a partition the transaction added; no entry may crash the state
+		}
 		b := part.Batches[0]
 		base := p.HighWatermark
 		p.HighWatermark++

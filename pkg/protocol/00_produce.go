@@ -71,7 +71,7 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 				p.ErrorMessage = strp("not every agent of the cluster understands transactions yet")
 				continue
 			}
-			tk, err := s.appendPartition(ctx, rt.Topic, &rt.Partitions[j], req.TransactionID != nil)
+			tk, err := s.appendPartition(ctx, rt.Topic, &rt.Partitions[j], req.TransactionID)
 			if err != nil {
 				p.ErrorCode = errorCode(err)
 				p.ErrorMessage = strp(err.Error())
@@ -116,7 +116,8 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 }
 
 // appendPartition validates one partition's records and appends them.
-func (s *Server) appendPartition(ctx context.Context, topic string, rp *kmsg.ProduceRequestTopicPartition, transactional bool) (*tiered.Ticket, error) {
+func (s *Server) appendPartition(ctx context.Context, topic string, rp *kmsg.ProduceRequestTopicPartition, txnID *string) (*tiered.Ticket, error) {
+	transactional := txnID != nil
 	var (
 		id        meta.TopicID
 		maxBytes  int64
@@ -171,6 +172,10 @@ func (s *Server) appendPartition(ctx context.Context, topic string, rp *kmsg.Pro
 			return fmt.Errorf("%w: a transactional batch needs the request's transactional id, and only it", batch.ErrInvalidRecord)
 		case h.IsTransactional() && h.ProducerID < 0:
 			return fmt.Errorf("%w: a transactional batch without a producer id", batch.ErrInvalidRecord)
+		case h.IsTransactional() && !s.holdsTxn(ctx, h.ProducerID, *txnID):
+			// The request's transactional id is what was authorized:
+			// its batches may not join another id's transaction.
+			return fmt.Errorf("%w: producer id %d does not hold transactional id %q", meta.ErrInvalidProducerIDMapping, h.ProducerID, *txnID)
 		}
 		if err := checkTimestamps(sum, logAppend, tsBounds, time.Now().UnixMilli()); err != nil {
 			return err
@@ -206,6 +211,20 @@ func (s *Server) appendPartition(ctx context.Context, topic string, rp *kmsg.Pro
 	s.metrics.produceBytes.Add(float64(len(rp.Records)))
 	s.metrics.produceRecs.Add(float64(records))
 	return tk, nil
+}
+
+// holdsTxn reports whether producer id pid holds transactional id id,
+// reading the log's tail before saying no: the id's InitProducerId may
+// have gone to another agent a poll ago.
+func (s *Server) holdsTxn(ctx context.Context, pid int64, id string) bool {
+	holds := func() (ok bool) {
+		s.log.View(func(st *meta.State) {
+			held, found := st.TxnOfProducer(pid)
+			ok = found && held == id
+		})
+		return ok
+	}
+	return holds() || s.syncTail(ctx) && holds()
 }
 
 // errInvalidTimestamp is INVALID_TIMESTAMP.

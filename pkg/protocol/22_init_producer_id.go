@@ -74,6 +74,9 @@ func initTxnProducer(ctx context.Context, s *Server, z authz, req *kmsg.InitProd
 	if req.Version >= 3 && req.ProducerID >= 0 {
 		op.ProducerID, op.Epoch = req.ProducerID, req.ProducerEpoch
 	}
+	// Rare (once per producer start), and a lagging view would write
+	// markers for a transaction that has moved on: read the tail first.
+	s.syncTail(ctx)
 	m, err := s.markersFor(ctx, id, false)
 	if err != nil {
 		return answer(kerr.CoordinatorNotAvailable.Code)

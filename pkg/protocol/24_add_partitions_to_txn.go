@@ -100,10 +100,7 @@ func addPartitionsToTxn(ctx context.Context, s *Server, version int16, a txnAdd)
 	}
 	op := meta.AddToTxn{TxnID: a.id, ProducerID: a.pid, Epoch: a.epoch}
 	failed := false
-	var txn meta.Txn
-	var known bool
 	s.log.View(func(st *meta.State) {
-		txn, known = st.Txn(a.id)
 		for i, t := range a.topics {
 			topic := st.Topic(t.Topic)
 			for j, p := range t.Partitions {
@@ -127,7 +124,7 @@ func addPartitionsToTxn(ctx context.Context, s *Server, version int16, a txnAdd)
 		return done
 	}
 	if a.verifyOnly {
-		err := txnCheck(known, txn, a.pid, a.epoch)
+		txn, err := s.checkedTxn(ctx, a.id, a.pid, a.epoch)
 		for i, t := range a.topics {
 			for j := range t.Partitions {
 				code := txnErrorCode(err, version, 2)
@@ -148,17 +145,6 @@ func addPartitionsToTxn(ctx context.Context, s *Server, version int16, a txnAdd)
 		})
 		return out
 	}
-}
-
-// txnCheck is meta's producer check of a transaction read from a view.
-func txnCheck(known bool, txn meta.Txn, pid int64, epoch int16) error {
-	switch {
-	case !known || txn.ProducerID != pid:
-		return meta.ErrInvalidProducerIDMapping
-	case txn.Epoch != epoch:
-		return meta.ErrProducerFenced
-	}
-	return nil
 }
 
 func containsPartition(ps []meta.GroupPartition, p meta.GroupPartition) bool {

@@ -31,10 +31,7 @@ func handleEndTxn(ctx context.Context, s *Server, req *kmsg.EndTxnRequest) func(
 	case !s.txnFormat():
 		return answer(kerr.CoordinatorNotAvailable.Code)
 	}
-	var txn meta.Txn
-	var known bool
-	s.log.View(func(st *meta.State) { txn, known = st.Txn(req.TransactionalID) })
-	if err := txnCheck(known, txn, req.ProducerID, req.ProducerEpoch); err != nil {
+	if _, err := s.checkedTxn(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch); err != nil {
 		return answer(txnErrorCode(err, req.Version, 2))
 	}
 	m, err := s.markersFor(ctx, req.TransactionalID, req.Commit)

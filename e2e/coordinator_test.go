@@ -14,7 +14,8 @@ import (
 )
 
 // TestFindCoordinator: a lone agent coordinates every group itself; empty
-// group ids and transactional ids get Kafka's errors.
+// group ids and unknown coordinator types get Kafka's errors; it
+// coordinates transactional ids too.
 func TestFindCoordinator(t *testing.T) {
 	a := startAgent(t, harness.FileBackend(t), 0)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -38,7 +39,12 @@ func TestFindCoordinator(t *testing.T) {
 		t.Errorf("empty group id: %v, want INVALID_REQUEST", kerr.ErrorForCode(c.ErrorCode))
 	}
 	req.CoordinatorType, req.CoordinatorKeys = 1, []string{"txn"}
-	if resp, err = req.RequestWith(ctx, client(t, a.Addr)); err != nil || resp.Coordinators[0].ErrorCode != kerr.CoordinatorNotAvailable.Code {
-		t.Errorf("transactional id: %v %+v, want COORDINATOR_NOT_AVAILABLE", err, resp.Coordinators)
+	if resp, err = req.RequestWith(ctx, client(t, a.Addr)); err != nil || resp.Coordinators[0].ErrorCode != 0 ||
+		resp.Coordinators[0].Host != host || strconv.Itoa(int(resp.Coordinators[0].Port)) != port {
+		t.Errorf("transactional id: %v %+v, want this agent at %s", err, resp.Coordinators, a.Addr)
+	}
+	req.CoordinatorType, req.CoordinatorKeys = 2, []string{"x"}
+	if resp, err = req.RequestWith(ctx, client(t, a.Addr)); err != nil || resp.Coordinators[0].ErrorCode != kerr.InvalidRequest.Code {
+		t.Errorf("coordinator type 2: %v %+v, want INVALID_REQUEST", err, resp.Coordinators)
 	}
 }

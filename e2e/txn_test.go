@@ -525,3 +525,41 @@ func TestTransactionAdminAPIs(t *testing.T) {
 		t.Fatal("an unknown id described")
 	}
 }
+
+// TestInternalTopics: __consumer_offsets and __transaction_state are
+// listed in Metadata as internal topics (kadm leaves them out of
+// ListTopics, as Kafka's tools do, and lists them with internal ones),
+// read as empty, and refuse produce, deletion and changes.
+func TestInternalTopics(t *testing.T) {
+	b := harness.FileBackend(t)
+	a := startAgent(t, b, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl := client(t, a.Addr)
+	adm := kadm.NewClient(cl)
+	var all kadm.TopicDetails
+	harness.Eventually(t, 30*time.Second, func() bool {
+		var err error
+		all, err = adm.ListTopicsWithInternal(ctx)
+		return err == nil && all.Has("__consumer_offsets") && all.Has("__transaction_state")
+	}, "the internal topics to be listed")
+	for _, name := range []string{"__consumer_offsets", "__transaction_state"} {
+		if d := all[name]; !d.IsInternal || len(d.Partitions) != 1 {
+			t.Fatalf("%s: internal %v, %d partitions", name, d.IsInternal, len(d.Partitions))
+		}
+	}
+	if user, err := adm.ListTopics(ctx); err != nil || user.Has("__consumer_offsets") {
+		t.Fatalf("ListTopics lists an internal topic: %v %v", user.Names(), err)
+	}
+	err := cl.ProduceSync(ctx, &kgo.Record{Topic: "__consumer_offsets", Key: []byte("k"), Value: []byte("v")}).FirstErr()
+	if !errors.Is(err, kerr.InvalidTopicException) {
+		t.Fatalf("producing to __consumer_offsets: %v, want INVALID_TOPIC_EXCEPTION", err)
+	}
+	del, err := adm.DeleteTopics(ctx, "__transaction_state")
+	if err != nil || !errors.Is(del["__transaction_state"].Err, kerr.InvalidRequest) {
+		t.Fatalf("deleting __transaction_state: %v %+v", err, del)
+	}
+	if lso, hw := lastStable(ctx, t, cl, "__consumer_offsets", 1); lso[0] != 0 || hw[0] != 0 {
+		t.Fatalf("__consumer_offsets offsets: %v %v, want empty", lso, hw)
+	}
+}

@@ -66,6 +66,11 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 				p.ErrorCode = errTopicAuth.Code
 				continue
 			}
+			if meta.IsInternalTopic(rt.Topic) {
+				p.ErrorCode = kerr.InvalidTopicException.Code // Kafka's answer to an append to an internal topic
+				p.ErrorMessage = strp("Cannot append to internal topic " + rt.Topic)
+				continue
+			}
 			if req.TransactionID != nil && !s.txnFormat() {
 				p.ErrorCode = kerr.NotLeaderForPartition.Code // retried once the cluster has transactions
 				p.ErrorMessage = strp("not every agent of the cluster understands transactions yet")

@@ -123,6 +123,7 @@ func describeTopic(place fleet.Placement, t *meta.Topic) kmsg.MetadataResponseTo
 	mt := kmsg.NewMetadataResponseTopic()
 	mt.Topic = strp(t.Name)
 	mt.TopicID = t.ID
+	mt.IsInternal = t.Internal()
 	for i := range t.Partitions {
 		p := kmsg.NewMetadataResponseTopicPartition()
 		p.Partition = int32(i)

@@ -42,6 +42,9 @@ func handleDeleteTopics(ctx context.Context, s *Server, req *kmsg.DeleteTopicsRe
 				if rt.Topic == nil {
 					t.TopicID = [16]byte{}
 				}
+			case topic != nil && topic.Internal():
+				t.Topic, t.TopicID = strp(topic.Name), topic.ID
+				t.ErrorCode, t.ErrorMessage = internalTopic(topic.Name)
 			case topic != nil:
 				t.Topic, t.TopicID = strp(topic.Name), topic.ID
 				ops = append(ops, meta.DeleteTopic{ID: topic.ID})

@@ -50,6 +50,10 @@ func handleDeleteRecords(ctx context.Context, s *Server, req *kmsg.DeleteRecords
 					p.ErrorCode = kerr.UnknownTopicOrPartition.Code
 					continue
 				}
+				if topic.Internal() {
+					p.ErrorCode, _ = internalTopic(topic.Name)
+					continue
+				}
 				if !topic.Deletes() {
 					p.ErrorCode = kerr.PolicyViolation.Code // as Kafka, for compacted topics
 					continue

@@ -87,6 +87,11 @@ func (s *Server) alterConfigs(ctx context.Context, validateOnly bool, alters []c
 					fail(i, kerr.UnknownTopicOrPartition.Code, "Topic '"+a.name+"' does not exist.")
 					continue
 				}
+				if t.Internal() {
+					code, msg := internalTopic(t.Name)
+					fail(i, code, *msg)
+					continue
+				}
 				next, code, err := a.change(maps.Clone(t.Configs))
 				if err != nil {
 					fail(i, code, err.Error())

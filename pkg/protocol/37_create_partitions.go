@@ -34,6 +34,8 @@ func handleCreatePartitions(ctx context.Context, s *Server, req *kmsg.CreatePart
 				t.ErrorCode = errTopicAuth.Code
 			case topic == nil:
 				t.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case topic.Internal():
+				t.ErrorCode, t.ErrorMessage = internalTopic(topic.Name)
 			case rt.Count < int32(len(topic.Partitions)):
 				t.ErrorCode = kerr.InvalidPartitions.Code
 				t.ErrorMessage = strp(fmt.Sprintf("Topic currently has %d partitions, which is higher than the requested %d.", len(topic.Partitions), rt.Count))

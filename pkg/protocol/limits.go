@@ -26,7 +26,7 @@ func (s *Server) checkPartitionLimits(st *meta.State, have, want int32, added in
 	if want > s.cfg.MaxPartitionsPerTopic {
 		return &codedError{kerr.InvalidPartitions.Code, fmt.Sprintf("Number of partitions %d exceeds the limit of %d partitions per topic (--max-partitions-per-topic).", want, s.cfg.MaxPartitionsPerTopic)}
 	}
-	if total := st.Partitions() + added + int(want-have); total > s.cfg.MaxPartitions {
+	if total := st.Partitions() - st.InternalPartitions() + added + int(want-have); total > s.cfg.MaxPartitions {
 		return &codedError{kerr.PolicyViolation.Code, fmt.Sprintf("Adding %d partitions would take the cluster to %d, over its limit of %d (--max-partitions).", want-have, total, s.cfg.MaxPartitions)}
 	}
 	return nil

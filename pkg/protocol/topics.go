@@ -92,3 +92,9 @@ func errorCode(err error) int16 {
 }
 
 func strp(s string) *string { return &s }
+
+// internalTopic refuses a change to one of Kafka's internal topics (meta's
+// internal_topics.go), which Barge lists but keeps empty.
+func internalTopic(name string) (int16, *string) {
+	return kerr.InvalidRequest.Code, strp("Topic '" + name + "' is internal: its contents live in the metadata log, and it cannot be changed.")
+}

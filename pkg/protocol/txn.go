@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/bargehq/barge/pkg/meta"
@@ -148,6 +149,7 @@ func (s *Server) RunTransactions(ctx context.Context) {
 	defer t.Stop()
 	lastExpire := time.Time{}
 	for {
+		s.ensureInternalTopics(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -188,4 +190,28 @@ func txnCheck(known bool, txn meta.Txn, pid int64, epoch int16) error {
 		return meta.ErrProducerFenced
 	}
 	return nil
+}
+
+// ensureInternalTopics creates Kafka's internal topics (meta's
+// internal_topics.go) once the cluster has transactions, if they are
+// missing; agents racing to create them lose to the first, harmlessly.
+func (s *Server) ensureInternalTopics(ctx context.Context) {
+	if !s.txnFormat() {
+		return
+	}
+	var ops []meta.Op
+	s.log.View(func(st *meta.State) {
+		for _, name := range meta.InternalTopics {
+			if st.Topic(name) == nil {
+				ops = append(ops, meta.CreateTopic{Name: name, ID: meta.TopicID(uuid.New()), Partitions: 1, ReplicationFactor: 1,
+					Configs: map[string]string{"cleanup.policy": "compact"}})
+			}
+		}
+	})
+	if len(ops) == 0 {
+		return
+	}
+	if _, err := s.log.Append(ctx, ops...); err != nil && ctx.Err() == nil {
+		s.cfg.Logger.Warn("creating the internal topics", "err", err)
+	}
 }

@@ -26,6 +26,14 @@ func FuzzApplyEntry(f *testing.F) {
 		CondemnObjects{Keys: []string{"seg/a", "seg/b"}},
 		ExpireProducers{BeforeMs: 1 << 62},
 		AnnounceFormat{Max: Format2},
+		InitTxn{TxnID: "tx", TimeoutMs: 1000, ProducerID: -1, Epoch: -1},
+		AddToTxn{TxnID: "tx", ProducerID: 1001, Partitions: []GroupPartition{{testID(1), 1}, {testID(1), 0}}, Groups: []string{"g"}},
+		TxnCommitOffsets{TxnID: "tx", ProducerID: 1001, Offsets: CommitOffsets{Group: "g", Generation: -1,
+			Offsets: []GroupOffset{{Topic: testID(1), Partition: 0, Offset: 1}}}},
+		EndTxn{TxnID: "tx", ProducerID: 1001, Commit: true, Markers: commitOf("seg/m", part(testID(1), 0, CommitBatch{Pos: 0, Len: 70,
+			Records: 1, ProducerID: 1001, BaseSequence: -1, Transactional: true, Control: true}))},
+		ExpireTxns{BeforeMs: 1 << 62},
+		commitOf("seg/t", part(testID(1), 0, CommitBatch{Pos: 0, Len: 10, Records: 1, ProducerID: 1001, Transactional: true})),
 	} {
 		f.Add((&Entry{Writer: "w", Ops: []Op{op}}).Encode())
 	}
@@ -38,6 +46,9 @@ func FuzzApplyEntry(f *testing.F) {
 			return
 		}
 		s := fuzzState(t)
+		if len(b) > 0 && b[len(b)-1]&1 == 1 {
+			s = fuzzTxnState(t) // half the inputs meet an open transaction
+		}
 		before := s.Partitions()
 		var m0, m1 runtime.MemStats
 		runtime.ReadMemStats(&m0)
@@ -74,5 +85,24 @@ func fuzzState(t *testing.T) *State {
 		GroupGeneration{Group: "g", Generation: 1, Members: []string{"m"}},
 		CommitOffsets{Group: "g", Generation: 1, Offsets: []GroupOffset{{Topic: testID(1), Partition: 0, Offset: 1}}},
 		AcquireLease{Job: "j", DurationMs: 10})
+	return s
+}
+
+// fuzzTxnState is a small state at Format7 with an open transaction
+// (transactional id "tx", producer 1001 at epoch 0, both partitions and
+// group "g" added, a batch and a pending offset) and an aborted one.
+func fuzzTxnState(t *testing.T) *State {
+	s := txnState(t, 2)
+	initTxn(t, s, "old")
+	mustApply(t, s, AddToTxn{TxnID: "old", ProducerID: 1000, Partitions: []GroupPartition{{testID(1), 0}}})
+	commitBatches(t, s, "seg/o", 0, txnBatch(1000, 0, 0, 2))
+	mustApply(t, s, EndTxn{TxnID: "old", ProducerID: 1000, Markers: markers(s, "old", "seg/om")})
+	if pid, _ := initTxn(t, s, "tx"); pid != 1001 {
+		t.Fatalf("fuzz state: producer id %d", pid)
+	}
+	mustApply(t, s, AddToTxn{TxnID: "tx", ProducerID: 1001, Partitions: []GroupPartition{{testID(1), 0}, {testID(1), 1}}, Groups: []string{"g"}})
+	commitBatches(t, s, "seg/t", 1, txnBatch(1001, 0, 0, 3))
+	mustApply(t, s, TxnCommitOffsets{TxnID: "tx", ProducerID: 1001, Offsets: CommitOffsets{Group: "g", Generation: -1,
+		Offsets: []GroupOffset{{Topic: testID(1), Partition: 1, Offset: 3}}}})
 	return s
 }

@@ -57,5 +57,6 @@ func (s *State) Clone() *State {
 		c.txns[id] = &ct
 	}
 	c.txnByPID = maps.Clone(s.txnByPID)
+	c.pendingTxnOffsets = maps.Clone(s.pendingTxnOffsets)
 	return &c
 }

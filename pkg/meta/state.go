@@ -48,6 +48,10 @@ type State struct {
 	acls           *ACLs                        // immutable; replaced on change (security.go)
 	txns           map[string]*Txn              // by transactional id (txn.go)
 	txnByPID       map[int64]string             // the transactional id each producer id holds
+	// Of the open transactions (txn.go): the partitions they added, and
+	// how many will commit an offset of each group's partition.
+	openTxnParts      int
+	pendingTxnOffsets map[pendingKey]int
 }
 
 // Topic is one topic and its partitions.
@@ -107,7 +111,8 @@ func NewState() *State {
 	return &State{topics: map[string]*Topic{}, byID: map[TopicID]*Topic{}, groups: map[string]*Group{}, nextProducerID: 1000,
 		agents: map[string]*Agent{}, nodeByAddr: map[string]int32{}, objRefs: map[string]int{}, released: map[string]int64{},
 		leases: map[string]Lease{}, format: Format1, condemned: map[string]condemnation{}, members: map[string]member{},
-		nums: map[string]appendNum{}, scram: map[scramKey]ScramCredential{}, txns: map[string]*Txn{}, txnByPID: map[int64]string{}}
+		nums: map[string]appendNum{}, scram: map[scramKey]ScramCredential{}, txns: map[string]*Txn{}, txnByPID: map[int64]string{},
+		pendingTxnOffsets: map[pendingKey]int{}}
 }
 
 // Topic returns the topic by name.
@@ -238,12 +243,14 @@ func (s *State) applyAppend(seq uint64, writer string, timeMs int64, num uint64,
 			results[i].DeletedACLs = s.deleteACLs(op)
 		case InitTxn:
 			results[i].FirstProducerID, results[i].ProducerEpoch, results[i].Err = s.initTxn(writer, timeMs, op)
+			s.releaseUnused(timeMs, op.Markers.Object) // markers the op did not take
 		case AddToTxn:
 			results[i].Err = s.addToTxn(timeMs, op)
 		case TxnCommitOffsets:
 			results[i].OffsetErrs, results[i].Err = s.txnCommitOffsets(timeMs, op)
 		case EndTxn:
 			results[i].Err = s.endTxn(writer, timeMs, op)
+			s.releaseUnused(timeMs, op.Markers.Object)
 		case ExpireTxns:
 			results[i].Expired = s.expireTxns(op)
 		case Contribute:

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // Transactions (Format7), as Kafka's transaction coordinator keeps them,
@@ -54,6 +55,9 @@ const (
 	MaxTransactionalIDs = 1 << 20
 	MaxTxnPartitions    = 100_000
 	MaxTxnGroups        = 1000
+	// MaxOpenTxnPartitions bounds the partitions of all open
+	// transactions together.
+	MaxOpenTxnPartitions = 1 << 20
 )
 
 // TxnStatus is a transaction's state, by Kafka's names (Status.String).
@@ -84,11 +88,17 @@ type Txn struct {
 	Epoch      int16
 	TimeoutMs  int32
 	Status     TxnStatus
-	StartMs    int64            // when the open transaction began; -1 if none is open
-	LastMs     int64            // the last change
-	Partitions []GroupPartition // added to the open transaction, sorted
-	Groups     []string         // whose offsets it commits, sorted
-	offsets    []CommitOffsets  // pending, per group (Generation and Member unused)
+	StartMs    int64 // when the open transaction began; -1 if none is open
+	LastMs     int64 // the last change
+	// LastProducerID and LastEpoch are the producer id and epoch before
+	// the last KIP-360 bump (InitTxn with the current ones), so that a
+	// retry of that bump, whose answer was lost, gets the same answer;
+	// -1 otherwise, as in Kafka.
+	LastProducerID int64
+	LastEpoch      int16
+	Partitions     []GroupPartition // added to the open transaction, sorted
+	Groups         []string         // whose offsets it commits, sorted
+	offsets        []CommitOffsets  // pending, per group (Generation and Member unused)
 }
 
 // AbortedTxn is one aborted transaction's range in a partition: from its
@@ -143,7 +153,11 @@ type EndTxn struct {
 	Epoch      int16
 	Commit     bool
 	Timeout    bool
-	Markers    Commit
+	// StartMs is, for a Timeout, the start of the transaction the
+	// coordinator saw time out: a newer one of the same epoch (EndTxn
+	// before v5 does not bump it) is not aborted in its place.
+	StartMs int64
+	Markers Commit
 }
 
 // ExpireTxns forgets the transactional ids with no open transaction whose
@@ -188,22 +202,7 @@ func (s *State) TxnOfProducer(pid int64) (string, bool) {
 // PendingTxnOffset reports whether an open transaction will commit an
 // offset of the group's partition (OffsetFetch's RequireStable).
 func (s *State) PendingTxnOffset(group string, topic TopicID, partition int32) bool {
-	for _, t := range s.txns {
-		if t.Status != TxnOngoing {
-			continue
-		}
-		for _, co := range t.offsets {
-			if co.Group != group {
-				continue
-			}
-			for _, o := range co.Offsets {
-				if o.Topic == topic && o.Partition == partition {
-					return true
-				}
-			}
-		}
-	}
-	return false
+	return s.pendingTxnOffsets[pendingKey{group, GroupPartition{topic, partition}}] > 0
 }
 
 // LastStable returns the partition's last stable offset: the first offset
@@ -213,7 +212,7 @@ func (p *Partition) LastStable() int64 {
 	for _, first := range p.openTxns {
 		lso = min(lso, first)
 	}
-	return lso
+	return max(lso, p.LogStart) // as Kafka: retention may pass an open transaction's start
 }
 
 // OpenTxns returns the producers with a transaction open in the partition
@@ -268,19 +267,23 @@ func checkTxnProducer(t *Txn, pid int64, epoch int16) error {
 func (s *State) initTxn(writer string, nowMs int64, op InitTxn) (int64, int16, error) {
 	t := s.txns[op.TxnID]
 	if t == nil {
-		if len(s.txns) >= MaxTransactionalIDs {
+		if len(s.txns) >= MaxTransactionalIDs || s.nextProducerID == math.MaxInt64 {
 			return -1, -1, ErrLimit
 		}
 		if op.TxnID == "" {
 			return -1, -1, ErrInvalidTxnState
 		}
-		t = &Txn{ProducerID: s.nextProducerID, TimeoutMs: op.TimeoutMs, StartMs: -1, LastMs: nowMs}
+		t = &Txn{ProducerID: s.nextProducerID, TimeoutMs: op.TimeoutMs, StartMs: -1, LastMs: nowMs, LastProducerID: -1, LastEpoch: -1}
 		s.nextProducerID++
 		s.txns[op.TxnID] = t
 		s.txnByPID[t.ProducerID] = op.TxnID
 		return t.ProducerID, t.Epoch, nil
 	}
-	if op.ProducerID >= 0 && (op.ProducerID != t.ProducerID || op.Epoch != t.Epoch) {
+	kip360 := op.ProducerID >= 0
+	if kip360 && op.ProducerID == t.LastProducerID && op.Epoch == t.LastEpoch && t.Status != TxnOngoing {
+		return t.ProducerID, t.Epoch, nil // a retry of the bump that made the current epoch
+	}
+	if kip360 && (op.ProducerID != t.ProducerID || op.Epoch != t.Epoch) {
 		return -1, -1, ErrProducerFenced
 	}
 	if t.Status == TxnOngoing {
@@ -288,22 +291,33 @@ func (s *State) initTxn(writer string, nowMs int64, op InitTxn) (int64, int16, e
 			return -1, -1, err
 		}
 	}
-	s.bumpEpoch(op.TxnID, t)
+	pid, epoch := t.ProducerID, t.Epoch
+	if err := s.bumpEpoch(op.TxnID, t); err != nil {
+		return -1, -1, err
+	}
+	t.LastProducerID, t.LastEpoch = -1, -1
+	if kip360 {
+		t.LastProducerID, t.LastEpoch = pid, epoch
+	}
 	t.TimeoutMs, t.Status, t.LastMs = op.TimeoutMs, TxnEmpty, nowMs
 	return t.ProducerID, t.Epoch, nil
 }
 
 // bumpEpoch gives the transactional id its next epoch, or a new producer
 // id at epoch 0 when the epochs are used up, as Kafka does.
-func (s *State) bumpEpoch(id string, t *Txn) {
+func (s *State) bumpEpoch(id string, t *Txn) error {
 	if t.Epoch < math.MaxInt16-1 {
 		t.Epoch++
-		return
+		return nil
+	}
+	if s.nextProducerID == math.MaxInt64 {
+		return ErrLimit
 	}
 	delete(s.txnByPID, t.ProducerID)
 	t.ProducerID, t.Epoch = s.nextProducerID, 0
 	s.nextProducerID++
 	s.txnByPID[t.ProducerID] = id
+	return nil
 }
 
 func (s *State) addToTxn(nowMs int64, op AddToTxn) error {
@@ -321,33 +335,45 @@ func (s *State) addToTxn(nowMs int64, op AddToTxn) error {
 	if t.Status != TxnOngoing {
 		parts, groups = nil, nil
 	}
+	if len(op.Partitions) > MaxTxnPartitions || len(op.Groups) > MaxTxnGroups {
+		return ErrLimit
+	}
 	parts = mergeSorted(parts, op.Partitions, cmpGroupPartition)
-	groups = mergeSorted(groups, op.Groups, func(a, b string) int {
-		if a < b {
-			return -1
-		} else if a > b {
-			return 1
-		}
-		return 0
-	})
-	if len(parts) > MaxTxnPartitions || len(groups) > MaxTxnGroups {
+	groups = mergeSorted(groups, op.Groups, strings.Compare)
+	added := len(parts) - len(t.Partitions)
+	if t.Status != TxnOngoing {
+		added = len(parts)
+	}
+	if len(parts) > MaxTxnPartitions || len(groups) > MaxTxnGroups || s.openTxnParts+added > MaxOpenTxnPartitions {
 		return ErrLimit
 	}
 	if t.Status != TxnOngoing {
 		t.Status, t.StartMs, t.offsets = TxnOngoing, nowMs, nil
 	}
+	s.openTxnParts += added
 	t.Partitions, t.Groups, t.LastMs = parts, groups, nowMs
 	return nil
 }
 
 // mergeSorted returns the sorted union of a sorted slice and more, as a
 // new slice (a Txn's slices are shared with clones and never changed in
-// place).
+// place), in O(n log n) of more and O(n) of have.
 func mergeSorted[T any](have, more []T, cmp func(a, b T) int) []T {
-	out := slices.Clone(have)
-	for _, v := range more {
-		if i, ok := slices.BinarySearchFunc(out, v, cmp); !ok {
-			out = slices.Insert(out, i, v)
+	add := slices.SortedFunc(slices.Values(more), cmp)
+	add = slices.CompactFunc(add, func(a, b T) bool { return cmp(a, b) == 0 })
+	out := make([]T, 0, len(have)+len(add))
+	i, j := 0, 0
+	for i < len(have) || j < len(add) {
+		switch {
+		case j == len(add) || i < len(have) && cmp(have[i], add[j]) < 0:
+			out = append(out, have[i])
+			i++
+		case i == len(have) || cmp(have[i], add[j]) > 0:
+			out = append(out, add[j])
+			j++
+		default: // equal
+			out = append(out, have[i])
+			i, j = i+1, j+1
 		}
 	}
 	return out
@@ -358,21 +384,25 @@ func (s *State) txnCommitOffsets(nowMs int64, op TxnCommitOffsets) ([]error, err
 	if err := checkTxnProducer(t, op.ProducerID, op.Epoch); err != nil {
 		return nil, err
 	}
-	if _, ok := slices.BinarySearch(t.Groups, op.Offsets.Group); t.Status != TxnOngoing || !ok {
+	group := op.Offsets.Group
+	if _, ok := slices.BinarySearch(t.Groups, group); t.Status != TxnOngoing || !ok {
 		return nil, ErrInvalidTxnState
 	}
-	if g := s.groups[op.Offsets.Group]; op.Offsets.Generation >= 0 && (g == nil || g.Generation != op.Offsets.Generation) {
+	if g := s.groups[group]; op.Offsets.Generation >= 0 && (g == nil || g.Generation != op.Offsets.Generation) {
 		return nil, ErrIllegalGeneration
 	}
 	errs := make([]error, len(op.Offsets.Offsets))
-	i := slices.IndexFunc(t.offsets, func(co CommitOffsets) bool { return co.Group == op.Offsets.Group })
+	i := slices.IndexFunc(t.offsets, func(co CommitOffsets) bool { return co.Group == group })
+	t.offsets = slices.Clone(t.offsets) // shared with clones: replaced, not changed
 	if i < 0 {
-		t.offsets = append(slices.Clip(t.offsets), CommitOffsets{Group: op.Offsets.Group})
+		t.offsets = append(t.offsets, CommitOffsets{Group: group})
 		i = len(t.offsets) - 1
-	} else {
-		t.offsets = slices.Clone(t.offsets)
 	}
 	pending := slices.Clone(t.offsets[i].Offsets)
+	at := make(map[GroupPartition]int, len(pending))
+	for k, o := range pending {
+		at[GroupPartition{o.Topic, o.Partition}] = k
+	}
 	for k, o := range op.Offsets.Offsets {
 		if tp := s.byID[o.Topic]; tp == nil || tp.Partition(o.Partition) == nil {
 			errs[k] = ErrUnknownTopic
@@ -382,15 +412,37 @@ func (s *State) txnCommitOffsets(nowMs int64, op TxnCommitOffsets) ([]error, err
 			m := *o.Metadata
 			o.Metadata = &m
 		}
-		if j := slices.IndexFunc(pending, func(p GroupOffset) bool { return p.Topic == o.Topic && p.Partition == o.Partition }); j >= 0 {
+		gp := GroupPartition{o.Topic, o.Partition}
+		if j, ok := at[gp]; ok {
 			pending[j] = o
-		} else {
-			pending = append(pending, o)
+			continue
 		}
+		at[gp] = len(pending)
+		pending = append(pending, o)
+		s.pendingTxnOffsets[pendingKey{group, gp}]++
 	}
 	t.offsets[i].Offsets = pending
 	t.LastMs = nowMs
 	return errs, nil
+}
+
+// pendingKey is one group's partition that an open transaction will
+// commit an offset of.
+type pendingKey struct {
+	group string
+	gp    GroupPartition
+}
+
+// forgetPending drops t's pending offsets from the index.
+func (s *State) forgetPending(t *Txn) {
+	for _, co := range t.offsets {
+		for _, o := range co.Offsets {
+			k := pendingKey{co.Group, GroupPartition{o.Topic, o.Partition}}
+			if s.pendingTxnOffsets[k]--; s.pendingTxnOffsets[k] <= 0 {
+				delete(s.pendingTxnOffsets, k)
+			}
+		}
+	}
 }
 
 func (s *State) endTxn(writer string, nowMs int64, op EndTxn) error {
@@ -398,18 +450,23 @@ func (s *State) endTxn(writer string, nowMs int64, op EndTxn) error {
 	if err := checkTxnProducer(t, op.ProducerID, op.Epoch); err != nil {
 		return err
 	}
-	commit := op.Commit && !op.Timeout
-	switch t.Status {
-	case TxnOngoing:
-		if err := s.finishTxn(writer, nowMs, t, commit, op.Markers); err != nil {
+	if op.Timeout {
+		// Only the transaction the coordinator saw time out, judged by
+		// this entry's time, so every agent decides alike.
+		if t.Status != TxnOngoing || t.StartMs != op.StartMs || nowMs-t.StartMs <= int64(t.TimeoutMs) {
+			return ErrConcurrentTransactions
+		}
+		if err := s.finishTxn(writer, nowMs, t, false, op.Markers); err != nil {
 			return err
 		}
-		if op.Timeout {
-			s.bumpEpoch(op.TxnID, t)
-		}
-		return nil
+		t.LastProducerID, t.LastEpoch = -1, -1 // the producer is fenced, not retried (Kafka's PrepareEpochFence)
+		return s.bumpEpoch(op.TxnID, t)
+	}
+	switch t.Status {
+	case TxnOngoing:
+		return s.finishTxn(writer, nowMs, t, op.Commit, op.Markers)
 	case TxnCompleteCommit:
-		if commit {
+		if op.Commit {
 			return nil // a retry of the commit that completed it
 		}
 	case TxnCompleteAbort:
@@ -417,7 +474,6 @@ func (s *State) endTxn(writer string, nowMs int64, op EndTxn) error {
 			return nil
 		}
 	}
-	s.releaseUnused(nowMs, op.Markers.Object)
 	return ErrInvalidTxnState
 }
 
@@ -427,7 +483,6 @@ func (s *State) endTxn(writer string, nowMs int64, op EndTxn) error {
 // offsets are committed. It changes nothing unless m is t's.
 func (s *State) finishTxn(writer string, nowMs int64, t *Txn, commit bool, m Commit) error {
 	if !markersMatch(t, m) {
-		s.releaseUnused(nowMs, m.Object)
 		return ErrConcurrentTransactions
 	}
 	if m.Object != "" {
@@ -460,7 +515,8 @@ func (s *State) finishTxn(writer string, nowMs int64, t *Txn, commit bool, m Com
 			p.openTxns = cloneWithout(p.openTxns, t.ProducerID)
 		}
 	}
-	s.releaseUnused(nowMs, m.Object)
+	s.forgetPending(t)
+	s.openTxnParts -= len(t.Partitions)
 	if commit {
 		for _, co := range t.offsets {
 			g := s.groups[co.Group]
@@ -536,6 +592,8 @@ func (s *State) checkTxnBatch(topic TopicID, partition int32, b CommitBatch) err
 	}
 	t := s.txns[id]
 	switch {
+	case t == nil:
+		return ErrInvalidTxnState // never in a state the log made; no entry may crash it
 	case b.ProducerEpoch < t.Epoch:
 		return ErrInvalidProducerEpoch
 	case b.ProducerEpoch > t.Epoch, t.Status != TxnOngoing, !t.hasPartition(GroupPartition{topic, partition}):
@@ -570,6 +628,8 @@ func (p *Partition) trimAborted() {
 }
 
 func (s *State) expireTxns(op ExpireTxns) int {
+	// Only ids with nothing open go, so the pending index and the open
+	// partition count are untouched.
 	n := 0
 	for id, t := range s.txns {
 		if t.Status != TxnOngoing && t.LastMs < op.BeforeMs {
@@ -669,11 +729,13 @@ func (op EndTxn) encode(e *encoder) {
 	e.svar(int64(op.Epoch))
 	e.bool(op.Commit)
 	e.bool(op.Timeout)
+	e.svar(op.StartMs)
 	op.Markers.encode(e)
 }
 
 func decodeEndTxn(d *decoder) Op {
-	return EndTxn{TxnID: d.str(), ProducerID: d.svar(), Epoch: int16(d.i32()), Commit: d.bool(), Timeout: d.bool(), Markers: decodeCommit(d).(Commit)}
+	return EndTxn{TxnID: d.str(), ProducerID: d.svar(), Epoch: int16(d.i32()), Commit: d.bool(), Timeout: d.bool(), StartMs: d.svar(),
+		Markers: decodeCommit(d).(Commit)}
 }
 
 func (op ExpireTxns) encode(e *encoder) { e.svar(op.BeforeMs) }
@@ -697,6 +759,8 @@ func (s *State) encodeTxns(e *encoder) {
 		e.u8(uint8(t.Status))
 		e.svar(t.StartMs)
 		e.svar(t.LastMs)
+		e.svar(t.LastProducerID)
+		e.svar(int64(t.LastEpoch))
 		encodePartitions(e, t.Partitions)
 		e.strs(t.Groups)
 		e.uvar(uint64(len(t.offsets)))
@@ -743,19 +807,31 @@ func (s *State) encodeTxns(e *encoder) {
 
 func (s *State) decodeTxns(d *decoder) {
 	n := d.count(8)
+	prev := ""
 	for i := 0; i < n && d.err == nil; i++ {
 		id := d.str()
 		t := &Txn{ProducerID: d.svar(), Epoch: int16(d.i32()), TimeoutMs: d.i32(), Status: TxnStatus(d.u8()),
-			StartMs: d.svar(), LastMs: d.svar(), Partitions: decodePartitions(d), Groups: d.strs()}
-		if t.Status > TxnCompleteAbort {
-			d.fail("transaction status")
+			StartMs: d.svar(), LastMs: d.svar(), LastProducerID: d.svar(), LastEpoch: int16(d.i32()),
+			Partitions: decodePartitions(d), Groups: d.strs()}
+		if _, dup := s.txnByPID[t.ProducerID]; t.Status > TxnCompleteAbort || i > 0 && id <= prev || dup {
+			d.fail("transaction") // what EncodeSnapshot writes: sorted ids, one per producer id
+			return
 		}
+		prev = id
 		no := d.count(3)
 		for k := 0; k < no && d.err == nil; k++ {
 			t.offsets = append(t.offsets, decodeCommitOffsets(d).(CommitOffsets))
 		}
 		s.txns[id] = t
 		s.txnByPID[t.ProducerID] = id
+		if t.Status == TxnOngoing {
+			s.openTxnParts += len(t.Partitions)
+			for _, co := range t.offsets {
+				for _, o := range co.Offsets {
+					s.pendingTxnOffsets[pendingKey{co.Group, GroupPartition{o.Topic, o.Partition}}]++
+				}
+			}
+		}
 	}
 	np := d.count(19)
 	for i := 0; i < np && d.err == nil; i++ {

@@ -205,6 +205,42 @@ func TestTxnFencing(t *testing.T) {
 	if r := apply(s, InitTxn{TxnID: "tx", TimeoutMs: 1000, ProducerID: pid, Epoch: epoch}); !errors.Is(r[0].Err, ErrProducerFenced) {
 		t.Fatalf("KIP-360 InitTxn with the old epoch: %v, want ErrProducerFenced", r[0].Err)
 	}
+	// KIP-360: the current producer bumps its own epoch, and a retry of
+	// that bump (its answer lost) gets the same answer, not a fence.
+	bump := InitTxn{TxnID: "tx", TimeoutMs: 1000, ProducerID: pid2, Epoch: epoch2}
+	r := mustApply(t, s, bump)
+	if r.FirstProducerID != pid2 || r.ProducerEpoch != epoch2+1 {
+		t.Fatalf("KIP-360 bump: %d/%d", r.FirstProducerID, r.ProducerEpoch)
+	}
+	if r := mustApply(t, s, bump); r.FirstProducerID != pid2 || r.ProducerEpoch != epoch2+1 {
+		t.Fatalf("a retried KIP-360 bump: %d/%d, want %d/%d", r.FirstProducerID, r.ProducerEpoch, pid2, epoch2+1)
+	}
+}
+
+// The last stable offset never falls below the log start, as in Kafka.
+func TestTxnLastStableAboveLogStart(t *testing.T) {
+	s := txnState(t, 1)
+	pid, epoch := initTxn(t, s, "tx")
+	mustApply(t, s, AddToTxn{TxnID: "tx", ProducerID: pid, Epoch: epoch, Partitions: []GroupPartition{{testID(1), 0}}, Groups: []string{"g"}})
+	commitBatches(t, s, "seg/1", 0, txnBatch(pid, epoch, 0, 4))
+	commitBatches(t, s, "seg/2", 0, plain(0, 10, 2))
+	mustApply(t, s, AdvanceLogStart{Topic: testID(1), Partition: 0, Offset: 5})
+	if p := partition(t, s, "t", 0); p.LastStable() != 5 {
+		t.Fatalf("LSO %d with the log start at 5 past an open transaction at 0", p.LastStable())
+	}
+	mustApply(t, s, TxnCommitOffsets{TxnID: "tx", ProducerID: pid, Epoch: epoch, Offsets: CommitOffsets{Group: "g", Generation: -1,
+		Offsets: []GroupOffset{{Topic: testID(1), Partition: 0, Offset: 1}, {Topic: testID(1), Partition: 0, Offset: 2}}}})
+	if !s.PendingTxnOffset("g", testID(1), 0) {
+		t.Fatal("no pending offset")
+	}
+	dec, err := DecodeSnapshot(s.EncodeSnapshot())
+	if err != nil || !dec.PendingTxnOffset("g", testID(1), 0) || !sameAsSnapshot(s, dec) {
+		t.Fatalf("snapshot of pending offsets: %v", err)
+	}
+	mustApply(t, s, EndTxn{TxnID: "tx", ProducerID: pid, Epoch: epoch, Markers: markers(s, "tx", "seg/m")})
+	if s.PendingTxnOffset("g", testID(1), 0) || len(s.pendingTxnOffsets) != 0 || s.openTxnParts != 0 {
+		t.Fatalf("after the abort: pending %v, open partitions %d", s.pendingTxnOffsets, s.openTxnParts)
+	}
 }
 
 // Bad input: batches and requests outside an open transaction.
@@ -254,7 +290,27 @@ func TestTxnTimeout(t *testing.T) {
 	if ids := s.TimedOutTxns(1000 + 60001); !reflect.DeepEqual(ids, []string{"tx"}) {
 		t.Fatalf("timed out: %v", ids)
 	}
-	mustApply(t, s, EndTxn{TxnID: "tx", ProducerID: pid, Epoch: epoch, Timeout: true, Markers: markers(s, "tx", "seg/m")})
+	// Judged by the entry's time: not yet timed out, nothing happens.
+	if r := applyAt(s, 1000+60000, EndTxn{TxnID: "tx", ProducerID: pid, Epoch: epoch, Timeout: true, StartMs: 1000,
+		Markers: markers(s, "tx", "seg/early")}); !errors.Is(r[0].Err, ErrConcurrentTransactions) {
+		t.Fatalf("a timeout abort before the timeout: %v", r[0].Err)
+	}
+	// The coordinator saw this transaction time out, but the client ended
+	// it and began the next meanwhile (same epoch, same partitions): the
+	// stale abort must not take the new one.
+	applyAt(s, 2000, EndTxn{TxnID: "tx", ProducerID: pid, Epoch: epoch, Commit: true, Markers: markers(s, "tx", "seg/c")})
+	applyAt(s, 3000, AddToTxn{TxnID: "tx", ProducerID: pid, Epoch: epoch, Partitions: []GroupPartition{{testID(1), 0}}})
+	if r := applyAt(s, 1000+60001, EndTxn{TxnID: "tx", ProducerID: pid, Epoch: epoch, Timeout: true, StartMs: 1000,
+		Markers: markers(s, "tx", "seg/stale")}); !errors.Is(r[0].Err, ErrConcurrentTransactions) {
+		t.Fatalf("a stale timeout abort of a newer transaction: %v", r[0].Err)
+	}
+	if tx, _ := s.Txn("tx"); tx.Status != TxnOngoing || tx.Epoch != epoch {
+		t.Fatalf("the newer transaction after a stale abort: %+v", tx)
+	}
+	if r := applyAt(s, 3000+60001, EndTxn{TxnID: "tx", ProducerID: pid, Epoch: epoch, Timeout: true, StartMs: 3000,
+		Markers: markers(s, "tx", "seg/m")}); r[0].Err != nil {
+		t.Fatal(r[0].Err)
+	}
 	tx, _ := s.Txn("tx")
 	if tx.Status != TxnCompleteAbort || tx.Epoch != epoch+1 {
 		t.Fatalf("after the timeout: %+v", tx)
@@ -262,7 +318,7 @@ func TestTxnTimeout(t *testing.T) {
 	if n := apply(s, ExpireTxns{BeforeMs: -1})[0].Expired; n != 0 {
 		t.Fatalf("expired %d before the cutoff", n)
 	}
-	if n := apply(s, ExpireTxns{BeforeMs: 1})[0].Expired; n != 1 {
+	if n := apply(s, ExpireTxns{BeforeMs: 1 << 40})[0].Expired; n != 1 {
 		t.Fatalf("expired %d, want 1", n)
 	}
 	if _, ok := s.TxnOfProducer(pid); ok {

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"math"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -60,6 +61,7 @@ func (s *Server) listOffset(ctx context.Context, topic string, partition int32, 
 	}
 	var chunks []meta.Chunk
 	var logStart int64
+	end := int64(math.MaxInt64) // offsets from here on are not answered: read_committed's last stable offset
 	found := false
 	s.log.View(func(st *meta.State) {
 		t := st.Topic(topic)
@@ -69,6 +71,9 @@ func (s *Server) listOffset(ctx context.Context, topic string, partition int32, 
 		found = true
 		p := t.Partition(partition)
 		logStart = p.LogStart
+		if readCommitted {
+			end = p.LastStable()
+		}
 		switch ts {
 		case listEarliest, listLocalStart:
 			offset, timestamp = p.LogStart, -1
@@ -114,6 +119,9 @@ func (s *Server) listOffset(ctx context.Context, topic string, partition int32, 
 		off, at, err := searchTimestamp(data, ts, logStart)
 		if err != nil {
 			return -1, -1, errorCode(err)
+		}
+		if off >= end {
+			return -1, -1, 0 // as Kafka: nothing past the last stable offset under read_committed
 		}
 		if off >= 0 {
 			return off, at, 0

@@ -117,7 +117,11 @@ func fetchGroupOffsets(st *meta.State, z authz, rg kmsg.OffsetFetchRequestGroup,
 				cur = &g.Topics[len(g.Topics)-1]
 				cur.Topic = t.Name
 			}
-			cur.Partitions = append(cur.Partitions, partition(o, true, o.Partition))
+			rp := partition(o, true, o.Partition)
+			if requireStable && st.PendingTxnOffset(rg.Group, o.Topic, o.Partition) {
+				rp.ErrorCode, rp.Offset = kerr.UnstableOffsetCommit.Code, -1
+			}
+			cur.Partitions = append(cur.Partitions, rp)
 		}
 		return g
 	}

@@ -110,6 +110,8 @@ func addPartitionsToTxn(ctx context.Context, s *Server, version int16, a txnAdd)
 					code = errTopicAuth.Code
 				case topic == nil || topic.Partition(p) == nil:
 					code = kerr.UnknownTopicOrPartition.Code
+				case topic.Internal():
+					code = kerr.InvalidTopicException.Code // no markers in a topic Barge keeps empty
 				default:
 					op.Partitions = append(op.Partitions, meta.GroupPartition{Topic: topic.ID, Partition: p})
 				}

@@ -70,13 +70,18 @@ func (s *Server) txnMaxTimeout() time.Duration {
 }
 
 // markersFor writes the markers that end transaction id's open
-// transaction as the state shows it now, and returns its producer; none
-// (a zero Commit) when nothing is open or it added no partitions.
+// transaction as the state shows it now; none (a zero Commit) when
+// nothing is open or it added no partitions.
 func (s *Server) markersFor(ctx context.Context, id string, commit bool) (meta.Commit, error) {
 	var txn meta.Txn
-	var ok bool
-	s.log.View(func(st *meta.State) { txn, ok = st.Txn(id) })
-	if !ok || txn.Status != meta.TxnOngoing {
+	s.log.View(func(st *meta.State) { txn, _ = st.Txn(id) })
+	return s.writeMarkers(ctx, txn, commit)
+}
+
+// writeMarkers writes the markers that end txn as given (a copy of the
+// state's), if it is open.
+func (s *Server) writeMarkers(ctx context.Context, txn meta.Txn, commit bool) (meta.Commit, error) {
+	if txn.Status != meta.TxnOngoing {
 		return meta.Commit{}, nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -97,16 +102,23 @@ func (s *Server) abortTimedOut(ctx context.Context) {
 		if !s.coordinates(id) || ctx.Err() != nil {
 			continue
 		}
+		// One copy of the transaction for the markers and the op, which
+		// names its start: if the client ended it and began another
+		// meanwhile, the op aborts nothing (meta.EndTxn's Timeout).
 		var txn meta.Txn
 		s.log.View(func(st *meta.State) { txn, _ = st.Txn(id) })
-		m, err := s.markersFor(ctx, id, false)
+		m, err := s.writeMarkers(ctx, txn, false)
 		if err != nil {
 			s.cfg.Logger.Warn("aborting a timed-out transaction", "transactional_id", id, "err", err)
 			continue
 		}
-		res, err := s.log.Append(ctx, meta.EndTxn{TxnID: id, ProducerID: txn.ProducerID, Epoch: txn.Epoch, Timeout: true, Markers: m})
+		res, err := s.log.Append(ctx, meta.EndTxn{TxnID: id, ProducerID: txn.ProducerID, Epoch: txn.Epoch, Timeout: true,
+			StartMs: txn.StartMs, Markers: m})
 		if err == nil {
 			err = res[0].Err
+		}
+		if errors.Is(err, meta.ErrConcurrentTransactions) {
+			continue // it ended, or another began, since the view
 		}
 		if err != nil {
 			s.cfg.Logger.Warn("aborting a timed-out transaction", "transactional_id", id, "err", err)

@@ -31,11 +31,13 @@ func metadataFor(ctx context.Context, t *testing.T, cl *kgo.Client, allowCreate 
 
 // topicPartitions lists every topic the agent knows with its partition
 // count, from a Metadata request for all topics.
-func topicPartitions(ctx context.Context, t *testing.T, cl *kgo.Client) map[string]int {
+func topicPartitions(ctx context.Context, t *testing.T, cl *kgo.Client) map[string]int { // of the user's topics
 	t.Helper()
 	out := map[string]int{}
 	for _, mt := range metadataFor(ctx, t, cl, false).Topics {
-		out[*mt.Topic] = len(mt.Partitions)
+		if !mt.IsInternal { // __consumer_offsets and __transaction_state are always there
+			out[*mt.Topic] = len(mt.Partitions)
+		}
 	}
 	return out
 }

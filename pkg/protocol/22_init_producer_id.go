@@ -81,13 +81,14 @@ func initTxnProducer(ctx context.Context, s *Server, z authz, req *kmsg.InitProd
 	if err != nil {
 		return answer(kerr.CoordinatorNotAvailable.Code)
 	}
-	op.Markers = m
+	op.Markers = m.Commit
 	p := s.submit(ctx, op)
 	return func() kmsg.Response {
 		settle(ctx, p, 1, func(_ int, res meta.Result, err error) {
 			if resp.ErrorCode = txnErrorCode(err, req.Version, 4); err == nil {
 				resp.ProducerID, resp.ProducerEpoch = res.FirstProducerID, res.ProducerEpoch
 			}
+			s.publishMarkers(m, err == nil)
 		})
 		return resp
 	}

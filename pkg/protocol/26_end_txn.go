@@ -39,9 +39,12 @@ func handleEndTxn(ctx context.Context, s *Server, req *kmsg.EndTxnRequest) func(
 		s.cfg.Logger.Warn("writing transaction markers", "transactional_id", req.TransactionalID, "err", err)
 		return answer(kerr.CoordinatorNotAvailable.Code)
 	}
-	p := s.submit(ctx, meta.EndTxn{TxnID: req.TransactionalID, ProducerID: req.ProducerID, Epoch: req.ProducerEpoch, Commit: req.Commit, Markers: m})
+	p := s.submit(ctx, meta.EndTxn{TxnID: req.TransactionalID, ProducerID: req.ProducerID, Epoch: req.ProducerEpoch, Commit: req.Commit, Markers: m.Commit})
 	return func() kmsg.Response {
-		settle(ctx, p, 1, func(_ int, _ meta.Result, err error) { resp.ErrorCode = txnErrorCode(err, req.Version, 2) })
+		settle(ctx, p, 1, func(_ int, _ meta.Result, err error) {
+			resp.ErrorCode = txnErrorCode(err, req.Version, 2)
+			s.publishMarkers(m, err == nil)
+		})
 		return resp
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/bargehq/barge/pkg/meta"
+	"github.com/bargehq/barge/pkg/tiered"
 )
 
 // Transactions (meta/txn.go holds their state and rules). The transaction
@@ -72,7 +73,7 @@ func (s *Server) txnMaxTimeout() time.Duration {
 // markersFor writes the markers that end transaction id's open
 // transaction as the state shows it now; none (a zero Commit) when
 // nothing is open or it added no partitions.
-func (s *Server) markersFor(ctx context.Context, id string, commit bool) (meta.Commit, error) {
+func (s *Server) markersFor(ctx context.Context, id string, commit bool) (tiered.Markers, error) {
 	var txn meta.Txn
 	s.log.View(func(st *meta.State) { txn, _ = st.Txn(id) })
 	return s.writeMarkers(ctx, txn, commit)
@@ -80,9 +81,9 @@ func (s *Server) markersFor(ctx context.Context, id string, commit bool) (meta.C
 
 // writeMarkers writes the markers that end txn as given (a copy of the
 // state's), if it is open.
-func (s *Server) writeMarkers(ctx context.Context, txn meta.Txn, commit bool) (meta.Commit, error) {
+func (s *Server) writeMarkers(ctx context.Context, txn meta.Txn, commit bool) (tiered.Markers, error) {
 	if txn.Status != meta.TxnOngoing {
-		return meta.Commit{}, nil
+		return tiered.Markers{}, nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -113,10 +114,11 @@ func (s *Server) abortTimedOut(ctx context.Context) {
 			continue
 		}
 		res, err := s.log.Append(ctx, meta.EndTxn{TxnID: id, ProducerID: txn.ProducerID, Epoch: txn.Epoch, Timeout: true,
-			StartMs: txn.StartMs, Markers: m})
+			StartMs: txn.StartMs, Markers: m.Commit})
 		if err == nil {
 			err = res[0].Err
 		}
+		s.publishMarkers(m, err == nil)
 		if errors.Is(err, meta.ErrConcurrentTransactions) {
 			continue // it ended, or another began, since the view
 		}
@@ -226,4 +228,10 @@ func (s *Server) ensureInternalTopics(ctx context.Context) {
 	if _, err := s.log.Append(ctx, ops...); err != nil && ctx.Err() == nil {
 		s.cfg.Logger.Warn("creating the internal topics", "err", err)
 	}
+}
+
+// publishMarkers hands markers whose op landed (took) to the cache, with
+// the offsets the op gave them (tiered.Ingest.Publish).
+func (s *Server) publishMarkers(m tiered.Markers, took bool) {
+	s.log.View(func(st *meta.State) { s.ingest.Publish(m, took, st) })
 }

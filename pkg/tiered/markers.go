@@ -34,20 +34,66 @@ func EncodeMarkers(parts []meta.GroupPartition, pid int64, epoch int16, commit b
 	return obj, c
 }
 
+// Markers is a marker object written to the bucket, to be named by a
+// meta.EndTxn or meta.InitTxn (Commit) and then published (Publish).
+type Markers struct {
+	Commit meta.Commit
+	obj    []byte
+}
+
 // WriteMarkers writes the markers of a transaction's end (EncodeMarkers)
-// as a segment object of this agent's and returns the Commit naming it;
-// none for a transaction that added no partitions. An object whose op
-// never lands is an orphan, which the sweep deletes.
-func (in *Ingest) WriteMarkers(ctx context.Context, parts []meta.GroupPartition, pid int64, epoch int16, commit bool) (meta.Commit, error) {
+// as a segment object of this agent's; none (a zero Commit) for a
+// transaction that added no partitions. An object whose op never lands is
+// an orphan, which the sweep deletes. Fetches that find its chunks before
+// Publish wait for it rather than GET it (cache.Expect).
+func (in *Ingest) WriteMarkers(ctx context.Context, parts []meta.GroupPartition, pid int64, epoch int16, commit bool) (Markers, error) {
 	if len(parts) == 0 {
-		return meta.Commit{}, nil
+		return Markers{}, nil
 	}
 	since := in.log.Seq() // before the object exists (condemn.go)
 	ms := time.Now().UnixMilli()
 	obj, c := EncodeMarkers(parts, pid, epoch, commit, ms)
 	c.Object, c.Since = meta.DataKey(meta.SegmentPrefix, ms, in.cfg.WriterID, int64(in.objects.Add(1))), since
 	if err := in.store.Put(ctx, c.Object, obj); err != nil {
-		return meta.Commit{}, fmt.Errorf("%w: transaction markers: %v", ErrStorage, err)
+		return Markers{}, fmt.Errorf("%w: transaction markers: %v", ErrStorage, err)
 	}
-	return c, nil
+	in.cache.Expect(c.Object)
+	return Markers{Commit: c, obj: obj}, nil
+}
+
+// Publish hands the markers to the cache once their op has landed, each
+// batch patched to the base offset its partition's chunk of the object
+// has (in st's view), so that tail readers of the partitions never GET
+// them; if the op did not land (took reports false) the cache stops
+// expecting them.
+func (in *Ingest) Publish(m Markers, took bool, st *meta.State) {
+	if m.Commit.Object == "" {
+		return
+	}
+	if !took {
+		in.cache.Abandon(m.Commit.Object)
+		return
+	}
+	for _, part := range m.Commit.Parts {
+		b := part.Batches[0]
+		base := int64(-1)
+		if t := st.TopicByID(part.Topic); t != nil {
+			if p := t.Partition(part.Partition); p != nil {
+				for i := len(p.Chunks) - 1; i >= 0; i-- {
+					if c := p.Chunks[i]; c.Object == m.Commit.Object && c.Pos == b.Pos {
+						base = c.BaseOffset
+						break
+					}
+				}
+			}
+		}
+		if base < 0 { // compacted away already, or its topic deleted: readers GET what they need
+			in.cache.Abandon(m.Commit.Object)
+			return
+		}
+		bb := m.obj[b.Pos : b.Pos+b.Len]
+		batch.SetBaseOffset(bb, base)
+		batch.SetPartitionLeaderEpoch(bb, 0)
+	}
+	in.cache.PutObject(m.Commit.Object, m.obj)
 }

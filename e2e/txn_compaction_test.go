@@ -21,7 +21,7 @@ import (
 // alone.
 func TestKeyCompactionOfTransactions(t *testing.T) {
 	const topic = "txn-compacted"
-	b := harness.FileBackend(t)
+	b := harness.MinIOBackend(t)
 	a := startAgent(t, b, 5*time.Millisecond, "--cleaner-backoff=200ms", "--compaction-interval=0")
 	createTopic(t, a.Addr, topic, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact"),
 		"min.cleanable.dirty.ratio": kadm.StringPtr("0.01")})

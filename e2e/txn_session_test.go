@@ -243,7 +243,7 @@ func waitCommitted(ctx context.Context, t *testing.T, m *txnMember, n int) {
 // answered by whichever agent they reach; the output is exactly the input.
 func TestTransactionsSharedFleet(t *testing.T) {
 	const records = 20_000
-	b := harness.FileBackend(t)
+	b := harness.MinIOBackend(t)
 	_, lb := harness.SharedFleet(t, 3, b, harness.AgentConfig{FlushInterval: 10 * time.Millisecond,
 		Args: []string{"--group-initial-rebalance-delay=0s", "--transaction-abort-interval=200ms"}})
 	createTopic(t, lb.Addr(), "fleet-in", 4, nil)

@@ -94,7 +94,7 @@ func TestTransactionsCommitAndAbort(t *testing.T) {
 // read_committed answers it) and sees nothing of it; once it commits,
 // everything.
 func TestTransactionOpenHoldsLastStableOffset(t *testing.T) {
-	b := harness.FileBackend(t)
+	b := harness.MinIOBackend(t)
 	a := startAgent(t, b, 5*time.Millisecond)
 	createTopic(t, a.Addr, "lso", 1, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -154,7 +154,7 @@ func TestTransactionOpenHoldsLastStableOffset(t *testing.T) {
 // fences the first: the first's transaction is aborted, and its next
 // produce and its commit are refused as fenced.
 func TestZombieFencing(t *testing.T) {
-	b := harness.FileBackend(t)
+	b := harness.MinIOBackend(t)
 	a := startAgent(t, b, 5*time.Millisecond)
 	createTopic(t, a.Addr, "zombie", 2, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -185,7 +185,7 @@ func TestZombieFencing(t *testing.T) {
 
 // TestTransactionBadInput: Kafka's error codes for requests out of turn.
 func TestTransactionBadInput(t *testing.T) {
-	b := harness.FileBackend(t)
+	b := harness.MinIOBackend(t)
 	a := startAgent(t, b, 5*time.Millisecond)
 	createTopic(t, a.Addr, "bad", 2, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -347,7 +347,7 @@ func awaitStable(ctx context.Context, t *testing.T, cl *kgo.Client, topic string
 // is aborted by its coordinator: the last stable offset moves on,
 // read_committed never sees its records, and its producer is fenced.
 func TestTransactionTimeoutAborts(t *testing.T) {
-	b := harness.FileBackend(t)
+	b := harness.MinIOBackend(t)
 	a := startAgent(t, b, 5*time.Millisecond, "--transaction-abort-interval=100ms")
 	createTopic(t, a.Addr, "timeout", 1, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -478,7 +478,7 @@ func consumeUntil(ctx context.Context, t *testing.T, addr, topic string, hw []in
 // and DescribeProducers show an open transaction, its partitions and its
 // first offset, then its completion.
 func TestTransactionAdminAPIs(t *testing.T) {
-	b := harness.FileBackend(t)
+	b := harness.MinIOBackend(t)
 	a := startAgent(t, b, 5*time.Millisecond)
 	createTopic(t, a.Addr, "admin-txn", 2, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -531,7 +531,7 @@ func TestTransactionAdminAPIs(t *testing.T) {
 // ListTopics, as Kafka's tools do, and lists them with internal ones),
 // read as empty, and refuse produce, deletion and changes.
 func TestInternalTopics(t *testing.T) {
-	b := harness.FileBackend(t)
+	b := harness.MinIOBackend(t)
 	a := startAgent(t, b, 5*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -3,8 +3,10 @@
 // write so the bucket itself decides who took a slot, and folded by a pure,
 // deterministic state machine (State.Apply) into topics, partitions, their
 // segment index, log starts and high watermarks, producer sequences, groups,
-// agents, the background jobs' leases (leases.go), and the segment objects
-// no partition refers to any more. Every agent
+// agents, the background jobs' leases (leases.go), SCRAM credentials and
+// ACLs (security.go), transactions with each partition's open ones and
+// aborted ranges (txn.go), and the segment objects no partition refers
+// to any more. Every agent
 // replays the same entries in the same order and so reaches the same state;
 // snapshots (meta/snap/<seq>) bound the replay at start-up, and Log.Trim
 // (trim.go) deletes the entries they cover once older than a retention

@@ -31,6 +31,11 @@ func handleEndTxn(ctx context.Context, s *Server, req *kmsg.EndTxnRequest) func(
 	case !s.txnFormat():
 		return answer(kerr.CoordinatorNotAvailable.Code)
 	}
+	// The client's AddPartitionsToTxn may have gone to another agent (a
+	// shared address, a coordinator's failover): read the tail, so that
+	// the markers cover every partition it added rather than fail as
+	// CONCURRENT_TRANSACTIONS and be written again. One GET per end.
+	s.syncTail(ctx)
 	if _, err := s.checkedTxn(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch); err != nil {
 		return answer(txnErrorCode(err, req.Version, 2))
 	}

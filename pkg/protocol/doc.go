@@ -16,6 +16,11 @@
 // connection's principal may (authorize.go), by the ACLs in the metadata
 // log; the ACL and SCRAM APIs manage them (acls.go, scram_credentials.go).
 //
+// Transactions (txn.go) keep the coordinator's whole state in the metadata
+// log, so any agent answers any transactional request: ending one writes
+// its markers to the bucket, then one log op gives them their offsets and
+// completes it. Read_committed fetches stop at the last stable offset.
+//
 // Agents also talk to each other over the same listener, on connections
 // that greet with the cluster's peer token (forward.go): group requests
 // forwarded behind a shared address, and the metadata log's relay to the

@@ -87,6 +87,11 @@ func TestTransactionsCommitAndAbort(t *testing.T) {
 	if len(all) != 16 || all[10] != "a-0" || all[15] != "last" {
 		t.Fatalf("read_uncommitted saw %q", all)
 	}
+	for outcome, want := range map[string]float64{"commit": 1, "abort": 1} {
+		if n := metricValue(t, a, `barge_transactions_ended_total{outcome="`+outcome+`"}`); n != want {
+			t.Fatalf("transactions ended by %s: %v, want %v", outcome, n, want)
+		}
+	}
 }
 
 // TestTransactionOpenHoldsLastStableOffset: while a transaction is open,
@@ -377,6 +382,9 @@ func TestTransactionTimeoutAborts(t *testing.T) {
 	}
 	if !strings.Contains(a.Log(), "aborted a transaction past its timeout") {
 		t.Fatal("the agent did not log the abort")
+	}
+	if n := metricValue(t, a, `barge_transactions_ended_total{outcome="timeout"}`); n != 1 {
+		t.Fatalf("barge_transactions_ended_total{outcome=\"timeout\"} = %v, want 1", n)
 	}
 }
 

@@ -89,6 +89,9 @@ func initTxnProducer(ctx context.Context, s *Server, z authz, req *kmsg.InitProd
 				resp.ProducerID, resp.ProducerEpoch = res.FirstProducerID, res.ProducerEpoch
 			}
 			s.publishMarkers(m, err == nil)
+			if err == nil && m.Commit.Object != "" {
+				s.metrics.txnEnded.WithLabelValues("abort").Inc()
+			}
 		})
 		return resp
 	}

@@ -49,6 +49,9 @@ func handleEndTxn(ctx context.Context, s *Server, req *kmsg.EndTxnRequest) func(
 		settle(ctx, p, 1, func(_ int, _ meta.Result, err error) {
 			resp.ErrorCode = txnErrorCode(err, req.Version, 2)
 			s.publishMarkers(m, err == nil)
+			if err == nil && m.Commit.Object != "" {
+				s.metrics.txnEnded.WithLabelValues(map[bool]string{true: "commit", false: "abort"}[req.Commit]).Inc()
+			}
 		})
 		return resp
 	}

@@ -24,6 +24,7 @@ type metrics struct {
 	acceptPaused prometheus.Gauge
 	forwarded    *prometheus.CounterVec
 	authFailed   *prometheus.CounterVec
+	txnEnded     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -61,11 +62,13 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help: "Group requests forwarded to the coordinating agent at this agent's shared address, by outcome (ok, or failed: answered NOT_COORDINATOR)."}, []string{"outcome"}),
 		authFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "barge_authentication_failures_total",
 			Help: "Connections closed by authentication, by reason: failed (wrong credentials or SASL state), tls (handshake), timeout (not authenticated within --authentication-timeout), unauthenticated (a request before authentication)."}, []string{"reason"}),
+		txnEnded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "barge_transactions_ended_total",
+			Help: "Transactions this agent ended, by outcome: commit, abort (EndTxn, or InitProducerId fencing an open one) or timeout (aborted by this coordinator past transaction.timeout.ms)."}, []string{"outcome"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.seconds, m.unsupported, m.produceBytes, m.produceRecs, m.fetchBytes, m.incremental,
 			m.connections, m.refused, m.idleClosed, m.queuedBytes, m.queuedWaits,
-			m.slowClosed, m.acceptPaused, m.forwarded, m.authFailed)
+			m.slowClosed, m.acceptPaused, m.forwarded, m.authFailed, m.txnEnded)
 	}
 	return m
 }

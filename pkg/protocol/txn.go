@@ -126,6 +126,7 @@ func (s *Server) abortTimedOut(ctx context.Context) {
 			s.cfg.Logger.Warn("aborting a timed-out transaction", "transactional_id", id, "err", err)
 			continue
 		}
+		s.metrics.txnEnded.WithLabelValues("timeout").Inc()
 		s.cfg.Logger.Info("aborted a transaction past its timeout", "transactional_id", id, "producer_id", txn.ProducerID,
 			"epoch", txn.Epoch, "timeout_ms", txn.TimeoutMs)
 	}

@@ -251,6 +251,28 @@ func TestTransactionBadInput(t *testing.T) {
 	if addResp, err = add.RequestWith(ctx, cl); err != nil || addResp.Topics[0].Partitions[0].ErrorCode != 0 {
 		t.Fatalf("AddPartitionsToTxn: %v %+v", err, addResp)
 	}
+	// v4's batched form, as a broker sends it to verify a transactional
+	// produce (KIP-890): partition 0 was added, 1 was not; 0 named twice.
+	verify := kmsg.NewPtrAddPartitionsToTxnRequest()
+	verify.Version = 4
+	verify.Transactions = []kmsg.AddPartitionsToTxnRequestTransaction{{TransactionalID: "tx-bad", ProducerID: pid, ProducerEpoch: epoch,
+		VerifyOnly: true, Topics: []kmsg.AddPartitionsToTxnRequestTransactionTopic{{Topic: "bad", Partitions: []int32{0, 1, 0}}}}}
+	md, err := kadm.NewClient(cl).BrokerMetadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vr, err := cl.Broker(int(md.Brokers[0].NodeID)).RetriableRequest(ctx, verify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var verified []int16
+	for _, p := range vr.(*kmsg.AddPartitionsToTxnResponse).Transactions[0].Topics[0].Partitions {
+		verified = append(verified, p.ErrorCode)
+	}
+	if want := []int16{0, kerr.InvalidTxnState.Code, 0}; fmt.Sprint(verified) != fmt.Sprint(want) {
+		t.Fatalf("AddPartitionsToTxn v4 VerifyOnly answered %v, want %v", verified, want)
+	}
+
 	now := time.Now().UnixMilli()
 	rec, err := batch.Build(batch.Header{Attributes: 0x10 /* transactional */, FirstTimestamp: now, MaxTimestamp: now,
 		ProducerID: pid, ProducerEpoch: epoch, BaseSequence: 0}, batch.None, []batch.Record{{Value: []byte("v")}})

@@ -99,10 +99,13 @@ func addPartitionsToTxn(ctx context.Context, s *Server, version int16, a txnAdd)
 		return done
 	}
 	op := meta.AddToTxn{TxnID: a.id, ProducerID: a.pid, Epoch: a.epoch}
+	seen := map[meta.GroupPartition]bool{} // a partition named twice goes into the entry once
+	named := make([][]meta.GroupPartition, len(a.topics))
 	failed := false
 	s.log.View(func(st *meta.State) {
 		for i, t := range a.topics {
 			topic := st.Topic(t.Topic)
+			named[i] = make([]meta.GroupPartition, len(t.Partitions))
 			for j, p := range t.Partitions {
 				code := int16(0)
 				switch {
@@ -113,7 +116,12 @@ func addPartitionsToTxn(ctx context.Context, s *Server, version int16, a txnAdd)
 				case topic.Internal():
 					code = kerr.InvalidTopicException.Code // no markers in a topic Barge keeps empty
 				default:
-					op.Partitions = append(op.Partitions, meta.GroupPartition{Topic: topic.ID, Partition: p})
+					gp := meta.GroupPartition{Topic: topic.ID, Partition: p}
+					named[i][j] = gp
+					if !seen[gp] {
+						seen[gp] = true
+						op.Partitions = append(op.Partitions, gp)
+					}
 				}
 				if code != 0 {
 					out[i].Partitions[j].ErrorCode, failed = code, true
@@ -130,7 +138,7 @@ func addPartitionsToTxn(ctx context.Context, s *Server, version int16, a txnAdd)
 		for i, t := range a.topics {
 			for j := range t.Partitions {
 				code := txnErrorCode(err, version, 2)
-				if err == nil && (txn.Status != meta.TxnOngoing || !containsPartition(txn.Partitions, op.Partitions[indexOf(a.topics, i, j)])) {
+				if err == nil && (txn.Status != meta.TxnOngoing || !containsPartition(txn.Partitions, named[i][j])) {
 					code = kerr.InvalidTxnState.Code
 				}
 				out[i].Partitions[j].ErrorCode = code
@@ -156,14 +164,4 @@ func containsPartition(ps []meta.GroupPartition, p meta.GroupPartition) bool {
 		}
 	}
 	return false
-}
-
-// indexOf returns the position of topic i's partition j among a request's
-// partitions, counted in order.
-func indexOf(topics []kmsg.AddPartitionsToTxnRequestTopic, i, j int) int {
-	n := 0
-	for k := 0; k < i; k++ {
-		n += len(topics[k].Partitions)
-	}
-	return n + j
 }

@@ -84,6 +84,13 @@ func (s *State) tryClean(nowMs int64, op CleanChunks) error {
 	if op.Boundary {
 		p.CleanedTo = op.CleanedTo
 		p.DeleteHorizon = op.DeleteHorizon
+		if s.format >= Format7 {
+			// A pass drops every aborted batch it cleans (pkg/jobs), so
+			// the aborted ranges wholly below the boundary mark nothing
+			// any more: without this a compacted topic, whose log start
+			// never moves, would keep one per aborted transaction.
+			p.trimAbortedBelow(op.CleanedTo)
+		}
 	}
 	return nil
 }

@@ -617,8 +617,12 @@ func (p *Partition) openTxn(pid, base int64) {
 }
 
 // trimAborted forgets aborted ranges wholly below the log start.
-func (p *Partition) trimAborted() {
-	i := sort.Search(len(p.aborted), func(i int) bool { return p.aborted[i].LastOffset >= p.LogStart })
+func (p *Partition) trimAborted() { p.trimAbortedBelow(p.LogStart) }
+
+// trimAbortedBelow forgets aborted ranges that end (their marker) before
+// offset.
+func (p *Partition) trimAbortedBelow(offset int64) {
+	i := sort.Search(len(p.aborted), func(i int) bool { return p.aborted[i].LastOffset >= offset })
 	if i > 0 {
 		p.aborted = slices.Clone(p.aborted[i:])
 		if len(p.aborted) == 0 {

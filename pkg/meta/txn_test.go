@@ -2,6 +2,7 @@ package meta
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 )
@@ -169,6 +170,28 @@ func TestTxnAbort(t *testing.T) {
 	mustApply(t, s, AdvanceLogStart{Topic: testID(1), Partition: 0, Offset: 8})
 	if len(p.Aborted(0, 100)) != 0 {
 		t.Fatal("an aborted range below the log start is kept")
+	}
+}
+
+// Key compaction drops aborted batches, so a pass's boundary past an
+// aborted range's marker forgets the range (a compacted topic's log start
+// never moves); a range the boundary cuts through stays.
+func TestTxnAbortedForgottenBelowCleanBoundary(t *testing.T) {
+	s := txnState(t, 1)
+	pid, epoch := initTxn(t, s, "tx")
+	abort := func(seq int32) {
+		mustApply(t, s, AddToTxn{TxnID: "tx", ProducerID: pid, Epoch: epoch, Partitions: []GroupPartition{{testID(1), 0}}})
+		if res := commitBatches(t, s, fmt.Sprintf("seg/%d", seq), 0, txnBatch(pid, epoch, seq, 2)); res[0].Err != nil {
+			t.Fatal(res[0].Err)
+		}
+		mustApply(t, s, EndTxn{TxnID: "tx", ProducerID: pid, Epoch: epoch, Markers: markers(s, "tx", fmt.Sprintf("seg/m%d", seq))})
+	}
+	abort(0) // 0-1, marker 2
+	abort(2) // 3-4, marker 5
+	p := partition(t, s, "t", 0)
+	mustApply(t, s, CleanChunks{Topic: testID(1), Partition: 0, Boundary: true, CleanedTo: 4})
+	if got := p.Aborted(0, 100); len(got) != 1 || got[0].FirstOffset != 3 {
+		t.Fatalf("aborted ranges after a boundary at 4: %+v, want the one from 3 only", got)
 	}
 }
 

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"errors"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -215,10 +216,6 @@ func (p *Partition) LastStable() int64 {
 	return max(lso, p.LogStart) // as Kafka: retention may pass an open transaction's start
 }
 
-// OpenTxns returns the producers with a transaction open in the partition
-// and the first offset of each, by producer id.
-func (p *Partition) OpenTxns() map[int64]int64 { return p.openTxns }
-
 // Aborted returns the aborted transactions whose range meets offsets
 // [from, to), oldest marker first.
 func (p *Partition) Aborted(from, to int64) []AbortedTxn {
@@ -232,7 +229,8 @@ func (p *Partition) Aborted(from, to int64) []AbortedTxn {
 	return out
 }
 
-func (t *Txn) hasPartition(gp GroupPartition) bool {
+// HasPartition reports whether the transaction added the partition.
+func (t *Txn) HasPartition(gp GroupPartition) bool {
 	_, ok := slices.BinarySearchFunc(t.Partitions, gp, cmpGroupPartition)
 	return ok
 }
@@ -253,8 +251,10 @@ func compareIDs(a, b TopicID) int {
 	return 0
 }
 
-// checkTxnProducer checks that pid and epoch are the transaction's.
-func checkTxnProducer(t *Txn, pid int64, epoch int16) error {
+// CheckTxnProducer checks that pid and epoch are the transaction's (t
+// nil: no such transactional id): ErrInvalidProducerIDMapping or
+// ErrProducerFenced otherwise.
+func CheckTxnProducer(t *Txn, pid int64, epoch int16) error {
 	switch {
 	case t == nil || t.ProducerID != pid:
 		return ErrInvalidProducerIDMapping
@@ -322,7 +322,7 @@ func (s *State) bumpEpoch(id string, t *Txn) error {
 
 func (s *State) addToTxn(nowMs int64, op AddToTxn) error {
 	t := s.txns[op.TxnID]
-	if err := checkTxnProducer(t, op.ProducerID, op.Epoch); err != nil {
+	if err := CheckTxnProducer(t, op.ProducerID, op.Epoch); err != nil {
 		return err
 	}
 	for _, gp := range op.Partitions {
@@ -381,7 +381,7 @@ func mergeSorted[T any](have, more []T, cmp func(a, b T) int) []T {
 
 func (s *State) txnCommitOffsets(nowMs int64, op TxnCommitOffsets) ([]error, error) {
 	t := s.txns[op.TxnID]
-	if err := checkTxnProducer(t, op.ProducerID, op.Epoch); err != nil {
+	if err := CheckTxnProducer(t, op.ProducerID, op.Epoch); err != nil {
 		return nil, err
 	}
 	group := op.Offsets.Group
@@ -447,7 +447,7 @@ func (s *State) forgetPending(t *Txn) {
 
 func (s *State) endTxn(writer string, nowMs int64, op EndTxn) error {
 	t := s.txns[op.TxnID]
-	if err := checkTxnProducer(t, op.ProducerID, op.Epoch); err != nil {
+	if err := CheckTxnProducer(t, op.ProducerID, op.Epoch); err != nil {
 		return err
 	}
 	if op.Timeout {
@@ -547,14 +547,10 @@ func (s *State) finishTxn(writer string, nowMs int64, t *Txn, commit bool, m Com
 // cloneWithout returns m without key k: a partition's open transactions
 // are shared with clones of the state, so they are replaced, not changed.
 func cloneWithout(m map[int64]int64, k int64) map[int64]int64 {
-	if len(m) == 1 {
-		return nil
-	}
-	c := make(map[int64]int64, len(m)-1)
-	for id, v := range m {
-		if id != k {
-			c[id] = v
-		}
+	c := maps.Clone(m)
+	delete(c, k)
+	if len(c) == 0 {
+		return nil // as a snapshot decodes it
 	}
 	return c
 }
@@ -596,7 +592,7 @@ func (s *State) checkTxnBatch(topic TopicID, partition int32, b CommitBatch) err
 		return ErrInvalidTxnState // never in a state the log made; no entry may crash it
 	case b.ProducerEpoch < t.Epoch:
 		return ErrInvalidProducerEpoch
-	case b.ProducerEpoch > t.Epoch, t.Status != TxnOngoing, !t.hasPartition(GroupPartition{topic, partition}):
+	case b.ProducerEpoch > t.Epoch, t.Status != TxnOngoing, !t.HasPartition(GroupPartition{topic, partition}):
 		return ErrInvalidTxnState
 	}
 	return nil
@@ -608,9 +604,9 @@ func (p *Partition) openTxn(pid, base int64) {
 	if _, open := p.openTxns[pid]; open {
 		return
 	}
-	c := make(map[int64]int64, len(p.openTxns)+1)
-	for id, v := range p.openTxns {
-		c[id] = v
+	c := maps.Clone(p.openTxns) // shared with clones: replaced, not changed
+	if c == nil {
+		c = map[int64]int64{}
 	}
 	c[pid] = base
 	p.openTxns = c

@@ -125,7 +125,7 @@ func TestTxnCommit(t *testing.T) {
 		t.Fatalf("transaction after commit: %+v", tx)
 	}
 	// The clone taken before is untouched (snapshots encode clones).
-	if bp := partition(t, before, "t", 0); bp.LastStable() != 3 || len(bp.OpenTxns()) != 1 {
+	if bp := partition(t, before, "t", 0); bp.LastStable() != 3 || len(bp.openTxns) != 1 {
 		t.Fatalf("the clone changed: LSO %d", bp.LastStable())
 	}
 	if tx, _ := before.Txn("tx"); tx.Status != TxnOngoing {

@@ -138,7 +138,7 @@ func addPartitionsToTxn(ctx context.Context, s *Server, version int16, a txnAdd)
 		for i, t := range a.topics {
 			for j := range t.Partitions {
 				code := txnErrorCode(err, version, 2)
-				if err == nil && (txn.Status != meta.TxnOngoing || !containsPartition(txn.Partitions, named[i][j])) {
+				if err == nil && (txn.Status != meta.TxnOngoing || !txn.HasPartition(named[i][j])) {
 					code = kerr.InvalidTxnState.Code
 				}
 				out[i].Partitions[j].ErrorCode = code
@@ -155,13 +155,4 @@ func addPartitionsToTxn(ctx context.Context, s *Server, version int16, a txnAdd)
 		})
 		return out
 	}
-}
-
-func containsPartition(ps []meta.GroupPartition, p meta.GroupPartition) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }

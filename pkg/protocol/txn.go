@@ -179,7 +179,7 @@ func (s *Server) RunTransactions(ctx context.Context) {
 }
 
 // checkedTxn returns transaction id's state and the producer check of pid
-// and epoch against it (txnCheck). A view may lag the log by a poll, and
+// and epoch against it (meta.CheckTxnProducer). A view may lag the log by a poll, and
 // the client's last request may have gone to another agent, so a failed
 // check is made again after reading the log's tail before it is believed.
 func (s *Server) checkedTxn(ctx context.Context, id string, pid int64, epoch int16) (meta.Txn, error) {
@@ -187,24 +187,16 @@ func (s *Server) checkedTxn(ctx context.Context, id string, pid int64, epoch int
 	var known bool
 	view := func() error {
 		s.log.View(func(st *meta.State) { txn, known = st.Txn(id) })
-		return txnCheck(known, txn, pid, epoch)
+		if !known {
+			return meta.CheckTxnProducer(nil, pid, epoch)
+		}
+		return meta.CheckTxnProducer(&txn, pid, epoch)
 	}
 	err := view()
 	if err != nil && s.syncTail(ctx) {
 		err = view()
 	}
 	return txn, err
-}
-
-// txnCheck is meta's producer check of a transaction read from a view.
-func txnCheck(known bool, txn meta.Txn, pid int64, epoch int16) error {
-	switch {
-	case !known || txn.ProducerID != pid:
-		return meta.ErrInvalidProducerIDMapping
-	case txn.Epoch != epoch:
-		return meta.ErrProducerFenced
-	}
-	return nil
 }
 
 // ensureInternalTopics creates Kafka's internal topics (meta's

@@ -97,8 +97,11 @@ type BucketFigures struct {
 	TailGetsPerGiB    float64 `json:"tail_gets_per_gib"`
 	CatchUpGetsPerSec float64 `json:"catchup_gets_per_s"`
 	CatchUpGetsPerGiB float64 `json:"catchup_gets_per_gib"`
-	MeanFlushBytes    float64 `json:"mean_flush_bytes"`
-	FlushesPerSec     float64 `json:"flushes_per_s"`
+	// CatchUpReadAmp is the bytes GET from the bucket per byte of record
+	// values the catch-up read (1 plus framing is ideal).
+	CatchUpReadAmp float64 `json:"catchup_read_amplification"`
+	MeanFlushBytes float64 `json:"mean_flush_bytes"`
+	FlushesPerSec  float64 `json:"flushes_per_s"`
 }
 
 // InsideFigures are the agent's own latency histograms over the latency
@@ -110,7 +113,18 @@ type InsideFigures struct {
 	SealCommitP99ms float64 `json:"seal_to_commit_p99_ms"`
 	PutP99ms        float64 `json:"segment_put_p99_ms"`
 	CommitPutP99ms  float64 `json:"commit_put_p99_ms"`
+	// Stages split an answered produce request's time
+	// (barge_produce_stage_seconds): queue (read → appended), seal
+	// (waiting in the open segment), put (seal → in the bucket), commit
+	// (→ the commit applied); each [p50, p99] in ms.
+	Stages map[string][2]float64 `json:"produce_stages_ms,omitempty"`
+	// Seals are the shares of the segments sealed, by reason
+	// (barge_segment_seals_total: time, size, waiting).
+	Seals map[string]float64 `json:"seal_shares,omitempty"`
 }
+
+// produceStages are barge_produce_stage_seconds' stages in request order.
+var produceStages = []string{"queue", "seal", "put", "commit"}
 
 // AgentFigures are the agent process's own costs while producing (a
 // fleet's: the largest peak RSS of one agent, CPU summed over all).

@@ -204,6 +204,9 @@ func (b *bench) runBarge(ctx context.Context, sc Scenario, storeURL string, res 
 	gets := dm.Sum("barge_objstore_requests_total", `op="get"`) + dm.Sum("barge_objstore_requests_total", `op="get_range"`)
 	f.Bucket.CatchUpGetsPerSec = gets / cu.Seconds
 	f.Bucket.CatchUpGetsPerGiB = perGiB(gets, cu.Bytes)
+	if cu.Bytes > 0 {
+		f.Bucket.CatchUpReadAmp = (dm.Sum("barge_objstore_bytes_total", `op="get"`) + dm.Sum("barge_objstore_bytes_total", `op="get_range"`)) / float64(cu.Bytes)
+	}
 	return latRate, nil
 }
 
@@ -338,6 +341,17 @@ func (b *bench) measure(ctx context.Context, sc Scenario, br brokers, topic stri
 		SealCommitP99ms: 1000 * lw.Quantile(0.99, "barge_flush_seconds"),
 		PutP99ms:        1000 * lw.Quantile(0.99, "barge_objstore_request_seconds", `op="put"`),
 		CommitPutP99ms:  1000 * lw.Quantile(0.99, "barge_objstore_request_seconds", `op="put_if_absent"`),
+		Stages:          map[string][2]float64{},
+	}
+	if n := lw.Sum("barge_segment_seals_total"); n > 0 {
+		f.Inside.Seals = map[string]float64{}
+		for _, why := range []string{"time", "size", "waiting"} {
+			f.Inside.Seals[why] = lw.Sum("barge_segment_seals_total", `reason="`+why+`"`) / n
+		}
+	}
+	for _, st := range produceStages {
+		l := `stage="` + st + `"`
+		f.Inside.Stages[st] = [2]float64{1000 * lw.Quantile(0.5, "barge_produce_stage_seconds", l), 1000 * lw.Quantile(0.99, "barge_produce_stage_seconds", l)}
 	}
 	ag := &AgentFigures{Agents: len(br.agents), PeakRSSMiB: float64(rss) / (1 << 20)}
 	if gib > 0 {

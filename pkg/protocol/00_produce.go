@@ -37,6 +37,7 @@ type producePart struct {
 }
 
 func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.Response {
+	start := time.Now()
 	req := r.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	var parts []producePart
@@ -85,6 +86,11 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 			parts = append(parts, producePart{resp: p, ticket: tk})
 		}
 	}
+	if len(parts) > 0 && req.Acks != 0 {
+		if c, ok := ctx.Value(connKey{}).(*conn); ok {
+			s.ingest.Hold(&c.producer, parts[len(parts)-1].ticket)
+		}
+	}
 	return func() kmsg.Response {
 		timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
 		if timeout <= 0 {
@@ -92,8 +98,9 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 		}
 		wctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
+		var res tiered.Result
 		for _, pp := range parts {
-			res := pp.ticket.Wait(wctx)
+			res = pp.ticket.Wait(wctx)
 			switch {
 			case errors.Is(res.Err, context.DeadlineExceeded):
 				pp.resp.ErrorCode = kerr.RequestTimedOut.Code
@@ -104,6 +111,9 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 				pp.resp.BaseOffset = res.BaseOffset
 				pp.resp.LogAppendTime = res.LogAppendTime
 			}
+		}
+		if n := len(parts); n > 0 && !errors.Is(res.Err, context.DeadlineExceeded) && !errors.Is(res.Err, context.Canceled) {
+			s.metrics.observeProduceStages(start, parts[n-1].ticket)
 		}
 		if req.Acks == 0 {
 			for i := range resp.Topics {

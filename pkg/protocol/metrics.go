@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/bargehq/barge/pkg/tiered"
 )
 
 type metrics struct {
@@ -25,6 +27,10 @@ type metrics struct {
 	forwarded    *prometheus.CounterVec
 	authFailed   *prometheus.CounterVec
 	txnEnded     *prometheus.CounterVec
+	// produceStages resolved once: where an answered produce request's
+	// time went.
+	produceStage                                 *prometheus.HistogramVec
+	stageQueue, stageSeal, stagePut, stageCommit prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -64,13 +70,30 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help: "Connections closed by authentication, by reason: failed (wrong credentials or SASL state), tls (handshake), timeout (not authenticated within --authentication-timeout), unauthenticated (a request before authentication)."}, []string{"reason"}),
 		txnEnded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "barge_transactions_ended_total",
 			Help: "Transactions this agent ended, by outcome: commit, abort (EndTxn, or InitProducerId fencing an open one) or timeout (aborted by this coordinator past transaction.timeout.ms)."}, []string{"outcome"}),
+		produceStage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "barge_produce_stage_seconds",
+			Help:    "Where an answered produce request's time went, by stage: queue (read to its last append: validation, back-pressure), seal (waiting in the open segment), put (seal to the object in the bucket), commit (to the metadata-log commit applied).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"stage"}),
 	}
+	m.stageQueue = m.produceStage.WithLabelValues("queue")
+	m.stageSeal = m.produceStage.WithLabelValues("seal")
+	m.stagePut = m.produceStage.WithLabelValues("put")
+	m.stageCommit = m.produceStage.WithLabelValues("commit")
 	if reg != nil {
 		reg.MustRegister(m.requests, m.seconds, m.unsupported, m.produceBytes, m.produceRecs, m.fetchBytes, m.incremental,
 			m.connections, m.refused, m.idleClosed, m.queuedBytes, m.queuedWaits,
-			m.slowClosed, m.acceptPaused, m.forwarded, m.authFailed, m.txnEnded)
+			m.slowClosed, m.acceptPaused, m.forwarded, m.authFailed, m.txnEnded, m.produceStage)
 	}
 	return m
+}
+
+// observeProduceStages records where a produce request's time went, by the
+// ticket it was answered with (its last).
+func (m metrics) observeProduceStages(start time.Time, last *tiered.Ticket) {
+	seal, put, commit := last.Stages()
+	m.stageQueue.Observe(last.AppendedAt().Sub(start).Seconds())
+	m.stageSeal.Observe(seal.Seconds())
+	m.stagePut.Observe(put.Seconds())
+	m.stageCommit.Observe(commit.Seconds())
 }
 
 func (m metrics) observe(key int16, start time.Time) {

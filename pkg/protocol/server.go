@@ -251,6 +251,10 @@ type conn struct {
 	relays map[string]*relay
 
 	auth authState // read loop only (auth.go)
+
+	// producer is the connection's produce requests as the ingest sees
+	// them, to seal a segment that no more records can reach (tiered.Hold).
+	producer tiered.Producer
 }
 
 type connKey struct{}

@@ -51,10 +51,19 @@ type IngestConfig struct {
 	Logger       *slog.Logger
 }
 
+// The open segment is sealed before its flush interval is up when every
+// producer with a request waiting has all the requests it keeps in flight
+// waiting on that segment (Ingest.Hold): nothing more can arrive until it
+// is committed, so holding it open only adds latency. Below earlySealShare
+// of FlushBytes it is held anyway: a small object's PUT is what the flush
+// interval is set to save, and the producers' records wait client-side
+// for one flush, as they would at any load below the size limit.
+const earlySealShare = 4 // seal early only from FlushBytes/earlySealShare
+
 // Ingest is the one buffer every connection and partition appends to.
 //
-// Lifecycle of a segment: open (accepting appends) → sealed (by time or
-// size) → uploaded (one PUT, concurrently with others) → committed (one
+// Lifecycle of a segment: open (accepting appends) → sealed (by time, by
+// size, or because every waiting producer is waiting on it: Hold) → uploaded (one PUT, concurrently with others) → committed (one
 // metadata-log entry, in seal order) → answered. Memory is bounded: when
 // MaxInflight sealed segments are still in the pipeline, sealing blocks and
 // with it every Append (back-pressure on producers).
@@ -69,6 +78,13 @@ type Ingest struct {
 	mu     sync.Mutex
 	cur    *segment
 	closed bool
+	// waiting is how many producers have a request held (Hold) whose
+	// segment is not yet answered, and full how many of those have as many
+	// held as they keep in flight. Guarded by pmu, with every Producer and
+	// segment.holders: the pipeline releases producers without mu, which a
+	// seal holds while the pipeline is full.
+	pmu           sync.Mutex
+	waiting, full int
 
 	sealed    chan *segment      // in seal order, awaiting upload then commit
 	finishing chan pendingCommit // submitted to the log, awaiting the result
@@ -88,10 +104,24 @@ type segment struct {
 	commit   meta.Commit
 	appendMs int64 // LogAppendTime stamped into batches of such topics
 
+	// holders are the producers with a request answered with this
+	// segment (Hold), once per request.
+	holders []*Producer
+
+	uploadedAt, doneAt time.Time // for Ticket.Stages
+
 	uploaded chan struct{}
 	done     chan struct{}
 	err      error
 	results  [][]meta.BatchResult
+}
+
+// Producer is one connection's produce requests as Ingest sees them, to
+// tell when a client can send nothing more before the open segment is
+// answered. The zero value is ready; guarded by Ingest.pmu.
+type Producer struct {
+	pending int // requests held and not yet answered
+	most    int // the most ever pending at once: what the client keeps in flight
 }
 
 type segPart struct {
@@ -105,7 +135,21 @@ type pendingCommit struct {
 	p   *meta.Pending
 }
 
+// sealReason says why a segment was sealed (barge_segment_seals_total).
+type sealReason int
+
+const (
+	sealTime    sealReason = iota // its flush interval was up
+	sealSize                      // it reached FlushBytes
+	sealWaiting                   // every waiting producer waited on it (Hold)
+	sealClose                     // the ingest closed
+	sealReasons
+)
+
+var sealReasonNames = [sealReasons]string{"time", "size", "waiting", "close"}
+
 type ingestMetrics struct {
+	seals         [sealReasons]prometheus.Counter
 	flushBytes    prometheus.Histogram
 	flushSeconds  prometheus.Histogram
 	flushBatches  prometheus.Histogram
@@ -147,7 +191,14 @@ func NewIngest(cfg IngestConfig, store objstore.Store, log *meta.Log, c *cache.C
 				Help: "Segments whose upload or commit failed; their producers got a retriable error."}),
 		},
 	}
+	sealsVec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "barge_segment_seals_total",
+		Help: "Segments sealed, by reason: time (the flush interval was up), size (it reached the flush size), waiting (every producer with a request waiting was waiting on it, with all the requests it keeps in flight) or close."},
+		[]string{"reason"})
+	for r, name := range sealReasonNames {
+		in.metrics.seals[r] = sealsVec.WithLabelValues(name)
+	}
 	if reg != nil {
+		reg.MustRegister(sealsVec)
 		reg.MustRegister(in.metrics.flushBytes, in.metrics.flushSeconds, in.metrics.flushBatches, in.metrics.flushFailures)
 	}
 	in.done.Add(2)
@@ -161,6 +212,7 @@ type Ticket struct {
 	seg         *segment
 	part, first int
 	n           int
+	appendedAt  time.Time
 }
 
 // Result is what a producer is told about one partition of its request.
@@ -185,7 +237,7 @@ func (in *Ingest) Append(tp TopicPartition, batches []Batch, logAppendTime bool)
 			in.mu.Lock()
 			defer in.mu.Unlock()
 			if in.cur == seg {
-				in.sealLocked()
+				in.sealLocked(sealTime)
 			}
 		})
 		in.cur = seg
@@ -197,20 +249,71 @@ func (in *Ingest) Append(tp TopicPartition, batches []Batch, logAppendTime bool)
 		seg.parts = append(seg.parts, &segPart{tp: tp, logAppendTime: logAppendTime})
 	}
 	p := seg.parts[i]
-	t := &Ticket{seg: seg, part: i, first: len(p.batches), n: len(batches)}
+	t := &Ticket{seg: seg, part: i, first: len(p.batches), n: len(batches), appendedAt: time.Now()}
 	p.batches = append(p.batches, batches...)
 	for _, b := range batches {
 		seg.size += int64(len(b.Data))
 	}
 	if seg.size >= in.cfg.FlushBytes {
-		in.sealLocked()
+		in.sealLocked(sealSize)
 	}
 	return t, nil
 }
 
+// Hold tells the ingest that a request of producer p will be answered when
+// last (its request's last Append) is: the producer waits on that segment.
+// Requests that are not answered (acks=0) are not held. When every waiting
+// producer has as many requests waiting as it has ever had in flight, on
+// this segment or earlier ones, and this one is the open segment, it is
+// sealed (earlySealShare): no record can arrive before a segment is
+// answered, and sealing now puts this one's PUT beside the earlier ones'
+// instead of after their commits.
+func (in *Ingest) Hold(p *Producer, last *Ticket) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.holdLocked(p, last.seg) {
+		in.sealLocked(sealWaiting)
+	}
+}
+
+// holdLocked does Hold's accounting and reports whether to seal.
+func (in *Ingest) holdLocked(p *Producer, seg *segment) bool {
+	in.pmu.Lock()
+	defer in.pmu.Unlock()
+	seg.holders = append(seg.holders, p)
+	if p.pending == 0 {
+		in.waiting++
+	}
+	if p.pending == p.most && p.pending > 0 {
+		in.full-- // counted again below, at its new most
+	}
+	p.pending++
+	p.most = max(p.most, p.pending)
+	if p.pending == p.most {
+		in.full++
+	}
+	return seg == in.cur && in.full == in.waiting && seg.size >= in.cfg.FlushBytes/earlySealShare
+}
+
+// release lets the producers of an answered segment's requests go.
+func (in *Ingest) release(seg *segment) {
+	in.pmu.Lock()
+	defer in.pmu.Unlock()
+	for _, p := range seg.holders {
+		if p.pending == p.most {
+			in.full--
+		}
+		if p.pending--; p.pending == 0 {
+			in.waiting--
+		}
+	}
+	seg.holders = nil
+}
+
 // sealLocked hands the open segment to the pipeline. Sending may block when
 // the pipeline is full; holding mu meanwhile is the back-pressure.
-func (in *Ingest) sealLocked() {
+func (in *Ingest) sealLocked(why sealReason) {
+	in.metrics.seals[why].Inc()
 	seg := in.cur
 	in.cur = nil
 	seg.timer.Stop()
@@ -230,7 +333,7 @@ func (in *Ingest) Close() {
 		return
 	}
 	if in.cur != nil {
-		in.sealLocked()
+		in.sealLocked(sealClose)
 	}
 	in.closed = true
 	close(in.sealed)
@@ -264,10 +367,25 @@ func (t *Ticket) Wait(ctx context.Context) Result {
 	return res
 }
 
+// Stages says where an answered ticket's time went: from its Append to its
+// segment's seal, from the seal to the object being in the bucket, and from
+// there to the commit being applied. Valid once Wait has returned without a
+// context error.
+func (t *Ticket) Stages() (sealWait, put, commit time.Duration) {
+	s := t.seg
+	return s.sealAt.Sub(t.appendedAt), s.uploadedAt.Sub(s.sealAt), s.doneAt.Sub(s.uploadedAt)
+}
+
+// AppendedAt is when the Append returned the ticket.
+func (t *Ticket) AppendedAt() time.Time { return t.appendedAt }
+
 // upload lays the segment out (the one copy of batch bytes between the
 // socket and the bucket) and PUTs it.
 func (in *Ingest) upload(seg *segment) {
-	defer close(seg.uploaded)
+	defer func() {
+		seg.uploadedAt = time.Now()
+		close(seg.uploaded)
+	}()
 	nb := 0
 	for _, p := range seg.parts {
 		nb += len(p.batches)
@@ -361,8 +479,10 @@ func (in *Ingest) finishLoop() {
 			in.metrics.flushFailures.Inc()
 			in.cache.Abandon(seg.key)
 		}
-		in.metrics.flushSeconds.Observe(time.Since(seg.sealAt).Seconds())
+		seg.doneAt = time.Now()
+		in.metrics.flushSeconds.Observe(seg.doneAt.Sub(seg.sealAt).Seconds())
 		seg.obj = nil
+		in.release(seg)
 		close(seg.done)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -728,4 +729,134 @@ func BenchmarkIngestAppend(b *testing.B) {
 			r.in.Close()
 		})
 	}
+}
+
+// A segment is sealed, before its flush interval or size, once every
+// producer with a request waiting has as many waiting as it keeps in
+// flight, on it or on earlier segments: nothing more can come until a
+// segment is answered. Not while a producer could send more, and not below
+// a quarter of FlushBytes.
+func TestIngestSealsWhenEveryProducerWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := mkBatch(t, "x", 4, 0)
+		var gate *gateStore
+		r := newRig(t, IngestConfig{FlushInterval: time.Hour, FlushBytes: 4 * int64(len(b.Data)), MaxInflight: 4}, meta.Options{},
+			func(s objstore.Store) objstore.Store { gate = newGateStore(s, true, false); return gate })
+		t.Cleanup(gate.Open)
+		id := r.createTopic("t", 1)
+		tp := TopicPartition{id, 0}
+		send := func(p *Producer, bs ...Batch) *Ticket {
+			tk, err := r.in.Append(tp, bs, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.in.Hold(p, tk)
+			return tk
+		}
+		puts := func() int { synctest.Wait(); return int(gate.waiting.Load()) }
+
+		// a keeps one request in flight, w two.
+		var a, w Producer
+		send(&a, b) // a's only request, a quarter of FlushBytes: nothing more can come
+		if n := puts(); n != 1 {
+			t.Fatalf("%d segment PUTs after the only producer's request waited, want 1", n)
+		}
+		send(&w, b) // a's window is full on the first segment, w's on this one
+		if n := puts(); n != 2 {
+			t.Fatalf("%d segment PUTs after every producer's window filled, want 2", n)
+		}
+		send(&w, b)
+		if n := puts(); n != 3 {
+			t.Fatalf("%d segment PUTs after w's second request, want 3", n)
+		}
+		gate.Open()
+		synctest.Wait()
+
+		w3 := send(&w, b) // w could send another
+		a2 := send(&a, b)
+		synctest.Wait()
+		if answered(w3) || answered(a2) {
+			t.Fatal("sealed while a producer had room in its window")
+		}
+		w4 := send(&w, b)
+		for _, tk := range []*Ticket{w3, a2, w4} {
+			wait(t, tk)
+			if tk.seg != w3.seg {
+				t.Error("requests sent while w had room went into different segments")
+			}
+		}
+
+		var small Producer
+		s1 := send(&small, mkBatch(t, "y", 1, 0))
+		synctest.Wait()
+		if answered(s1) {
+			t.Error("a segment under a quarter of FlushBytes was sealed early")
+		}
+		time.Sleep(time.Hour)
+		wait(t, s1)
+
+		var big Producer
+		wait(t, send(&big, b, b, b, b)) // sealed by size before its Hold: no open segment to seal
+		if keys := r.segmentKeys(); len(keys) != 6 {
+			t.Errorf("segments %v, want 6", keys)
+		}
+	})
+}
+
+// Hold's accounting never waits for a seal: a seal blocked on a full
+// pipeline holds the ingest's lock until the pipeline takes a segment, and
+// answering a segment releases its producers meanwhile.
+func TestIngestHoldUnderBackPressure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var tokens *tokenStore
+		r := newRig(t, IngestConfig{FlushInterval: time.Hour, FlushBytes: 1, MaxInflight: 1}, meta.Options{},
+			func(s objstore.Store) objstore.Store {
+				tokens = &tokenStore{Store: s, tokens: make(chan struct{}, 16)}
+				return tokens
+			})
+		id := r.createTopic("t", 1)
+		const appends = 8
+		var p Producer
+		tks := make(chan *Ticket, appends)
+		go func() {
+			for i := range appends { // each seals by size
+				tk, err := r.in.Append(TopicPartition{id, 0}, []Batch{mkBatch(t, fmt.Sprint(i), 1, 0)}, false)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				r.in.Hold(&p, tk)
+				tks <- tk
+			}
+			close(tks)
+		}()
+		// One segment PUT at a time, each once the appender is stuck on
+		// the full pipeline: answering that segment releases its producer
+		// while the next seal waits with the lock held.
+		for range appends {
+			synctest.Wait()
+			tokens.tokens <- struct{}{}
+		}
+		i := 0
+		for tk := range tks {
+			if res := wait(t, tk); res.BaseOffset != int64(i) {
+				t.Errorf("append %d at %d", i, res.BaseOffset)
+			}
+			i++
+		}
+	})
+}
+
+// tokenStore lets one segment PUT through per token.
+type tokenStore struct {
+	objstore.Store
+	tokens chan struct{}
+}
+
+func (s *tokenStore) Put(ctx context.Context, key string, data []byte) error {
+	if strings.HasPrefix(key, "seg/") {
+		<-s.tokens
+		ctx = context.WithoutCancel(ctx) // the fake clock may have passed its deadline
+	}
+	return s.Store.Put(ctx, key, data)
 }

@@ -195,3 +195,54 @@ func recordSum(r *kgo.Record) [sha256.Size]byte {
 	}
 	return [sha256.Size]byte(h.Sum(nil))
 }
+
+// When fetch.max.bytes cuts an answer short, the partitions whose next
+// records sit in the oldest ingestion segment get the bytes first, whatever
+// the request's order: a consumer far behind on many partitions then
+// reads each segment for all of them at once, and the partitions cut are
+// the ones ahead.
+func TestFetchServesOldestSegmentFirst(t *testing.T) {
+	b := harness.Backends(t)[0]
+	a := startAgent(t, b, 0)
+	createTopic(t, a.Addr, "oldest", 2, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl := client(t, a.Addr, kgo.DefaultProduceTopic("oldest"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for _, p := range []int32{1, 0} { // partition 1's record in the older segment
+		if err := cl.ProduceSync(ctx, &kgo.Record{Partition: p, Value: []byte(fmt.Sprint("p", p))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mreq := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr("oldest")
+	mreq.Topics = append(mreq.Topics, mt)
+	mresp, err := mreq.RequestWith(ctx, cl)
+	if err != nil || len(mresp.Topics) != 1 {
+		t.Fatalf("metadata: %v", err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.MaxBytes, req.MinBytes, req.SessionEpoch = 1, 1, -1 // room for the one batch a fetch always gets
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = "oldest", mresp.Topics[0].TopicID
+	for _, p := range []int32{0, 1} {
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.PartitionMaxBytes = p, 1<<20
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int32]int{}
+	for _, p := range resp.Topics[0].Partitions {
+		if p.ErrorCode != 0 {
+			t.Fatalf("partition %d: error %d", p.Partition, p.ErrorCode)
+		}
+		got[p.Partition] = len(batchesIn(t, p.RecordBatches))
+	}
+	if got[1] != 1 || got[0] != 0 {
+		t.Errorf("batches by partition %v: want partition 1's (the older segment) alone", got)
+	}
+}

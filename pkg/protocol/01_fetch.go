@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -118,6 +120,15 @@ type fetchPlan struct {
 	aborted       []meta.AbortedTxn
 }
 
+// segmentKey is the ingestion segment of the plan's first chunk, whose key
+// sorts by time (meta.DataKey), or "" for any other object.
+func (pl *fetchPlan) segmentKey() string {
+	if len(pl.chunks) == 0 || !strings.HasPrefix(pl.chunks[0].Object, meta.SegmentPrefix) {
+		return ""
+	}
+	return pl.chunks[0].Object
+}
+
 // fetchOnce builds one answer. It returns the bytes it holds, whether
 // the request should be answered now regardless (an error to report), and
 // the partitions whose answer the log's tail may change: unknown ones and
@@ -224,6 +235,15 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 		}
 	})
 
+	// The answer's bytes go to the partitions whose next chunk is in the
+	// oldest ingestion segment first. A consumer far behind on many
+	// partitions then reads each segment for all of its partitions at
+	// about the same time, so one GET of it serves them all from the cache
+	// of segments read whole; in request order, the partitions past the
+	// fetch.max.bytes cut would fall behind the others on every fetch
+	// until their segments had left that cache. The laggards served first,
+	// none starves: the partitions cut become the oldest.
+	slices.SortStableFunc(plans, func(a, b fetchPlan) int { return strings.Compare(a.segmentKey(), b.segmentKey()) })
 	remaining := int64(s.cfg.FetchMaxBytes) // fetch.max.bytes caps what a client asks
 	if req.MaxBytes > 0 {
 		remaining = min(remaining, int64(req.MaxBytes))

@@ -251,6 +251,6 @@ func printInside(w io.Writer, who string, in *InsideFigures, clientP50ms float64
 	}
 	fmt.Fprintf(w, "; records wait in the client about %.0f ms at p50 (client p50 − request p50)\n", max(0, clientP50ms-in.ProduceP50ms))
 	if len(in.Seals) > 0 {
-		fmt.Fprintf(w, "  segments sealed: %.0f%% by time, %.0f%% by size, %.0f%% with every producer waiting on them\n", 100*in.Seals["time"], 100*in.Seals["size"], 100*in.Seals["waiting"])
+		fmt.Fprintf(w, "  segments sealed: %.0f%% by time, %.0f%% by size, %.0f%% with every producer's window waiting, %.0f%% quiet\n", 100*in.Seals["time"], 100*in.Seals["size"], 100*in.Seals["waiting"], 100*in.Seals["quiet"])
 	}
 }

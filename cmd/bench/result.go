@@ -119,7 +119,7 @@ type InsideFigures struct {
 	// (→ the commit applied); each [p50, p99] in ms.
 	Stages map[string][2]float64 `json:"produce_stages_ms,omitempty"`
 	// Seals are the shares of the segments sealed, by reason
-	// (barge_segment_seals_total: time, size, waiting).
+	// (barge_segment_seals_total: time, size, waiting, quiet).
 	Seals map[string]float64 `json:"seal_shares,omitempty"`
 }
 

@@ -345,7 +345,7 @@ func (b *bench) measure(ctx context.Context, sc Scenario, br brokers, topic stri
 	}
 	if n := lw.Sum("barge_segment_seals_total"); n > 0 {
 		f.Inside.Seals = map[string]float64{}
-		for _, why := range []string{"time", "size", "waiting"} {
+		for _, why := range []string{"time", "size", "waiting", "quiet"} {
 			f.Inside.Seals[why] = lw.Sum("barge_segment_seals_total", `reason="`+why+`"`) / n
 		}
 	}

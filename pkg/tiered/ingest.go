@@ -51,14 +51,24 @@ type IngestConfig struct {
 	Logger       *slog.Logger
 }
 
-// The open segment is sealed before its flush interval is up when every
-// producer with a request waiting has all the requests it keeps in flight
-// waiting on that segment (Ingest.Hold): nothing more can arrive until it
-// is committed, so holding it open only adds latency. Below earlySealShare
-// of FlushBytes it is held anyway: a small object's PUT is what the flush
-// interval is set to save, and the producers' records wait client-side
-// for one flush, as they would at any load below the size limit.
-const earlySealShare = 4 // seal early only from FlushBytes/earlySealShare
+// The open segment is sealed before its flush interval is up, once it
+// holds earlySealShare of FlushBytes, when producers have stopped sending:
+//   - at once when every producer with a request waiting has as many
+//     waiting as it keeps in flight (Ingest.Hold): nothing more can arrive
+//     until a segment is answered;
+//   - else after FlushInterval/quietShare without a request held on it: a
+//     client's window is not always the most it has had in flight (a
+//     client waits for a partition's batch to fill or linger, and has
+//     other work), so the window rule alone leaves some segments to the
+//     timer while every producer waits for answers.
+//
+// Holding the segment open then only adds latency. Below the floor it is
+// held anyway: a small object's PUT is what the flush interval is set to
+// save, and its records wait one flush, as at any load below the size.
+const (
+	earlySealShare = 4 // seal early only from FlushBytes/earlySealShare
+	quietShare     = 8 // after FlushInterval/quietShare without a request
+)
 
 // Ingest is the one buffer every connection and partition appends to.
 //
@@ -96,6 +106,8 @@ type segment struct {
 	index    map[TopicPartition]int
 	size     int64
 	timer    *time.Timer
+	quiet    *time.Timer // armed once the segment is past the early-seal floor
+	lastHold time.Time   // of the latest request held on the segment
 	sealAt   time.Time
 	deadline time.Time // sealAt + WriteTimeout
 	since    uint64    // the log slot applied at the seal, before the upload began
@@ -142,11 +154,12 @@ const (
 	sealTime    sealReason = iota // its flush interval was up
 	sealSize                      // it reached FlushBytes
 	sealWaiting                   // every waiting producer waited on it (Hold)
+	sealQuiet                     // no request was held on it for a while
 	sealClose                     // the ingest closed
 	sealReasons
 )
 
-var sealReasonNames = [sealReasons]string{"time", "size", "waiting", "close"}
+var sealReasonNames = [sealReasons]string{"time", "size", "waiting", "quiet", "close"}
 
 type ingestMetrics struct {
 	seals         [sealReasons]prometheus.Counter
@@ -192,7 +205,7 @@ func NewIngest(cfg IngestConfig, store objstore.Store, log *meta.Log, c *cache.C
 		},
 	}
 	sealsVec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "barge_segment_seals_total",
-		Help: "Segments sealed, by reason: time (the flush interval was up), size (it reached the flush size), waiting (every producer with a request waiting was waiting on it, with all the requests it keeps in flight) or close."},
+		Help: "Segments sealed, by reason: time (the flush interval was up), size (it reached the flush size), waiting (every producer with a request waiting had all the requests it keeps in flight waiting), quiet (no request for an eighth of the flush interval) or close."},
 		[]string{"reason"})
 	for r, name := range sealReasonNames {
 		in.metrics.seals[r] = sealsVec.WithLabelValues(name)
@@ -271,8 +284,31 @@ func (in *Ingest) Append(tp TopicPartition, batches []Batch, logAppendTime bool)
 func (in *Ingest) Hold(p *Producer, last *Ticket) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.holdLocked(p, last.seg) {
+	seg := last.seg
+	if in.holdLocked(p, seg) {
 		in.sealLocked(sealWaiting)
+		return
+	}
+	if seg != in.cur || seg.size < in.cfg.FlushBytes/earlySealShare {
+		return
+	}
+	seg.lastHold = time.Now()
+	if seg.quiet == nil {
+		quiet := in.cfg.FlushInterval / quietShare
+		var check func()
+		check = func() {
+			in.mu.Lock()
+			defer in.mu.Unlock()
+			if in.cur != seg {
+				return
+			}
+			if idle := time.Since(seg.lastHold); idle < quiet {
+				seg.quiet = time.AfterFunc(quiet-idle, check)
+				return
+			}
+			in.sealLocked(sealQuiet)
+		}
+		seg.quiet = time.AfterFunc(quiet, check)
 	}
 }
 
@@ -317,6 +353,9 @@ func (in *Ingest) sealLocked(why sealReason) {
 	seg := in.cur
 	in.cur = nil
 	seg.timer.Stop()
+	if seg.quiet != nil {
+		seg.quiet.Stop()
+	}
 	seg.sealAt = time.Now()
 	seg.deadline = seg.sealAt.Add(in.cfg.WriteTimeout)
 	seg.since = in.log.Seq()

@@ -734,8 +734,9 @@ func BenchmarkIngestAppend(b *testing.B) {
 // A segment is sealed, before its flush interval or size, once every
 // producer with a request waiting has as many waiting as it keeps in
 // flight, on it or on earlier segments: nothing more can come until a
-// segment is answered. Not while a producer could send more, and not below
-// a quarter of FlushBytes.
+// segment is answered; or once no request has come for an eighth of the
+// flush interval. Not while a producer could send more, and not below a
+// quarter of FlushBytes.
 func TestIngestSealsWhenEveryProducerWaits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := mkBatch(t, "x", 4, 0)
@@ -786,6 +787,23 @@ func TestIngestSealsWhenEveryProducerWaits(t *testing.T) {
 			}
 		}
 
+		// w has room but sends nothing more: sealed after an eighth of the
+		// flush interval without a request, not before.
+		const quiet = time.Hour / quietShare
+		start := time.Now()
+		w5 := send(&w, b)
+		time.Sleep(quiet / 2)
+		a3 := send(&a, b) // a's window is full, w's is not: quiet again from here
+		time.Sleep(quiet/2 + time.Millisecond)
+		synctest.Wait()
+		if answered(w5) {
+			t.Fatal("sealed before the producers had been quiet for an eighth of the flush interval")
+		}
+		wait(t, a3)
+		if d := time.Since(start); d != quiet/2+quiet {
+			t.Errorf("sealed %v after the first request, want %v: an eighth of the flush interval after the last", d, quiet/2+quiet)
+		}
+
 		var small Producer
 		s1 := send(&small, mkBatch(t, "y", 1, 0))
 		synctest.Wait()
@@ -797,8 +815,8 @@ func TestIngestSealsWhenEveryProducerWaits(t *testing.T) {
 
 		var big Producer
 		wait(t, send(&big, b, b, b, b)) // sealed by size before its Hold: no open segment to seal
-		if keys := r.segmentKeys(); len(keys) != 6 {
-			t.Errorf("segments %v, want 6", keys)
+		if keys := r.segmentKeys(); len(keys) != 7 {
+			t.Errorf("segments %v, want 7", keys)
 		}
 	})
 }

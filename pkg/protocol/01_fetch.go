@@ -120,6 +120,16 @@ type fetchPlan struct {
 	aborted       []meta.AbortedTxn
 }
 
+// plannedBytes is what the plans' chunks hold, the most they can answer.
+func plannedBytes(plans []fetchPlan) (n int64) {
+	for _, pl := range plans {
+		for _, c := range pl.chunks {
+			n += c.Len
+		}
+	}
+	return n
+}
+
 // segmentKey is the ingestion segment of the plan's first chunk, whose key
 // sorts by time (meta.DataKey), or "" for any other object.
 func (pl *fetchPlan) segmentKey() string {
@@ -242,11 +252,15 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 	// of segments read whole; in request order, the partitions past the
 	// fetch.max.bytes cut would fall behind the others on every fetch
 	// until their segments had left that cache. The laggards served first,
-	// none starves: the partitions cut become the oldest.
-	slices.SortStableFunc(plans, func(a, b fetchPlan) int { return strings.Compare(a.segmentKey(), b.segmentKey()) })
+	// none starves: the partitions cut become the oldest. An answer that
+	// is not cut (a consumer at the tail) keeps the request's order,
+	// unsorted.
 	remaining := int64(s.cfg.FetchMaxBytes) // fetch.max.bytes caps what a client asks
 	if req.MaxBytes > 0 {
 		remaining = min(remaining, int64(req.MaxBytes))
+	}
+	if plannedBytes(plans) > remaining {
+		slices.SortStableFunc(plans, func(a, b fetchPlan) int { return strings.Compare(a.segmentKey(), b.segmentKey()) })
 	}
 	var total int64
 	for _, pl := range plans {

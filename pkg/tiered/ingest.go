@@ -73,8 +73,9 @@ const (
 // Ingest is the one buffer every connection and partition appends to.
 //
 // Lifecycle of a segment: open (accepting appends) → sealed (by time, by
-// size, or because every waiting producer is waiting on it: Hold) → uploaded (one PUT, concurrently with others) → committed (one
-// metadata-log entry, in seal order) → answered. Memory is bounded: when
+// size, or early once producers stop sending: Hold) → uploaded (one PUT,
+// concurrently with others) → committed (one metadata-log entry, in seal
+// order) → answered. Memory is bounded: when
 // MaxInflight sealed segments are still in the pipeline, sealing blocks and
 // with it every Append (back-pressure on producers).
 type Ingest struct {
@@ -211,8 +212,7 @@ func NewIngest(cfg IngestConfig, store objstore.Store, log *meta.Log, c *cache.C
 		in.metrics.seals[r] = sealsVec.WithLabelValues(name)
 	}
 	if reg != nil {
-		reg.MustRegister(sealsVec)
-		reg.MustRegister(in.metrics.flushBytes, in.metrics.flushSeconds, in.metrics.flushBatches, in.metrics.flushFailures)
+		reg.MustRegister(sealsVec, in.metrics.flushBytes, in.metrics.flushSeconds, in.metrics.flushBatches, in.metrics.flushFailures)
 	}
 	in.done.Add(2)
 	go in.commitLoop()
@@ -275,12 +275,13 @@ func (in *Ingest) Append(tp TopicPartition, batches []Batch, logAppendTime bool)
 
 // Hold tells the ingest that a request of producer p will be answered when
 // last (its request's last Append) is: the producer waits on that segment.
-// Requests that are not answered (acks=0) are not held. When every waiting
+// Requests that are not answered (acks=0) are not held. The open segment
+// is sealed early by the rules at earlySealShare: when every waiting
 // producer has as many requests waiting as it has ever had in flight, on
-// this segment or earlier ones, and this one is the open segment, it is
-// sealed (earlySealShare): no record can arrive before a segment is
+// this segment or earlier ones (no record can arrive before a segment is
 // answered, and sealing now puts this one's PUT beside the earlier ones'
-// instead of after their commits.
+// instead of after their commits), or once no request has been held on it
+// for FlushInterval/quietShare.
 func (in *Ingest) Hold(p *Producer, last *Ticket) {
 	in.mu.Lock()
 	defer in.mu.Unlock()

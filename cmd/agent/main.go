@@ -181,11 +181,12 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	ingest := tiered.NewIngest(tiered.IngestConfig{FlushInterval: cfg.FlushInterval, FlushBytes: cfg.FlushBytes,
 		WriteTimeout: cfg.WriteTimeout, WriterID: writerID, Logger: logger}, store, mlog, pageCache, reg)
 	reader := tiered.NewReader(store, pageCache).Register(reg)
-	if cfg.CacheBytes/4 >= 4*cfg.FlushBytes {
+	if held := cfg.CacheBytes / 4 / cfg.FlushBytes; held >= 4 {
 		// The quarter of the cache for segments read whole holds at
 		// least four: reading a segment whole then serves its other
-		// partitions from memory instead of one GET each.
-		reader.ReadWholeSegments()
+		// partitions from memory instead of one GET each. Reading ahead
+		// fills three quarters of it, leaving room for what is read.
+		reader.ReadWholeSegments(int(held * 3 / 4))
 	}
 	host, port, _ := cfg.advertised()
 	srv := protocol.New(protocol.Config{

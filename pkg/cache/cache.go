@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -20,7 +21,7 @@ type Cache struct {
 	recent   fifo                     // the newest objects (PutObject)
 	expected map[string]chan struct{} // objects being committed: closed by PutObject or Abandon
 
-	// Whole objects read from the bucket (Object), apart from the newest
+	// Whole objects read from the bucket (Whole), apart from the newest
 	// objects so that catch-up reads never push those out.
 	whole fifo
 
@@ -29,7 +30,7 @@ type Cache struct {
 
 // New returns a cache bounded by maxBytes: half of it for the newest
 // objects, a quarter for read-through ranges and a quarter for whole
-// objects read through (Object).
+// objects read through (Whole).
 func New(maxBytes int64, reg prometheus.Registerer) (*Cache, error) {
 	maxBytes = max(maxBytes, 2<<20)
 	lru, err := ristretto.NewCache(&ristretto.Config[string, []byte]{
@@ -64,7 +65,7 @@ func (c *Cache) PutObject(key string, data []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.releaseLocked(key)
-	c.recent.add(key, data)
+	c.recent.add(key, &Whole{Data: data, ready: true})
 }
 
 // Expect announces that PutObject(key, ...) will follow: the object is
@@ -94,6 +95,30 @@ func (c *Cache) releaseLocked(key string) {
 	}
 }
 
+// held returns object key if it is among the newest objects, or among
+// those read whole when whole is set, first waiting for it if this process
+// is committing it (Expect).
+func (c *Cache) held(ctx context.Context, key string, whole bool) (*Whole, bool, error) {
+	c.mu.Lock()
+	w, ok := c.recent.m[key]
+	if !ok && whole {
+		w, ok = c.whole.m[key]
+	}
+	wait := c.expected[key]
+	c.mu.Unlock()
+	if !ok && wait != nil {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		c.mu.Lock()
+		w, ok = c.recent.m[key]
+		c.mu.Unlock()
+	}
+	return w, ok, nil
+}
+
 // loadTimeout bounds a shared load, which no single caller can cancel.
 const loadTimeout = 2 * time.Minute
 
@@ -119,23 +144,13 @@ func (c *Cache) shared(ctx context.Context, key string, fn func(context.Context)
 // returned slice is shared: callers must not modify it. load's result is
 // what gets cached, so it must already be in the form readers want.
 func (c *Cache) Range(ctx context.Context, key string, off, n int64, load func(context.Context) ([]byte, error)) ([]byte, error) {
-	c.mu.Lock()
-	obj, ok := c.recent.m[key]
-	wait := c.expected[key]
-	c.mu.Unlock()
-	if !ok && wait != nil {
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		c.mu.Lock()
-		obj, ok = c.recent.m[key]
-		c.mu.Unlock()
+	obj, ok, err := c.held(ctx, key, false)
+	if err != nil {
+		return nil, err
 	}
-	if ok && off+n <= int64(len(obj)) {
+	if ok && off+n <= int64(len(obj.Data)) {
 		c.hits.Inc()
-		return obj[off : off+n : off+n], nil
+		return obj.Data[off : off+n : off+n], nil
 	}
 	rk := key + "@" + strconv.FormatInt(off, 10) + "+" + strconv.FormatInt(n, 10)
 	if b, ok := c.lru.Get(rk); ok {
@@ -158,61 +173,140 @@ func (c *Cache) Range(ctx context.Context, key string, off, n int64, load func(c
 	return v.([]byte), nil
 }
 
-// Object returns the whole object key, calling load (single-flight) when it
-// is neither among the newest objects nor among those read whole lately.
-// The returned slice is shared: callers must not modify it. Reading a small
-// multi-partition object whole costs one GET where reading it partition by
-// partition costs one per partition.
-func (c *Cache) Object(ctx context.Context, key string, load func(context.Context) ([]byte, error)) ([]byte, error) {
-	c.mu.Lock()
-	obj, ok := c.recent.m[key]
+// Whole is an object held whole (Cache.Whole), shared by every reader.
+// Its ranges are made ready in place, each once, before they are read
+// (Prepare): a reader never copies a range out of it.
+type Whole struct {
+	Data   []byte
+	ready  bool // every range is ready as held (PutObject)
+	ranges int  // how many ranges readers will ask for; 0: not known
+
+	mu       sync.Mutex
+	prepared map[int64]error // by the offset of each range prepared
+	// read is set once every range has been asked for: the consumer
+	// catching up that read the object has read it all, and it leaves
+	// the cache before those still being read.
+	read atomic.Bool
+}
+
+// Prepare returns the n bytes at off, calling prepare on them in place the
+// first time any caller asks for the range at off (a later caller gets
+// the first one's error). Ranges asked for must not overlap unless they
+// are the same; the bytes must not be modified otherwise.
+func (w *Whole) Prepare(off, n int64, prepare func([]byte) error) ([]byte, error) {
+	b := w.Data[off : off+n : off+n]
+	if w.ready {
+		return b, nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err, ok := w.prepared[off]
 	if !ok {
-		obj, ok = c.whole.m[key]
+		err = prepare(b)
+		if w.prepared == nil {
+			w.prepared = map[int64]error{}
+		}
+		w.prepared[off] = err
+		if w.ranges > 0 && len(w.prepared) >= w.ranges {
+			w.read.Store(true)
+		}
 	}
-	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Whole returns object key whole, calling load (single-flight) when it is
+// neither among the newest objects nor among those read whole lately; like
+// Range, it waits for an object this process is committing (Expect).
+// Reading a multi-partition object whole costs one GET where reading it
+// partition by partition costs one per partition. load returns the object
+// and how many distinct ranges of it readers will Prepare (0: not known):
+// once all have been, the object is the first to leave.
+func (c *Cache) Whole(ctx context.Context, key string, load func(context.Context) ([]byte, int, error)) (*Whole, error) {
+	w, ok, err := c.held(ctx, key, true)
+	if err != nil {
+		return nil, err
+	}
 	if ok {
-		return obj, nil
+		c.hits.Inc()
+		return w, nil
 	}
+	c.misses.Inc()
 	v, err := c.shared(ctx, "object:"+key, func(ctx context.Context) (any, error) {
 		c.loads.Inc()
-		b, err := load(ctx)
+		b, ranges, err := load(ctx)
 		if err != nil {
 			return nil, err
 		}
+		w := &Whole{Data: b, ranges: ranges}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		c.whole.add(key, b)
-		return b, nil
+		if held, ok := c.whole.m[key]; ok {
+			return held, nil
+		}
+		c.whole.add(key, w)
+		return w, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.([]byte), nil
+	return v.(*Whole), nil
 }
 
-// fifo holds objects up to a byte bound, dropping the oldest first.
+// Holds reports whether Whole(key) would be served without a load: the
+// object is held, or this process is committing it.
+func (c *Cache) Holds(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, recent := c.recent.m[key]
+	_, whole := c.whole.m[key]
+	_, expected := c.expected[key]
+	return recent || whole || expected
+}
+
+// fifo holds objects up to a byte bound, dropping those read through
+// first (Whole.read), then the oldest.
 type fifo struct {
-	m          map[string][]byte
+	m          map[string]*Whole
 	order      []string
 	bytes, max int64
 }
 
-func newFIFO(max int64) fifo { return fifo{m: map[string][]byte{}, max: max} }
+func newFIFO(max int64) fifo { return fifo{m: map[string]*Whole{}, max: max} }
 
-// add holds data under key unless it is held already or alone exceeds
-// the bound.
-func (f *fifo) add(key string, data []byte) {
-	if _, ok := f.m[key]; ok || int64(len(data)) > f.max {
+// add holds w under key unless it is held already or alone exceeds the
+// bound.
+func (f *fifo) add(key string, w *Whole) {
+	if _, ok := f.m[key]; ok || int64(len(w.Data)) > f.max {
 		return
 	}
-	f.m[key] = data
+	f.m[key] = w
 	f.order = append(f.order, key)
-	f.bytes += int64(len(data))
+	f.bytes += int64(len(w.Data))
+	if f.bytes <= f.max {
+		return
+	}
+	kept := f.order[:0]
+	for _, k := range f.order {
+		if o := f.m[k]; f.bytes > f.max && k != key && o.read.Load() {
+			f.drop(k)
+			continue
+		}
+		kept = append(kept, k)
+	}
+	clear(f.order[len(kept):])
+	f.order = kept
 	for f.bytes > f.max && len(f.order) > 0 {
 		old := f.order[0]
 		f.order[0] = ""
 		f.order = f.order[1:]
-		f.bytes -= int64(len(f.m[old]))
-		delete(f.m, old)
+		f.drop(old)
 	}
+}
+
+func (f *fifo) drop(key string) {
+	f.bytes -= int64(len(f.m[key].Data))
+	delete(f.m, key)
 }

@@ -53,6 +53,14 @@ func (l *loader) load(context.Context) ([]byte, error) {
 	return l.data, nil
 }
 
+// whole loads a copy of data for Whole, to be read as ranges ranges.
+func (l *loader) whole(ranges int) func(context.Context) ([]byte, int, error) {
+	return func(ctx context.Context) ([]byte, int, error) {
+		b, err := l.load(ctx)
+		return bytes.Clone(b), ranges, err
+	}
+}
+
 func mustRange(t testing.TB, c *Cache, key string, off, n int64, l *loader) []byte {
 	t.Helper()
 	b, err := c.Range(context.Background(), key, off, n, l.load)
@@ -302,33 +310,105 @@ func TestRangeWaitsForExpectedObject(t *testing.T) {
 	})
 }
 
-// Object loads once, serves the newest objects without loading, and keeps
+// Whole loads once, serves the newest objects without loading, and keeps
 // whole objects within their quarter of the budget, oldest out first.
-func TestObject(t *testing.T) {
+func TestWhole(t *testing.T) {
 	c, _ := newCache(t, 8<<20) // 2 MiB for whole objects
 	l := &loader{data: make([]byte, 1<<20)}
 	for range 3 {
-		if b, err := c.Object(context.Background(), "a", l.load); err != nil || len(b) != 1<<20 {
-			t.Fatalf("got %d bytes, %v", len(b), err)
+		if w, err := c.Whole(context.Background(), "a", l.whole(0)); err != nil || len(w.Data) != 1<<20 {
+			t.Fatalf("got %v, %v", w, err)
 		}
 	}
 	if n := l.calls.Load(); n != 1 {
 		t.Errorf("%d loads for one object, want 1", n)
 	}
 	c.PutObject("new", []byte("held"))
-	if b, err := c.Object(context.Background(), "new", l.load); err != nil || string(b) != "held" || l.calls.Load() != 1 {
-		t.Errorf("newest object: %q, %v after %d loads", b, err, l.calls.Load())
+	if w, err := c.Whole(context.Background(), "new", l.whole(0)); err != nil || string(w.Data) != "held" || l.calls.Load() != 1 {
+		t.Errorf("newest object: %v, %v after %d loads", w, err, l.calls.Load())
 	}
 	for _, k := range []string{"b", "c"} { // a is pushed out
-		if _, err := c.Object(context.Background(), k, l.load); err != nil {
+		if _, err := c.Whole(context.Background(), k, l.whole(0)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.Object(context.Background(), "a", l.load); err != nil || l.calls.Load() != 4 {
+	if c.Holds("a") || !c.Holds("b") || !c.Holds("new") {
+		t.Errorf("Holds: a %v, b %v, new %v; want false, true, true", c.Holds("a"), c.Holds("b"), c.Holds("new"))
+	}
+	if _, err := c.Whole(context.Background(), "a", l.whole(0)); err != nil || l.calls.Load() != 4 {
 		t.Errorf("after eviction: %v, %d loads, want 4", err, l.calls.Load())
 	}
 	l.err = errors.New("boom")
-	if _, err := c.Object(context.Background(), "d", l.load); err == nil {
+	if _, err := c.Whole(context.Background(), "d", l.whole(0)); err == nil {
 		t.Error("load error not returned")
+	}
+}
+
+// Prepare runs once per range, in place, and every caller after the first
+// gets the first one's result; the newest objects are served as they are.
+func TestWholePrepare(t *testing.T) {
+	c, _ := newCache(t, 8<<20)
+	l := &loader{data: []byte("abcdefgh")}
+	w, err := c.Whole(context.Background(), "obj", l.whole(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	upper := func(b []byte) error {
+		calls++
+		copy(b, bytes.ToUpper(b))
+		return nil
+	}
+	for range 2 {
+		if b, err := w.Prepare(2, 3, upper); err != nil || string(b) != "CDE" || cap(b) != 3 {
+			t.Fatalf("Prepare(2, 3) = %q (cap %d), %v", b, cap(b), err)
+		}
+	}
+	if calls != 1 || string(w.Data) != "abCDEfgh" {
+		t.Errorf("%d prepare calls, object %q; want 1 and only the range prepared", calls, w.Data)
+	}
+	boom := errors.New("corrupt")
+	fail := func([]byte) error { return boom }
+	for range 2 {
+		if _, err := w.Prepare(5, 2, fail); !errors.Is(err, boom) {
+			t.Errorf("Prepare of a failing range: %v", err)
+		}
+	}
+	if _, err := w.Prepare(5, 2, upper); !errors.Is(err, boom) {
+		t.Errorf("a range that failed once is served later: %v", err)
+	}
+
+	c.PutObject("new", []byte("held"))
+	nw, _ := c.Whole(context.Background(), "new", l.whole(0))
+	if b, err := nw.Prepare(0, 4, fail); err != nil || string(b) != "held" {
+		t.Errorf("a published object was prepared again: %q, %v", b, err)
+	}
+}
+
+// An object whose every range has been read leaves before older ones still
+// being read.
+func TestWholeReadThroughLeavesFirst(t *testing.T) {
+	c, _ := newCache(t, 8<<20) // 2 MiB for whole objects
+	l := &loader{data: make([]byte, 600<<10)}
+	ctx := context.Background()
+	a, _ := c.Whole(ctx, "a", l.whole(2))
+	b, _ := c.Whole(ctx, "b", l.whole(2))
+	for _, off := range []int64{0, 100} {
+		if _, err := b.Prepare(off, 100, func([]byte) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Prepare(0, 100, func([]byte) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	c.Whole(ctx, "c", l.whole(2))
+	c.Whole(ctx, "d", l.whole(2)) // 2.4 MiB: one must go
+	if !c.Holds("a") || c.Holds("b") || !c.Holds("c") || !c.Holds("d") {
+		t.Errorf("held a %v, b %v, c %v, d %v; want b, read through, gone and the rest held",
+			c.Holds("a"), c.Holds("b"), c.Holds("c"), c.Holds("d"))
+	}
+	c.Whole(ctx, "e", l.whole(2)) // none read through: the oldest goes
+	if c.Holds("a") || !c.Holds("e") {
+		t.Errorf("held a %v, e %v; want the oldest gone", c.Holds("a"), c.Holds("e"))
 	}
 }

@@ -1,7 +1,11 @@
 // Package cache plays the role of Kafka's page cache for segment bytes.
 // The newest committed objects are held whole, outside any admission
-// policy, so consumers at the tail never reach the bucket; older ranges go
-// through a Ristretto cache (cost = bytes) with single-flight loading, so
-// many consumers missing the same range make one GET. Nothing depends on a
-// hit for correctness: Ristretto may refuse or drop any entry.
+// policy, so consumers at the tail never reach the bucket. Objects read
+// whole from the bucket (Whole: a consumer catching up) are held in their
+// own byte-bounded FIFO, shared by every reader: each range is prepared in
+// place once (Whole.Prepare), never copied out, and an object whose every
+// range has been read leaves before those still being read. Other ranges
+// go through a Ristretto cache (cost = bytes). Loads are single-flight, so
+// many consumers missing the same bytes make one GET. Nothing depends on a
+// hit for correctness: any entry may be refused or dropped.
 package cache

@@ -34,10 +34,10 @@ func handleFetch(ctx context.Context, s *Server, req *kmsg.FetchRequest) kmsg.Re
 	if errResp != nil {
 		return errResp
 	}
-	answer := func(resp *kmsg.FetchResponse) kmsg.Response {
+	answer := func(resp *fetchAnswer) kmsg.Response {
 		if sess != nil {
 			resp.SessionID = sess.id
-			sess.trim(req.Version, resp)
+			sess.trim(req.Version, resp.FetchResponse)
 		}
 		return resp
 	}
@@ -139,15 +139,59 @@ func (pl *fetchPlan) segmentKey() string {
 	return pl.chunks[0].Object
 }
 
+// readOldestSegments trims the plans of an answer that max bytes cut (a
+// consumer far behind) to the oldest ingestion segments whose chunks fill
+// it, and reads ahead the segments after them. Each fetch then reads
+// whole segments, for every partition at once, and the next fetch starts
+// where it ended: without the trim, each partition would take its max
+// bytes from several segments ahead of the partitions cut, and the cut
+// ones, served first next time, would need the older segments again, so
+// that the segments in use spanned twice what one answer holds.
+func (s *Server) readOldestSegments(plans []fetchPlan, remaining int64, next []string) {
+	share := map[string]int64{} // what the answer would take from each segment
+	keys := next
+	for _, pl := range plans {
+		for _, c := range pl.chunks {
+			if strings.HasPrefix(c.Object, meta.SegmentPrefix) {
+				if _, ok := share[c.Object]; !ok {
+					keys = append(keys, c.Object)
+				}
+				share[c.Object] += c.Len
+			}
+		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	last, sum := "", int64(0)
+	for _, k := range keys {
+		if sum >= remaining {
+			break
+		}
+		last, sum = k, sum+share[k]
+	}
+	for i := range plans {
+		pl := &plans[i]
+		for j, c := range pl.chunks {
+			if strings.HasPrefix(c.Object, meta.SegmentPrefix) && c.Object > last {
+				pl.chunks = pl.chunks[:j]
+				break
+			}
+		}
+	}
+	s.reader.ReadAhead(keys)
+}
+
 // fetchOnce builds one answer. It returns the bytes it holds, whether
 // the request should be answered now regardless (an error to report), and
 // the partitions whose answer the log's tail may change: unknown ones and
 // those answered OFFSET_OUT_OF_RANGE for an offset past the view's high
 // watermark.
-func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.FetchResponse, int64, bool, []*kmsg.FetchResponseTopicPartition) {
+func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*fetchAnswer, int64, bool, []*kmsg.FetchResponseTopicPartition) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	answer := &fetchAnswer{FetchResponse: resp}
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
 	var plans []fetchPlan
+	var next []string // the objects past the plans' chunks, to read ahead
 	var ahead []*kmsg.FetchResponseTopicPartition
 	stop := false
 	zoned, inZone := s.readReplicas(req)
@@ -236,8 +280,14 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 					plan.aborted = part.Aborted(rp.FetchOffset, plan.end)
 				}
 				var sum int64
-				for k := part.Find(rp.FetchOffset); k >= 0 && k < len(part.Chunks) && part.Chunks[k].BaseOffset < plan.end && (sum == 0 || sum < plan.maxBytes); k++ {
+				k := part.Find(rp.FetchOffset)
+				for ; k >= 0 && k < len(part.Chunks) && part.Chunks[k].BaseOffset < plan.end && (sum == 0 || sum < plan.maxBytes); k++ {
 					plan.chunks = append(plan.chunks, part.Chunks[k])
+					sum += part.Chunks[k].Len
+				}
+				// What the partition's next fetch would read, to read ahead.
+				for sum = 0; k >= 0 && k < len(part.Chunks) && part.Chunks[k].BaseOffset < plan.end && sum < plan.maxBytes; k++ {
+					next = append(next, part.Chunks[k].Object)
 					sum += part.Chunks[k].Len
 				}
 				plans = append(plans, plan)
@@ -261,6 +311,7 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 	}
 	if plannedBytes(plans) > remaining {
 		slices.SortStableFunc(plans, func(a, b fetchPlan) int { return strings.Compare(a.segmentKey(), b.segmentKey()) })
+		s.readOldestSegments(plans, remaining, next)
 	}
 	var total int64
 	for _, pl := range plans {
@@ -268,7 +319,8 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 			break
 		}
 		limit := min(pl.maxBytes, remaining)
-		var out []byte
+		var out [][]byte // the records, a slice of a cached chunk each
+		size := 0
 		offset := pl.offset
 		for _, c := range pl.chunks {
 			data, err := s.reader.Chunk(ctx, c)
@@ -280,7 +332,7 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 				}
 				break
 			}
-			got, next := tiered.FromOffset(data, offset, limit-int64(len(out)), total == 0 && out == nil)
+			got, next := tiered.FromOffset(data, offset, limit-int64(size), total == 0 && out == nil)
 			if c.NextOffset > pl.end && len(got) > 0 {
 				got, next = tiered.Before(got, pl.end) // an open transaction's batches stay unread
 				if len(got) == 0 {
@@ -307,32 +359,26 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.F
 						stop = true
 					}
 					if len(got) > 0 {
-						out = append(out[:len(out):len(out)], got...)
+						out, size = append(out, got), size+len(got)
 					}
 					break
 				}
 			}
-			if out == nil {
-				out = got // the common case: one chunk, no copy
-			} else {
-				out = append(out[:len(out):len(out)], got...)
-			}
+			out, size = append(out, got), size+len(got)
 			offset = next
 			if next < c.NextOffset {
 				break // the limit cut this chunk short
 			}
 		}
-		if out != nil {
-			pl.p.RecordBatches = out
-		}
+		answer.setRecords(pl.p, out)
 		for _, a := range pl.aborted {
 			if a.FirstOffset < offset {
 				pl.p.AbortedTransactions = append(pl.p.AbortedTransactions,
 					kmsg.FetchResponseTopicPartitionAbortedTransaction{ProducerID: a.ProducerID, FirstOffset: a.FirstOffset})
 			}
 		}
-		total += int64(len(out))
-		remaining -= int64(len(out))
+		total += int64(size)
+		remaining -= int64(size)
 	}
-	return resp, total, stop, ahead
+	return answer, total, stop, ahead
 }

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -522,6 +521,7 @@ func skipTags(b []byte) ([]byte, error) {
 func (c *conn) writeLoop() {
 	w := bufio.NewWriterSize(c.nc, 64<<10)
 	buf := make([]byte, 0, 64<<10)
+	var out net.Buffers
 	broken := false
 	for in := range c.queue {
 		<-in.done
@@ -534,9 +534,15 @@ func (c *conn) writeLoop() {
 			c.s.cfg.Logger.Debug("closing connection after a failed acks=0 produce", "remote", c.nc.RemoteAddr().String())
 		}
 		if !broken && (in.resp != nil || in.raw != nil) { // acks=0 produce: no answer
-			buf = in.encode(buf)
+			buf, out = in.encode(buf, out[:0])
 			c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.ConnectionsMaxIdle))
-			_, err := w.Write(buf)
+			var err error
+			for _, b := range out {
+				if _, err = w.Write(b); err != nil {
+					break
+				}
+			}
+			clear(out) // let the records go
 			if err == nil && len(c.queue) == 0 {
 				err = w.Flush()
 			}
@@ -560,8 +566,11 @@ func (c *conn) writeLoop() {
 // telling an acks=0 producer that its records were refused.
 var closeConnection kmsg.Response = new(kmsg.ProduceResponse)
 
-// encode appends the framed answer to buf[:0].
-func (in *inflight) encode(buf []byte) []byte {
+// encode appends the framed answer to buf[:0] and returns it as out's
+// entries, to be written in order: one, buf, but for a Fetch answer, whose
+// records stay where they lie, each between the parts of buf around it
+// (fetchAnswer).
+func (in *inflight) encode(buf []byte, out net.Buffers) ([]byte, net.Buffers) {
 	buf = append(buf[:0], 0, 0, 0, 0)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(in.correlationID))
 	// ApiVersions answers always use header v0, so that a client
@@ -569,24 +578,35 @@ func (in *inflight) encode(buf []byte) []byte {
 	if in.flexible && in.key != kmsg.ApiVersions.Int16() && in.raw == nil {
 		buf = append(buf, 0)
 	}
-	if in.raw != nil {
+	fa, _ := in.resp.(*fetchAnswer)
+	switch {
+	case in.raw != nil:
 		buf = append(buf, in.raw...)
-	} else {
-		in.resp.SetVersion(in.version)
-		if fr, ok := in.resp.(*kmsg.FetchResponse); ok {
-			// Size the buffer once: growing it by appending a
-			// many-MiB answer copies it over and over.
-			n := 64
-			for i := range fr.Topics {
-				n += len(fr.Topics[i].Topic) + 32
-				for j := range fr.Topics[i].Partitions {
-					n += len(fr.Topics[i].Partitions[j].RecordBatches) + 64
-				}
-			}
-			buf = slices.Grow(buf, n)
+	case fa != nil && !hasUnknownTags(fa.FetchResponse):
+		fa.SetVersion(in.version)
+		var recs net.Buffers
+		var at []int
+		buf, recs, at = fa.appendFetchWire(buf, nil, nil)
+		size := len(buf) - 4
+		for _, r := range recs {
+			size += len(r)
 		}
+		binary.BigEndian.PutUint32(buf, uint32(size))
+		prev := 0
+		for i, r := range recs {
+			if at[i] > prev {
+				out, prev = append(out, buf[prev:at[i]]), at[i]
+			}
+			out = append(out, r)
+		}
+		return buf, append(out, buf[prev:])
+	default:
+		if fa != nil {
+			fa.flatten()
+		}
+		in.resp.SetVersion(in.version)
 		buf = in.resp.AppendTo(buf)
 	}
 	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
-	return buf
+	return buf, append(out, buf)
 }

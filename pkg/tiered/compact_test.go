@@ -40,7 +40,7 @@ func TestPartSegmentReadable(t *testing.T) {
 	for _, whole := range []bool{false, true} {
 		rd := NewReader(mem, newCache(t))
 		if whole {
-			rd.ReadWholeSegments()
+			rd.ReadWholeSegments(2)
 		}
 		var old []byte
 		for _, c := range []meta.Chunk{c1, c2} {

@@ -1,7 +1,6 @@
 package tiered
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -18,7 +17,10 @@ import (
 type Reader struct {
 	store objstore.Store
 	cache *cache.Cache
-	whole bool
+	// ahead, once ReadWholeSegments is set, queues ingestion segments to
+	// read whole in the background (ReadAhead); nil before.
+	ahead     chan string
+	aheadMost int // the most segments one ReadAhead queues
 	// reads counts the bucket reads made for chunks missing from the
 	// cache, by kind: "range" (a ranged GET of one chunk) or "whole" (a
 	// GET of a whole ingestion segment). Unlike the store's own request
@@ -45,22 +47,69 @@ func (r *Reader) Register(reg prometheus.Registerer) *Reader {
 	return r
 }
 
+// readAheadGets is how many ingestion segments the background read-ahead
+// GETs at once, agent-wide: as many as the bucket needs in flight to give
+// its bandwidth (cmd/bench measures raw GETs with four).
+const readAheadGets = 4
+
 // ReadWholeSegments makes r read a missing chunk of an ingestion segment
 // (the objects Ingest writes, at most about FlushBytes) by fetching the
-// whole object once, through the cache, and cutting the chunk from it. A
-// consumer catching up on many partitions then makes one GET per segment
-// instead of one per partition and segment; one reading a single partition
-// reads more bytes for the same number of GETs.
-func (r *Reader) ReadWholeSegments() *Reader {
-	r.whole = true
+// whole object once, through the cache, and serving the chunk from it in
+// place. A consumer catching up on many partitions then makes one GET per
+// segment instead of one per partition and segment; one reading a single
+// partition reads more bytes for the same number of GETs. ahead is the
+// most segments one ReadAhead may queue: fewer than the cache's share for
+// objects read whole holds, so that reading ahead does not push out what
+// is being read.
+func (r *Reader) ReadWholeSegments(ahead int) *Reader {
+	r.aheadMost = max(ahead, 1)
+	r.ahead = make(chan string, readAheadGets*r.aheadMost)
+	for range readAheadGets {
+		go func() {
+			for key := range r.ahead {
+				if !r.cache.Holds(key) {
+					r.cache.Whole(context.Background(), key, r.loadWhole(key)) // an error: the fetch reads it again
+				}
+			}
+		}()
+	}
 	return r
+}
+
+// ReadAhead queues the first segments of keys (sorted, oldest first, the
+// ones a consumer far behind reads next), as many as ReadWholeSegments
+// allows, to be read whole in the background, readAheadGets at a time,
+// unless the cache holds them: the consumer then finds them in memory
+// instead of waiting for one GET after another. It never blocks: a full
+// queue drops the rest, which a later fetch asks for again.
+func (r *Reader) ReadAhead(keys []string) {
+	if r.ahead == nil {
+		return
+	}
+	for i, k := range keys {
+		if i == r.aheadMost {
+			return
+		}
+		if !strings.HasPrefix(k, meta.SegmentPrefix) || r.cache.Holds(k) {
+			continue
+		}
+		select {
+		case r.ahead <- k:
+		default:
+			return
+		}
+	}
 }
 
 // Chunk returns the chunk's batches with their final base offsets. The
 // slice is shared with the cache and must not be modified.
 func (r *Reader) Chunk(ctx context.Context, c meta.Chunk) ([]byte, error) {
+	if r.ahead != nil && strings.HasPrefix(c.Object, meta.SegmentPrefix) {
+		return r.wholeChunk(ctx, c)
+	}
 	return r.cache.Range(ctx, c.Object, c.Pos, c.Len, func(ctx context.Context) ([]byte, error) {
-		b, err := r.load(ctx, c)
+		r.rangeReads.Inc()
+		b, err := r.store.GetRange(ctx, c.Object, c.Pos, c.Len)
 		if err != nil {
 			return nil, fmt.Errorf("tiered: read %s: %w", c.Object, err)
 		}
@@ -69,6 +118,29 @@ func (r *Reader) Chunk(ctx context.Context, c meta.Chunk) ([]byte, error) {
 		}
 		return b, nil
 	})
+}
+
+// wholeChunk serves c from its segment read whole, finishing it in place
+// the first time it is read.
+func (r *Reader) wholeChunk(ctx context.Context, c meta.Chunk) ([]byte, error) {
+	w, err := r.cache.Whole(ctx, c.Object, r.loadWhole(c.Object))
+	if err != nil {
+		return nil, fmt.Errorf("tiered: read %s: %w", c.Object, err)
+	}
+	if c.Pos < 0 || c.Len < 0 || c.Pos > int64(len(w.Data))-c.Len {
+		return nil, fmt.Errorf("%w: %s: short range read", ErrCorruptSegment, c.Object)
+	}
+	return w.Prepare(c.Pos, c.Len, func(b []byte) error { return FinishChunk(b, c) })
+}
+
+// loadWhole GETs segment key and counts its parts, the chunks readers
+// will ask for.
+func (r *Reader) loadWhole(key string) func(context.Context) ([]byte, int, error) {
+	return func(ctx context.Context) ([]byte, int, error) {
+		r.wholeReads.Inc()
+		b, err := r.store.Get(ctx, key)
+		return b, segmentParts(b), err
+	}
 }
 
 // FinishChunk checks the bytes read for chunk c and gives its batches their
@@ -103,25 +175,6 @@ func checkOffsets(b []byte, base, next int64) error {
 		b = b[h.Size():]
 	}
 	return nil
-}
-
-// load returns a private copy of the chunk's bytes, unpatched.
-func (r *Reader) load(ctx context.Context, c meta.Chunk) ([]byte, error) {
-	if !r.whole || !strings.HasPrefix(c.Object, meta.SegmentPrefix) {
-		r.rangeReads.Inc()
-		return r.store.GetRange(ctx, c.Object, c.Pos, c.Len)
-	}
-	obj, err := r.cache.Object(ctx, c.Object, func(ctx context.Context) ([]byte, error) {
-		r.wholeReads.Inc()
-		return r.store.Get(ctx, c.Object)
-	})
-	if err != nil {
-		return nil, err
-	}
-	if c.Pos < 0 || c.Len < 0 || c.Pos > int64(len(obj)) {
-		return nil, nil // the length check reports the short read
-	}
-	return bytes.Clone(obj[c.Pos:min(c.Pos+c.Len, int64(len(obj)))]), nil
 }
 
 // patchOffsets writes each batch's base offset and leader epoch, starting

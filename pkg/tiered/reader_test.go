@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/bargehq/barge/pkg/batch"
 	"github.com/bargehq/barge/pkg/cache"
@@ -368,7 +369,7 @@ func TestReaderWholeSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rd := NewReader(f, newCache(t)).ReadWholeSegments()
+	rd := NewReader(f, newCache(t)).ReadWholeSegments(2)
 	for _, c := range []meta.Chunk{a, c1, c2} {
 		got, err := rd.Chunk(context.Background(), c)
 		if err != nil {
@@ -382,11 +383,11 @@ func TestReaderWholeSegments(t *testing.T) {
 	if g, gr := f.Calls(objstore.OpGet), f.Calls(objstore.OpGetRange); g != 1 || gr != 0 {
 		t.Errorf("%d GETs and %d ranged GETs for three chunks of one segment, want 1 and 0", g, gr)
 	}
-	// The cached whole object is not patched in place: another reader of
-	// the same bytes at other offsets sees its own offsets.
+	// A chunk is finished in place, in the cache's copy: another cache's
+	// reader of the same bytes at other offsets sees its own offsets.
 	other := c1
 	other.BaseOffset, other.NextOffset = 1000, 1003
-	got, err := NewReader(f, newCache(t)).ReadWholeSegments().Chunk(context.Background(), other)
+	got, err := NewReader(f, newCache(t)).ReadWholeSegments(2).Chunk(context.Background(), other)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +397,7 @@ func TestReaderWholeSegments(t *testing.T) {
 
 	past := c2
 	past.Len += 100
-	if _, err := NewReader(f, newCache(t)).ReadWholeSegments().Chunk(context.Background(), past); !errors.Is(err, ErrCorruptSegment) {
+	if _, err := NewReader(f, newCache(t)).ReadWholeSegments(2).Chunk(context.Background(), past); !errors.Is(err, ErrCorruptSegment) {
 		t.Errorf("range past the end: %v, want ErrCorruptSegment", err)
 	}
 	// Objects Ingest did not write are read by range as before.
@@ -445,5 +446,39 @@ func TestFinishCleanedChunk(t *testing.T) {
 	}
 	if h, _ := batch.ParseHeader(plain[len(b0):]); h.BaseOffset != 103 {
 		t.Fatalf("ingestion batch patched to %d, want 103", h.BaseOffset)
+	}
+}
+
+// ReadAhead reads the segments it is given whole in the background, so that
+// a fetch finds them in memory; ones held already, or not segments, are
+// not read.
+func TestReaderReadAhead(t *testing.T) {
+	mem := objstore.NewMemory()
+	f := objstore.NewFaulty(mem)
+	a, _ := storedChunk(t, mem, "seg/a", 0, 2)
+	b, _ := storedChunk(t, mem, "seg/b", 0, 2)
+	plain, _ := storedChunk(t, mem, "other/x", 0, 1)
+	c := newCache(t)
+	rd := NewReader(f, c).ReadWholeSegments(4)
+	rd.ReadAhead([]string{a.Object, b.Object, plain.Object})
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.Holds(a.Object) || !c.Holds(b.Object) {
+		if time.Now().After(deadline) {
+			t.Fatalf("read-ahead did not load the segments (a %v, b %v)", c.Holds(a.Object), c.Holds(b.Object))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if c.Holds(plain.Object) {
+		t.Error("read-ahead loaded an object that is not an ingestion segment")
+	}
+	gets := f.Calls(objstore.OpGet)
+	rd.ReadAhead([]string{a.Object, b.Object})
+	for _, ch := range []meta.Chunk{a, b} {
+		if _, err := rd.Chunk(context.Background(), ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.Calls(objstore.OpGet) - gets; n != 0 || gets != 2 {
+		t.Errorf("%d GETs to read ahead two segments, %d more after; want 2 and 0", gets, n)
 	}
 }

@@ -64,6 +64,24 @@ func appendFooter(b []byte, parts []SegmentPart) []byte {
 // footerSize is an upper bound of the footer's encoded size.
 func footerSize(parts int) int { return 10 + parts*(16+10+10+10+10) + segTrailer }
 
+// segmentParts is the part count a segment's footer gives, unverified (0
+// when it cannot be read): a hint, for the cache.
+func segmentParts(obj []byte) int {
+	if len(obj) < segHeaderSize+segTrailer {
+		return 0
+	}
+	end := len(obj) - segTrailer
+	flen := int(binary.LittleEndian.Uint32(obj[end:]))
+	if flen <= 0 || flen > end-segHeaderSize {
+		return 0
+	}
+	n, k := binary.Uvarint(obj[end-flen : end])
+	if k <= 0 || n > uint64(flen) {
+		return 0
+	}
+	return int(n)
+}
+
 // DecodeSegment verifies a whole segment object and returns its parts.
 func DecodeSegment(obj []byte) ([]SegmentPart, error) {
 	if len(obj) < segHeaderSize+segTrailer || string(obj[:4]) != segMagic || string(obj[len(obj)-4:]) != segMagic {

@@ -91,11 +91,15 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 			s.ingest.Hold(&c.producer, parts[len(parts)-1].ticket)
 		}
 	}
+	// The answer needs nothing more of the request: unreferenced, its
+	// body (the records) is freed once the segment has copied them out,
+	// not held until they are committed.
+	acks := req.Acks
+	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
 	return func() kmsg.Response {
-		timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
-		if timeout <= 0 {
-			timeout = 30 * time.Second
-		}
 		wctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		var res tiered.Result
@@ -115,7 +119,7 @@ func handleProduce(ctx context.Context, s *Server, r kmsg.Request) func() kmsg.R
 		if n := len(parts); n > 0 && !errors.Is(res.Err, context.DeadlineExceeded) && !errors.Is(res.Err, context.Canceled) {
 			s.metrics.observeProduceStages(start, parts[n-1].ticket)
 		}
-		if req.Acks == 0 {
+		if acks == 0 {
 			for i := range resp.Topics {
 				for _, p := range resp.Topics[i].Partitions {
 					if p.ErrorCode != 0 {

@@ -27,6 +27,7 @@ type config struct {
 	FlushInterval     time.Duration
 	FlushBytes        int64
 	CacheBytes        int64
+	MemoryLimit       int64
 	AutoCreateTopics  bool
 	DefaultPartitions int
 	MetaPoll          time.Duration
@@ -80,6 +81,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 0, "seal the ingest buffer this long after its first record (default 250ms for s3, 5ms for file and mem)")
 	fs.Int64Var(&c.FlushBytes, "flush-bytes", 8<<20, "seal the ingest buffer at this many bytes")
 	fs.Int64Var(&c.CacheBytes, "cache-bytes", 512<<20, "memory for cached segment bytes")
+	fs.Int64Var(&c.MemoryLimit, "memory-limit", 0, "the Go runtime's soft memory limit, toward which it collects garbage harder (0: cache-bytes plus 224 MiB; negative: none; the GOMEMLIMIT environment variable wins)")
 	fs.BoolVar(&c.AutoCreateTopics, "auto-create-topics", true, "create unknown topics named in Metadata requests (auto.create.topics.enable)")
 	fs.IntVar(&c.DefaultPartitions, "default-partitions", 1, "partitions of auto-created topics (num.partitions)")
 	fs.DurationVar(&c.MetaPoll, "meta-poll-interval", 100*time.Millisecond, "how often to look for other agents' metadata-log entries")

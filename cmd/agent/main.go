@@ -173,6 +173,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}()
 	go stepFormat(logCtx, mlog, logger)
 
+	setMemoryLimit(cfg, logger)
 	pageCache, err := cache.New(cfg.CacheBytes, reg)
 	if err != nil {
 		return err

@@ -186,14 +186,21 @@ func (s *S3) GetRange(ctx context.Context, key string, off, length int64) ([]byt
 
 func readBody(out *s3.GetObjectOutput, key string) ([]byte, error) {
 	defer out.Body.Close()
-	var buf bytes.Buffer
-	if out.ContentLength != nil && *out.ContentLength > 0 {
-		buf.Grow(int(*out.ContentLength))
+	if out.ContentLength == nil || *out.ContentLength < 0 {
+		b, err := io.ReadAll(out.Body)
+		if err != nil {
+			return nil, fmt.Errorf("objstore: s3 read %s: %w", key, err)
+		}
+		return b, nil
 	}
-	if _, err := io.Copy(&buf, out.Body); err != nil {
+	// Exactly the length given: a buffer grown while reading (bytes.Buffer
+	// keeps room for 512 more) copies a whole segment into one twice its
+	// size just before the end.
+	b := make([]byte, *out.ContentLength)
+	if _, err := io.ReadFull(out.Body, b); err != nil {
 		return nil, fmt.Errorf("objstore: s3 read %s: %w", key, err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 func (s *S3) List(ctx context.Context, prefix, startAfter string, limit int) ([]ObjectInfo, error) {

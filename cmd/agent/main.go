@@ -182,12 +182,13 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	ingest := tiered.NewIngest(tiered.IngestConfig{FlushInterval: cfg.FlushInterval, FlushBytes: cfg.FlushBytes,
 		WriteTimeout: cfg.WriteTimeout, WriterID: writerID, Logger: logger}, store, mlog, pageCache, reg)
 	reader := tiered.NewReader(store, pageCache).Register(reg)
-	if held := cfg.CacheBytes / 4 / cfg.FlushBytes; held >= 4 {
-		// The quarter of the cache for segments read whole holds at
-		// least four: reading a segment whole then serves its other
-		// partitions from memory instead of one GET each. Reading ahead
-		// fills three quarters of it, leaving room for what is read.
-		reader.ReadWholeSegments(int(held * 3 / 4))
+	if cfg.CacheBytes/4/cfg.FlushBytes >= 4 {
+		// A quarter of the cache holds at least four segments: reading a
+		// segment whole then serves its other partitions from memory
+		// instead of one GET each. Segments read whole get three eighths
+		// of it, and reading ahead fills it but for two.
+		pageCache.FavourWhole()
+		reader.ReadWholeSegments(int(cfg.CacheBytes*3/8/cfg.FlushBytes) - 2)
 	}
 	host, port, _ := cfg.advertised()
 	srv := protocol.New(protocol.Config{

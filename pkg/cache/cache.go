@@ -17,6 +17,8 @@ type Cache struct {
 	lru *ristretto.Cache[string, []byte]
 	sf  singleflight.Group
 
+	budget int64 // the bytes New was given, at least 2 MiB
+
 	mu       sync.Mutex
 	recent   fifo                     // the newest objects (PutObject)
 	expected map[string]chan struct{} // objects being committed: closed by PutObject or Abandon
@@ -42,6 +44,7 @@ func New(maxBytes int64, reg prometheus.Registerer) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{
+		budget:   maxBytes,
 		lru:      lru,
 		recent:   newFIFO(maxBytes / 2),
 		expected: map[string]chan struct{}{},
@@ -54,6 +57,18 @@ func New(maxBytes int64, reg prometheus.Registerer) (*Cache, error) {
 		reg.MustRegister(c.hits, c.misses, c.loads)
 	}
 	return c, nil
+}
+
+// FavourWhole gives objects read whole three eighths of the budget and
+// read-through ranges one eighth, for a reader that reads ingestion
+// segments whole (tiered.Reader.ReadWholeSegments) and so ranges only of
+// other objects. A consumer far behind then keeps the segments its
+// partitions are spread over and those read ahead of it.
+func (c *Cache) FavourWhole() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lru.UpdateMaxCost(c.budget / 8)
+	c.whole.max = c.budget * 3 / 8
 }
 
 // Close releases the Ristretto goroutines.

@@ -412,3 +412,27 @@ func TestWholeReadThroughLeavesFirst(t *testing.T) {
 		t.Errorf("held a %v, e %v; want the oldest gone", c.Holds("a"), c.Holds("e"))
 	}
 }
+
+// FavourWhole moves an eighth of the budget from read-through ranges to
+// whole objects, however often it is called.
+func TestFavourWhole(t *testing.T) {
+	c, _ := newCache(t, 8<<20) // 2 MiB for whole objects, 3 once favoured
+	c.FavourWhole()
+	c.FavourWhole()
+	l := &loader{data: make([]byte, 1<<20)}
+	for _, k := range []string{"a", "b", "c"} {
+		if _, err := c.Whole(context.Background(), k, l.whole(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !c.Holds("a") || !c.Holds("c") {
+		t.Errorf("held a %v, c %v; want three 1 MiB objects in 3 MiB", c.Holds("a"), c.Holds("c"))
+	}
+	c.Whole(context.Background(), "d", l.whole(0))
+	if c.Holds("a") || !c.Holds("d") {
+		t.Errorf("held a %v, d %v; want the oldest gone past 3 MiB", c.Holds("a"), c.Holds("d"))
+	}
+	if got := c.lru.MaxCost(); got != 1<<20 {
+		t.Errorf("ranges get %d bytes, want an eighth of 8 MiB", got)
+	}
+}

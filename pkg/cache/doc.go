@@ -5,7 +5,9 @@
 // own byte-bounded FIFO, shared by every reader: each range is prepared in
 // place once (Whole.Prepare), never copied out, and an object whose every
 // range has been read leaves before those still being read. Other ranges
-// go through a Ristretto cache (cost = bytes). Loads are single-flight, so
+// go through a Ristretto cache (cost = bytes). The budget is half for the
+// newest objects and a quarter each for the other two, or three eighths
+// and one eighth once FavourWhole is called (most reads are whole). Loads are single-flight, so
 // many consumers missing the same bytes make one GET. Nothing depends on a
 // hit for correctness: any entry may be refused or dropped.
 package cache

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -21,6 +22,11 @@ type Reader struct {
 	// read whole in the background (ReadAhead); nil before.
 	ahead     chan string
 	aheadMost int // the most segments one ReadAhead queues
+	// queued is the segments in ahead or being read from it: a fetch
+	// asking again for one not yet held does not queue it twice, which
+	// would leave workers waiting on one another's GET.
+	aheadMu sync.Mutex
+	queued  map[string]bool
 	// reads counts the bucket reads made for chunks missing from the
 	// cache, by kind: "range" (a ranged GET of one chunk) or "whole" (a
 	// GET of a whole ingestion segment). Unlike the store's own request
@@ -64,12 +70,16 @@ const readAheadGets = 4
 func (r *Reader) ReadWholeSegments(ahead int) *Reader {
 	r.aheadMost = max(ahead, 1)
 	r.ahead = make(chan string, readAheadGets*r.aheadMost)
+	r.queued = map[string]bool{}
 	for range readAheadGets {
 		go func() {
 			for key := range r.ahead {
 				if !r.cache.Holds(key) {
 					r.cache.Whole(context.Background(), key, r.loadWhole(key)) // an error: the fetch reads it again
 				}
+				r.aheadMu.Lock()
+				delete(r.queued, key)
+				r.aheadMu.Unlock()
 			}
 		}()
 	}
@@ -86,15 +96,18 @@ func (r *Reader) ReadAhead(keys []string) {
 	if r.ahead == nil {
 		return
 	}
+	r.aheadMu.Lock()
+	defer r.aheadMu.Unlock()
 	for i, k := range keys {
 		if i == r.aheadMost {
 			return
 		}
-		if !strings.HasPrefix(k, meta.SegmentPrefix) || r.cache.Holds(k) {
+		if !strings.HasPrefix(k, meta.SegmentPrefix) || r.queued[k] || r.cache.Holds(k) {
 			continue
 		}
 		select {
 		case r.ahead <- k:
+			r.queued[k] = true
 		default:
 			return
 		}

@@ -482,3 +482,30 @@ func TestReaderReadAhead(t *testing.T) {
 		t.Errorf("%d GETs to read ahead two segments, %d more after; want 2 and 0", gets, n)
 	}
 }
+
+// A segment asked for again while it is still being read ahead is not
+// queued twice: the workers stay free for the next segment instead of
+// waiting on one another's GET.
+func TestReaderReadAheadQueuesOnce(t *testing.T) {
+	mem := objstore.NewMemory()
+	f := objstore.NewFaulty(mem)
+	a, _ := storedChunk(t, mem, "seg/a", 0, 2)
+	b, _ := storedChunk(t, mem, "seg/b", 0, 2)
+	c := newCache(t)
+	rd := NewReader(f, c).ReadWholeSegments(4)
+	f.SetDelay(objstore.OpGet, 5*time.Second)
+	for range readAheadGets {
+		rd.ReadAhead([]string{a.Object})
+	}
+	rd.ReadAhead([]string{b.Object})
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Calls(objstore.OpGet) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second segment was never read")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if c.Holds(a.Object) {
+		t.Error("the second segment waited for the first: the first was queued more than once")
+	}
+}

@@ -55,7 +55,9 @@ func printScenario(w io.Writer, r *Result) {
 		size(l.Put.ObjectBytes), l.Put.Inflight, l.Put.MBps, l.Put.P50ms, l.Put.P99ms, l.Get.MBps, l.Get.P99ms)
 	if bk := b.Bucket; bk != nil {
 		printBucket(w, "bucket", bk)
-		fmt.Fprintf(w, "; catch-up %.1f GETs/s, %.0f GETs/GiB, %.2f bytes read per byte consumed\n", bk.CatchUpGetsPerSec, bk.CatchUpGetsPerGiB, bk.CatchUpReadAmp)
+		c := bk.CatchUpCores
+		fmt.Fprintf(w, "; catch-up %.1f GETs/s, %.0f GETs/GiB, %.2f bytes read per byte consumed, %.1f fetches/s answered in p50 %.0f / p99 %.0f ms, cores busy: agent %.2f, MinIO %.2f, consumer %.2f\n",
+			bk.CatchUpGetsPerSec, bk.CatchUpGetsPerGiB, bk.CatchUpReadAmp, bk.CatchUpFetchesPerSec, bk.CatchUpFetchP50ms, bk.CatchUpFetchP99ms, c.Agent, c.MinIO, c.Client)
 	}
 	if in := b.Inside; in != nil {
 		printInside(w, "inside the agent", in, b.ProduceP50ms)

@@ -100,8 +100,18 @@ type BucketFigures struct {
 	// CatchUpReadAmp is the bytes GET from the bucket per byte of record
 	// values the catch-up read (1 plus framing is ideal).
 	CatchUpReadAmp float64 `json:"catchup_read_amplification"`
-	MeanFlushBytes float64 `json:"mean_flush_bytes"`
-	FlushesPerSec  float64 `json:"flushes_per_s"`
+	// CatchUpCores is the cores the catch-up kept busy, by process: the
+	// agent, MinIO and the bench's consumer, all on one machine.
+	CatchUpCores struct {
+		Agent, MinIO, Client float64
+	} `json:"catchup_cores"`
+	// CatchUpFetches is the catch-up's Fetch requests per second and how
+	// long the agent took to have each answer ready, p50 and p99.
+	CatchUpFetchesPerSec float64 `json:"catchup_fetches_per_s"`
+	CatchUpFetchP50ms    float64 `json:"catchup_fetch_p50_ms"`
+	CatchUpFetchP99ms    float64 `json:"catchup_fetch_p99_ms"`
+	MeanFlushBytes       float64 `json:"mean_flush_bytes"`
+	FlushesPerSec        float64 `json:"flushes_per_s"`
 }
 
 // InsideFigures are the agent's own latency histograms over the latency

@@ -191,16 +191,31 @@ func (b *bench) runBarge(ctx context.Context, sc Scenario, storeURL string, res 
 	if err != nil {
 		return 0, err
 	}
+	minio0, self0 := procCPUOrZero(b.minio.Pid()), selfCPU()
+	if b.profileDir != "" {
+		// The first seconds of the cold read.
+		b.profile(cold.HTTPAddr, sc.Name+"-catchup", true, 3)
+	}
 	cu, err := catchUp(ctx, []string{cold.Addr}, topic, sc.Load.Partitions, want, b.timing.CatchUp)
+	if b.profileDir != "" {
+		b.profile(cold.HTTPAddr, sc.Name+"-catchup", false, 0)
+	}
 	if err != nil {
 		return 0, err
 	}
+	minio1, self1 := procCPUOrZero(b.minio.Pid()), selfCPU()
 	m1, err := Scrape(cold.HTTPAddr)
 	if err != nil {
 		return 0, err
 	}
 	f.fromCatchUp(cu)
 	dm := m1.Sub(m0)
+	cores := &f.Bucket.CatchUpCores
+	cores.Agent = dm.Sum("process_cpu_seconds_total") / cu.Seconds
+	cores.MinIO, cores.Client = (minio1-minio0)/cu.Seconds, (self1-self0)/cu.Seconds
+	f.Bucket.CatchUpFetchesPerSec = dm.Sum("barge_requests_total", `api="Fetch"`) / cu.Seconds
+	f.Bucket.CatchUpFetchP50ms = 1000 * dm.Quantile(0.5, "barge_request_seconds", `api="Fetch"`)
+	f.Bucket.CatchUpFetchP99ms = 1000 * dm.Quantile(0.99, "barge_request_seconds", `api="Fetch"`)
 	gets := dm.Sum("barge_objstore_requests_total", `op="get"`) + dm.Sum("barge_objstore_requests_total", `op="get_range"`)
 	f.Bucket.CatchUpGetsPerSec = gets / cu.Seconds
 	f.Bucket.CatchUpGetsPerGiB = perGiB(gets, cu.Bytes)
@@ -275,7 +290,7 @@ func (b *bench) measure(ctx context.Context, sc Scenario, br brokers, topic stri
 		cpuMarks[key] = cpuMark{minio: procCPUOrZero(b.minio.Pid()), self: selfCPU()}
 		acked[key] = d.ackedBytes.Load()
 		if profile && phase == "produce" {
-			b.profile(addrs[0], sc.Name, open)
+			b.profile(addrs[0], sc.Name, open, int((b.timing.Produce - b.timing.Warmup).Seconds()))
 		}
 	}
 	latRate, err = b.produceAll(ctx, d, sc, latRate, f, mark)
@@ -472,9 +487,9 @@ func endOffsets(ctx context.Context, seeds []string, topic string) (int64, error
 	return n, nil
 }
 
-// profile starts a CPU profile of the agent when the throughput window
+// profile starts a CPU profile of the agent, secs long, when the window
 // opens and, when it closes, waits for it and takes an allocation profile.
-func (b *bench) profile(addr, name string, open bool) {
+func (b *bench) profile(addr, name string, open bool, secs int) {
 	get := func(path, file string) {
 		c := &http.Client{Timeout: 2 * time.Minute}
 		resp, err := c.Get("http://" + addr + path)
@@ -493,7 +508,6 @@ func (b *bench) profile(addr, name string, open bool) {
 	}
 	if open {
 		os.MkdirAll(b.profileDir, 0o755)
-		secs := int((b.timing.Produce - b.timing.Warmup).Seconds())
 		b.cpuProfile = make(chan struct{})
 		go func() {
 			defer close(b.cpuProfile)

@@ -95,3 +95,52 @@ func TestReportFleet(t *testing.T) {
 		t.Errorf("fleet row shows a catch-up (%q, %q), which it does not measure: %q", f[11], f[12], rows[1])
 	}
 }
+
+// Issue 16's targets apply to the plain saturating 1 KiB and 100 B
+// scenarios, with limits from the same run's raw bucket.
+func TestIssue16Targets(t *testing.T) {
+	sc := Scenario{Name: "1KiB-64p", Load: Load{RecordSize: 1024, Partitions: 64, Acks: "all"}, FlushInterval: 250 * time.Millisecond}
+	r := &Result{Scenario: sc.Name,
+		Barge: Figures{ProduceP50ms: 200, ProduceP99ms: 450, CatchUpMBps: 500, CatchUpComplete: true,
+			Agent: &AgentFigures{PeakRSSMiB: 700, CPUSecondsPerGiB: 4}},
+		Limit: Limit{Put: RawResult{P50ms: 60, P99ms: 120}, Get: RawResult{MBps: 1000}}}
+	r.evaluate(sc)
+	want := map[string]struct {
+		limit float64
+		met   bool
+	}{
+		"p99 at half": {420, false}, // 250 + 120 + 50
+		"p50 at half": {235, true},  // 125 + 60 + 50
+		"catch-up":    {600, false},
+		"cpu":         {3.5, false},
+		"rss":         {768, true},
+	}
+	got := map[string]Target{}
+	for _, tg := range r.Targets {
+		got[tg.Name] = tg
+	}
+	for name, w := range want {
+		if tg, ok := got[name]; !ok || tg.Limit != w.limit || tg.Met != w.met {
+			t.Errorf("target %q: %+v (present %v), want limit %v met %v", name, tg, ok, w.limit, w.met)
+		}
+	}
+	sc.Load.RecordSize = 100
+	r.evaluate(sc)
+	for _, tg := range r.Targets {
+		if tg.Name == "cpu" && (tg.Limit != 8 || !tg.Met) {
+			t.Errorf("100 B cpu target %+v, want met against 8", tg)
+		}
+	}
+	for _, other := range []Scenario{
+		{Name: "txn", Load: Load{RecordSize: 1024, Partitions: 64, Acks: "all", TxnRecords: 100}},
+		{Name: "fleet", Load: sc.Load, Fleet: 3},
+		{Name: "rate", Load: sc.Load, RateMBps: 20},
+	} {
+		r.evaluate(other)
+		for _, tg := range r.Targets {
+			if tg.Name == "catch-up" {
+				t.Errorf("scenario %s has issue 16's targets", other.Name)
+			}
+		}
+	}
+}

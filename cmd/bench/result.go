@@ -229,6 +229,7 @@ func (r *Result) evaluate(sc Scenario) {
 	lim := ms(sc.FlushInterval) + 2*r.Limit.Put.P99ms
 	r.Targets = append(r.Targets, Target{Name: "latency", Rule: "produce p99 ≤ flush interval + 2 × raw PUT p99 (ms)",
 		Got: b.ProduceP99ms, Limit: lim, Met: b.ProduceP99ms <= lim})
+	r.Targets = append(r.Targets, issue16Targets(sc, r)...)
 	// At a saturating load segments seal by size (8 MiB), not by time, so
 	// the PUT-rate target applies to the fixed, lighter loads.
 	if b.Bucket != nil && !sc.saturating() {
@@ -255,6 +256,35 @@ func (r *Result) evaluate(sc Scenario) {
 				Got: fl.Bucket.TailGetsPerGiB, Limit: 0, Met: fl.Bucket.TailSegmentReads == 0})
 		}
 	}
+}
+
+// issue16Targets are issue 16's acceptance targets, for the plain
+// saturating scenarios of 64 partitions (acks=all, no transactions, one
+// agent) of 1 KiB and 100 B records: latency at the latency phase's load near what one flush, one
+// PUT and one commit cost; catch-up near the bucket's GET bandwidth; CPU
+// per GiB produced; peak RSS near the cache.
+func issue16Targets(sc Scenario, r *Result) []Target {
+	cpu := map[int]float64{1024: 3.5, 100: 8}[sc.Load.RecordSize]
+	if !sc.saturating() || sc.Load.Acks != "all" || sc.Load.TxnRecords > 0 || sc.Load.Partitions != 64 || sc.Fleet > 0 || cpu == 0 {
+		return nil
+	}
+	b := &r.Barge
+	flush := ms(sc.FlushInterval)
+	p99 := flush + r.Limit.Put.P99ms + 50
+	p50 := flush/2 + r.Limit.Put.P50ms + 50
+	cu := 0.6 * r.Limit.Get.MBps
+	t := []Target{
+		{Name: "p99 at half", Rule: "produce p99 ≤ flush interval + raw PUT p99 + 50 (ms)", Got: b.ProduceP99ms, Limit: p99, Met: b.ProduceP99ms <= p99},
+		{Name: "p50 at half", Rule: "produce p50 ≤ flush interval/2 + raw PUT p50 + 50 (ms)", Got: b.ProduceP50ms, Limit: p50, Met: b.ProduceP50ms <= p50},
+		{Name: "catch-up", Rule: "catch-up MB/s ≥ 0.6 × raw GET MB/s", Got: b.CatchUpMBps, Limit: cu, Met: b.CatchUpComplete && b.CatchUpMBps >= cu},
+	}
+	if a := b.Agent; a != nil {
+		rss := float64(agentCacheBytes>>20) + 256
+		t = append(t,
+			Target{Name: "cpu", Rule: fmt.Sprintf("agent CPU s/GiB produced ≤ %g", cpu), Got: a.CPUSecondsPerGiB, Limit: cpu, Met: a.CPUSecondsPerGiB <= cpu},
+			Target{Name: "rss", Rule: "agent peak RSS ≤ cache + 256 (MiB)", Got: a.PeakRSSMiB, Limit: rss, Met: a.PeakRSSMiB <= rss})
+	}
+	return t
 }
 
 func (t Target) String() string {

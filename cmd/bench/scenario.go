@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -154,8 +155,12 @@ type brokers struct {
 
 func (b *bench) agentConfig(sc Scenario, storeURL string) harness.AgentConfig {
 	return harness.AgentConfig{Binary: b.agentBin, Store: storeURL, FlushInterval: sc.FlushInterval, Env: b.minio.Env(),
-		Args: []string{"--log-level", "warn"}}
+		Args: []string{"--log-level", "warn", "--cache-bytes", strconv.FormatInt(agentCacheBytes, 10)}}
 }
+
+// agentCacheBytes is the agent's --cache-bytes in every scenario (its
+// default), against which the memory target is set.
+const agentCacheBytes = 512 << 20
 
 func (b *bench) runBarge(ctx context.Context, sc Scenario, storeURL string, res *Result) (float64, error) {
 	cfg := b.agentConfig(sc, storeURL)

@@ -281,6 +281,27 @@ func (c *Cache) Holds(key string) bool {
 	return recent || whole || expected
 }
 
+// RoomAhead reports whether k more objects read whole, each of the mean
+// size of those held, fit without pushing out one not yet read through.
+// Reading ahead past that would evict what a consumer is about to read:
+// with several consumers behind, at different places, their read-ahead
+// would push out one another's segments and every segment be read again.
+func (c *Cache) RoomAhead(k int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := &c.whole
+	if len(f.m) == 0 {
+		return true
+	}
+	var unread int64
+	for _, w := range f.m {
+		if !w.read.Load() {
+			unread += int64(len(w.Data))
+		}
+	}
+	return unread+int64(k)*f.bytes/int64(len(f.m)) <= f.max
+}
+
 // fifo holds objects up to a byte bound, dropping those read through
 // first (Whole.read), then the oldest.
 type fifo struct {

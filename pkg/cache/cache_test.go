@@ -436,3 +436,25 @@ func TestFavourWhole(t *testing.T) {
 		t.Errorf("ranges get %d bytes, want an eighth of 8 MiB", got)
 	}
 }
+
+// RoomAhead counts only objects not yet read through against the budget,
+// and leaves room for as many more as asked.
+func TestRoomAhead(t *testing.T) {
+	c, _ := newCache(t, 8<<20) // 2 MiB for whole objects
+	if !c.RoomAhead(3) {
+		t.Error("no room in an empty cache")
+	}
+	l := &loader{data: make([]byte, 600<<10)}
+	ctx := context.Background()
+	a, _ := c.Whole(ctx, "a", l.whole(2))
+	c.Whole(ctx, "b", l.whole(2))
+	if !c.RoomAhead(1) || c.RoomAhead(2) {
+		t.Errorf("two unread 600 KiB objects of 2 MiB: room for one %v, two %v; want true, false", c.RoomAhead(1), c.RoomAhead(2))
+	}
+	for _, off := range []int64{0, 100} {
+		a.Prepare(off, 100, func([]byte) error { return nil })
+	}
+	if !c.RoomAhead(2) {
+		t.Error("an object read through still counts against reading ahead")
+	}
+}

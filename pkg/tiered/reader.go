@@ -65,8 +65,10 @@ const readAheadGets = 4
 // segment instead of one per partition and segment; one reading a single
 // partition reads more bytes for the same number of GETs. ahead is the
 // most segments one ReadAhead may queue: fewer than the cache's share for
-// objects read whole holds, so that reading ahead does not push out what
-// is being read.
+// objects read whole holds, and a segment is read ahead only while the
+// cache has room for it beside those not yet read through
+// (cache.RoomAhead), so that reading ahead does not push out what is being
+// read, by this consumer or another.
 func (r *Reader) ReadWholeSegments(ahead int) *Reader {
 	r.aheadMost = max(ahead, 1)
 	r.ahead = make(chan string, readAheadGets*r.aheadMost)
@@ -74,7 +76,8 @@ func (r *Reader) ReadWholeSegments(ahead int) *Reader {
 	for range readAheadGets {
 		go func() {
 			for key := range r.ahead {
-				if !r.cache.Holds(key) {
+				// Room for every worker's object: they load at once.
+				if !r.cache.Holds(key) && r.cache.RoomAhead(readAheadGets) {
 					r.cache.Whole(context.Background(), key, r.loadWhole(key)) // an error: the fetch reads it again
 				}
 				r.aheadMu.Lock()

@@ -509,3 +509,36 @@ func TestReaderReadAheadQueuesOnce(t *testing.T) {
 		t.Error("the second segment waited for the first: the first was queued more than once")
 	}
 }
+
+// Read-ahead does not push out segments not yet read through: with the
+// cache's share for whole segments full of them, it reads nothing.
+func TestReaderReadAheadKeepsUnread(t *testing.T) {
+	mem := objstore.NewMemory()
+	f := objstore.NewFaulty(mem)
+	a, _ := storedChunk(t, mem, "seg/a", 0, 2)
+	c := newCache(t) // 1 MiB for segments read whole
+	for _, k := range []string{"seg/x", "seg/y"} {
+		big := func(context.Context) ([]byte, int, error) { return make([]byte, 300<<10), 2, nil }
+		if _, err := c.Whole(context.Background(), k, big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd := NewReader(f, c).ReadWholeSegments(4)
+	rd.ReadAhead([]string{a.Object})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rd.aheadMu.Lock()
+		n := len(rd.queued)
+		rd.aheadMu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("read-ahead never finished")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := f.Calls(objstore.OpGet); n != 0 || c.Holds(a.Object) || !c.Holds("seg/x") {
+		t.Errorf("%d GETs, a held %v, x held %v; want none, false, true", n, c.Holds(a.Object), c.Holds("seg/x"))
+	}
+}

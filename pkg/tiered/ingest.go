@@ -431,32 +431,47 @@ func (in *Ingest) upload(seg *segment) {
 		nb += len(p.batches)
 	}
 	seg.appendMs = time.Now().UnixMilli()
-	obj := make([]byte, segHeaderSize, segHeaderSize+int(seg.size)+footerSize(len(seg.parts)))
-	copy(obj, segMagic)
-	obj[4] = segVersion
+	// The object is joined from its pieces (joinSegment): zeroing 8 MiB
+	// and then overwriting it cost a tenth of the agent's CPU while
+	// producing.
+	header := make([]byte, segHeaderSize)
+	copy(header, segMagic)
+	header[4] = segVersion
+	pieces := make([][]byte, 0, nb+2)
+	pieces = append(pieces, header)
+	pos := int64(segHeaderSize)
 	footer := make([]SegmentPart, len(seg.parts))
 	seg.commit.Parts = make([]meta.CommitPart, len(seg.parts))
 	for i, p := range seg.parts {
-		start := int64(len(obj))
+		start := pos
 		cbs := make([]meta.CommitBatch, len(p.batches))
 		for j := range p.batches {
 			b := &p.batches[j]
-			pos := int64(len(obj))
-			obj = append(obj, b.Data...)
+			pieces = append(pieces, b.Data)
 			maxTs := b.Header.MaxTimestamp
 			if p.logAppendTime {
-				batch.SetLogAppendTime(obj[pos:], seg.appendMs)
 				maxTs = seg.appendMs
 			}
 			cbs[j] = meta.CommitBatch{Pos: pos, Len: int64(len(b.Data)), Records: b.Header.LastOffsetDelta + 1,
 				MaxTimestamp: maxTs, ProducerID: b.Header.ProducerID, ProducerEpoch: b.Header.ProducerEpoch,
 				BaseSequence: b.Header.BaseSequence, Transactional: b.Header.IsTransactional()}
-			b.Data = nil // let the request buffer go
+			pos += int64(len(b.Data))
 		}
-		footer[i] = SegmentPart{Topic: p.tp.Topic, Partition: p.tp.Partition, Pos: start, Len: int64(len(obj)) - start, Batches: len(p.batches)}
+		footer[i] = SegmentPart{Topic: p.tp.Topic, Partition: p.tp.Partition, Pos: start, Len: pos - start, Batches: len(p.batches)}
 		seg.commit.Parts[i] = meta.CommitPart{Topic: p.tp.Topic, Partition: p.tp.Partition, Batches: cbs}
 	}
-	obj = appendFooter(obj, footer)
+	pieces = append(pieces, appendFooter(nil, footer))
+	obj := joinSegment(pieces, func(obj []byte) {
+		for i, p := range seg.parts {
+			for j := range p.batches {
+				if p.logAppendTime {
+					cb := seg.commit.Parts[i].Batches[j]
+					batch.SetLogAppendTime(obj[cb.Pos:cb.Pos+cb.Len], seg.appendMs)
+				}
+				p.batches[j].Data = nil // let the request buffer go
+			}
+		}
+	})
 	seg.obj = obj
 	seg.key = meta.DataKey(meta.SegmentPrefix, seg.appendMs, in.cfg.WriterID, int64(in.objects.Add(1)))
 	seg.commit.Object, seg.commit.Size, seg.commit.Since = seg.key, int64(len(obj)), seg.since

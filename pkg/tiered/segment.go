@@ -1,6 +1,7 @@
 package tiered
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -59,6 +60,18 @@ func appendFooter(b []byte, parts []SegmentPart) []byte {
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(b)-start))
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	return append(b, segMagic...)
+}
+
+// joinSegment joins an object's pieces (the header, the batches, the
+// footer appendFooter encoded on its own) in one copy into memory not
+// zeroed first, lets patch change the batches in place, and then sets the
+// checksum, which covers the whole object up to it.
+func joinSegment(pieces [][]byte, patch func(obj []byte)) []byte {
+	obj := bytes.Join(pieces, nil)
+	patch(obj)
+	n := len(obj) - segTrailer + 4 // the checksum sits after the footer's length
+	binary.LittleEndian.PutUint32(obj[n:], crc32.Checksum(obj[:n], castagnoli))
+	return obj
 }
 
 // footerSize is an upper bound of the footer's encoded size.

@@ -186,7 +186,8 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		// A quarter of the cache holds at least four segments: reading a
 		// segment whole then serves its other partitions from memory
 		// instead of one GET each. Segments read whole get three eighths
-		// of it, and reading ahead fills it but for two.
+		// of it; one fetch reads ahead at most all but two of those, and
+		// never past the segments not yet read (cache.RoomAhead).
 		pageCache.FavourWhole()
 		reader.ReadWholeSegments(int(cfg.CacheBytes*3/8/cfg.FlushBytes) - 2)
 	}

@@ -105,8 +105,9 @@ type BucketFigures struct {
 	CatchUpCores struct {
 		Agent, MinIO, Client float64
 	} `json:"catchup_cores"`
-	// CatchUpFetches is the catch-up's Fetch requests per second and how
-	// long the agent took to have each answer ready, p50 and p99.
+	// CatchUpFetchesPerSec is the catch-up's Fetch requests per second;
+	// CatchUpFetchP50ms and P99ms, how long the agent took to have each
+	// answer ready.
 	CatchUpFetchesPerSec float64 `json:"catchup_fetches_per_s"`
 	CatchUpFetchP50ms    float64 `json:"catchup_fetch_p50_ms"`
 	CatchUpFetchP99ms    float64 `json:"catchup_fetch_p99_ms"`
@@ -260,9 +261,9 @@ func (r *Result) evaluate(sc Scenario) {
 
 // issue16Targets are issue 16's acceptance targets, for the plain
 // saturating scenarios of 64 partitions (acks=all, no transactions, one
-// agent) of 1 KiB and 100 B records: latency at the latency phase's load near what one flush, one
-// PUT and one commit cost; catch-up near the bucket's GET bandwidth; CPU
-// per GiB produced; peak RSS near the cache.
+// agent) of 1 KiB and 100 B records: latency at the latency phase's load
+// near what one flush, one PUT and one commit cost; catch-up near the
+// bucket's GET bandwidth; CPU per GiB produced; peak RSS near the cache.
 func issue16Targets(sc Scenario, r *Result) []Target {
 	cpu := map[int]float64{1024: 3.5, 100: 8}[sc.Load.RecordSize]
 	if !sc.saturating() || sc.Load.Acks != "all" || sc.Load.TxnRecords > 0 || sc.Load.Partitions != 64 || sc.Fleet > 0 || cpu == 0 {

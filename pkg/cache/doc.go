@@ -7,7 +7,8 @@
 // range has been read leaves before those still being read. Other ranges
 // go through a Ristretto cache (cost = bytes). The budget is half for the
 // newest objects and a quarter each for the other two, or three eighths
-// and one eighth once FavourWhole is called (most reads are whole). Loads are single-flight, so
-// many consumers missing the same bytes make one GET. Nothing depends on a
-// hit for correctness: any entry may be refused or dropped.
+// and one eighth once FavourWhole is called (most reads are whole). Loads
+// are single-flight, so many consumers missing the same bytes make one
+// GET. Nothing depends on a hit for correctness: any entry may be refused
+// or dropped.
 package cache

@@ -80,7 +80,18 @@ func (c *Cache) PutObject(key string, data []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.releaseLocked(key)
-	c.recent.add(key, &Whole{Data: data, ready: true})
+	c.recent.add(key, &Whole{Data: data, ready: true}, c.recent.max)
+	c.whole.shrink(c.wholeMaxLocked(), "") // give back what it borrowed
+}
+
+// wholeMaxLocked is the most the objects read whole may hold now: their
+// share, and what the newest objects leave of theirs unused. An agent
+// that few produce to but many read from far behind (one started to
+// serve a catch-up, or a replica in another zone) then holds as many
+// segments as its budget allows, and the newest objects take their room
+// back as they arrive, so the two together never exceed their shares.
+func (c *Cache) wholeMaxLocked() int64 {
+	return c.whole.max + max(c.recent.max-c.recent.bytes, 0)
 }
 
 // Expect announces that PutObject(key, ...) will follow: the object is
@@ -261,7 +272,7 @@ func (c *Cache) Whole(ctx context.Context, key string, load func(context.Context
 		if held, ok := c.whole.m[key]; ok {
 			return held, nil
 		}
-		c.whole.add(key, w)
+		c.whole.add(key, w, c.wholeMaxLocked())
 		return w, nil
 	})
 	if err != nil {
@@ -269,6 +280,20 @@ func (c *Cache) Whole(ctx context.Context, key string, load func(context.Context
 	}
 	return v.(*Whole), nil
 }
+
+// Held returns object key if it is held whole, or nil, without waiting
+// or loading; reads of it count their hits (Hit).
+func (c *Cache) Held(key string) *Whole {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w, ok := c.recent.m[key]; ok {
+		return w
+	}
+	return c.whole.m[key]
+}
+
+// Hit counts a read served from an object a reader already holds.
+func (c *Cache) Hit() { c.hits.Inc() }
 
 // Holds reports whether Whole(key) would be served without a load: the
 // object is held, or this process is committing it.
@@ -299,7 +324,7 @@ func (c *Cache) RoomAhead(k int) bool {
 			unread += int64(len(w.Data))
 		}
 	}
-	return unread+int64(k)*f.bytes/int64(len(f.m)) <= f.max
+	return unread+int64(k)*f.bytes/int64(len(f.m)) <= c.wholeMaxLocked()
 }
 
 // fifo holds objects up to a byte bound, dropping those read through
@@ -312,21 +337,27 @@ type fifo struct {
 
 func newFIFO(max int64) fifo { return fifo{m: map[string]*Whole{}, max: max} }
 
-// add holds w under key unless it is held already or alone exceeds the
-// bound.
-func (f *fifo) add(key string, w *Whole) {
-	if _, ok := f.m[key]; ok || int64(len(w.Data)) > f.max {
+// add holds w under key, within bound bytes, unless it is held already
+// or alone exceeds the bound.
+func (f *fifo) add(key string, w *Whole, bound int64) {
+	if _, ok := f.m[key]; ok || int64(len(w.Data)) > bound {
 		return
 	}
 	f.m[key] = w
 	f.order = append(f.order, key)
 	f.bytes += int64(len(w.Data))
-	if f.bytes <= f.max {
+	f.shrink(bound, key)
+}
+
+// shrink drops objects until f holds at most bound bytes: those read
+// through first (Whole.read), then the oldest, never keep.
+func (f *fifo) shrink(bound int64, keep string) {
+	if f.bytes <= bound {
 		return
 	}
 	kept := f.order[:0]
 	for _, k := range f.order {
-		if o := f.m[k]; f.bytes > f.max && k != key && o.read.Load() {
+		if o := f.m[k]; f.bytes > bound && k != keep && o.read.Load() {
 			f.drop(k)
 			continue
 		}
@@ -334,8 +365,11 @@ func (f *fifo) add(key string, w *Whole) {
 	}
 	clear(f.order[len(kept):])
 	f.order = kept
-	for f.bytes > f.max && len(f.order) > 0 {
+	for f.bytes > bound && len(f.order) > 0 {
 		old := f.order[0]
+		if old == keep {
+			break // it fits alone (add checked)
+		}
 		f.order[0] = ""
 		f.order = f.order[1:]
 		f.drop(old)

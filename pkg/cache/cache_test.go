@@ -38,6 +38,11 @@ func counters(t testing.TB, reg *prometheus.Registry) map[string]float64 {
 	return out
 }
 
+// fillRecent holds n bytes among the newest objects, so that objects read
+// whole have only their own share: they borrow what the newest leave
+// unused.
+func fillRecent(c *Cache, n int64) { c.PutObject("filler", make([]byte, n)) }
+
 // loader counts its calls and returns data (or err).
 type loader struct {
 	calls atomic.Int32
@@ -314,6 +319,7 @@ func TestRangeWaitsForExpectedObject(t *testing.T) {
 // whole objects within their quarter of the budget, oldest out first.
 func TestWhole(t *testing.T) {
 	c, _ := newCache(t, 8<<20) // 2 MiB for whole objects
+	fillRecent(c, 4<<20-4)     // and "new" below fills the newest's 4
 	l := &loader{data: make([]byte, 1<<20)}
 	for range 3 {
 		if w, err := c.Whole(context.Background(), "a", l.whole(0)); err != nil || len(w.Data) != 1<<20 {
@@ -389,6 +395,7 @@ func TestWholePrepare(t *testing.T) {
 // being read.
 func TestWholeReadThroughLeavesFirst(t *testing.T) {
 	c, _ := newCache(t, 8<<20) // 2 MiB for whole objects
+	fillRecent(c, 4<<20)
 	l := &loader{data: make([]byte, 600<<10)}
 	ctx := context.Background()
 	a, _ := c.Whole(ctx, "a", l.whole(2))
@@ -417,6 +424,7 @@ func TestWholeReadThroughLeavesFirst(t *testing.T) {
 // whole objects, however often it is called.
 func TestFavourWhole(t *testing.T) {
 	c, _ := newCache(t, 8<<20) // 2 MiB for whole objects, 3 once favoured
+	fillRecent(c, 4<<20)
 	c.FavourWhole()
 	c.FavourWhole()
 	l := &loader{data: make([]byte, 1<<20)}
@@ -441,6 +449,7 @@ func TestFavourWhole(t *testing.T) {
 // and leaves room for as many more as asked.
 func TestRoomAhead(t *testing.T) {
 	c, _ := newCache(t, 8<<20) // 2 MiB for whole objects
+	fillRecent(c, 4<<20)
 	if !c.RoomAhead(3) {
 		t.Error("no room in an empty cache")
 	}
@@ -456,5 +465,40 @@ func TestRoomAhead(t *testing.T) {
 	}
 	if !c.RoomAhead(2) {
 		t.Error("an object read through still counts against reading ahead")
+	}
+}
+
+// Objects read whole borrow the room the newest objects leave unused, and
+// the newest take it back as they arrive: the two never hold more than
+// their shares together.
+func TestWholeBorrowsRecentRoom(t *testing.T) {
+	c, _ := newCache(t, 8<<20) // 4 MiB for the newest, 2 for whole objects
+	l := &loader{data: make([]byte, 1<<20)}
+	keys := []string{"a", "b", "c", "d", "e", "f"}
+	for _, k := range keys {
+		if _, err := c.Whole(context.Background(), k, l.whole(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range keys {
+		if !c.Holds(k) {
+			t.Errorf("%s gone: six 1 MiB objects fit in the 6 MiB of both shares while nothing is new", k)
+		}
+	}
+	c.PutObject("new", make([]byte, 3<<20))
+	var held []string
+	for _, k := range keys {
+		if c.Holds(k) {
+			held = append(held, k)
+		}
+	}
+	if fmt.Sprint(held) != "[d e f]" || !c.Holds("new") {
+		t.Errorf("after 3 MiB of new objects: held %v, new %v; want the oldest three whole objects gone, [d e f] in the 2 + 1 MiB left", held, c.Holds("new"))
+	}
+	if _, err := c.Whole(context.Background(), "g", l.whole(0)); err != nil {
+		t.Fatal(err)
+	}
+	if c.Holds("d") || !c.Holds("e") || !c.Holds("g") {
+		t.Errorf("a whole object past the 3 MiB left: d held %v, e %v, g %v; want d gone for g", c.Holds("d"), c.Holds("e"), c.Holds("g"))
 	}
 }

@@ -181,6 +181,30 @@ func (s *Server) readOldestSegments(plans []fetchPlan, remaining int64, next []s
 	s.reader.ReadAhead(keys)
 }
 
+// answerSegments is the ingestion segments the plans' chunks are in, in
+// the order the answer reads them, as far as remaining bytes take it.
+func answerSegments(plans []fetchPlan, remaining int64) []string {
+	var keys []string
+	var seen map[string]bool
+	for _, pl := range plans {
+		for _, c := range pl.chunks {
+			if remaining <= 0 {
+				return keys
+			}
+			remaining -= c.Len
+			if !strings.HasPrefix(c.Object, meta.SegmentPrefix) || seen[c.Object] {
+				continue
+			}
+			if seen == nil {
+				seen = map[string]bool{}
+			}
+			seen[c.Object] = true
+			keys = append(keys, c.Object)
+		}
+	}
+	return keys
+}
+
 // fetchOnce builds one answer. It returns the bytes it holds, whether
 // the request should be answered now regardless (an error to report), and
 // the partitions whose answer the log's tail may change: unknown ones and
@@ -312,7 +336,15 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*fetchA
 	if plannedBytes(plans) > remaining {
 		slices.SortStableFunc(plans, func(a, b fetchPlan) int { return strings.Compare(a.segmentKey(), b.segmentKey()) })
 		s.readOldestSegments(plans, remaining, next)
+	} else if len(next) > 0 {
+		// Consumers of a few partitions each, behind: what their next
+		// fetches read, while the cache has room beside what is unread.
+		slices.Sort(next)
+		s.reader.ReadAhead(slices.Compact(next))
 	}
+	// The segments this answer needs, at once, and held by it until it is
+	// built.
+	pins := s.reader.Load(ctx, answerSegments(plans, remaining))
 	var total int64
 	for _, pl := range plans {
 		if remaining <= 0 {
@@ -323,7 +355,7 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*fetchA
 		size := 0
 		offset := pl.offset
 		for _, c := range pl.chunks {
-			data, err := s.reader.Chunk(ctx, c)
+			data, err := s.reader.ChunkPinned(ctx, c, pins)
 			if err != nil {
 				if out == nil {
 					pl.p.ErrorCode = kerr.KafkaStorageError.Code

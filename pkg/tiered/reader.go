@@ -117,6 +117,64 @@ func (r *Reader) ReadAhead(keys []string) {
 	}
 }
 
+// Pinned is the segments one answer reads, held by it while it is built:
+// reading the next partition's chunk of a segment another fetch's load
+// has pushed out of the cache meanwhile costs no second GET.
+type Pinned map[string]*cache.Whole
+
+// Load reads whole, readAheadGets at a time, the ingestion segments among
+// keys that the cache does not hold, and returns them and those it does:
+// a fetch that needs several segments then waits for its slowest GET
+// instead of the sum of them, one after another. Errors are left for
+// Chunk to meet again and report.
+func (r *Reader) Load(ctx context.Context, keys []string) Pinned {
+	if r.ahead == nil || len(keys) == 0 {
+		return nil
+	}
+	pins := make(Pinned, len(keys))
+	var missing []string
+	for _, k := range keys {
+		if !strings.HasPrefix(k, meta.SegmentPrefix) {
+			continue
+		}
+		if w := r.cache.Held(k); w != nil {
+			pins[k] = w
+		} else {
+			missing = append(missing, k)
+		}
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	next := make(chan string)
+	for range min(readAheadGets, len(missing)) {
+		wg.Go(func() {
+			for k := range next {
+				if w, err := r.cache.Whole(ctx, k, r.loadWhole(k)); err == nil {
+					mu.Lock()
+					pins[k] = w
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, k := range missing {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	return pins
+}
+
+// ChunkPinned is Chunk, served from pins when its segment is there.
+func (r *Reader) ChunkPinned(ctx context.Context, c meta.Chunk, pins Pinned) ([]byte, error) {
+	w := pins[c.Object]
+	if w == nil {
+		return r.Chunk(ctx, c)
+	}
+	r.cache.Hit()
+	return prepareChunk(w, c)
+}
+
 // Chunk returns the chunk's batches with their final base offsets. The
 // slice is shared with the cache and must not be modified.
 func (r *Reader) Chunk(ctx context.Context, c meta.Chunk) ([]byte, error) {
@@ -143,6 +201,12 @@ func (r *Reader) wholeChunk(ctx context.Context, c meta.Chunk) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tiered: read %s: %w", c.Object, err)
 	}
+	return prepareChunk(w, c)
+}
+
+// prepareChunk returns c from its segment w, finishing it in place the
+// first time it is read.
+func prepareChunk(w *cache.Whole, c meta.Chunk) ([]byte, error) {
 	if c.Pos < 0 || c.Len < 0 || c.Pos > int64(len(w.Data))-c.Len {
 		return nil, fmt.Errorf("%w: %s: short range read", ErrCorruptSegment, c.Object)
 	}

@@ -516,7 +516,8 @@ func TestReaderReadAheadKeepsUnread(t *testing.T) {
 	mem := objstore.NewMemory()
 	f := objstore.NewFaulty(mem)
 	a, _ := storedChunk(t, mem, "seg/a", 0, 2)
-	c := newCache(t) // 1 MiB for segments read whole
+	c := newCache(t)                           // 1 MiB for segments read whole
+	c.PutObject("filler", make([]byte, 2<<20)) // the newest objects' share, which it would borrow
 	for _, k := range []string{"seg/x", "seg/y"} {
 		big := func(context.Context) ([]byte, int, error) { return make([]byte, 300<<10), 2, nil }
 		if _, err := c.Whole(context.Background(), k, big); err != nil {
@@ -540,5 +541,81 @@ func TestReaderReadAheadKeepsUnread(t *testing.T) {
 	}
 	if n := f.Calls(objstore.OpGet); n != 0 || c.Holds(a.Object) || !c.Holds("seg/x") {
 		t.Errorf("%d GETs, a held %v, x held %v; want none, false, true", n, c.Holds(a.Object), c.Holds("seg/x"))
+	}
+}
+
+// meetingStore's GETs each wait until n of them are in flight at once
+// (or the test's deadline), so a reader that GETs one after another
+// never gets past the first.
+type meetingStore struct {
+	objstore.Store
+	n        int
+	mu       sync.Mutex
+	inflight int
+	met      chan struct{}
+}
+
+func (s *meetingStore) Get(ctx context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	s.inflight++
+	if s.inflight == s.n {
+		close(s.met)
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.met:
+	case <-time.After(10 * time.Second):
+		return nil, errors.New("the other GETs never came: read one after another")
+	}
+	return s.Store.Get(ctx, key)
+}
+
+// Load reads the segments a fetch needs at once, not one after another,
+// and leaves those the cache holds and objects that are not ingestion
+// segments alone.
+func TestReaderLoadReadsSegmentsAtOnce(t *testing.T) {
+	mem := objstore.NewMemory()
+	a, _ := storedChunk(t, mem, "seg/a", 0, 2)
+	b, _ := storedChunk(t, mem, "seg/b", 0, 2)
+	held, _ := storedChunk(t, mem, "seg/c", 0, 2)
+	plain, _ := storedChunk(t, mem, "other/x", 0, 1)
+	store := &meetingStore{Store: mem, n: 2, met: make(chan struct{})}
+	c := newCache(t)
+	rd := NewReader(store, c).ReadWholeSegments(4)
+	if _, err := c.Whole(context.Background(), held.Object, func(ctx context.Context) ([]byte, int, error) {
+		b, err := mem.Get(ctx, held.Object)
+		return b, 0, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pins := rd.Load(context.Background(), []string{a.Object, held.Object, plain.Object, b.Object})
+	if !c.Holds(a.Object) || !c.Holds(b.Object) {
+		t.Fatalf("after Load: a held %v, b %v; want both", c.Holds(a.Object), c.Holds(b.Object))
+	}
+	if c.Holds(plain.Object) || pins[plain.Object] != nil {
+		t.Error("Load read an object that is not an ingestion segment whole")
+	}
+	if len(pins) != 3 || pins[held.Object] == nil {
+		t.Errorf("pinned %d segments, the one held %v; want 3, all but the plain object", len(pins), pins[held.Object] != nil)
+	}
+	// Other reads push a out of the cache; the answer that pinned it
+	// still reads it without a GET.
+	for _, k := range []string{"seg/x", "seg/y", "seg/z"} {
+		big := func(context.Context) ([]byte, int, error) { return make([]byte, 1<<20), 0, nil }
+		if _, err := c.Whole(context.Background(), k, big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Holds(a.Object) {
+		t.Fatal("a still held: the test did not push it out")
+	}
+	got, err := rd.ChunkPinned(context.Background(), a, pins)
+	if err != nil || len(got) != int(a.Len) {
+		t.Fatalf("pinned chunk: %d bytes, %v; want %d", len(got), err, a.Len)
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if store.inflight != 2 {
+		t.Errorf("%d GETs; want 2: none of the segment already held, none of the one pinned", store.inflight)
 	}
 }

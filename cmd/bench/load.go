@@ -349,32 +349,55 @@ type CatchUp struct {
 	Complete       bool // read everything that was produced before the limit
 }
 
-// catchUp reads the topic from offset 0 on every partition with one new
-// client until want records have arrived or limit has passed.
-func catchUp(ctx context.Context, seeds []string, topic string, partitions int, want int64, limit time.Duration) (CatchUp, error) {
-	parts := map[int32]kgo.Offset{}
-	for p := range partitions {
-		parts[int32(p)] = kgo.NewOffset().AtStart()
+// catchUp reads the topic from offset 0 on every partition with clients
+// new consumers, each given every clients-th partition as the members of
+// a group would share them, until want records have arrived or limit has
+// passed.
+func catchUp(ctx context.Context, seeds []string, topic string, partitions, clients int, want int64, limit time.Duration) (CatchUp, error) {
+	if want <= 0 {
+		return CatchUp{Complete: true}, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
-		kgo.FetchMaxWait(time.Second), kgo.FetchMaxBytes(64<<20))
-	if err != nil {
-		return CatchUp{}, err
-	}
-	defer cl.Close()
 	cctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	var res CatchUp
+	var consumers []*kgo.Client
+	defer func() {
+		for _, cl := range consumers {
+			cl.Close()
+		}
+	}()
+	for i := range clients {
+		parts := map[int32]kgo.Offset{}
+		for p := i; p < partitions; p += clients {
+			parts[int32(p)] = kgo.NewOffset().AtStart()
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...),
+			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
+			kgo.FetchMaxWait(time.Second), kgo.FetchMaxBytes(64<<20))
+		if err != nil {
+			return CatchUp{}, err
+		}
+		consumers = append(consumers, cl)
+	}
+	var records, bytes atomic.Int64
 	start := time.Now()
-	for res.Records < want && cctx.Err() == nil {
-		fs := cl.PollFetches(cctx)
-		fs.EachRecord(func(r *kgo.Record) {
-			res.Records++
-			res.Bytes += int64(len(r.Value))
+	var wg sync.WaitGroup
+	for _, cl := range consumers {
+		wg.Go(func() {
+			for cctx.Err() == nil {
+				var n, b int64
+				cl.PollFetches(cctx).EachRecord(func(r *kgo.Record) {
+					n++
+					b += int64(len(r.Value))
+				})
+				bytes.Add(b)
+				if records.Add(n) >= want {
+					cancel() // the others wait in PollFetches for more
+				}
+			}
 		})
 	}
-	res.Seconds = time.Since(start).Seconds()
+	wg.Wait()
+	res := CatchUp{Seconds: time.Since(start).Seconds(), Records: records.Load(), Bytes: bytes.Load()}
 	res.Complete = res.Records >= want
 	return res, ctx.Err()
 }

@@ -219,8 +219,8 @@ func standardScenarios() []Scenario {
 	txn := base
 	txn.TxnRecords = 100
 	return []Scenario{
-		{Name: "1KiB-64p", Load: base, FlushInterval: 250 * time.Millisecond},
-		{Name: "100B-64p", Load: small, FlushInterval: 250 * time.Millisecond},
+		{Name: "1KiB-64p", Load: base, FlushInterval: 250 * time.Millisecond, GroupCatchUp: 4},
+		{Name: "100B-64p", Load: small, FlushInterval: 250 * time.Millisecond, GroupCatchUp: 4},
 		{Name: "10k-partitions", Load: wide, FlushInterval: 250 * time.Millisecond, RateMBps: 2},
 		{Name: "flush-5ms", Load: base, FlushInterval: 5 * time.Millisecond, RateMBps: 8},
 		{Name: "flush-50ms", Load: base, FlushInterval: 50 * time.Millisecond, RateMBps: 8},

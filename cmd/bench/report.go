@@ -50,6 +50,9 @@ func printScenario(w io.Writer, r *Result) {
 	row("end-to-end p99 ms", b.E2EP99ms, 0, p.E2EP99ms, "%.1f")
 	row("tail consume MB/s", b.TailConsumeMBps, 0, p.TailConsumeMBps, "%.1f")
 	row("catch-up MB/s", b.CatchUpMBps, l.Get.MBps, p.CatchUpMBps, "%.1f")
+	if r.Config.GroupCatchUp > 0 {
+		row(fmt.Sprintf("catch-up MB/s, %d consumers", r.Config.GroupCatchUp), b.GroupCatchUpMBps, l.Get.MBps, p.GroupCatchUpMBps, "%.1f")
+	}
 	tw.Flush()
 	fmt.Fprintf(w, "raw bucket: %s objects, %d in flight: PUT %.1f MB/s (p50 %.1f ms, p99 %.1f ms), GET %.1f MB/s (p99 %.1f ms)\n",
 		size(l.Put.ObjectBytes), l.Put.Inflight, l.Put.MBps, l.Put.P50ms, l.Put.P99ms, l.Get.MBps, l.Get.P99ms)
@@ -58,6 +61,9 @@ func printScenario(w io.Writer, r *Result) {
 		c := bk.CatchUpCores
 		fmt.Fprintf(w, "; catch-up %.1f GETs/s, %.0f GETs/GiB, %.2f bytes read per byte consumed, %.1f fetches/s answered in p50 %.0f / p99 %.0f ms, cores busy: agent %.2f, MinIO %.2f, consumer %.2f\n",
 			bk.CatchUpGetsPerSec, bk.CatchUpGetsPerGiB, bk.CatchUpReadAmp, bk.CatchUpFetchesPerSec, bk.CatchUpFetchP50ms, bk.CatchUpFetchP99ms, c.Agent, c.MinIO, c.Client)
+		if r.Config.GroupCatchUp > 0 {
+			fmt.Fprintf(w, "catch-up by %d consumers at once: %.2f bytes read per byte consumed\n", r.Config.GroupCatchUp, bk.GroupCatchUpReadAmp)
+		}
 	}
 	if in := b.Inside; in != nil {
 		printInside(w, "inside the agent", in, b.ProduceP50ms)
@@ -71,6 +77,9 @@ func printScenario(w io.Writer, r *Result) {
 	}
 	if !b.CatchUpComplete || !p.CatchUpComplete {
 		fmt.Fprintf(w, "catch-up stopped at the time limit: barge read %.0f MB, kfake %.0f MB\n", b.CatchUpMB, p.CatchUpMB)
+	}
+	if r.Config.GroupCatchUp > 0 && (!b.GroupCatchUpComplete || !p.GroupCatchUpComplete) {
+		fmt.Fprintf(w, "catch-up by %d consumers stopped at the time limit (barge complete: %v, kfake: %v)\n", r.Config.GroupCatchUp, b.GroupCatchUpComplete, p.GroupCatchUpComplete)
 	}
 	if b.ProduceErrors+p.ProduceErrors > 0 {
 		fmt.Fprintf(w, "produce errors: barge %d, kfake %d\n", b.ProduceErrors, p.ProduceErrors)

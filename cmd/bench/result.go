@@ -29,15 +29,16 @@ type Config struct {
 	RateMBps        float64 `json:"rate_mb_per_s"` // 0: as fast as the broker answers
 	ProduceSeconds  float64 `json:"produce_seconds"`
 	LatencySeconds  float64 `json:"latency_seconds"`
-	FleetAgents     int     `json:"fleet_agents,omitempty"` // agents of the fleet measured beside the one
-	TxnRecords      int     `json:"txn_records,omitempty"`  // records per transaction; 0: none
+	FleetAgents     int     `json:"fleet_agents,omitempty"`            // agents of the fleet measured beside the one
+	TxnRecords      int     `json:"txn_records,omitempty"`             // records per transaction; 0: none
+	GroupCatchUp    int     `json:"group_catchup_consumers,omitempty"` // consumers of the group catch-up; 0: none
 }
 
 func configOf(sc Scenario, t Timing) Config {
 	c := Config{RecordSize: sc.Load.RecordSize, Partitions: sc.Load.Partitions, Producers: sc.Load.Producers,
 		Consumers: sc.Load.Consumers, Acks: sc.Load.Acks, Compression: sc.Load.Compression,
 		FlushIntervalMs: ms(sc.FlushInterval), RateMBps: sc.RateMBps, ProduceSeconds: t.Produce.Seconds(), TxnRecords: sc.Load.TxnRecords,
-		FleetAgents: sc.Fleet}
+		FleetAgents: sc.Fleet, GroupCatchUp: sc.GroupCatchUp}
 	if sc.saturating() {
 		c.LatencySeconds = t.Latency.Seconds()
 	}
@@ -52,21 +53,25 @@ type Figures struct {
 	// Latencies are measured at LatencyMBps: half the throughput for
 	// saturating scenarios (so they are not queueing figures), else the
 	// scenario's fixed rate.
-	LatencyMBps     float64        `json:"latency_load_mb_per_s"`
-	ProduceP50ms    float64        `json:"produce_p50_ms"`
-	ProduceP99ms    float64        `json:"produce_p99_ms"`
-	ProduceP999ms   float64        `json:"produce_p999_ms"`
-	E2EP50ms        float64        `json:"e2e_p50_ms"`
-	E2EP99ms        float64        `json:"e2e_p99_ms"`
-	TailConsumeMBps float64        `json:"tail_consume_mb_per_s"`
-	CatchUpMBps     float64        `json:"catchup_mb_per_s"`
-	CatchUpComplete bool           `json:"catchup_complete"`
-	CatchUpMB       float64        `json:"catchup_mb"`
-	LatencySamples  uint64         `json:"latency_samples"`
-	E2ESamples      uint64         `json:"e2e_samples"`
-	Bucket          *BucketFigures `json:"bucket,omitempty"`
-	Inside          *InsideFigures `json:"inside_agent,omitempty"`
-	Agent           *AgentFigures  `json:"agent,omitempty"`
+	LatencyMBps     float64 `json:"latency_load_mb_per_s"`
+	ProduceP50ms    float64 `json:"produce_p50_ms"`
+	ProduceP99ms    float64 `json:"produce_p99_ms"`
+	ProduceP999ms   float64 `json:"produce_p999_ms"`
+	E2EP50ms        float64 `json:"e2e_p50_ms"`
+	E2EP99ms        float64 `json:"e2e_p99_ms"`
+	TailConsumeMBps float64 `json:"tail_consume_mb_per_s"`
+	CatchUpMBps     float64 `json:"catchup_mb_per_s"`
+	CatchUpComplete bool    `json:"catchup_complete"`
+	CatchUpMB       float64 `json:"catchup_mb"`
+	// GroupCatchUpMBps is the cold read by Scenario.GroupCatchUp
+	// consumers at once, when the scenario has one.
+	GroupCatchUpMBps     float64        `json:"group_catchup_mb_per_s,omitempty"`
+	GroupCatchUpComplete bool           `json:"group_catchup_complete,omitempty"`
+	LatencySamples       uint64         `json:"latency_samples"`
+	E2ESamples           uint64         `json:"e2e_samples"`
+	Bucket               *BucketFigures `json:"bucket,omitempty"`
+	Inside               *InsideFigures `json:"inside_agent,omitempty"`
+	Agent                *AgentFigures  `json:"agent,omitempty"`
 	// Visibility is a fleet's cross-agent visibility (visibility.go).
 	Visibility *VisibilityFigures `json:"visibility,omitempty"`
 
@@ -100,6 +105,9 @@ type BucketFigures struct {
 	// CatchUpReadAmp is the bytes GET from the bucket per byte of record
 	// values the catch-up read (1 plus framing is ideal).
 	CatchUpReadAmp float64 `json:"catchup_read_amplification"`
+	// GroupCatchUpReadAmp is the same for the group catch-up: above 1
+	// when consumers that share segments miss one another in the cache.
+	GroupCatchUpReadAmp float64 `json:"group_catchup_read_amplification,omitempty"`
 	// CatchUpCores is the cores the catch-up kept busy, by process: the
 	// agent, MinIO and the bench's consumer, all on one machine.
 	CatchUpCores struct {
@@ -165,6 +173,9 @@ type Ratios struct {
 	E2EP99VsPeer     float64 `json:"e2e_p99_vs_kfake"`
 	TailVsPeer       float64 `json:"tail_consume_vs_kfake"`
 	CatchUpVsPeer    float64 `json:"catchup_vs_kfake"`
+	// The group catch-up's, for scenarios with one.
+	GroupCatchUpOfRawGet float64 `json:"group_catchup_fraction_of_raw_get,omitempty"`
+	GroupCatchUpVsPeer   float64 `json:"group_catchup_vs_kfake,omitempty"`
 	// The fleet beside the one agent (fleet ÷ one), for scenarios with one.
 	FleetProduceVsOne    float64 `json:"fleet_produce_mb_per_s_vs_one,omitempty"`
 	FleetProduceP99VsOne float64 `json:"fleet_produce_p99_vs_one,omitempty"`
@@ -203,6 +214,11 @@ func (f *Figures) fromCatchUp(c CatchUp) {
 	f.CatchUpComplete = c.Complete
 }
 
+func (f *Figures) fromGroupCatchUp(c CatchUp) {
+	f.GroupCatchUpMBps = float64(c.Bytes) / 1e6 / c.Seconds
+	f.GroupCatchUpComplete = c.Complete
+}
+
 func ratio(a, b float64) float64 {
 	if b == 0 {
 		return 0
@@ -214,13 +230,15 @@ func ratio(a, b float64) float64 {
 func (r *Result) evaluate(sc Scenario) {
 	b, p := &r.Barge, &r.Peer
 	r.Ratios = Ratios{
-		ProduceOfRawPut:  ratio(b.ProduceMBps, r.Limit.Put.MBps),
-		CatchUpOfRawGet:  ratio(b.CatchUpMBps, r.Limit.Get.MBps),
-		ProduceVsPeer:    ratio(b.ProduceMBps, p.ProduceMBps),
-		ProduceP99VsPeer: ratio(b.ProduceP99ms, p.ProduceP99ms),
-		E2EP99VsPeer:     ratio(b.E2EP99ms, p.E2EP99ms),
-		TailVsPeer:       ratio(b.TailConsumeMBps, p.TailConsumeMBps),
-		CatchUpVsPeer:    ratio(b.CatchUpMBps, p.CatchUpMBps),
+		ProduceOfRawPut:      ratio(b.ProduceMBps, r.Limit.Put.MBps),
+		CatchUpOfRawGet:      ratio(b.CatchUpMBps, r.Limit.Get.MBps),
+		ProduceVsPeer:        ratio(b.ProduceMBps, p.ProduceMBps),
+		ProduceP99VsPeer:     ratio(b.ProduceP99ms, p.ProduceP99ms),
+		E2EP99VsPeer:         ratio(b.E2EP99ms, p.E2EP99ms),
+		TailVsPeer:           ratio(b.TailConsumeMBps, p.TailConsumeMBps),
+		CatchUpVsPeer:        ratio(b.CatchUpMBps, p.CatchUpMBps),
+		GroupCatchUpOfRawGet: ratio(b.GroupCatchUpMBps, r.Limit.Get.MBps),
+		GroupCatchUpVsPeer:   ratio(b.GroupCatchUpMBps, p.GroupCatchUpMBps),
 	}
 	r.Targets = nil
 	if sc.saturating() && sc.Load.Acks == "all" {

@@ -31,6 +31,12 @@ type Scenario struct {
 	// Fleet, when nonzero, also runs the same load against that many
 	// agents behind a load balancer (runFleet), beside the one agent.
 	Fleet int
+	// GroupCatchUp, when nonzero, adds a second cold read of the whole
+	// topic by that many consumers, each given every GroupCatchUp-th
+	// partition as a group's members share them: consumers catching up at
+	// once, whose reads of the segments every partition is packed into
+	// must meet in the cache.
+	GroupCatchUp int
 }
 
 // Timing says how long each phase runs.
@@ -187,47 +193,76 @@ func (b *bench) runBarge(ctx context.Context, sc Scenario, storeURL string, res 
 	if err := agent.Stop(); err != nil {
 		return 0, fmt.Errorf("stopping agent: %w", err)
 	}
-	cold, err := harness.LaunchAgent(cfg)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { cold.Kill(); os.RemoveAll(cold.Dir) }()
-	m0, err := Scrape(cold.HTTPAddr)
-	if err != nil {
-		return 0, err
-	}
-	minio0, self0 := procCPUOrZero(b.minio.Pid()), selfCPU()
-	if b.profileDir != "" {
-		// The first seconds of the cold read.
-		b.profile(cold.HTTPAddr, sc.Name+"-catchup", true, 3)
-	}
-	cu, err := catchUp(ctx, []string{cold.Addr}, topic, sc.Load.Partitions, want, b.timing.CatchUp)
-	if b.profileDir != "" {
-		b.profile(cold.HTTPAddr, sc.Name+"-catchup", false, 0)
-	}
-	if err != nil {
-		return 0, err
-	}
-	minio1, self1 := procCPUOrZero(b.minio.Pid()), selfCPU()
-	m1, err := Scrape(cold.HTTPAddr)
+	cu, dm, err := b.coldRead(ctx, cfg, sc, topic, 1, want, f)
 	if err != nil {
 		return 0, err
 	}
 	f.fromCatchUp(cu)
-	dm := m1.Sub(m0)
-	cores := &f.Bucket.CatchUpCores
-	cores.Agent = dm.Sum("process_cpu_seconds_total") / cu.Seconds
-	cores.MinIO, cores.Client = (minio1-minio0)/cu.Seconds, (self1-self0)/cu.Seconds
 	f.Bucket.CatchUpFetchesPerSec = dm.Sum("barge_requests_total", `api="Fetch"`) / cu.Seconds
 	f.Bucket.CatchUpFetchP50ms = 1000 * dm.Quantile(0.5, "barge_request_seconds", `api="Fetch"`)
 	f.Bucket.CatchUpFetchP99ms = 1000 * dm.Quantile(0.99, "barge_request_seconds", `api="Fetch"`)
 	gets := dm.Sum("barge_objstore_requests_total", `op="get"`) + dm.Sum("barge_objstore_requests_total", `op="get_range"`)
 	f.Bucket.CatchUpGetsPerSec = gets / cu.Seconds
 	f.Bucket.CatchUpGetsPerGiB = perGiB(gets, cu.Bytes)
-	if cu.Bytes > 0 {
-		f.Bucket.CatchUpReadAmp = (dm.Sum("barge_objstore_bytes_total", `op="get"`) + dm.Sum("barge_objstore_bytes_total", `op="get_range"`)) / float64(cu.Bytes)
+	f.Bucket.CatchUpReadAmp = readAmp(dm, cu)
+	if sc.GroupCatchUp > 0 {
+		g, dm, err := b.coldRead(ctx, cfg, sc, topic, sc.GroupCatchUp, want, nil)
+		if err != nil {
+			return 0, err
+		}
+		f.fromGroupCatchUp(g)
+		f.Bucket.GroupCatchUpReadAmp = readAmp(dm, g)
 	}
 	return latRate, nil
+}
+
+// coldRead reads the whole topic with clients consumers through a fresh
+// agent, whose cache holds none of it, and returns the read and what the
+// agent counted meanwhile. With f set it also profiles the read's first
+// seconds (-profile) and records the cores each process kept busy.
+func (b *bench) coldRead(ctx context.Context, cfg harness.AgentConfig, sc Scenario, topic string, clients int, want int64, f *Figures) (CatchUp, Metrics, error) {
+	cold, err := harness.LaunchAgent(cfg)
+	if err != nil {
+		return CatchUp{}, nil, err
+	}
+	defer func() { cold.Kill(); os.RemoveAll(cold.Dir) }()
+	m0, err := Scrape(cold.HTTPAddr)
+	if err != nil {
+		return CatchUp{}, nil, err
+	}
+	minio0, self0 := procCPUOrZero(b.minio.Pid()), selfCPU()
+	profile := f != nil && b.profileDir != ""
+	if profile {
+		b.profile(cold.HTTPAddr, sc.Name+"-catchup", true, 3)
+	}
+	cu, err := catchUp(ctx, []string{cold.Addr}, topic, sc.Load.Partitions, clients, want, b.timing.CatchUp)
+	if profile {
+		b.profile(cold.HTTPAddr, sc.Name+"-catchup", false, 0)
+	}
+	if err != nil {
+		return CatchUp{}, nil, err
+	}
+	minio1, self1 := procCPUOrZero(b.minio.Pid()), selfCPU()
+	m1, err := Scrape(cold.HTTPAddr)
+	if err != nil {
+		return CatchUp{}, nil, err
+	}
+	dm := m1.Sub(m0)
+	if f != nil {
+		cores := &f.Bucket.CatchUpCores
+		cores.Agent = dm.Sum("process_cpu_seconds_total") / cu.Seconds
+		cores.MinIO, cores.Client = (minio1-minio0)/cu.Seconds, (self1-self0)/cu.Seconds
+	}
+	return cu, dm, nil
+}
+
+// readAmp is the bytes the agent read from the bucket per byte of record
+// values the read consumed.
+func readAmp(dm Metrics, cu CatchUp) float64 {
+	if cu.Bytes == 0 {
+		return 0
+	}
+	return (dm.Sum("barge_objstore_bytes_total", `op="get"`) + dm.Sum("barge_objstore_bytes_total", `op="get_range"`)) / float64(cu.Bytes)
 }
 
 // runFleet runs the scenario's load against sc.Fleet agents on a fresh
@@ -463,11 +498,18 @@ func (b *bench) runPeer(ctx context.Context, sc Scenario, latRate float64, res *
 	if err != nil {
 		return err
 	}
-	cu, err := catchUp(ctx, seeds, topic, sc.Load.Partitions, want, b.timing.CatchUp)
+	cu, err := catchUp(ctx, seeds, topic, sc.Load.Partitions, 1, want, b.timing.CatchUp)
 	if err != nil {
 		return err
 	}
 	f.fromCatchUp(cu)
+	if sc.GroupCatchUp > 0 {
+		g, err := catchUp(ctx, seeds, topic, sc.Load.Partitions, sc.GroupCatchUp, want, b.timing.CatchUp)
+		if err != nil {
+			return err
+		}
+		f.fromGroupCatchUp(g)
+	}
 	return nil
 }
 

@@ -12,7 +12,7 @@ MINIO_USER ?= minioadmin
 MINIO_PASS ?= minioadmin
 ARGS      ?=
 
-.PHONY: all run test deps tf-deps tf-check minio bench bench-short lint fuzz image
+.PHONY: all run test deps tf-deps tf-check haproxy minio bench bench-short lint fuzz image
 
 all: test
 
@@ -66,7 +66,7 @@ fuzz:
 # tests (the tests run haproxy themselves; the package's service is not
 # used) and terraform for deploy/'s checks. apt-get update runs only when
 # the install fails without it.
-deps: $(MINIO) $(KAFKAJS) $(IMDS_MOCK) tf-deps
+deps: $(MINIO) $(KAFKAJS) $(IMDS_MOCK) tf-deps haproxy
 	@command -v kcat >/dev/null 2>&1 || { \
 		echo "installing kcat"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -76,6 +76,10 @@ deps: $(MINIO) $(KAFKAJS) $(IMDS_MOCK) tf-deps
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get install -y python3-confluent-kafka || \
 		{ $$SUDO apt-get update && $$SUDO apt-get install -y python3-confluent-kafka; }; }
+
+# HAProxy from Debian, the load balancer of the fleet tests and of make
+# bench's fleet scenario (both run haproxy themselves).
+haproxy:
 	@command -v haproxy >/dev/null 2>&1 || { \
 		echo "installing haproxy"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -129,11 +133,11 @@ minio: $(MINIO)
 # BENCH_ARGS adds flags, e.g. BENCH_ARGS='-scenarios 1KiB-64p -profile /tmp/prof'
 # or BENCH_ARGS='-scenarios meta-log'.
 BENCH_ARGS ?=
-bench: $(MINIO)
+bench: $(MINIO) haproxy
 	$(GO) run ./cmd/bench $(BENCH_ARGS)
 
 # Every scenario briefly (about two minutes once MinIO is built).
-bench-short: $(MINIO)
+bench-short: $(MINIO) haproxy
 	$(GO) run ./cmd/bench -short $(BENCH_ARGS)
 
 lint:

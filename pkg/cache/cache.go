@@ -32,7 +32,8 @@ type Cache struct {
 
 // New returns a cache bounded by maxBytes: half of it for the newest
 // objects, a quarter for read-through ranges and a quarter for whole
-// objects read through (Whole).
+// objects read through (Whole), which may also use what the newest leave
+// of their half unused.
 func New(maxBytes int64, reg prometheus.Registerer) (*Cache, error) {
 	maxBytes = max(maxBytes, 2<<20)
 	lru, err := ristretto.NewCache(&ristretto.Config[string, []byte]{
@@ -81,7 +82,10 @@ func (c *Cache) PutObject(key string, data []byte) {
 	defer c.mu.Unlock()
 	c.releaseLocked(key)
 	c.recent.add(key, &Whole{Data: data, ready: true}, c.recent.max)
-	c.whole.shrink(c.wholeMaxLocked(), "") // give back what it borrowed
+	// Give back what the objects read whole borrowed: the newest first,
+	// read ahead and not yet asked for, rather than the oldest, which
+	// consumers are reading now.
+	c.whole.shrink(c.wholeMaxLocked(), "", true)
 }
 
 // wholeMaxLocked is the most the objects read whole may hold now: their
@@ -311,6 +315,9 @@ func (c *Cache) Holds(key string) bool {
 // Reading ahead past that would evict what a consumer is about to read:
 // with several consumers behind, at different places, their read-ahead
 // would push out one another's segments and every segment be read again.
+// Room borrowed from the newest objects counts: when they take it back,
+// the objects read whole last leave first (PutObject), those read ahead
+// rather than those being read.
 func (c *Cache) RoomAhead(k int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -346,12 +353,12 @@ func (f *fifo) add(key string, w *Whole, bound int64) {
 	f.m[key] = w
 	f.order = append(f.order, key)
 	f.bytes += int64(len(w.Data))
-	f.shrink(bound, key)
+	f.shrink(bound, key, false)
 }
 
 // shrink drops objects until f holds at most bound bytes: those read
-// through first (Whole.read), then the oldest, never keep.
-func (f *fifo) shrink(bound int64, keep string) {
+// through first (Whole.read), then the oldest, or the newest, never keep.
+func (f *fifo) shrink(bound int64, keep string, newest bool) {
 	if f.bytes <= bound {
 		return
 	}
@@ -365,6 +372,12 @@ func (f *fifo) shrink(bound int64, keep string) {
 	}
 	clear(f.order[len(kept):])
 	f.order = kept
+	for newest && f.bytes > bound && len(f.order) > 0 {
+		last := len(f.order) - 1
+		f.drop(f.order[last])
+		f.order[last] = ""
+		f.order = f.order[:last]
+	}
 	for f.bytes > bound && len(f.order) > 0 {
 		old := f.order[0]
 		if old == keep {

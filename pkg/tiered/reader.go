@@ -54,8 +54,9 @@ func (r *Reader) Register(reg prometheus.Registerer) *Reader {
 }
 
 // readAheadGets is how many ingestion segments the background read-ahead
-// GETs at once, agent-wide: as many as the bucket needs in flight to give
-// its bandwidth (cmd/bench measures raw GETs with four).
+// GETs at once, agent-wide, and one fetch's Load: as many as the bucket
+// needs in flight to give its bandwidth (cmd/bench measures raw GETs with
+// four).
 const readAheadGets = 4
 
 // ReadWholeSegments makes r read a missing chunk of an ingestion segment
@@ -119,41 +120,62 @@ func (r *Reader) ReadAhead(keys []string) {
 
 // Pinned is the segments one answer reads, held by it while it is built:
 // reading the next partition's chunk of a segment another fetch's load
-// has pushed out of the cache meanwhile costs no second GET.
-type Pinned map[string]*cache.Whole
+// has pushed out of the cache meanwhile costs no second GET, and one that
+// could not be read is not tried again.
+type Pinned struct {
+	wholes map[string]*cache.Whole
+	errs   map[string]error
+	// loaded is the segments pinned through cache.Whole, which counted
+	// the read of their first chunk (a miss, or a hit); the others count
+	// a hit for every chunk.
+	loaded map[string]bool
+}
 
 // Load reads whole, readAheadGets at a time, the ingestion segments among
 // keys that the cache does not hold, and returns them and those it does:
 // a fetch that needs several segments then waits for its slowest GET
-// instead of the sum of them, one after another. Errors are left for
-// Chunk to meet again and report.
+// instead of the sum of them, one after another. Nothing is read once ctx
+// has ended (the client has gone).
 func (r *Reader) Load(ctx context.Context, keys []string) Pinned {
+	pins := Pinned{wholes: map[string]*cache.Whole{}, loaded: map[string]bool{}}
 	if r.ahead == nil || len(keys) == 0 {
-		return nil
+		return pins
 	}
-	pins := make(Pinned, len(keys))
 	var missing []string
 	for _, k := range keys {
 		if !strings.HasPrefix(k, meta.SegmentPrefix) {
 			continue
 		}
 		if w := r.cache.Held(k); w != nil {
-			pins[k] = w
+			pins.wholes[k] = w
 		} else {
 			missing = append(missing, k)
 		}
 	}
+	if len(missing) == 0 {
+		return pins
+	}
+	pins.errs = map[string]error{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	next := make(chan string)
 	for range min(readAheadGets, len(missing)) {
 		wg.Go(func() {
 			for k := range next {
-				if w, err := r.cache.Whole(ctx, k, r.loadWhole(k)); err == nil {
-					mu.Lock()
-					pins[k] = w
-					mu.Unlock()
+				// A load runs detached from ctx (cache.Whole), so a fetch
+				// whose client has gone must not start one.
+				err := ctx.Err()
+				var w *cache.Whole
+				if err == nil {
+					w, err = r.cache.Whole(ctx, k, r.loadWhole(k))
 				}
+				mu.Lock()
+				if err != nil {
+					pins.errs[k] = err
+				} else {
+					pins.wholes[k], pins.loaded[k] = w, true
+				}
+				mu.Unlock()
 			}
 		})
 	}
@@ -165,13 +187,21 @@ func (r *Reader) Load(ctx context.Context, keys []string) Pinned {
 	return pins
 }
 
-// ChunkPinned is Chunk, served from pins when its segment is there.
+// ChunkPinned is Chunk, served from pins when its segment is there, or
+// failed with the error that reading the segment met.
 func (r *Reader) ChunkPinned(ctx context.Context, c meta.Chunk, pins Pinned) ([]byte, error) {
-	w := pins[c.Object]
+	if err := pins.errs[c.Object]; err != nil {
+		return nil, fmt.Errorf("tiered: read %s: %w", c.Object, err)
+	}
+	w := pins.wholes[c.Object]
 	if w == nil {
 		return r.Chunk(ctx, c)
 	}
-	r.cache.Hit()
+	if pins.loaded[c.Object] {
+		delete(pins.loaded, c.Object)
+	} else {
+		r.cache.Hit()
+	}
 	return prepareChunk(w, c)
 }
 

@@ -12,6 +12,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/bargehq/barge/pkg/batch"
 	"github.com/bargehq/barge/pkg/cache"
 	"github.com/bargehq/barge/pkg/meta"
@@ -39,6 +41,23 @@ func storedChunk(t testing.TB, store objstore.Store, key string, base int64, cou
 		t.Fatal(err)
 	}
 	return c, sent
+}
+
+// storedSegment puts a segment of n one-batch chunks, as n partitions'
+// parts of one flush, and returns its key and the chunks.
+func storedSegment(t testing.TB, store objstore.Store, key string, n int) (string, []meta.Chunk) {
+	t.Helper()
+	var obj []byte
+	var chunks []meta.Chunk
+	for i := range n {
+		b := mkBatch(t, fmt.Sprintf("p%d", i), 2, 0).Data
+		chunks = append(chunks, meta.Chunk{Object: key, Pos: int64(len(obj)), Len: int64(len(b)), BaseOffset: 0, NextOffset: 2})
+		obj = append(obj, b...)
+	}
+	if err := store.Put(context.Background(), key, obj); err != nil {
+		t.Fatal(err)
+	}
+	return key, chunks
 }
 
 func newCache(t testing.TB) *cache.Cache {
@@ -592,11 +611,11 @@ func TestReaderLoadReadsSegmentsAtOnce(t *testing.T) {
 	if !c.Holds(a.Object) || !c.Holds(b.Object) {
 		t.Fatalf("after Load: a held %v, b %v; want both", c.Holds(a.Object), c.Holds(b.Object))
 	}
-	if c.Holds(plain.Object) || pins[plain.Object] != nil {
+	if c.Holds(plain.Object) || pins.wholes[plain.Object] != nil {
 		t.Error("Load read an object that is not an ingestion segment whole")
 	}
-	if len(pins) != 3 || pins[held.Object] == nil {
-		t.Errorf("pinned %d segments, the one held %v; want 3, all but the plain object", len(pins), pins[held.Object] != nil)
+	if len(pins.wholes) != 3 || pins.wholes[held.Object] == nil {
+		t.Errorf("pinned %d segments, the one held %v; want 3, all but the plain object", len(pins.wholes), pins.wholes[held.Object] != nil)
 	}
 	// Other reads push a out of the cache; the answer that pinned it
 	// still reads it without a GET.
@@ -617,5 +636,57 @@ func TestReaderLoadReadsSegmentsAtOnce(t *testing.T) {
 	defer store.mu.Unlock()
 	if store.inflight != 2 {
 		t.Errorf("%d GETs; want 2: none of the segment already held, none of the one pinned", store.inflight)
+	}
+}
+
+// A fetch whose client has gone starts no GETs for it, and a segment
+// Load failed to read is reported by ChunkPinned without a second GET.
+func TestReaderLoadCancelledAndFailed(t *testing.T) {
+	mem := objstore.NewMemory()
+	f := objstore.NewFaulty(mem)
+	a, _ := storedChunk(t, mem, "seg/a", 0, 2)
+	b, _ := storedChunk(t, mem, "seg/b", 0, 2)
+	rd := NewReader(f, newCache(t)).ReadWholeSegments(4)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rd.Load(ctx, []string{a.Object, b.Object})
+	if n := f.Calls(objstore.OpGet); n != 0 {
+		t.Errorf("%d GETs for a cancelled fetch, want 0", n)
+	}
+	f.FailAll(objstore.OpGet)
+	pins := rd.Load(context.Background(), []string{a.Object})
+	if _, err := rd.ChunkPinned(context.Background(), a, pins); err == nil {
+		t.Error("no error for a segment that could not be read")
+	}
+	if n := f.Calls(objstore.OpGet); n != 1 {
+		t.Errorf("%d GETs for one failed segment, want 1", n)
+	}
+}
+
+// A segment Load reads counts one miss and a hit for every chunk after
+// the first, as reading it chunk by chunk does.
+func TestReaderLoadCountsHitsOnce(t *testing.T) {
+	mem := objstore.NewMemory()
+	seg, chunks := storedSegment(t, mem, "seg/a", 2)
+	reg := prometheus.NewRegistry()
+	c, err := cache.New(4<<20, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	rd := NewReader(mem, c).ReadWholeSegments(4)
+	pins := rd.Load(context.Background(), []string{seg})
+	for _, ch := range chunks {
+		if _, err := rd.ChunkPinned(context.Background(), ch, pins); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]float64{}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0].GetCounter().GetValue()
+	}
+	if got["barge_cache_misses_total"] != 1 || got["barge_cache_hits_total"] != 1 {
+		t.Errorf("misses %v, hits %v for one segment of two chunks read through Load; want 1 and 1", got["barge_cache_misses_total"], got["barge_cache_hits_total"])
 	}
 }

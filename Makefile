@@ -136,7 +136,7 @@ BENCH_ARGS ?=
 bench: $(MINIO) haproxy
 	$(GO) run ./cmd/bench $(BENCH_ARGS)
 
-# Every scenario briefly (about two minutes once MinIO is built).
+# Every scenario briefly (about three minutes once MinIO is built).
 bench-short: $(MINIO) haproxy
 	$(GO) run ./cmd/bench -short $(BENCH_ARGS)
 

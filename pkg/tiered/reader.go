@@ -137,10 +137,11 @@ type Pinned struct {
 // instead of the sum of them, one after another. Nothing is read once ctx
 // has ended (the client has gone).
 func (r *Reader) Load(ctx context.Context, keys []string) Pinned {
-	pins := Pinned{wholes: map[string]*cache.Whole{}, loaded: map[string]bool{}}
+	var pins Pinned // its maps are made only when needed: most fetches are at the tail
 	if r.ahead == nil || len(keys) == 0 {
 		return pins
 	}
+	pins.wholes = make(map[string]*cache.Whole, len(keys))
 	var missing []string
 	for _, k := range keys {
 		if !strings.HasPrefix(k, meta.SegmentPrefix) {
@@ -155,7 +156,7 @@ func (r *Reader) Load(ctx context.Context, keys []string) Pinned {
 	if len(missing) == 0 {
 		return pins
 	}
-	pins.errs = map[string]error{}
+	pins.errs, pins.loaded = map[string]error{}, map[string]bool{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	next := make(chan string)

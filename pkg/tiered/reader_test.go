@@ -568,16 +568,16 @@ func TestReaderReadAheadKeepsUnread(t *testing.T) {
 // never gets past the first.
 type meetingStore struct {
 	objstore.Store
-	n        int
-	mu       sync.Mutex
-	inflight int
-	met      chan struct{}
+	n       int
+	mu      sync.Mutex
+	started int // GETs begun
+	met     chan struct{}
 }
 
 func (s *meetingStore) Get(ctx context.Context, key string) ([]byte, error) {
 	s.mu.Lock()
-	s.inflight++
-	if s.inflight == s.n {
+	s.started++
+	if s.started == s.n {
 		close(s.met)
 	}
 	s.mu.Unlock()
@@ -634,8 +634,8 @@ func TestReaderLoadReadsSegmentsAtOnce(t *testing.T) {
 	}
 	store.mu.Lock()
 	defer store.mu.Unlock()
-	if store.inflight != 2 {
-		t.Errorf("%d GETs; want 2: none of the segment already held, none of the one pinned", store.inflight)
+	if store.started != 2 {
+		t.Errorf("%d GETs; want 2: none of the segment already held, none of the one pinned", store.started)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Load is what the producers and consumers do, the same against every
@@ -347,6 +348,40 @@ type CatchUp struct {
 	Seconds        float64
 	Records, Bytes int64
 	Complete       bool // read everything that was produced before the limit
+	// Fetches is the Fetch answers the consumers read; AnswerSeconds the
+	// time they spent, summed, from the end of writing each request to
+	// the last byte of its answer: the broker's handling and the
+	// transfer. A consumer has one fetch in flight at a time, so the rest
+	// of its time is its own (decoding, handing records over, asking
+	// again).
+	Fetches       int64
+	AnswerSeconds float64
+}
+
+// fetchCycle is a consumer's mean time per Fetch and, of it, the time the
+// answer took to arrive (CatchUp.AnswerSeconds); with several consumers
+// at once, per consumer.
+func (c CatchUp) fetchCycle(clients int) (cycle, answer time.Duration) {
+	if c.Fetches == 0 {
+		return 0, 0
+	}
+	per := func(s float64) time.Duration { return time.Duration(s / float64(c.Fetches) * float64(time.Second)) }
+	return per(c.Seconds * float64(max(clients, 1))), per(c.AnswerSeconds)
+}
+
+// fetchTimes is a kgo hook that counts a client's Fetch answers and the
+// time each took to arrive after its request was written.
+type fetchTimes struct {
+	fetches atomic.Int64
+	nanos   atomic.Int64
+}
+
+func (h *fetchTimes) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
+	if key != int16(kmsg.Fetch) || e.Err() != nil {
+		return
+	}
+	h.fetches.Add(1)
+	h.nanos.Add(int64(e.ReadWait + e.TimeToRead))
 }
 
 // catchUp reads the topic from offset 0 on every partition with clients
@@ -360,6 +395,7 @@ func catchUp(ctx context.Context, seeds []string, topic string, partitions, clie
 	cctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var consumers []*kgo.Client
+	var times fetchTimes
 	defer func() {
 		for _, cl := range consumers {
 			cl.Close()
@@ -372,7 +408,7 @@ func catchUp(ctx context.Context, seeds []string, topic string, partitions, clie
 		}
 		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...),
 			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
-			kgo.FetchMaxWait(time.Second), kgo.FetchMaxBytes(64<<20))
+			kgo.FetchMaxWait(time.Second), kgo.FetchMaxBytes(64<<20), kgo.WithHooks(&times))
 		if err != nil {
 			return CatchUp{}, err
 		}
@@ -397,7 +433,8 @@ func catchUp(ctx context.Context, seeds []string, topic string, partitions, clie
 		})
 	}
 	wg.Wait()
-	res := CatchUp{Seconds: time.Since(start).Seconds(), Records: records.Load(), Bytes: bytes.Load()}
+	res := CatchUp{Seconds: time.Since(start).Seconds(), Records: records.Load(), Bytes: bytes.Load(),
+		Fetches: times.fetches.Load(), AnswerSeconds: float64(times.nanos.Load()) / 1e9}
 	res.Complete = res.Records >= want
 	return res, ctx.Err()
 }

@@ -22,6 +22,18 @@ type RawResult struct {
 	P50ms       float64 `json:"p50_ms"`
 	P99ms       float64 `json:"p99_ms"`
 	Errors      int64   `json:"errors"`
+	// StoreCores and ClientCores are the cores the bucket's server and the
+	// bench's own requests kept busy (0 when the server's CPU is unknown).
+	StoreCores  float64 `json:"store_cores,omitempty"`
+	ClientCores float64 `json:"client_cores,omitempty"`
+}
+
+// coreSecondsPerGB is what the pass cost the machine's cores per GB moved.
+func (r RawResult) coreSecondsPerGB() float64 {
+	if r.MBps == 0 {
+		return 0
+	}
+	return (r.StoreCores + r.ClientCores) / (r.MBps / 1000)
 }
 
 // rawKeys is how many distinct objects each worker cycles through, so the
@@ -30,7 +42,8 @@ const rawKeys = 8
 
 // rawBench PUTs objects of size bytes with inflight workers for dur, then
 // GETs them back the same way. It uses the agent's own S3 client code.
-func rawBench(ctx context.Context, store objstore.Store, size int64, inflight int, dur time.Duration) (put, get RawResult, err error) {
+// storeCPU is the bucket server's CPU seconds so far.
+func rawBench(ctx context.Context, store objstore.Store, size int64, inflight int, dur time.Duration, storeCPU func() float64) (put, get RawResult, err error) {
 	size = max(size, 1)
 	data := make([]byte, size)
 	r := rand.New(rand.NewPCG(3, 5))
@@ -49,10 +62,14 @@ func rawBench(ctx context.Context, store objstore.Store, size int64, inflight in
 			}
 		}
 	}
+	store0, self0 := storeCPU(), selfCPU()
 	get = rawRun(ctx, inflight, dur, size, func(ctx context.Context, w, i int) (int64, error) {
 		b, err := store.Get(ctx, key(w, i))
 		return int64(len(b)), err
 	})
+	if store1 := storeCPU(); store1 > 0 {
+		get.StoreCores, get.ClientCores = (store1-store0)/get.Seconds, (selfCPU()-self0)/get.Seconds
+	}
 	return put, get, ctx.Err()
 }
 

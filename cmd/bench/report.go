@@ -64,6 +64,7 @@ func printScenario(w io.Writer, r *Result) {
 		if r.Config.GroupCatchUp > 0 {
 			fmt.Fprintf(w, "catch-up by %d consumers at once: %.2f bytes read per byte consumed\n", r.Config.GroupCatchUp, bk.GroupCatchUpReadAmp)
 		}
+		printCatchUpCost(w, r)
 	}
 	if in := b.Inside; in != nil {
 		printInside(w, "inside the agent", in, b.ProduceP50ms)
@@ -264,4 +265,34 @@ func printInside(w io.Writer, who string, in *InsideFigures, clientP50ms float64
 	if len(in.Seals) > 0 {
 		fmt.Fprintf(w, "  segments sealed: %.0f%% by time, %.0f%% by size, %.0f%% with every producer's window waiting, %.0f%% quiet\n", 100*in.Seals["time"], 100*in.Seals["size"], 100*in.Seals["waiting"], 100*in.Seals["quiet"])
 	}
+}
+
+// printCatchUpCost says where a catch-up's time went: what the three
+// processes sharing the machine spent per GB beside what raw GETs cost,
+// the rate that allows with every core busy, and how a consumer's one
+// fetch at a time divides between the broker's answer and the client.
+func printCatchUpCost(w io.Writer, r *Result) {
+	b, p, bk, get := &r.Barge, &r.Peer, r.Barge.Bucket, r.Limit.Get
+	if bk.CatchUpCoreSecondsPerGB > 0 {
+		c, gb := bk.CatchUpCores, b.CatchUpMBps/1000
+		fmt.Fprintf(w, "catch-up cost %.2f core-s/GB (agent %.2f, MinIO %.2f, consumer %.2f): with every core busy at most %.0f MB/s, %.2f of raw GET",
+			bk.CatchUpCoreSecondsPerGB, c.Agent/gb, c.MinIO/gb, c.Client/gb, bk.CatchUpCeilingMBps, ratio(bk.CatchUpCeilingMBps, get.MBps))
+		if cost := get.coreSecondsPerGB(); cost > 0 {
+			gb := get.MBps / 1000
+			fmt.Fprintf(w, ", whose GETs cost %.2f core-s/GB (MinIO %.2f, reader %.2f)", cost, get.StoreCores/gb, get.ClientCores/gb)
+		}
+		fmt.Fprintln(w)
+	}
+	cycle := func(f *Figures) string {
+		if f.CatchUpFetchCycleMs == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f ms per %.1f MB answer, %.0f of them waiting for and reading it", f.CatchUpFetchCycleMs, f.CatchUpFetchMB, f.CatchUpFetchAnswerMs)
+	}
+	fmt.Fprintf(w, "catch-up consumer's fetch cycle: barge %s; kfake %s", cycle(b), cycle(p))
+	if r.Config.GroupCatchUp > 0 && b.GroupCatchUpFetchCycleMs > 0 {
+		fmt.Fprintf(w, "; with %d at once, per consumer: barge %.0f ms (%.0f answer), kfake %.0f ms (%.0f answer)", r.Config.GroupCatchUp,
+			b.GroupCatchUpFetchCycleMs, b.GroupCatchUpFetchAnswerMs, p.GroupCatchUpFetchCycleMs, p.GroupCatchUpFetchAnswerMs)
+	}
+	fmt.Fprintln(w)
 }

@@ -144,3 +144,33 @@ func TestIssue16Targets(t *testing.T) {
 		}
 	}
 }
+
+func TestCatchUpCost(t *testing.T) {
+	// Four fetches of 50 MB in 0.25 s by one consumer: 62.5 ms each, 20 ms
+	// of them the answer's.
+	var f Figures
+	f.fromCatchUp(CatchUp{Seconds: 0.25, Bytes: 200e6, Records: 1, Fetches: 4, AnswerSeconds: 0.08})
+	if f.CatchUpFetchCycleMs != 62.5 || f.CatchUpFetchAnswerMs != 20 || f.CatchUpFetchMB != 50 {
+		t.Errorf("fetch cycle %v ms, answer %v ms, %v MB; want 62.5, 20, 50", f.CatchUpFetchCycleMs, f.CatchUpFetchAnswerMs, f.CatchUpFetchMB)
+	}
+	// Four consumers' 8 fetches in 0.25 s: each consumer's cycle 125 ms.
+	f.fromGroupCatchUp(CatchUp{Seconds: 0.25, Bytes: 200e6, Fetches: 8, AnswerSeconds: 0.4}, 4)
+	if f.GroupCatchUpFetchCycleMs != 125 || f.GroupCatchUpFetchAnswerMs != 50 {
+		t.Errorf("group fetch cycle %v ms, answer %v ms; want 125, 50", f.GroupCatchUpFetchCycleMs, f.GroupCatchUpFetchAnswerMs)
+	}
+
+	bk := &BucketFigures{CatchUpCoreSecondsPerGB: 2, CatchUpCeilingMBps: 1000}
+	bk.CatchUpCores.Agent, bk.CatchUpCores.MinIO, bk.CatchUpCores.Client = 0.4, 0.6, 0.6
+	r := &Result{Barge: Figures{CatchUpMBps: 800, CatchUpFetchCycleMs: 60, CatchUpFetchMB: 50, CatchUpFetchAnswerMs: 20, Bucket: bk},
+		Limit: Limit{Get: RawResult{MBps: 2000, StoreCores: 1.6, ClientCores: 0.4}}}
+	var buf bytes.Buffer
+	printCatchUpCost(&buf, r)
+	for _, want := range []string{
+		"catch-up cost 2.00 core-s/GB (agent 0.50, MinIO 0.75, consumer 0.75): with every core busy at most 1000 MB/s, 0.50 of raw GET, whose GETs cost 1.00 core-s/GB (MinIO 0.80, reader 0.20)",
+		"barge 60 ms per 50.0 MB answer, 20 of them waiting for and reading it; kfake -",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("catch-up cost lacks %q:\n%s", want, buf.String())
+		}
+	}
+}

@@ -65,13 +65,22 @@ type Figures struct {
 	CatchUpMB       float64 `json:"catchup_mb"`
 	// GroupCatchUpMBps is the cold read by Scenario.GroupCatchUp
 	// consumers at once, when the scenario has one.
-	GroupCatchUpMBps     float64        `json:"group_catchup_mb_per_s,omitempty"`
-	GroupCatchUpComplete bool           `json:"group_catchup_complete,omitempty"`
-	LatencySamples       uint64         `json:"latency_samples"`
-	E2ESamples           uint64         `json:"e2e_samples"`
-	Bucket               *BucketFigures `json:"bucket,omitempty"`
-	Inside               *InsideFigures `json:"inside_agent,omitempty"`
-	Agent                *AgentFigures  `json:"agent,omitempty"`
+	GroupCatchUpMBps     float64 `json:"group_catchup_mb_per_s,omitempty"`
+	GroupCatchUpComplete bool    `json:"group_catchup_complete,omitempty"`
+	// CatchUpFetchCycleMs is the catch-up consumer's mean time per Fetch
+	// (it has one in flight at a time), CatchUpFetchAnswerMs the part of
+	// it spent waiting for and reading the answer, of CatchUpFetchMB on
+	// average; the rest is the client's own. Group ones are per consumer.
+	CatchUpFetchCycleMs       float64        `json:"catchup_fetch_cycle_ms,omitempty"`
+	CatchUpFetchAnswerMs      float64        `json:"catchup_fetch_answer_ms,omitempty"`
+	CatchUpFetchMB            float64        `json:"catchup_fetch_mb,omitempty"`
+	GroupCatchUpFetchCycleMs  float64        `json:"group_catchup_fetch_cycle_ms,omitempty"`
+	GroupCatchUpFetchAnswerMs float64        `json:"group_catchup_fetch_answer_ms,omitempty"`
+	LatencySamples            uint64         `json:"latency_samples"`
+	E2ESamples                uint64         `json:"e2e_samples"`
+	Bucket                    *BucketFigures `json:"bucket,omitempty"`
+	Inside                    *InsideFigures `json:"inside_agent,omitempty"`
+	Agent                     *AgentFigures  `json:"agent,omitempty"`
 	// Visibility is a fleet's cross-agent visibility (visibility.go).
 	Visibility *VisibilityFigures `json:"visibility,omitempty"`
 
@@ -116,11 +125,17 @@ type BucketFigures struct {
 	// CatchUpFetchesPerSec is the catch-up's Fetch requests per second;
 	// CatchUpFetchP50ms and P99ms, how long the agent took to have each
 	// answer ready.
-	CatchUpFetchesPerSec float64 `json:"catchup_fetches_per_s"`
-	CatchUpFetchP50ms    float64 `json:"catchup_fetch_p50_ms"`
-	CatchUpFetchP99ms    float64 `json:"catchup_fetch_p99_ms"`
-	MeanFlushBytes       float64 `json:"mean_flush_bytes"`
-	FlushesPerSec        float64 `json:"flushes_per_s"`
+	// CatchUpCoreSecondsPerGB is the CatchUpCores' sum per GB consumed;
+	// CatchUpCeilingMBps, the catch-up that cost allows with every core of
+	// the machine busy: the most the catch-up could reach here while the
+	// agent, MinIO and the consumer share the cores.
+	CatchUpCoreSecondsPerGB float64 `json:"catchup_core_seconds_per_gb,omitempty"`
+	CatchUpCeilingMBps      float64 `json:"catchup_ceiling_mb_per_s,omitempty"`
+	CatchUpFetchesPerSec    float64 `json:"catchup_fetches_per_s"`
+	CatchUpFetchP50ms       float64 `json:"catchup_fetch_p50_ms"`
+	CatchUpFetchP99ms       float64 `json:"catchup_fetch_p99_ms"`
+	MeanFlushBytes          float64 `json:"mean_flush_bytes"`
+	FlushesPerSec           float64 `json:"flushes_per_s"`
 }
 
 // InsideFigures are the agent's own latency histograms over the latency
@@ -212,11 +227,18 @@ func (f *Figures) fromCatchUp(c CatchUp) {
 	f.CatchUpMBps = float64(c.Bytes) / 1e6 / c.Seconds
 	f.CatchUpMB = float64(c.Bytes) / 1e6
 	f.CatchUpComplete = c.Complete
+	cycle, answer := c.fetchCycle(1)
+	f.CatchUpFetchCycleMs, f.CatchUpFetchAnswerMs = ms(cycle), ms(answer)
+	if c.Fetches > 0 {
+		f.CatchUpFetchMB = float64(c.Bytes) / 1e6 / float64(c.Fetches)
+	}
 }
 
-func (f *Figures) fromGroupCatchUp(c CatchUp) {
+func (f *Figures) fromGroupCatchUp(c CatchUp, clients int) {
 	f.GroupCatchUpMBps = float64(c.Bytes) / 1e6 / c.Seconds
 	f.GroupCatchUpComplete = c.Complete
+	cycle, answer := c.fetchCycle(clients)
+	f.GroupCatchUpFetchCycleMs, f.GroupCatchUpFetchAnswerMs = ms(cycle), ms(answer)
 }
 
 func ratio(a, b float64) float64 {

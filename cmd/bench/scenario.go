@@ -97,7 +97,7 @@ func (b *bench) run(ctx context.Context, sc Scenario) (*Result, error) {
 	if size <= 0 {
 		size = 8 << 20
 	}
-	put, get, err := rawBench(ctx, store, size, ingestInflight, b.timing.Raw)
+	put, get, err := rawBench(ctx, store, size, ingestInflight, b.timing.Raw, func() float64 { return procCPUOrZero(b.minio.Pid()) })
 	if err != nil {
 		return nil, err
 	}
@@ -205,12 +205,16 @@ func (b *bench) runBarge(ctx context.Context, sc Scenario, storeURL string, res 
 	f.Bucket.CatchUpGetsPerSec = gets / cu.Seconds
 	f.Bucket.CatchUpGetsPerGiB = perGiB(gets, cu.Bytes)
 	f.Bucket.CatchUpReadAmp = readAmp(dm, cu)
+	if c := f.Bucket.CatchUpCores; f.CatchUpMBps > 0 {
+		f.Bucket.CatchUpCoreSecondsPerGB = (c.Agent + c.MinIO + c.Client) / (f.CatchUpMBps / 1000)
+		f.Bucket.CatchUpCeilingMBps = float64(runtime.NumCPU()) * 1000 / f.Bucket.CatchUpCoreSecondsPerGB
+	}
 	if sc.GroupCatchUp > 0 {
 		g, dm, err := b.coldRead(ctx, cfg, sc, topic, sc.GroupCatchUp, want, nil)
 		if err != nil {
 			return 0, err
 		}
-		f.fromGroupCatchUp(g)
+		f.fromGroupCatchUp(g, sc.GroupCatchUp)
 		f.Bucket.GroupCatchUpReadAmp = readAmp(dm, g)
 	}
 	return latRate, nil
@@ -508,7 +512,7 @@ func (b *bench) runPeer(ctx context.Context, sc Scenario, latRate float64, res *
 		if err != nil {
 			return err
 		}
-		f.fromGroupCatchUp(g)
+		f.fromGroupCatchUp(g, sc.GroupCatchUp)
 	}
 	return nil
 }

@@ -229,7 +229,21 @@ func (b *bench) coldRead(ctx context.Context, cfg harness.AgentConfig, sc Scenar
 	if err != nil {
 		return CatchUp{}, nil, err
 	}
-	defer func() { cold.Kill(); os.RemoveAll(cold.Dir) }()
+	defer func() {
+		// Stopped, not killed: on its way out it leaves the cluster. A
+		// killed agent stays a member until its heartbeats expire, and
+		// the next cold read's agent, started meanwhile, would see it
+		// lead a third of the partitions: their consumers would wait for
+		// it for seconds, then read from the start behind the others.
+		if err := cold.Stop(); err != nil {
+			b.log.Warn("stopping the catch-up agent", "err", err)
+		}
+		os.RemoveAll(cold.Dir)
+	}()
+	// Alone in the cluster, leading every partition, before the read.
+	if err := waitFleetAgrees(ctx, []*harness.Agent{cold}, topic, time.Minute); err != nil {
+		return CatchUp{}, nil, err
+	}
 	m0, err := Scrape(cold.HTTPAddr)
 	if err != nil {
 		return CatchUp{}, nil, err

@@ -557,14 +557,18 @@ func (c *conn) writeLoop() {
 }
 
 // writeAnswer writes one encoded answer (inflight.encode) after what w
-// holds. An answer in one piece goes through w, to be flushed with the
-// answers after it; a Fetch answer whose records lie in cached chunks goes
-// to a TCP connection in one writev per 1,024 pieces, after w's bytes:
-// through w, each chunk cost a 64 KiB copy and two writes, and a
-// catching-up consumer's 50 MiB answers crossed loopback at half the
-// speed. Over TLS, which has no writev, w gathers the pieces into records.
+// holds. A small answer goes through w, to be flushed with the answers
+// after it; a Fetch answer of at least writevBytes, its records in cached
+// chunks, goes to a TCP connection in one writev per 1,024 pieces, after
+// w's bytes: through w, each chunk cost a copy of up to 64 KiB and two
+// writes (BenchmarkWriteAnswer). Over TLS, which has no writev, w gathers
+// the pieces into records.
 func writeAnswer(w *bufio.Writer, nc net.Conn, out net.Buffers) error {
-	if _, tcp := nc.(*net.TCPConn); !tcp || len(out) == 1 {
+	size := 0
+	for _, b := range out {
+		size += len(b)
+	}
+	if _, tcp := nc.(*net.TCPConn); !tcp || len(out) == 1 || size < writevBytes {
 		for _, b := range out {
 			if _, err := w.Write(b); err != nil {
 				return err
@@ -575,9 +579,17 @@ func writeAnswer(w *bufio.Writer, nc net.Conn, out net.Buffers) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	_, err := out.WriteTo(nc) // advances its own copy of out; the caller clears out
+	// WriteTo empties or reslices out's entries as it writes them; the
+	// caller clears out and encodes the next answer afresh.
+	_, err := out.WriteTo(nc)
 	return err
 }
+
+// writevBytes is the size from which a Fetch answer in pieces is written
+// with writev rather than through the connection's 64 KiB buffer: below
+// it, a tail consumer's answer is gathered with the answers queued after
+// it into one write.
+const writevBytes = 64 << 10
 
 // closeConnection, returned by a handler, answers nothing and closes the
 // connection once the answers before it are written: Kafka's only way of

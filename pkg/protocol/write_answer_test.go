@@ -9,13 +9,20 @@ import (
 )
 
 // TestWriteAnswerKeepsOrder writes a buffered answer, a Fetch answer in
-// pieces and another buffered answer over real TCP and over a pipe (no
-// writev): the peer reads them in order, byte for byte.
+// pieces (large enough for writev, in more pieces than one writev call
+// takes), a small one in pieces and another buffered answer, over real TCP
+// and over a pipe (no writev): the peer reads them in order, byte for byte.
 func TestWriteAnswerKeepsOrder(t *testing.T) {
 	big := bytes.Repeat([]byte("r"), 300<<10)
+	var many net.Buffers // 2,050 pieces: three writev calls
+	for i := range 1025 {
+		many = append(many, []byte{byte(i)}, big[:1000])
+	}
 	answers := []net.Buffers{
 		{[]byte("first answer")},
 		{[]byte("head"), big, []byte("between"), big[:1000], []byte("tail")},
+		many,
+		{[]byte("small"), []byte("fetch answer")},
 		{[]byte("last answer")},
 	}
 	var want []byte
@@ -24,14 +31,14 @@ func TestWriteAnswerKeepsOrder(t *testing.T) {
 			want = append(want, b...)
 		}
 	}
-	pair := map[string]func() (net.Conn, net.Conn){
-		"tcp": func() (net.Conn, net.Conn) {
+	pair := map[string]func(t *testing.T) (net.Conn, net.Conn){
+		"tcp": func(t *testing.T) (net.Conn, net.Conn) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			accepted := make(chan net.Conn)
+			accepted := make(chan net.Conn, 1)
 			go func() {
 				c, _ := ln.Accept()
 				accepted <- c
@@ -40,13 +47,17 @@ func TestWriteAnswerKeepsOrder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return <-accepted, client
+			server := <-accepted
+			if server == nil {
+				t.Fatal("accept failed")
+			}
+			return server, client
 		},
-		"pipe": func() (net.Conn, net.Conn) { return net.Pipe() },
+		"pipe": func(*testing.T) (net.Conn, net.Conn) { return net.Pipe() },
 	}
 	for name, open := range pair {
 		t.Run(name, func(t *testing.T) {
-			server, client := open()
+			server, client := open(t)
 			defer client.Close()
 			got := make(chan []byte)
 			go func() {
@@ -102,8 +113,15 @@ func BenchmarkWriteAnswer(b *testing.B) {
 				if err != nil {
 					return
 				}
-				io.Copy(io.Discard, c)
-				c.Close()
+				defer c.Close()
+				// Read each answer into one buffer of its size, as
+				// franz-go does (io.ReadFull), not 8 KiB at a time.
+				buf := make([]byte, size)
+				for {
+					if _, err := io.ReadFull(c, buf); err != nil {
+						return
+					}
+				}
 			}()
 			nc, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {

@@ -348,19 +348,23 @@ type CatchUp struct {
 	Seconds        float64
 	Records, Bytes int64
 	Complete       bool // read everything that was produced before the limit
-	// Fetches is the Fetch answers the consumers read; AnswerSeconds the
-	// time they spent, summed, from the end of writing each request to
-	// the last byte of its answer: the broker's handling and the
-	// transfer. A consumer has one fetch in flight at a time, so the rest
-	// of its time is its own (decoding, handing records over, asking
-	// again).
+	// Fetches is the Fetch answers with records the consumers read
+	// (FetchBytes in all, framing included); AnswerSeconds the time they
+	// spent, summed, from the end of writing each request to the last
+	// byte of its answer in the client's memory: the broker's handling,
+	// the transfer and the client's reading. A consumer has one fetch in
+	// flight at a time, so the rest of its time is its own (decoding,
+	// handing records over, asking again). Answers without records (a
+	// consumer done with its share, waiting out fetch max wait) count in
+	// neither.
 	Fetches       int64
+	FetchBytes    int64
 	AnswerSeconds float64
 }
 
-// fetchCycle is a consumer's mean time per Fetch and, of it, the time the
-// answer took to arrive (CatchUp.AnswerSeconds); with several consumers
-// at once, per consumer.
+// fetchCycle is a consumer's mean time per Fetch with records and, of it,
+// the time the answer took to arrive (CatchUp.AnswerSeconds); with several
+// consumers at once, per consumer.
 func (c CatchUp) fetchCycle(clients int) (cycle, answer time.Duration) {
 	if c.Fetches == 0 {
 		return 0, 0
@@ -369,18 +373,24 @@ func (c CatchUp) fetchCycle(clients int) (cycle, answer time.Duration) {
 	return per(c.Seconds * float64(max(clients, 1))), per(c.AnswerSeconds)
 }
 
-// fetchTimes is a kgo hook that counts a client's Fetch answers and the
-// time each took to arrive after its request was written.
+// fetchTimes is a kgo hook that counts a client's Fetch answers with
+// records, their bytes and the time each took to arrive after its request
+// was written.
 type fetchTimes struct {
-	fetches atomic.Int64
-	nanos   atomic.Int64
+	fetches, bytes atomic.Int64
+	nanos          atomic.Int64
 }
 
+// emptyFetchBytes is the most a Fetch answer without records takes: a
+// few dozen bytes per partition.
+const emptyFetchBytes = 16 << 10
+
 func (h *fetchTimes) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e kgo.BrokerE2E) {
-	if key != int16(kmsg.Fetch) || e.Err() != nil {
+	if key != int16(kmsg.Fetch) || e.Err() != nil || e.BytesRead <= emptyFetchBytes {
 		return
 	}
 	h.fetches.Add(1)
+	h.bytes.Add(int64(e.BytesRead))
 	h.nanos.Add(int64(e.ReadWait + e.TimeToRead))
 }
 
@@ -434,7 +444,7 @@ func catchUp(ctx context.Context, seeds []string, topic string, partitions, clie
 	}
 	wg.Wait()
 	res := CatchUp{Seconds: time.Since(start).Seconds(), Records: records.Load(), Bytes: bytes.Load(),
-		Fetches: times.fetches.Load(), AnswerSeconds: float64(times.nanos.Load()) / 1e9}
+		Fetches: times.fetches.Load(), FetchBytes: times.bytes.Load(), AnswerSeconds: float64(times.nanos.Load()) / 1e9}
 	res.Complete = res.Records >= want
 	return res, ctx.Err()
 }

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // fleetResult is a fleet scenario's result as the bench fills it.
@@ -149,9 +152,18 @@ func TestCatchUpCost(t *testing.T) {
 	// Four fetches of 50 MB in 0.25 s by one consumer: 62.5 ms each, 20 ms
 	// of them the answer's.
 	var f Figures
-	f.fromCatchUp(CatchUp{Seconds: 0.25, Bytes: 200e6, Records: 1, Fetches: 4, AnswerSeconds: 0.08})
-	if f.CatchUpFetchCycleMs != 62.5 || f.CatchUpFetchAnswerMs != 20 || f.CatchUpFetchMB != 50 {
-		t.Errorf("fetch cycle %v ms, answer %v ms, %v MB; want 62.5, 20, 50", f.CatchUpFetchCycleMs, f.CatchUpFetchAnswerMs, f.CatchUpFetchMB)
+	f.fromCatchUp(CatchUp{Seconds: 0.25, Bytes: 200e6, Records: 1, Fetches: 4, FetchBytes: 208e6, AnswerSeconds: 0.08})
+	if f.CatchUpFetchCycleMs != 62.5 || f.CatchUpFetchAnswerMs != 20 || f.CatchUpFetchMB != 52 {
+		t.Errorf("fetch cycle %v ms, answer %v ms, %v MB; want 62.5, 20, 52", f.CatchUpFetchCycleMs, f.CatchUpFetchAnswerMs, f.CatchUpFetchMB)
+	}
+	// The hook counts answers with records, not a consumer's empty
+	// waits, nor other requests.
+	var h fetchTimes
+	h.OnBrokerE2E(kgo.BrokerMetadata{}, int16(kmsg.Fetch), kgo.BrokerE2E{BytesRead: 52e6, ReadWait: time.Millisecond, TimeToRead: 40 * time.Millisecond})
+	h.OnBrokerE2E(kgo.BrokerMetadata{}, int16(kmsg.Fetch), kgo.BrokerE2E{BytesRead: 900, TimeToRead: time.Second})
+	h.OnBrokerE2E(kgo.BrokerMetadata{}, int16(kmsg.Metadata), kgo.BrokerE2E{BytesRead: 1e6, TimeToRead: time.Second})
+	if n, b, d := h.fetches.Load(), h.bytes.Load(), time.Duration(h.nanos.Load()); n != 1 || b != 52e6 || d != 41*time.Millisecond {
+		t.Errorf("hook counted %d fetches, %d bytes, %v; want 1, 52e6, 41ms", n, b, d)
 	}
 	// Four consumers' 8 fetches in 0.25 s: each consumer's cycle 125 ms.
 	f.fromGroupCatchUp(CatchUp{Seconds: 0.25, Bytes: 200e6, Fetches: 8, AnswerSeconds: 0.4}, 4)

@@ -230,7 +230,7 @@ func (f *Figures) fromCatchUp(c CatchUp) {
 	cycle, answer := c.fetchCycle(1)
 	f.CatchUpFetchCycleMs, f.CatchUpFetchAnswerMs = ms(cycle), ms(answer)
 	if c.Fetches > 0 {
-		f.CatchUpFetchMB = float64(c.Bytes) / 1e6 / float64(c.Fetches)
+		f.CatchUpFetchMB = float64(c.FetchBytes) / 1e6 / float64(c.Fetches)
 	}
 }
 

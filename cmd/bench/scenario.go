@@ -205,7 +205,7 @@ func (b *bench) runBarge(ctx context.Context, sc Scenario, storeURL string, res 
 	f.Bucket.CatchUpGetsPerSec = gets / cu.Seconds
 	f.Bucket.CatchUpGetsPerGiB = perGiB(gets, cu.Bytes)
 	f.Bucket.CatchUpReadAmp = readAmp(dm, cu)
-	if c := f.Bucket.CatchUpCores; f.CatchUpMBps > 0 {
+	if c := f.Bucket.CatchUpCores; f.CatchUpMBps > 0 && c.Agent+c.MinIO+c.Client > 0 {
 		f.Bucket.CatchUpCoreSecondsPerGB = (c.Agent + c.MinIO + c.Client) / (f.CatchUpMBps / 1000)
 		f.Bucket.CatchUpCeilingMBps = float64(runtime.NumCPU()) * 1000 / f.Bucket.CatchUpCoreSecondsPerGB
 	}
@@ -469,7 +469,8 @@ func waitFleetAgrees(ctx context.Context, agents []*harness.Agent, topic string,
 }
 
 // brokersSeen asks the agent at addr itself (not whichever broker a client
-// would pick) for topic's metadata and returns how many brokers it lists.
+// would pick) for topic's metadata and returns how many brokers it lists,
+// or an error unless every partition is led by one of them.
 func brokersSeen(ctx context.Context, addr, topic string) (int, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
@@ -488,6 +489,15 @@ func brokersSeen(ctx context.Context, addr, topic string) (int, error) {
 	}
 	if len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0 {
 		return len(resp.Brokers), fmt.Errorf("metadata of %s: %v", topic, kerr.ErrorForCode(resp.Topics[0].ErrorCode))
+	}
+	listed := map[int32]bool{}
+	for _, b := range resp.Brokers {
+		listed[b.NodeID] = true
+	}
+	for _, p := range resp.Topics[0].Partitions {
+		if p.ErrorCode != 0 || !listed[p.Leader] {
+			return len(resp.Brokers), fmt.Errorf("%s partition %d: leader %d, %v", topic, p.Partition, p.Leader, kerr.ErrorForCode(p.ErrorCode))
+		}
 	}
 	return len(resp.Brokers), nil
 }

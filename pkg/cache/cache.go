@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -207,16 +208,78 @@ func (c *Cache) Range(ctx context.Context, key string, off, n int64, load func(c
 // Its ranges are made ready in place, each once, before they are read
 // (Prepare): a reader never copies a range out of it.
 type Whole struct {
-	Data   []byte
-	ready  bool // every range is ready as held (PutObject)
-	ranges int  // how many ranges readers will ask for; 0: not known
+	Data  []byte
+	ready bool  // every range is ready as held (PutObject)
+	parts Parts // the ranges readers will ask for
 
 	mu       sync.Mutex
 	prepared map[int64]error // by the offset of each range prepared
-	// read is set once every range has been asked for: the consumer
-	// catching up that read the object has read it all, and it leaves
-	// the cache before those still being read.
+	// done counts, by group, the ranges prepared, of totals; touched is
+	// how many groups have had one, pending how many of those still lack
+	// some.
+	done, totals     []int
+	touched, pending int
+	// read is set once every range has been asked for, or every range of
+	// each group any was asked for: the consumers catching up that read
+	// the object have read all they will, and it leaves the cache before
+	// those still being read.
 	read atomic.Bool
+}
+
+// ReadThrough reports whether readers have asked for every range of w
+// they will (Whole.read): it is among the first to leave the cache.
+func (w *Whole) ReadThrough() bool { return w.read.Load() }
+
+// Parts describes the ranges readers will Prepare in an object read
+// whole (Cache.Whole): how many (0: not known) and, when Pos is set, where
+// each starts (ascending) and the group it belongs to (Group, numbered
+// from 0). A segment's groups are its topics: a consumer of one topic
+// reads a segment through once it has read that topic's partitions, though
+// the others' are never read.
+type Parts struct {
+	N     int
+	Pos   []int64
+	Group []int32
+}
+
+// group is the group of the range at off, or -1 if Parts does not list
+// one there.
+func (p *Parts) group(off int64) int {
+	i, ok := slices.BinarySearch(p.Pos, off)
+	if !ok || i >= len(p.Group) {
+		return -1
+	}
+	return int(p.Group[i])
+}
+
+// counted counts the range at off, prepared for the first time, and
+// reports whether the object is now read through (Whole.read).
+func (w *Whole) counted(off int64) bool {
+	if w.parts.N > 0 && len(w.prepared) >= w.parts.N {
+		return true
+	}
+	g := w.parts.group(off)
+	if g < 0 {
+		return false
+	}
+	if w.done == nil {
+		groups := int(slices.Max(w.parts.Group)) + 1
+		w.done, w.totals = make([]int, groups), make([]int, groups)
+		for _, x := range w.parts.Group {
+			w.totals[x]++
+		}
+	}
+	total := w.totals[g]
+	w.done[g]++
+	if w.done[g] == 1 {
+		w.touched++
+		if total > 1 {
+			w.pending++
+		}
+	} else if w.done[g] == total {
+		w.pending--
+	}
+	return w.touched > 0 && w.pending == 0
 }
 
 // Prepare returns the n bytes at off, calling prepare on them in place the
@@ -237,7 +300,7 @@ func (w *Whole) Prepare(off, n int64, prepare func([]byte) error) ([]byte, error
 			w.prepared = map[int64]error{}
 		}
 		w.prepared[off] = err
-		if w.ranges > 0 && len(w.prepared) >= w.ranges {
+		if w.counted(off) {
 			w.read.Store(true)
 		}
 	}
@@ -252,9 +315,9 @@ func (w *Whole) Prepare(off, n int64, prepare func([]byte) error) ([]byte, error
 // Range, it waits for an object this process is committing (Expect).
 // Reading a multi-partition object whole costs one GET where reading it
 // partition by partition costs one per partition. load returns the object
-// and how many distinct ranges of it readers will Prepare (0: not known):
-// once all have been, the object is the first to leave.
-func (c *Cache) Whole(ctx context.Context, key string, load func(context.Context) ([]byte, int, error)) (*Whole, error) {
+// and the ranges of it readers will Prepare (Parts): once all have been,
+// or all of each group read from, the object is the first to leave.
+func (c *Cache) Whole(ctx context.Context, key string, load func(context.Context) ([]byte, Parts, error)) (*Whole, error) {
 	w, ok, err := c.held(ctx, key, true)
 	if err != nil {
 		return nil, err
@@ -266,11 +329,11 @@ func (c *Cache) Whole(ctx context.Context, key string, load func(context.Context
 	c.misses.Inc()
 	v, err := c.shared(ctx, "object:"+key, func(ctx context.Context) (any, error) {
 		c.loads.Inc()
-		b, ranges, err := load(ctx)
+		b, parts, err := load(ctx)
 		if err != nil {
 			return nil, err
 		}
-		w := &Whole{Data: b, ranges: ranges}
+		w := &Whole{Data: b, parts: parts}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if held, ok := c.whole.m[key]; ok {

@@ -59,10 +59,10 @@ func (l *loader) load(context.Context) ([]byte, error) {
 }
 
 // whole loads a copy of data for Whole, to be read as ranges ranges.
-func (l *loader) whole(ranges int) func(context.Context) ([]byte, int, error) {
-	return func(ctx context.Context) ([]byte, int, error) {
+func (l *loader) whole(ranges int) func(context.Context) ([]byte, Parts, error) {
+	return func(ctx context.Context) ([]byte, Parts, error) {
 		b, err := l.load(ctx)
-		return bytes.Clone(b), ranges, err
+		return bytes.Clone(b), Parts{N: ranges}, err
 	}
 }
 
@@ -417,6 +417,59 @@ func TestWholeReadThroughLeavesFirst(t *testing.T) {
 	c.Whole(ctx, "e", l.whole(2)) // none read through: the oldest goes
 	if c.Holds("a") || !c.Holds("e") {
 		t.Errorf("held a %v, e %v; want the oldest gone", c.Holds("a"), c.Holds("e"))
+	}
+}
+
+// An object whose ranges are in groups (a segment's topics) is read
+// through once every range of each group any reader asked for has been:
+// a consumer of one topic reads a segment through though the other
+// topic's partitions are never read, while one of two consumers of
+// different topics does not read it through for the other.
+func TestWholeReadThroughByGroup(t *testing.T) {
+	c, _ := newCache(t, 8<<20)
+	l := &loader{data: make([]byte, 100)}
+	parts := Parts{N: 5, Pos: []int64{0, 10, 20, 30, 40}, Group: []int32{0, 1, 0, 1, 2}}
+	load := func(ctx context.Context) ([]byte, Parts, error) {
+		b, err := l.load(ctx)
+		return bytes.Clone(b), parts, err
+	}
+	prepare := func(w *Whole, offs ...int64) {
+		for _, off := range offs {
+			if _, err := w.Prepare(off, 10, func([]byte) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx := context.Background()
+	one, _ := c.Whole(ctx, "one topic", load)
+	prepare(one, 0)
+	if one.read.Load() {
+		t.Error("read through with half of the one topic read")
+	}
+	prepare(one, 20, 20) // again: counted once
+	if !one.read.Load() {
+		t.Error("not read through once every range of the one topic read from it was")
+	}
+
+	two, _ := c.Whole(ctx, "two topics", load)
+	prepare(two, 0, 10, 20)
+	if two.read.Load() {
+		t.Error("read through with one of two topics read from it not done")
+	}
+	prepare(two, 30)
+	if !two.read.Load() {
+		t.Error("not read through once both topics read from it were")
+	}
+
+	// Ranges the parts do not list fall back to the count: all of them.
+	odd, _ := c.Whole(ctx, "unlisted", load)
+	prepare(odd, 1, 2, 3, 4)
+	if odd.read.Load() {
+		t.Error("read through after 4 of 5 ranges not listed")
+	}
+	prepare(odd, 5)
+	if !odd.read.Load() {
+		t.Error("not read through after all 5 ranges")
 	}
 }
 

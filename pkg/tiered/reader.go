@@ -246,11 +246,11 @@ func prepareChunk(w *cache.Whole, c meta.Chunk) ([]byte, error) {
 
 // loadWhole GETs segment key and counts its parts, the chunks readers
 // will ask for.
-func (r *Reader) loadWhole(key string) func(context.Context) ([]byte, int, error) {
-	return func(ctx context.Context) ([]byte, int, error) {
+func (r *Reader) loadWhole(key string) func(context.Context) ([]byte, cache.Parts, error) {
+	return func(ctx context.Context) ([]byte, cache.Parts, error) {
 		r.wholeReads.Inc()
 		b, err := r.store.Get(ctx, key)
-		return b, segmentParts(b), err
+		return b, segmentRanges(b), err
 	}
 }
 

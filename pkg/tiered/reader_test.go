@@ -538,7 +538,9 @@ func TestReaderReadAheadKeepsUnread(t *testing.T) {
 	c := newCache(t)                           // 1 MiB for segments read whole
 	c.PutObject("filler", make([]byte, 2<<20)) // the newest objects' share, which it would borrow
 	for _, k := range []string{"seg/x", "seg/y"} {
-		big := func(context.Context) ([]byte, int, error) { return make([]byte, 300<<10), 2, nil }
+		big := func(context.Context) ([]byte, cache.Parts, error) {
+			return make([]byte, 300<<10), cache.Parts{N: 2}, nil
+		}
 		if _, err := c.Whole(context.Background(), k, big); err != nil {
 			t.Fatal(err)
 		}
@@ -601,9 +603,9 @@ func TestReaderLoadReadsSegmentsAtOnce(t *testing.T) {
 	store := &meetingStore{Store: mem, n: 2, met: make(chan struct{})}
 	c := newCache(t)
 	rd := NewReader(store, c).ReadWholeSegments(4)
-	if _, err := c.Whole(context.Background(), held.Object, func(ctx context.Context) ([]byte, int, error) {
+	if _, err := c.Whole(context.Background(), held.Object, func(ctx context.Context) ([]byte, cache.Parts, error) {
 		b, err := mem.Get(ctx, held.Object)
-		return b, 0, err
+		return b, cache.Parts{}, err
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -620,7 +622,7 @@ func TestReaderLoadReadsSegmentsAtOnce(t *testing.T) {
 	// Other reads push a out of the cache; the answer that pinned it
 	// still reads it without a GET.
 	for _, k := range []string{"seg/x", "seg/y", "seg/z"} {
-		big := func(context.Context) ([]byte, int, error) { return make([]byte, 1<<20), 0, nil }
+		big := func(context.Context) ([]byte, cache.Parts, error) { return make([]byte, 1<<20), cache.Parts{}, nil }
 		if _, err := c.Whole(context.Background(), k, big); err != nil {
 			t.Fatal(err)
 		}
@@ -688,5 +690,41 @@ func TestReaderLoadCountsHitsOnce(t *testing.T) {
 	}
 	if got["barge_cache_misses_total"] != 1 || got["barge_cache_hits_total"] != 1 {
 		t.Errorf("misses %v, hits %v for one segment of two chunks read through Load; want 1 and 1", got["barge_cache_misses_total"], got["barge_cache_hits_total"])
+	}
+}
+
+// A segment holding two topics is read through once a consumer of one of
+// them has read all of that topic's partitions, though nobody reads the
+// other's: it then leaves the cache first and no longer holds read-ahead
+// back (cache.RoomAhead).
+func TestReaderSegmentReadThroughByTopic(t *testing.T) {
+	r := newRig(t, IngestConfig{FlushInterval: 5 * time.Millisecond}, meta.Options{}, nil)
+	a, b := r.createTopic("a", 3), r.createTopic("b", 2)
+	var tickets []*Ticket
+	for _, tp := range []TopicPartition{{a, 0}, {a, 1}, {a, 2}, {b, 0}, {b, 1}} {
+		tk, err := r.in.Append(tp, []Batch{mkBatch(t, "x", 2, 1000)}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tickets = append(tickets, tk)
+	}
+	for _, tk := range tickets {
+		wait(t, tk)
+	}
+	keys := r.segmentKeys()
+	if len(keys) != 1 {
+		t.Fatalf("segments %v, want one holding both topics", keys)
+	}
+	rd := r.coldReader().ReadWholeSegments(2)
+	for _, p := range []int32{0, 1} {
+		r.readPartition(rd, a, p)
+	}
+	w := rd.cache.Held(keys[0])
+	if w == nil || w.ReadThrough() {
+		t.Fatalf("segment held %v, read through after two of topic a's three partitions", w != nil)
+	}
+	r.readPartition(rd, a, 2)
+	if !w.ReadThrough() {
+		t.Error("segment not read through once every partition of topic a in it was read")
 	}
 }

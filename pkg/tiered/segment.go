@@ -2,11 +2,14 @@ package tiered
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 
+	"github.com/bargehq/barge/pkg/cache"
 	"github.com/bargehq/barge/pkg/meta"
 )
 
@@ -77,22 +80,31 @@ func joinSegment(pieces [][]byte, patch func(obj []byte)) []byte {
 // footerSize is an upper bound of the footer's encoded size.
 func footerSize(parts int) int { return 10 + parts*(16+10+10+10+10) + segTrailer }
 
-// segmentParts is the part count a segment's footer gives, unverified (0
-// when it cannot be read): a hint, for the cache.
-func segmentParts(obj []byte) int {
-	if len(obj) < segHeaderSize+segTrailer {
-		return 0
+// segmentRanges is what a segment's footer says of the ranges readers
+// will read from it, unverified (nothing known for an object that is not
+// a segment): how many, where each starts, and which topic it is of, so
+// that the cache knows the segment read through once every partition of
+// each topic read from it has been, though other topics' are never read.
+func segmentRanges(obj []byte) cache.Parts {
+	if len(obj) < segHeaderSize+segTrailer || string(obj[:4]) != segMagic || obj[4] != segVersion {
+		return cache.Parts{}
 	}
-	end := len(obj) - segTrailer
-	flen := int(binary.LittleEndian.Uint32(obj[end:]))
-	if flen <= 0 || flen > end-segHeaderSize {
-		return 0
+	parts, err := footerParts(obj)
+	if err != nil {
+		return cache.Parts{}
 	}
-	n, k := binary.Uvarint(obj[end-flen : end])
-	if k <= 0 || n > uint64(flen) {
-		return 0
+	slices.SortFunc(parts, func(a, b SegmentPart) int { return cmp.Compare(a.Pos, b.Pos) })
+	rs := cache.Parts{N: len(parts), Pos: make([]int64, len(parts)), Group: make([]int32, len(parts))}
+	topics := map[meta.TopicID]int32{}
+	for i, p := range parts {
+		g, ok := topics[p.Topic]
+		if !ok {
+			g = int32(len(topics))
+			topics[p.Topic] = g
+		}
+		rs.Pos[i], rs.Group[i] = p.Pos, g
 	}
-	return int(n)
+	return rs
 }
 
 // DecodeSegment verifies a whole segment object and returns its parts.
@@ -103,10 +115,17 @@ func DecodeSegment(obj []byte) ([]SegmentPart, error) {
 	if obj[4] != segVersion {
 		return nil, fmt.Errorf("%w: version %d", ErrCorruptSegment, obj[4])
 	}
-	end := len(obj) - segTrailer
 	if crc32.Checksum(obj[:len(obj)-8], castagnoli) != binary.LittleEndian.Uint32(obj[len(obj)-8:]) {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorruptSegment)
 	}
+	return footerParts(obj)
+}
+
+// footerParts parses the footer of a segment object at least segHeaderSize
+// + segTrailer long, checking every part lies within the batches but not
+// the object's checksum.
+func footerParts(obj []byte) ([]SegmentPart, error) {
+	end := len(obj) - segTrailer
 	flen := int(binary.LittleEndian.Uint32(obj[end:]))
 	if flen > end-segHeaderSize {
 		return nil, fmt.Errorf("%w: footer length", ErrCorruptSegment)

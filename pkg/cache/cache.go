@@ -214,9 +214,10 @@ type Whole struct {
 
 	mu       sync.Mutex
 	prepared map[int64]error // by the offset of each range prepared
-	// done counts, by group, the ranges prepared, of totals; touched is
-	// how many groups have had one, pending how many of those still lack
-	// some.
+	// seen marks the parts a range was prepared in; done counts them by
+	// group, of totals; touched is how many groups have had one, pending
+	// how many of those still lack some.
+	seen             []bool
 	done, totals     []int
 	touched, pending int
 	// read is set once every range has been asked for, or every range of
@@ -231,52 +232,79 @@ type Whole struct {
 func (w *Whole) ReadThrough() bool { return w.read.Load() }
 
 // Parts describes the ranges readers will Prepare in an object read
-// whole (Cache.Whole): how many (0: not known) and, when Pos is set, where
-// each starts (ascending) and the group it belongs to (Group, numbered
-// from 0). A segment's groups are its topics: a consumer of one topic
-// reads a segment through once it has read that topic's partitions, though
-// the others' are never read.
+// whole (Cache.Whole): how many (0: not known) and, when Pos is set, each
+// part's extent (Pos ascending, Len) and the group it belongs to (Group,
+// numbered from 0). A segment's parts are its partitions and its groups
+// its topics: a consumer of one topic reads a segment through once it has
+// read that topic's partitions, though the others' are never read. A
+// range prepared counts for the part it starts in (a partition's chunk
+// may start after its part does, when its first batches were refused).
 type Parts struct {
 	N     int
 	Pos   []int64
+	Len   []int64
 	Group []int32
 }
 
-// group is the group of the range at off, or -1 if Parts does not list
-// one there.
-func (p *Parts) group(off int64) int {
-	i, ok := slices.BinarySearch(p.Pos, off)
-	if !ok || i >= len(p.Group) {
+// grouped reports whether p's parts and groups are usable: as many of
+// each, ascending, groups numbered within the parts.
+func (p *Parts) grouped() bool {
+	n := len(p.Pos)
+	if n == 0 || len(p.Len) != n || len(p.Group) != n {
+		return false
+	}
+	for i := range n {
+		if p.Group[i] < 0 || int(p.Group[i]) >= n || (i > 0 && p.Pos[i] < p.Pos[i-1]) {
+			return false
+		}
+	}
+	return true
+}
+
+// part is the index of the part holding off, or -1.
+func (p *Parts) part(off int64) int {
+	i, found := slices.BinarySearch(p.Pos, off)
+	if !found {
+		i-- // the last part starting before off
+	}
+	if i < 0 || off >= p.Pos[i]+p.Len[i] {
 		return -1
 	}
-	return int(p.Group[i])
+	return i
 }
 
 // counted counts the range at off, prepared for the first time, and
-// reports whether the object is now read through (Whole.read).
+// reports whether the object is read through now (Whole.read): every
+// range asked for, or every part of each group any range was read from.
+// A reader of another group starting on an object read through makes it
+// unread again.
 func (w *Whole) counted(off int64) bool {
 	if w.parts.N > 0 && len(w.prepared) >= w.parts.N {
 		return true
 	}
-	g := w.parts.group(off)
-	if g < 0 {
-		return false
-	}
 	if w.done == nil {
-		groups := int(slices.Max(w.parts.Group)) + 1
-		w.done, w.totals = make([]int, groups), make([]int, groups)
-		for _, x := range w.parts.Group {
-			w.totals[x]++
+		if !w.parts.grouped() {
+			return false
+		}
+		w.seen = make([]bool, len(w.parts.Pos))
+		w.done, w.totals = make([]int, len(w.parts.Pos)), make([]int, len(w.parts.Pos))
+		for _, g := range w.parts.Group {
+			w.totals[g]++
 		}
 	}
-	total := w.totals[g]
+	i := w.parts.part(off)
+	if i < 0 || w.seen[i] {
+		return w.touched > 0 && w.pending == 0
+	}
+	w.seen[i] = true
+	g := w.parts.Group[i]
 	w.done[g]++
 	if w.done[g] == 1 {
 		w.touched++
-		if total > 1 {
+		if w.totals[g] > 1 {
 			w.pending++
 		}
-	} else if w.done[g] == total {
+	} else if w.done[g] == w.totals[g] {
 		w.pending--
 	}
 	return w.touched > 0 && w.pending == 0
@@ -300,9 +328,7 @@ func (w *Whole) Prepare(off, n int64, prepare func([]byte) error) ([]byte, error
 			w.prepared = map[int64]error{}
 		}
 		w.prepared[off] = err
-		if w.counted(off) {
-			w.read.Store(true)
-		}
+		w.read.Store(w.counted(off))
 	}
 	if err != nil {
 		return nil, err

@@ -421,21 +421,21 @@ func TestWholeReadThroughLeavesFirst(t *testing.T) {
 }
 
 // An object whose ranges are in groups (a segment's topics) is read
-// through once every range of each group any reader asked for has been:
-// a consumer of one topic reads a segment through though the other
-// topic's partitions are never read, while one of two consumers of
-// different topics does not read it through for the other.
+// through once every part of each group any reader asked for has been: a
+// consumer of one topic reads a segment through though the other topic's
+// partitions are never read; a reader of another group starting on it
+// makes it unread again until that group is done too.
 func TestWholeReadThroughByGroup(t *testing.T) {
 	c, _ := newCache(t, 8<<20)
 	l := &loader{data: make([]byte, 100)}
-	parts := Parts{N: 5, Pos: []int64{0, 10, 20, 30, 40}, Group: []int32{0, 1, 0, 1, 2}}
+	parts := Parts{N: 5, Pos: []int64{0, 10, 20, 30, 40}, Len: []int64{10, 10, 10, 10, 10}, Group: []int32{0, 1, 0, 1, 2}}
 	load := func(ctx context.Context) ([]byte, Parts, error) {
 		b, err := l.load(ctx)
 		return bytes.Clone(b), parts, err
 	}
 	prepare := func(w *Whole, offs ...int64) {
 		for _, off := range offs {
-			if _, err := w.Prepare(off, 10, func([]byte) error { return nil }); err != nil {
+			if _, err := w.Prepare(off, 1, func([]byte) error { return nil }); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -443,33 +443,46 @@ func TestWholeReadThroughByGroup(t *testing.T) {
 	ctx := context.Background()
 	one, _ := c.Whole(ctx, "one topic", load)
 	prepare(one, 0)
-	if one.read.Load() {
+	if one.ReadThrough() {
 		t.Error("read through with half of the one topic read")
 	}
-	prepare(one, 20, 20) // again: counted once
-	if !one.read.Load() {
-		t.Error("not read through once every range of the one topic read from it was")
+	prepare(one, 22, 22) // inside the part at 20 (its first batch refused); again: counted once
+	if !one.ReadThrough() {
+		t.Error("not read through once every part of the one topic read from it was")
 	}
-
-	two, _ := c.Whole(ctx, "two topics", load)
-	prepare(two, 0, 10, 20)
-	if two.read.Load() {
-		t.Error("read through with one of two topics read from it not done")
+	prepare(one, 10) // a reader of the other topic starts
+	if one.ReadThrough() {
+		t.Error("still read through while the other topic's reader is halfway")
 	}
-	prepare(two, 30)
-	if !two.read.Load() {
+	prepare(one, 30)
+	if !one.ReadThrough() {
 		t.Error("not read through once both topics read from it were")
 	}
 
-	// Ranges the parts do not list fall back to the count: all of them.
-	odd, _ := c.Whole(ctx, "unlisted", load)
-	prepare(odd, 1, 2, 3, 4)
-	if odd.read.Load() {
-		t.Error("read through after 4 of 5 ranges not listed")
-	}
-	prepare(odd, 5)
-	if !odd.read.Load() {
-		t.Error("not read through after all 5 ranges")
+	// A range in no part, or parts that do not describe the object
+	// usably, fall back to the count: every range.
+	for name, p := range map[string]Parts{
+		"unlisted":   parts,
+		"no lengths": {N: 5, Pos: parts.Pos, Group: parts.Group},
+		"bad group":  {N: 5, Pos: parts.Pos, Len: parts.Len, Group: []int32{0, 1, 0, 1, -1}},
+		"unsorted":   {N: 5, Pos: []int64{0, 20, 10, 30, 40}, Len: parts.Len, Group: parts.Group},
+	} {
+		w, _ := c.Whole(ctx, name, func(ctx context.Context) ([]byte, Parts, error) {
+			b, err := l.load(ctx)
+			return bytes.Clone(b), p, err
+		})
+		offs := []int64{0, 20, 50, 60}
+		if name == "unlisted" {
+			offs = []int64{50, 60, 70, 80}
+		}
+		prepare(w, offs...)
+		if w.ReadThrough() {
+			t.Errorf("%s: read through after 4 of 5 ranges", name)
+		}
+		prepare(w, 90)
+		if !w.ReadThrough() {
+			t.Errorf("%s: not read through after 5 ranges", name)
+		}
 	}
 }
 

@@ -5,7 +5,8 @@
 // own byte-bounded FIFO, shared by every reader: each range is prepared in
 // place once (Whole.Prepare), never copied out, and an object whose every
 // range has been read — or every range of each group (a segment's topics)
-// any reader asked for — leaves before those still being read. Other ranges
+// any reader asked for, until a reader of another group starts on it —
+// leaves before those still being read. Other ranges
 // go through a Ristretto cache (cost = bytes). The budget is half for the
 // newest objects and a quarter each for the other two, or three eighths
 // and one eighth once FavourWhole is called (most reads are whole).

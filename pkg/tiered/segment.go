@@ -91,10 +91,11 @@ func segmentRanges(obj []byte) cache.Parts {
 	}
 	parts, err := footerParts(obj)
 	if err != nil {
-		return cache.Parts{}
+		return cache.Parts{N: footerCount(obj)}
 	}
 	slices.SortFunc(parts, func(a, b SegmentPart) int { return cmp.Compare(a.Pos, b.Pos) })
-	rs := cache.Parts{N: len(parts), Pos: make([]int64, len(parts)), Group: make([]int32, len(parts))}
+	n := len(parts)
+	rs := cache.Parts{N: n, Pos: make([]int64, n), Len: make([]int64, n), Group: make([]int32, n)}
 	topics := map[meta.TopicID]int32{}
 	for i, p := range parts {
 		g, ok := topics[p.Topic]
@@ -102,9 +103,24 @@ func segmentRanges(obj []byte) cache.Parts {
 			g = int32(len(topics))
 			topics[p.Topic] = g
 		}
-		rs.Pos[i], rs.Group[i] = p.Pos, g
+		rs.Pos[i], rs.Len[i], rs.Group[i] = p.Pos, p.Len, g
 	}
 	return rs
+}
+
+// footerCount is the part count a segment's footer gives, unverified (0
+// when it cannot be read).
+func footerCount(obj []byte) int {
+	end := len(obj) - segTrailer
+	flen := int(binary.LittleEndian.Uint32(obj[end:]))
+	if flen <= 0 || flen > end-segHeaderSize {
+		return 0
+	}
+	n, k := binary.Uvarint(obj[end-flen : end])
+	if k <= 0 || n > uint64(flen) {
+		return 0
+	}
+	return int(n)
 }
 
 // DecodeSegment verifies a whole segment object and returns its parts.

@@ -184,22 +184,16 @@ func (s *Server) readOldestSegments(plans []fetchPlan, remaining int64, next []s
 // answerSegments is the ingestion segments the plans' chunks are in, in
 // the order the answer reads them, as far as remaining bytes take it.
 func answerSegments(plans []fetchPlan, remaining int64) []string {
-	var keys []string
-	var seen map[string]bool
+	var keys []string // few: an answer spans a handful of segments
 	for _, pl := range plans {
 		for _, c := range pl.chunks {
 			if remaining <= 0 {
 				return keys
 			}
 			remaining -= c.Len
-			if !strings.HasPrefix(c.Object, meta.SegmentPrefix) || seen[c.Object] {
-				continue
+			if strings.HasPrefix(c.Object, meta.SegmentPrefix) && !slices.Contains(keys, c.Object) {
+				keys = append(keys, c.Object)
 			}
-			if seen == nil {
-				seen = map[string]bool{}
-			}
-			seen[c.Object] = true
-			keys = append(keys, c.Object)
 		}
 	}
 	return keys

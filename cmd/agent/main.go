@@ -182,6 +182,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	ingest := tiered.NewIngest(tiered.IngestConfig{FlushInterval: cfg.FlushInterval, FlushBytes: cfg.FlushBytes,
 		WriteTimeout: cfg.WriteTimeout, WriterID: writerID, Logger: logger}, store, mlog, pageCache, reg)
 	reader := tiered.NewReader(store, pageCache).Register(reg)
+	defer reader.Close() // before pageCache.Close: its workers read through the cache
 	if cfg.CacheBytes/4/cfg.FlushBytes >= 4 {
 		// A quarter of the cache holds at least four segments: reading a
 		// segment whole then serves its other partitions from memory

@@ -17,6 +17,10 @@ import (
 type Cache struct {
 	lru *ristretto.Cache[string, []byte]
 	sf  singleflight.Group
+	// closed ends with Close; shared loads, which no caller can cancel,
+	// give up then.
+	closed context.Context
+	close  context.CancelFunc
 
 	budget int64 // the bytes New was given, at least 2 MiB
 
@@ -45,7 +49,10 @@ func New(maxBytes int64, reg prometheus.Registerer) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
+	closed, closeFn := context.WithCancel(context.Background())
 	c := &Cache{
+		closed:   closed,
+		close:    closeFn,
 		budget:   maxBytes,
 		lru:      lru,
 		recent:   newFIFO(maxBytes / 2),
@@ -73,8 +80,12 @@ func (c *Cache) FavourWhole() {
 	c.whole.max = c.budget * 3 / 8
 }
 
-// Close releases the Ristretto goroutines.
-func (c *Cache) Close() { c.lru.Close() }
+// Close releases the Ristretto goroutines and abandons the bucket reads
+// still loading for callers (a reader's GET returns its context's error).
+func (c *Cache) Close() {
+	c.close()
+	c.lru.Close()
+}
 
 // PutObject holds a newly committed object whole. The caller must not
 // modify data afterwards. The oldest objects leave when the budget is full.
@@ -154,13 +165,15 @@ func (c *Cache) held(ctx context.Context, key string, whole bool) (*Whole, bool,
 const loadTimeout = 2 * time.Minute
 
 // shared runs fn once for all callers asking for key at the same time. fn
-// runs detached from any one caller's context (bounded by loadTimeout), so
+// runs detached from any one caller's context (bounded by loadTimeout and
+// by Close), so
 // that one consumer giving up does not fail the others waiting on the same
 // read; each caller still returns as soon as its own ctx ends.
 func (c *Cache) shared(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
 	ch := c.sf.DoChan(key, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
 		defer cancel()
+		defer context.AfterFunc(c.closed, cancel)()
 		return fn(lctx)
 	})
 	select {

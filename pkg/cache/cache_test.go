@@ -568,3 +568,33 @@ func TestWholeBorrowsRecentRoom(t *testing.T) {
 		t.Errorf("a whole object past the 3 MiB left: a held %v, b %v, g %v; want a, the oldest, gone for g", c.Holds("a"), c.Holds("b"), c.Holds("g"))
 	}
 }
+
+// Close abandons a load no caller is waiting for any more: the load's
+// context ends, so a GET the agent started does not outlive the cache.
+func TestCloseAbandonsLoads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, err := New(4<<20, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ended := make(chan error, 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		go c.Whole(ctx, "seg/a", func(ctx context.Context) ([]byte, Parts, error) {
+			<-ctx.Done()
+			ended <- ctx.Err()
+			return nil, Parts{}, ctx.Err()
+		})
+		synctest.Wait()
+		cancel() // the only caller gives up: the load goes on, detached
+		synctest.Wait()
+		select {
+		case err := <-ended:
+			t.Fatalf("the load ended (%v) when its caller gave up", err)
+		default:
+		}
+		c.Close()
+		if err := <-ended; !errors.Is(err, context.Canceled) {
+			t.Errorf("load ended with %v, want context.Canceled", err)
+		}
+	})
+}

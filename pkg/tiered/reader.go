@@ -27,6 +27,10 @@ type Reader struct {
 	// would leave workers waiting on one another's GET.
 	aheadMu sync.Mutex
 	queued  map[string]bool
+	closed  bool // by Close: ReadAhead queues nothing
+	// stop ends the read-ahead workers, which workers tracks (Close).
+	stop    context.CancelFunc
+	workers sync.WaitGroup
 	// reads counts the bucket reads made for chunks missing from the
 	// cache, by kind: "range" (a ranged GET of one chunk) or "whole" (a
 	// GET of a whole ingestion segment). Unlike the store's own request
@@ -74,20 +78,33 @@ func (r *Reader) ReadWholeSegments(ahead int) *Reader {
 	r.aheadMost = max(ahead, 1)
 	r.ahead = make(chan string, readAheadGets*r.aheadMost)
 	r.queued = map[string]bool{}
+	ctx, stop := context.WithCancel(context.Background())
+	r.stop = stop
 	for range readAheadGets {
-		go func() {
-			for key := range r.ahead {
-				// Room for every worker's object: they load at once.
-				if !r.cache.Holds(key) && r.cache.RoomAhead(readAheadGets) {
-					r.cache.Whole(context.Background(), key, r.loadWhole(key)) // an error: the fetch reads it again
-				}
-				r.aheadMu.Lock()
-				delete(r.queued, key)
-				r.aheadMu.Unlock()
-			}
-		}()
+		r.workers.Go(func() { r.readAhead(ctx) })
 	}
 	return r
+}
+
+// readAhead is one read-ahead worker: it reads the queued segments whole
+// until ctx ends.
+func (r *Reader) readAhead(ctx context.Context) {
+	for {
+		var key string
+		select {
+		case <-ctx.Done():
+			return
+		case key = <-r.ahead:
+		}
+		// Room for every worker's object: they load at once. A GET started
+		// just as Close is called would outlive it.
+		if ctx.Err() == nil && !r.cache.Holds(key) && r.cache.RoomAhead(readAheadGets) {
+			r.cache.Whole(ctx, key, r.loadWhole(key)) // an error: the fetch reads it again
+		}
+		r.aheadMu.Lock()
+		delete(r.queued, key)
+		r.aheadMu.Unlock()
+	}
 }
 
 // ReadAhead queues the first segments of keys (sorted, oldest first, the
@@ -102,6 +119,9 @@ func (r *Reader) ReadAhead(keys []string) {
 	}
 	r.aheadMu.Lock()
 	defer r.aheadMu.Unlock()
+	if r.closed {
+		return
+	}
 	for i, k := range keys {
 		if i == r.aheadMost {
 			return
@@ -360,4 +380,19 @@ func Before(b []byte, end int64) ([]byte, int64) {
 		next = h.NextOffset()
 	}
 	return b[:pos:pos], next
+}
+
+// Close stops the background read-ahead started by ReadWholeSegments and
+// waits for its workers: those waiting on a GET give it up (the cache's
+// own Close abandons the GET itself), the segments still queued are
+// dropped, and ReadAhead queues nothing afterwards. Safe to call twice.
+func (r *Reader) Close() {
+	if r.ahead == nil {
+		return
+	}
+	r.aheadMu.Lock()
+	r.closed = true
+	r.aheadMu.Unlock()
+	r.stop()
+	r.workers.Wait()
 }

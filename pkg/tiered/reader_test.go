@@ -389,6 +389,7 @@ func TestReaderWholeSegments(t *testing.T) {
 	}
 
 	rd := NewReader(f, newCache(t)).ReadWholeSegments(2)
+	t.Cleanup(rd.Close)
 	for _, c := range []meta.Chunk{a, c1, c2} {
 		got, err := rd.Chunk(context.Background(), c)
 		if err != nil {
@@ -479,6 +480,7 @@ func TestReaderReadAhead(t *testing.T) {
 	plain, _ := storedChunk(t, mem, "other/x", 0, 1)
 	c := newCache(t)
 	rd := NewReader(f, c).ReadWholeSegments(4)
+	t.Cleanup(rd.Close)
 	rd.ReadAhead([]string{a.Object, b.Object, plain.Object})
 	deadline := time.Now().Add(10 * time.Second)
 	for !c.Holds(a.Object) || !c.Holds(b.Object) {
@@ -512,6 +514,7 @@ func TestReaderReadAheadQueuesOnce(t *testing.T) {
 	b, _ := storedChunk(t, mem, "seg/b", 0, 2)
 	c := newCache(t)
 	rd := NewReader(f, c).ReadWholeSegments(4)
+	t.Cleanup(rd.Close)
 	f.SetDelay(objstore.OpGet, 5*time.Second)
 	for range readAheadGets {
 		rd.ReadAhead([]string{a.Object})
@@ -527,6 +530,36 @@ func TestReaderReadAheadQueuesOnce(t *testing.T) {
 	if c.Holds(a.Object) {
 		t.Error("the second segment waited for the first: the first was queued more than once")
 	}
+}
+
+// Close stops the read-ahead workers, abandoning the GET one is waiting
+// on, and read-ahead asked for after it starts nothing. Inside a bubble a
+// worker left behind fails the test.
+func TestReaderCloseStopsReadAhead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := objstore.NewMemory()
+		f := objstore.NewFaulty(mem)
+		a, _ := storedChunk(t, mem, "seg/a", 0, 2)
+		b, _ := storedChunk(t, mem, "seg/b", 0, 2)
+		c := newCache(t)
+		rd := NewReader(f, c).ReadWholeSegments(4)
+		f.SetDelay(objstore.OpGet, time.Hour)
+		rd.ReadAhead([]string{a.Object})
+		synctest.Wait()
+		if n := f.Calls(objstore.OpGet); n != 1 {
+			t.Fatalf("%d GETs started reading ahead one segment, want 1", n)
+		}
+		rd.Close()
+		rd.Close() // twice is harmless, as for the agent's deferred calls
+		rd.ReadAhead([]string{b.Object})
+		synctest.Wait()
+		if n := f.Calls(objstore.OpGet); n != 1 {
+			t.Errorf("%d GETs after Close, want still 1", n)
+		}
+		if c.Holds(a.Object) {
+			t.Error("the abandoned GET's segment is in the cache")
+		}
+	})
 }
 
 // Read-ahead does not push out segments not yet read through: with the
@@ -546,6 +579,7 @@ func TestReaderReadAheadKeepsUnread(t *testing.T) {
 		}
 	}
 	rd := NewReader(f, c).ReadWholeSegments(4)
+	t.Cleanup(rd.Close)
 	rd.ReadAhead([]string{a.Object})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -603,6 +637,7 @@ func TestReaderLoadReadsSegmentsAtOnce(t *testing.T) {
 	store := &meetingStore{Store: mem, n: 2, met: make(chan struct{})}
 	c := newCache(t)
 	rd := NewReader(store, c).ReadWholeSegments(4)
+	t.Cleanup(rd.Close)
 	if _, err := c.Whole(context.Background(), held.Object, func(ctx context.Context) ([]byte, cache.Parts, error) {
 		b, err := mem.Get(ctx, held.Object)
 		return b, cache.Parts{}, err
@@ -649,6 +684,7 @@ func TestReaderLoadCancelledAndFailed(t *testing.T) {
 	a, _ := storedChunk(t, mem, "seg/a", 0, 2)
 	b, _ := storedChunk(t, mem, "seg/b", 0, 2)
 	rd := NewReader(f, newCache(t)).ReadWholeSegments(4)
+	t.Cleanup(rd.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	rd.Load(ctx, []string{a.Object, b.Object})
@@ -677,6 +713,7 @@ func TestReaderLoadCountsHitsOnce(t *testing.T) {
 	}
 	t.Cleanup(c.Close)
 	rd := NewReader(mem, c).ReadWholeSegments(4)
+	t.Cleanup(rd.Close)
 	pins := rd.Load(context.Background(), []string{seg})
 	for _, ch := range chunks {
 		if _, err := rd.ChunkPinned(context.Background(), ch, pins); err != nil {
@@ -716,6 +753,7 @@ func TestReaderSegmentReadThroughByTopic(t *testing.T) {
 		t.Fatalf("segments %v, want one holding both topics", keys)
 	}
 	rd := r.coldReader().ReadWholeSegments(2)
+	t.Cleanup(rd.Close)
 	for _, p := range []int32{0, 1} {
 		r.readPartition(rd, a, p)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bargehq/barge/internal/harness"
 	"github.com/bargehq/barge/pkg/meta"
+	"github.com/bargehq/barge/pkg/tiered"
 )
 
 // viewBucketState opens the bucket's metadata log read-only and calls fn
@@ -129,5 +130,77 @@ func TestFileCompaction(t *testing.T) {
 		if after[k] != v {
 			t.Fatalf("record %s: %q after compaction, %q before", k, after[k], v)
 		}
+	}
+}
+
+// TestCompactedChunkReadByWindows: a partition's log compacted into one
+// chunk of megabytes is read back, by a consumer asking for a little of it
+// per fetch, with every record at its offset, in a handful of ranged GETs:
+// a window of the chunk per GET, not the whole chunk per fetch.
+func TestCompactedChunkReadByWindows(t *testing.T) {
+	const records, size = 6000, 1000
+	b := harness.MinIOBackend(t)
+	a := startAgent(t, b, 5*time.Millisecond, "--compaction-interval=0")
+	createTopic(t, a.Addr, "long", 1, nil)
+	cl := client(t, a.Addr, kgo.ProducerBatchCompression(kgo.NoCompression()))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	value := func(i int) []byte { return fmt.Appendf(nil, "%06d-%0*d", i, size-7, i) }
+	for i := 0; i < records; i += 100 {
+		var recs []*kgo.Record
+		for j := i; j < i+100; j++ {
+			recs = append(recs, &kgo.Record{Topic: "long", Value: value(j)})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A 16 MiB cache gives ranges 4 MiB, less than the chunk: as with a
+	// consumer catching up on many partitions compacted into chunks of
+	// jobs.DefaultCompactionTarget, more than the share for ranges holds.
+	a = startAgent(t, b, 5*time.Millisecond, "--compaction-interval=300ms", "--retention-check-interval=200ms", "--collect-grace=100ms",
+		"--cache-bytes=16777216")
+	var long meta.Chunk
+	harness.Eventually(t, 2*time.Minute, func() bool {
+		chunks := 0
+		viewBucketState(t, b, func(st *meta.State) {
+			p := st.Topic("long").Partitions[0]
+			if chunks = len(p.Chunks); chunks == 1 {
+				long = p.Chunks[0]
+			}
+		})
+		return chunks == 1 && len(b.List(t, "seg/")) == 0
+	}, "the partition's chunks not compacted into one")
+	windows := int(long.Len/tiered.RangeWindow) + 1
+	if windows < 5 {
+		t.Fatalf("compacted chunk of %d bytes; the test wants one of several windows", long.Len)
+	}
+
+	before := scrape(t, a.HTTPAddr)[rangeReads]
+	cons := client(t, a.Addr, kgo.ConsumeTopics("long"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxPartitionBytes(100<<10))
+	fetches := 0
+	for next := 0; next < records; {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %d of %d records: %v", next, records, err)
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+		fetches++
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset != int64(next) || string(r.Value) != string(value(next)) {
+				t.Fatalf("record at offset %d (%.12q...), want offset %d (%.12q...)", r.Offset, r.Value, next, value(next))
+			}
+			next++
+		})
+	}
+	reads := scrape(t, a.HTTPAddr)[rangeReads] - before
+	t.Logf("%d records of a %d-byte chunk in %d polls, %v ranged GETs", records, long.Len, fetches, reads)
+	if reads > float64(2*windows) {
+		t.Errorf("%v ranged GETs to read a chunk of %d windows; want at most %d", reads, windows, 2*windows)
 	}
 }

@@ -348,8 +348,11 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*fetchA
 		var out [][]byte // the records, a slice of a cached chunk each
 		size := 0
 		offset := pl.offset
-		for _, c := range pl.chunks {
-			data, err := s.reader.ChunkPinned(ctx, c, pins)
+		for i := 0; i < len(pl.chunks); {
+			// A long compacted chunk comes a window at a time (ChunkAt):
+			// end is where this piece of c ends, c.NextOffset at its last.
+			c := pl.chunks[i]
+			data, end, err := s.reader.ChunkAt(ctx, c, offset, pins)
 			if err != nil {
 				if out == nil {
 					pl.p.ErrorCode = kerr.KafkaStorageError.Code
@@ -370,7 +373,10 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*fetchA
 					// Key compaction dropped every batch from offset to the
 					// chunk's end: go on with the next chunk, as Kafka reads
 					// on into the next segment.
-					offset = max(offset, c.NextOffset)
+					offset = max(offset, end)
+					if end == c.NextOffset {
+						i++
+					}
 					continue
 				}
 				break
@@ -392,8 +398,11 @@ func (s *Server) fetchOnce(ctx context.Context, req *kmsg.FetchRequest) (*fetchA
 			}
 			out, size = append(out, got), size+len(got)
 			offset = next
-			if next < c.NextOffset {
+			if next < end {
 				break // the limit cut this chunk short
+			}
+			if end == c.NextOffset {
+				i++
 			}
 		}
 		answer.setRecords(pl.p, out)

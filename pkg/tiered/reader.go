@@ -38,6 +38,7 @@ type Reader struct {
 	// zero is visible as a zero.
 	reads                  *prometheus.CounterVec
 	rangeReads, wholeReads prometheus.Counter // its two series, resolved once
+	marks                  windowMarks        // where windows of long chunks end (ChunkAt)
 }
 
 // NewReader returns a Reader over store and c that reads each missing
@@ -311,21 +312,28 @@ func checkOffsets(b []byte, base, next int64) error {
 // patchOffsets writes each batch's base offset and leader epoch, starting
 // at base, and checks that the batches end exactly at next.
 func patchOffsets(b []byte, base, next int64) error {
+	off, err := patchFrom(b, base)
+	if err == nil && off != next {
+		return fmt.Errorf("%w: chunk ends at offset %d, index says %d", ErrCorruptSegment, off, next)
+	}
+	return err
+}
+
+// patchFrom writes each batch's base offset and leader epoch, starting at
+// base, and returns the offset after the last.
+func patchFrom(b []byte, base int64) (int64, error) {
 	off := base
 	for len(b) > 0 {
 		h, err := batch.ParseHeader(b)
 		if err != nil || h.Size() < batch.HeaderSize || h.Size() > len(b) {
-			return fmt.Errorf("%w: batch at offset %d", ErrCorruptSegment, off)
+			return off, fmt.Errorf("%w: batch at offset %d", ErrCorruptSegment, off)
 		}
 		batch.SetBaseOffset(b, off)
 		batch.SetPartitionLeaderEpoch(b, 0)
 		off += int64(h.LastOffsetDelta) + 1
 		b = b[h.Size():]
 	}
-	if off != next {
-		return fmt.Errorf("%w: chunk ends at offset %d, index says %d", ErrCorruptSegment, off, next)
-	}
-	return nil
+	return off, nil
 }
 
 // FromOffset returns the whole batches of a patched chunk starting with the
